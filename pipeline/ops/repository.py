@@ -1,0 +1,269 @@
+"""The ops ledger: writes and queries over `ops.file_ingestions`, `ops.runs` and `ops.gold_builds`.
+
+Every function takes an open DuckDB connection, so the caller decides how long it lives (short, never during
+network I/O) and whether it is read-only. Set-based SQL throughout: the ledger grows to millions of rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from pipeline.bronze.envelope import BronzeEnvelope
+from pipeline.keymap.model import DatasetIdentity, DatasetWatermark
+
+IDENTITY_COLUMNS = ("domain", "source", "dataset", "discriminator", "ticker")
+
+BRONZE_COLUMNS = (
+    "run_id", "file_id", "domain", "source", "dataset", "discriminator", "ticker", "bronze_path", "request_path",
+    "page", "window_from", "window_to", "status_code", "error_class", "error_message", "bronze_rows", "bytes",
+    "body_sha256", "coverage_from", "coverage_to", "fetched_at", "elapsed_ms", "can_promote", "silver_table",
+)
+
+
+def file_record(envelope: BronzeEnvelope, bronze_path: str, silver_table: str | None) -> dict:
+    """The ledger row of one Bronze file (Bronze columns only)."""
+    ident = envelope.identity
+    return {
+        "run_id": envelope.run_id,
+        "file_id": envelope.file_id,
+        "domain": ident.domain,
+        "source": ident.source,
+        "dataset": ident.dataset,
+        "discriminator": ident.discriminator,
+        "ticker": ident.ticker,
+        "bronze_path": bronze_path,
+        "request_path": envelope.request.path,
+        "page": envelope.request.page,
+        "window_from": envelope.request.window_from,
+        "window_to": envelope.request.window_to,
+        "status_code": envelope.status_code,
+        "error_class": envelope.error_class,
+        "error_message": envelope.error_message,
+        "bronze_rows": envelope.row_count,
+        "bytes": envelope.bytes,
+        "body_sha256": envelope.body_sha256,
+        "coverage_from": envelope.coverage_from,
+        "coverage_to": envelope.coverage_to,
+        "fetched_at": envelope.fetched_at.astimezone(dt.UTC).replace(tzinfo=None),
+        "elapsed_ms": envelope.elapsed_ms,
+        "can_promote": envelope.can_promote,
+        "silver_table": silver_table,
+    }
+
+
+_FRAME_TYPES = {
+    "page": "Int64", "status_code": "Int64", "bronze_rows": "Int64", "bytes": "Int64", "elapsed_ms": "float64",
+    "can_promote": "bool",
+}
+
+
+def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[dict]) -> int:
+    """Upsert ledger rows keyed by (run_id, file_id): a rerun updates, never duplicates. Returns rows written."""
+    if not records:
+        return 0
+    frame = pd.DataFrame.from_records(list(records), columns=list(BRONZE_COLUMNS))
+    for col, dtype in _FRAME_TYPES.items():
+        frame[col] = frame[col].astype(dtype)
+    for col in ("window_from", "window_to", "coverage_from", "coverage_to"):
+        frame[col] = pd.to_datetime(frame[col]).dt.date
+    conn.register("_incoming_files", frame)
+    try:
+        cols = ", ".join(BRONZE_COLUMNS)
+        casts = ", ".join(
+            f"CAST({c} AS DATE) AS {c}" if c in ("window_from", "window_to", "coverage_from", "coverage_to")
+            else f"CAST({c} AS TIMESTAMP) AS {c}" if c == "fetched_at" else c
+            for c in BRONZE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in BRONZE_COLUMNS if c not in ("run_id", "file_id"))
+        conn.execute(f"""
+            INSERT INTO ops.file_ingestions ({cols})
+            SELECT {casts} FROM _incoming_files
+            ON CONFLICT (run_id, file_id) DO UPDATE SET {updates}
+        """)
+    finally:
+        conn.unregister("_incoming_files")
+    return len(records)
+
+
+def registered_file_ids(conn: duckdb.DuckDBPyConnection, file_ids: Iterable[str]) -> set[str]:
+    ids = list(file_ids)
+    if not ids:
+        return set()
+    rows = conn.execute("SELECT file_id FROM ops.file_ingestions WHERE file_id IN (SELECT unnest(?))", [ids]).fetchall()
+    return {r[0] for r in rows}
+
+
+@dataclass(frozen=True)
+class Coverage:
+    identity: DatasetIdentity
+    coverage_from: dt.date | None
+    coverage_to: dt.date | None
+    last_fetched_at: dt.datetime | None
+    files: int
+
+
+def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIdentity | None = None,
+                           *, ticker_wildcard: bool = False) -> dict[DatasetIdentity, Coverage]:
+    """Good coverage per identity: only successful, promotable files count (an error never moves a watermark).
+
+    With `identity`, restrict to it (its ticker too, unless `ticker_wildcard`, which returns every ticker).
+    """
+    where = ["error_class IS NULL", "can_promote"]
+    params: list = []
+    if identity is not None:
+        for col in ("domain", "source", "dataset", "discriminator") + (() if ticker_wildcard else ("ticker",)):
+            where.append(f"{col} = ?")
+            params.append(getattr(identity, col) or "")
+    rows = conn.execute(f"""
+        SELECT domain, source, dataset, discriminator, ticker,
+               min(coverage_from), max(coverage_to), max(fetched_at), count(*)
+        FROM ops.file_ingestions
+        WHERE {' AND '.join(where)}
+        GROUP BY ALL
+    """, params).fetchall()
+    return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8]) for r in rows}
+
+
+def latest_silver_coverage(conn: duckdb.DuckDBPyConnection, tables: Sequence[str] | None = None) -> dict[DatasetIdentity, Coverage]:
+    """Coverage that reached Silver, per identity (optionally only identities feeding `tables`)."""
+    where = "silver_status = 'promoted'"
+    params: list = []
+    if tables:
+        where += " AND silver_table IN (SELECT unnest(?))"
+        params.append(list(tables))
+    rows = conn.execute(f"""
+        SELECT domain, source, dataset, discriminator, ticker,
+               min(coalesce(silver_coverage_from, coverage_from)), max(coalesce(silver_coverage_to, coverage_to)),
+               max(fetched_at), count(*)
+        FROM ops.file_ingestions
+        WHERE {where}
+        GROUP BY ALL
+    """, params).fetchall()
+    return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8]) for r in rows}
+
+
+def input_watermarks(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> list[str]:
+    """Canonical DatasetWatermark strings of everything promoted into `tables`, sorted.
+
+    Gold builds record these; the gold sensor compares them. The last promotion (highest ingestion id)
+    is part of the string for snapshot datasets via coverage_to = fetch date, so a new snapshot moves it.
+    """
+    rows = conn.execute("""
+        SELECT domain, source, dataset, discriminator, ticker,
+               min(coalesce(silver_coverage_from, coverage_from, CAST(fetched_at AS DATE))),
+               max(coalesce(silver_coverage_to, coverage_to, CAST(fetched_at AS DATE)))
+        FROM ops.file_ingestions
+        WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
+        GROUP BY ALL
+        ORDER BY ALL
+    """, [list(tables)]).fetchall()
+    return [str(DatasetWatermark(DatasetIdentity(*r[:5]), r[5], r[6])) for r in rows]
+
+
+@dataclass(frozen=True)
+class PromotableFile:
+    ingestion_id: int
+    run_id: str
+    file_id: str
+    silver_table: str
+    ticker: str
+    bronze_path: str
+    fetched_at: dt.datetime
+
+
+def promotable_files(conn: duckdb.DuckDBPyConnection, *, tables: Sequence[str] | None = None,
+                     tickers: Sequence[str] | None = None, after_ingestion_id: int = 0) -> list[PromotableFile]:
+    """Files that can promote and have not been promoted yet (failed promotions are retried)."""
+    where = ["can_promote", "silver_table IS NOT NULL", "coalesce(silver_status, '') <> 'promoted'", "ingestion_id > ?"]
+    params: list = [after_ingestion_id]
+    if tables is not None:
+        where.append("silver_table IN (SELECT unnest(?))")
+        params.append(list(tables))
+    if tickers is not None:
+        where.append("ticker IN (SELECT unnest(?))")
+        params.append(list(tickers))
+    rows = conn.execute(f"""
+        SELECT ingestion_id, run_id, file_id, silver_table, ticker, bronze_path, fetched_at
+        FROM ops.file_ingestions
+        WHERE {' AND '.join(where)}
+        ORDER BY ingestion_id
+    """, params).fetchall()
+    return [PromotableFile(*r) for r in rows]
+
+
+# ---- runs -----------------------------------------------------------------------------------------------
+
+def record_run(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, source_mode: str | None,
+               status: str, requests: int = 0, skipped: int = 0, files: int = 0, rows: int = 0, errors: int = 0,
+               message: str | None = None, finished: bool = False) -> None:
+    """Create or update a run record; counts add up across the steps of one run."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    conn.execute("""
+        INSERT INTO ops.runs (run_id, job, source_mode, started_at, finished_at, status, requests, skipped, files, rows, errors, message)
+        VALUES ($run_id, $job, $mode, $now, CASE WHEN $finished THEN $now END, $status, $requests, $skipped, $files, $rows, $errors, $message)
+        ON CONFLICT (run_id) DO UPDATE SET
+            job = coalesce(excluded.job, ops.runs.job),
+            source_mode = coalesce(excluded.source_mode, ops.runs.source_mode),
+            finished_at = CASE WHEN $finished THEN $now ELSE ops.runs.finished_at END,
+            status = CASE WHEN ops.runs.status = 'failed' THEN 'failed'
+                          WHEN ops.runs.status = 'partial' AND excluded.status = 'success' THEN 'partial'
+                          ELSE excluded.status END,
+            requests = ops.runs.requests + excluded.requests,
+            skipped = ops.runs.skipped + excluded.skipped,
+            files = ops.runs.files + excluded.files,
+            rows = ops.runs.rows + excluded.rows,
+            errors = ops.runs.errors + excluded.errors,
+            message = coalesce(excluded.message, ops.runs.message)
+    """, {"run_id": run_id, "job": job, "mode": source_mode, "now": now, "finished": finished, "status": status,
+          "requests": requests, "skipped": skipped, "files": files, "rows": rows, "errors": errors, "message": message})
+
+
+RUN_OVERVIEW_SQL = """
+    WITH files AS (
+        SELECT run_id,
+               count(*)                                   AS files,
+               sum(bronze_rows)                           AS bronze_rows,
+               count(*) FILTER (WHERE error_class IS NOT NULL) AS file_errors,
+               count(*) FILTER (WHERE silver_status = 'promoted') AS promoted,
+               min(fetched_at) AS first_fetch, max(fetched_at) AS last_fetch
+        FROM ops.file_ingestions
+        WHERE run_id IN (SELECT run_id FROM ops.runs ORDER BY started_at DESC LIMIT $limit)
+        GROUP BY run_id
+    )
+    SELECT r.run_id, r.job, r.source_mode, r.status, r.started_at, r.finished_at, r.requests, r.skipped,
+           coalesce(f.files, 0) AS files, coalesce(f.bronze_rows, 0) AS bronze_rows,
+           coalesce(f.file_errors, 0) + 0 AS file_errors, r.errors, coalesce(f.promoted, 0) AS promoted, r.message
+    FROM ops.runs r LEFT JOIN files f USING (run_id)
+    ORDER BY r.started_at DESC
+    LIMIT $limit
+"""
+
+
+def run_overviews(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
+    """Recent runs, newest first, with file counts from the ledger (only the shown runs are aggregated)."""
+    cur = conn.execute(RUN_OVERVIEW_SQL, {"limit": limit})
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def get_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
+    cur = conn.execute("SELECT * FROM ops.runs WHERE run_id = ?", [run_id])
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row))
+
+
+def file_ingestions_for_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
+    cur = conn.execute("""
+        SELECT ingestion_id, file_id, domain, dataset, discriminator, ticker, status_code, error_class, bronze_rows,
+               coverage_from, coverage_to, can_promote, silver_table, silver_status, silver_inserted, silver_updated,
+               silver_unchanged, silver_rejected, bronze_path
+        FROM ops.file_ingestions WHERE run_id = ? OR silver_run_id = ? ORDER BY ingestion_id
+    """, [run_id, run_id])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]

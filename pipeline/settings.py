@@ -1,0 +1,192 @@
+"""The environment contract (DESIGN section 4), read once and validated.
+
+Every knob the pipeline reads from the environment lives here, so a wrong value fails at definitions
+load with a message that names the variable and the values it accepts, instead of deep inside a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parent
+MARKET_TZ = ZoneInfo("America/New_York")
+
+PLANS = ("basic", "starter", "premium", "ultimate")
+DEFAULT_BASE_URL = "https://financialmodelingprep.com/stable"
+
+# Tickers travel into file paths, URLs and Dagster partition keys: keep them to a safe alphabet.
+TICKER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-^=]{0,19}$")
+
+
+class SettingsError(ValueError):
+    """A pipeline environment variable holds a value the pipeline cannot use."""
+
+
+@dataclass(frozen=True)
+class UniverseSettings:
+    """Filters applied to the Silver stock list / screener when PIPELINE_TICKERS does not pin the universe."""
+
+    exchanges: tuple[str, ...] = ("NASDAQ", "NYSE")
+    include_etfs: bool = False
+    actively_trading_only: bool = True
+    min_market_cap: float = 0.0
+    max_tickers: int = 500
+
+
+@dataclass(frozen=True)
+class Settings:
+    fmp_api_key: str | None = field(default=None, repr=False)
+    fmp_base_url: str = DEFAULT_BASE_URL
+    fmp_plan: str | None = None
+    calls_per_minute: int = 300
+    max_concurrency: int = 8
+    data_dir: Path = Path("data")
+    keymap_path: Path = PROJECT_ROOT / "dataset_keymap.yaml"
+    as_of: dt.date | None = None
+    tickers: tuple[str, ...] | None = None
+    env: str = "PROD"
+    universe: UniverseSettings = UniverseSettings()
+
+    @property
+    def uses_sample_source(self) -> bool:
+        """True when no API key is set: requests go to the bundled sample source, never the network."""
+        return not self.fmp_api_key
+
+    @property
+    def bronze_dir(self) -> Path:
+        return self.data_dir / "bronze"
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.data_dir / "warehouse.duckdb"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def today(self) -> dt.date:
+        """The date request planning treats as today: PIPELINE_AS_OF, else today in New York."""
+        return self.as_of or dt.datetime.now(MARKET_TZ).date()
+
+    def __repr__(self) -> str:  # never print the key, even by accident
+        key = "set" if self.fmp_api_key else "unset"
+        return (f"Settings(fmp_api_key=<{key}>, fmp_base_url={self.fmp_base_url!r}, fmp_plan={self.fmp_plan!r}, "
+                f"calls_per_minute={self.calls_per_minute}, max_concurrency={self.max_concurrency}, "
+                f"data_dir={str(self.data_dir)!r}, as_of={self.as_of}, tickers={self.tickers})")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer; use a whole number >= {minimum}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} is too small; use a whole number >= {minimum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean; use one of true, false, 1, 0, yes, no")
+
+
+def parse_tickers(raw: str, source: str = "PIPELINE_TICKERS") -> tuple[str, ...]:
+    """Split a comma-separated ticker list, keeping FMP's spelling and rejecting unsafe symbols."""
+    tickers: list[str] = []
+    for part in raw.split(","):
+        ticker = part.strip()
+        if not ticker:
+            continue
+        if not TICKER_PATTERN.match(ticker):
+            raise SettingsError(
+                f"{source}: ticker {ticker!r} is not allowed; tickers are 1-20 characters of letters, digits, "
+                "'.', '-', '^' or '=' and start with a letter or digit")
+        if ticker not in tickers:
+            tickers.append(ticker)
+    if not tickers:
+        raise SettingsError(f"{source}={raw!r} names no ticker; give a comma-separated list such as AAPL,MSFT")
+    return tuple(tickers)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the environment contract. Raises SettingsError naming the culprit variable."""
+    env = os.environ if env is None else env
+
+    plan = env.get("FMP_PLAN", "").strip().lower() or None
+    if plan is not None and plan not in PLANS:
+        raise SettingsError(f"FMP_PLAN={plan!r} is not a plan; use one of {', '.join(PLANS)} (or leave it unset)")
+
+    base_url = env.get("FMP_BASE_URL", "").strip() or DEFAULT_BASE_URL
+    if not re.match(r"^https?://[^\s/]+", base_url):
+        raise SettingsError(f"FMP_BASE_URL={base_url!r} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}")
+
+    as_of = None
+    raw_as_of = env.get("PIPELINE_AS_OF", "").strip()
+    if raw_as_of:
+        try:
+            as_of = dt.date.fromisoformat(raw_as_of)
+        except ValueError:
+            raise SettingsError(f"PIPELINE_AS_OF={raw_as_of!r} is not a date; use YYYY-MM-DD") from None
+
+    raw_tickers = env.get("PIPELINE_TICKERS", "").strip()
+    tickers = parse_tickers(raw_tickers) if raw_tickers else None
+
+    data_dir = Path(env.get("PIPELINE_DATA_DIR", "").strip() or "data").expanduser().resolve()
+    keymap_raw = env.get("PIPELINE_KEYMAP", "").strip()
+    keymap_path = Path(keymap_raw).expanduser().resolve() if keymap_raw else PROJECT_ROOT / "dataset_keymap.yaml"
+    if not keymap_path.is_file():
+        raise SettingsError(f"PIPELINE_KEYMAP={str(keymap_path)!r} does not exist; point it at a dataset keymap YAML file")
+
+    exchanges_raw = env.get("PIPELINE_UNIVERSE_EXCHANGES", "").strip()
+    exchanges = tuple(e.strip().upper() for e in exchanges_raw.split(",") if e.strip()) if exchanges_raw else ("NASDAQ", "NYSE")
+    min_cap_raw = env.get("PIPELINE_UNIVERSE_MIN_MARKET_CAP", "").strip()
+    try:
+        min_cap = float(min_cap_raw) if min_cap_raw else 0.0
+    except ValueError:
+        raise SettingsError(f"PIPELINE_UNIVERSE_MIN_MARKET_CAP={min_cap_raw!r} is not a number") from None
+    universe = UniverseSettings(
+        exchanges=exchanges,
+        include_etfs=_bool(env, "PIPELINE_UNIVERSE_INCLUDE_ETFS", False),
+        actively_trading_only=_bool(env, "PIPELINE_UNIVERSE_ACTIVELY_TRADING", True),
+        min_market_cap=min_cap,
+        max_tickers=_int(env, "PIPELINE_UNIVERSE_MAX_TICKERS", 500, 1),
+    )
+
+    environment = env.get("ENV", "").strip().upper() or "PROD"
+
+    return Settings(
+        fmp_api_key=env.get("FMP_API_KEY", "").strip() or None,
+        fmp_base_url=base_url.rstrip("/"),
+        fmp_plan=plan,
+        calls_per_minute=_int(env, "FMP_CALLS_PER_MINUTE", 300, 1),
+        max_concurrency=_int(env, "FMP_MAX_CONCURRENCY", 8, 1),
+        data_dir=data_dir,
+        keymap_path=keymap_path,
+        as_of=as_of,
+        tickers=tickers,
+        env=environment,
+        universe=universe,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once. Tests that change the environment call `get_settings.cache_clear()`."""
+    return load_settings()
