@@ -20,6 +20,7 @@ CREATE TABLE ops.file_ingestions (
     bronze_path         VARCHAR   NOT NULL,          -- relative to the Bronze root, '/' separated
     request_path        VARCHAR,
     page                INTEGER,
+    as_of               DATE,                        -- the planning date (PIPELINE_AS_OF or today, New York) of the fetch
     window_from         DATE,
     window_to           DATE,
     status_code         INTEGER,

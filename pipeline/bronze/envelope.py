@@ -32,6 +32,7 @@ class RequestInfo:
     url: str                      # without the API key
     params: dict[str, str]        # without the API key
     page: int | None = None
+    as_of: dt.date | None = None  # the planning date the request was made for
     window_from: dt.date | None = None
     window_to: dt.date | None = None
 
@@ -76,6 +77,7 @@ class BronzeEnvelope:
                 "url": self.request.url,
                 "params": self.request.params,
                 "page": self.request.page,
+                "as_of": _iso(self.request.as_of),
                 "window_from": _iso(self.request.window_from),
                 "window_to": _iso(self.request.window_to),
             },
@@ -111,7 +113,7 @@ class BronzeEnvelope:
             identity=DatasetIdentity(doc["domain"], doc["source"], doc["dataset"], doc.get("discriminator") or "",
                                      doc.get("ticker") or ""),
             request=RequestInfo(req["path"], req["url"], dict(req.get("params") or {}), req.get("page"),
-                                _date(req.get("window_from")), _date(req.get("window_to"))),
+                                _date(req.get("as_of")), _date(req.get("window_from")), _date(req.get("window_to"))),
             fetched_at=dt.datetime.fromisoformat(doc["fetched_at"].replace("Z", "+00:00")),
             elapsed_ms=float(doc.get("elapsed_ms") or 0.0),
             attempts=int(doc.get("attempts") or 1),

@@ -20,7 +20,7 @@ IDENTITY_COLUMNS = ("domain", "source", "dataset", "discriminator", "ticker")
 
 BRONZE_COLUMNS = (
     "run_id", "file_id", "domain", "source", "dataset", "discriminator", "ticker", "bronze_path", "request_path",
-    "page", "window_from", "window_to", "status_code", "error_class", "error_message", "bronze_rows", "bytes",
+    "page", "as_of", "window_from", "window_to", "status_code", "error_class", "error_message", "bronze_rows", "bytes",
     "body_sha256", "coverage_from", "coverage_to", "fetched_at", "elapsed_ms", "can_promote", "silver_table",
 )
 
@@ -39,6 +39,7 @@ def file_record(envelope: BronzeEnvelope, bronze_path: str, silver_table: str | 
         "bronze_path": bronze_path,
         "request_path": envelope.request.path,
         "page": envelope.request.page,
+        "as_of": envelope.request.as_of,
         "window_from": envelope.request.window_from,
         "window_to": envelope.request.window_to,
         "status_code": envelope.status_code,
@@ -69,13 +70,13 @@ def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[dict]) -> 
     frame = pd.DataFrame.from_records(list(records), columns=list(BRONZE_COLUMNS))
     for col, dtype in _FRAME_TYPES.items():
         frame[col] = frame[col].astype(dtype)
-    for col in ("window_from", "window_to", "coverage_from", "coverage_to"):
+    for col in ("as_of", "window_from", "window_to", "coverage_from", "coverage_to"):
         frame[col] = pd.to_datetime(frame[col]).dt.date
     conn.register("_incoming_files", frame)
     try:
         cols = ", ".join(BRONZE_COLUMNS)
         casts = ", ".join(
-            f"CAST({c} AS DATE) AS {c}" if c in ("window_from", "window_to", "coverage_from", "coverage_to")
+            f"CAST({c} AS DATE) AS {c}" if c in ("as_of", "window_from", "window_to", "coverage_from", "coverage_to")
             else f"CAST({c} AS TIMESTAMP) AS {c}" if c == "fetched_at" else c
             for c in BRONZE_COLUMNS)
         updates = ", ".join(f"{c} = excluded.{c}" for c in BRONZE_COLUMNS if c not in ("run_id", "file_id"))
@@ -104,6 +105,7 @@ class Coverage:
     coverage_to: dt.date | None
     last_fetched_at: dt.datetime | None
     files: int
+    last_as_of: dt.date | None = None   # planning date of the newest good fetch: cadence compares with this
 
 
 def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIdentity | None = None,
@@ -120,12 +122,12 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
             params.append(getattr(identity, col) or "")
     rows = conn.execute(f"""
         SELECT domain, source, dataset, discriminator, ticker,
-               min(coverage_from), max(coverage_to), max(fetched_at), count(*)
+               min(coverage_from), max(coverage_to), max(fetched_at), count(*), max(as_of)
         FROM ops.file_ingestions
         WHERE {' AND '.join(where)}
         GROUP BY ALL
     """, params).fetchall()
-    return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8]) for r in rows}
+    return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8], r[9]) for r in rows}
 
 
 def latest_silver_coverage(conn: duckdb.DuckDBPyConnection, tables: Sequence[str] | None = None) -> dict[DatasetIdentity, Coverage]:
