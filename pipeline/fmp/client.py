@@ -240,6 +240,8 @@ class FmpClient:
             from pipeline.fmp.sample_source import SAMPLE_TICKERS, sample_transport
 
             kwargs["transport"] = sample_transport(settings.today(), settings.tickers or SAMPLE_TICKERS)
+            # The sample source is local: FMP's per-minute budget does not apply to it.
+            kwargs["limiter"] = RateLimiter(1_000_000)
             base_url = SAMPLE_BASE_URL
             log.info("FMP_API_KEY is unset: fetching from the bundled sample source, not the network")
         else:

@@ -1,0 +1,362 @@
+"""Dagster assets built from the keymap. Thin wiring: the work happens in pipeline.bronze/silver/gold.
+
+Bronze: one asset per keymap entry (`bronze/<domain>/<dataset>[__<disc>]`), grouped in two multi-assets (per
+ticker, partitioned by `tickers`; global, unpartitioned) so that one step fetches many datasets and tickers
+concurrently through one client, instead of one process per asset and ticker.
+Silver: one asset per table (`silver/<table>`), likewise in two multi-assets, with the keymap-generated checks
+evaluated in the same step. Gold: one asset per table (`gold/<name>`), reading DuckDB directly.
+"""
+
+
+import json
+from collections.abc import Iterator, Sequence
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.store import BronzeStore
+from pipeline.keymap.model import Keymap, KeymapEntry
+from pipeline.partitions import tickers_partitions
+from pipeline.resources import FmpResource
+from pipeline.settings import Settings
+from pipeline.warehouse.resource import WarehouseResource
+
+FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
+DUCKDB_POOL = "duckdb_writer"   # DuckDB allows one writing process: limit 1 in dagster.yaml
+
+
+def bronze_key(entry: KeymapEntry) -> dg.AssetKey:
+    return dg.AssetKey(["bronze", entry.domain, entry.asset_name])
+
+
+def silver_key(table: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", table])
+
+
+def gold_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["gold", name])
+
+
+def entry_description(entry: KeymapEntry) -> str:
+    recipe = entry.recipe
+    cadence = f"every {recipe.min_age_days} day(s)" if recipe.min_age_days else "every run"
+    window = f", windows of at most {recipe.max_window_days} days" if recipe.max_window_days else ""
+    return (f"{entry.description}\n\nFMP `{recipe.path}` ({entry.ticker_scope}; {cadence}{window}; "
+            f"plan {recipe.min_plan}+). Docs: {entry.docs_url}\n\nSilver table: `silver.{entry.silver.table}`.")
+
+
+def partition_tickers(context: AssetExecutionContext) -> list[str] | None:
+    """The tickers of this run, or None for an unpartitioned asset (guards against the partition-tag leak)."""
+    if context.assets_def.partitions_def is None:
+        return None
+    return list(context.partition_keys)
+
+
+def _bronze_metadata(report, settings: Settings) -> dict:
+    return {
+        "source": "bundled sample source" if settings.uses_sample_source else settings.fmp_base_url,
+        "requests": report.requests,
+        "files": report.files,
+        "rows": report.rows,
+        "bytes": report.bytes,
+        "due_identities": report.due,
+        "skipped": dg.MetadataValue.json(dict(report.skipped)),
+        "skip_examples": dg.MetadataValue.json(report.skip_reasons),
+        "failed": dg.MetadataValue.json(dict(report.failed)),
+        "failure_examples": dg.MetadataValue.json(report.failures),
+        "coverage_from": str(report.coverage_from or ""),
+        "coverage_to": str(report.coverage_to or ""),
+        "dagster/row_count": report.rows,
+    }
+
+
+def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Settings, per_ticker: bool) -> dg.AssetsDefinition:
+    specs = [
+        dg.AssetSpec(
+            bronze_key(e), group_name=e.domain, description=entry_description(e), kinds={"fmp", "json"},
+            tags={"layer": "bronze", "domain": e.domain}, skippable=True,
+            metadata={"fmp_path": e.recipe.path, "docs_url": dg.MetadataValue.url(e.docs_url),
+                      "min_age_days": e.recipe.min_age_days, "ticker_scope": e.ticker_scope},
+        )
+        for e in entries
+    ]
+    by_key = {bronze_key(e): e for e in entries}
+
+    @dg.multi_asset(
+        name=name, specs=specs, can_subset=True, pool=FMP_POOL,
+        partitions_def=tickers_partitions if per_ticker else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+    )
+    def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource, fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
+        selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
+        tickers = partition_tickers(context) or []
+        if settings.uses_sample_source:
+            context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
+        with fmp.client(settings) as client:
+            report = run_bronze(
+                entries=selected, tickers=tickers, warehouse=warehouse.warehouse, store=BronzeStore(settings.bronze_dir),
+                client=client, run_id=context.run_id, today=settings.today(), fmp_plan=settings.fmp_plan,
+                source_mode="sample" if settings.uses_sample_source else "fmp",
+                max_concurrency=settings.max_concurrency, job=context.job_name, log_fn=context.log.info,
+            )
+        for entry in selected:
+            rep = report.entries[entry.asset_name]
+            if rep.skipped.get("plan"):
+                context.log.warning(f"{bronze_key(entry).to_user_string()}: {rep.skip_reasons[0]}")
+            yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=_bronze_metadata(rep, settings))
+        if report.hard_failures:
+            lines = [f for r in report.entries.values() for f in r.failures][:10]
+            raise dg.Failure(
+                description=f"{report.hard_failures} Bronze request(s) failed after retries; everything that succeeded "
+                            "was written and registered. First failures:\n" + "\n".join(lines),
+                allow_retries=False,
+            )
+
+    return _bronze
+
+
+def build_bronze_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
+    out = []
+    per_ticker = list(keymap.per_ticker_entries())
+    global_ = list(keymap.global_entries())
+    if per_ticker:
+        out.append(build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True))
+    if global_:
+        out.append(build_bronze_asset("bronze_global", global_, settings, per_ticker=False))
+    return out
+
+
+def bronze_keys_by_table(keymap: Keymap) -> dict[str, list[dg.AssetKey]]:
+    out: dict[str, list[dg.AssetKey]] = {}
+    for entry in keymap:
+        out.setdefault(entry.silver.table, []).append(bronze_key(entry))
+    return out
+
+
+def json_metadata(value) -> dg.MetadataValue:
+    return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
+
+
+# ---- Silver ------------------------------------------------------------------------------------------------
+
+PROMOTE_BATCH_FILES = 2000   # files per promotion transaction: bounds memory and the work lost to a crash
+
+
+def column_schema(columns: list[tuple[str, str, bool]]) -> dg.TableSchema:
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, dtype, constraints=dg.TableColumnConstraints(nullable=nullable))
+        for name, dtype, nullable in columns
+    ])
+
+
+def silver_column_schema(spec) -> dg.TableSchema:
+    from pipeline.silver.schema import LINEAGE_COLUMNS
+
+    cols = [(c.name, c.duckdb_type, c.nullable) for c in spec.columns]
+    cols += [(name, decl.split()[0], False) for name, decl in LINEAGE_COLUMNS]
+    return column_schema(cols)
+
+
+def table_preview(conn, qualified_table: str, order_by: str, limit: int = 5) -> str:
+    frame = conn.execute(f"SELECT * FROM {qualified_table} ORDER BY {order_by} LIMIT {limit}").df()
+    frame = frame.loc[:, [c for c in frame.columns if c not in ("run_id", "bronze_file_id")]].iloc[:, :10]
+    return frame.to_markdown(index=False) if len(frame) else "(empty)"
+
+
+def promote_table(warehouse: WarehouseResource, keymap: Keymap, table: str, tickers: list[str] | None,
+                  bronze_root, run_id: str, log_fn) -> dict:
+    """Promote every waiting file of one table (for some tickers), in batches; returns summed metadata."""
+    from pipeline.ops.repository import promotable_files
+    from pipeline.silver.promote import promote_files
+    from pipeline.silver.schema import ensure_table
+
+    totals = {"files": 0, "failed_files": 0, "rows_read": 0, "inserted": 0, "updated": 0, "unchanged": 0,
+              "rejected": 0, "duplicates": 0}
+    drift: set[str] = set()
+    coverage: list = []
+    failures: list[str] = []
+    with warehouse.transaction() as conn:
+        added = ensure_table(conn, keymap.tables()[table])
+    if added:
+        log_fn(f"silver.{table}: added column(s) {', '.join(added)} from the keymap")
+    while True:
+        with warehouse.transaction() as conn:
+            files = promotable_files(conn, tables=[table], tickers=tickers)
+            batch = files[:PROMOTE_BATCH_FILES]
+            if not batch:
+                break
+            result = promote_files(conn, keymap, table, batch, bronze_root, run_id)
+        meta = result.metadata()
+        for k in totals:
+            totals[k] += meta.get(k) or 0
+        drift.update(result.drift_fields)
+        failures.extend(meta.get("failed") or [])
+        coverage += [d for d in (result.coverage_from, result.coverage_to) if d]
+        log_fn(f"silver.{table}: promoted {result.files} file(s): +{result.inserted} new, {result.updated} updated, "
+               f"{result.unchanged} unchanged, {result.rejected} rejected")
+        if len(files) <= PROMOTE_BATCH_FILES:
+            break
+    totals["drift_fields"] = sorted(drift)
+    totals["failures"] = failures[:20]
+    totals["coverage_from"] = str(min(coverage)) if coverage else ""
+    totals["coverage_to"] = str(max(coverage)) if coverage else ""
+    return totals
+
+
+def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], settings: Settings,
+                       per_ticker: bool) -> dg.AssetsDefinition:
+    from pipeline.checks import check_specs, evaluate, silver_check_defs
+    from pipeline.silver.schema import qualified
+
+    deps = bronze_keys_by_table(keymap)
+    specs, all_checks = [], []
+    checks_by_table = {t: silver_check_defs(keymap, t, settings.today) for t in tables}
+    for table in tables:
+        entries = keymap.entries_for_table(table)
+        spec = keymap.tables()[table]
+        domains = sorted({e.domain for e in entries})
+        description = (f"Typed Silver table `silver.{table}` (key {', '.join(spec.key)}), merged from "
+                       f"{len(entries)} keymap entr{'y' if len(entries) == 1 else 'ies'}: "
+                       + "; ".join(f"{e.description} Docs: {e.docs_url}" for e in entries[:3])
+                       + f"\n\nHistory of every changed version: `silver.{table}__history`.")
+        specs.append(dg.AssetSpec(
+            silver_key(table), deps=deps[table], group_name=domains[0], description=description, kinds={"duckdb"},
+            tags={"layer": "silver", "domain": domains[0]}, skippable=True,
+            metadata={"dagster/table_name": f"warehouse.silver.{table}", "dagster/column_schema": silver_column_schema(spec),
+                      "key": dg.MetadataValue.json(list(spec.key)), "docs_url": dg.MetadataValue.url(entries[0].docs_url)},
+        ))
+        all_checks += check_specs(silver_key(table), checks_by_table[table])
+    by_key = {silver_key(t): t for t in tables}
+
+    @dg.multi_asset(
+        name=name, specs=specs, check_specs=all_checks, can_subset=True, pool=DUCKDB_POOL,
+        partitions_def=tickers_partitions if per_ticker else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+    )
+    def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
+        tickers = partition_tickers(context)
+        selected_checks = set(context.selected_asset_check_keys)
+        for key in sorted(context.selected_asset_keys, key=str):
+            table = by_key.get(key)
+            if table is None:
+                continue
+            totals = promote_table(warehouse, keymap, table, tickers, settings.bronze_dir, context.run_id,
+                                   context.log.info)
+            spec = keymap.tables()[table]
+            with warehouse.connect() as conn:
+                rows = conn.execute(f"SELECT count(*) FROM {qualified(table)}").fetchall()[0][0]
+                preview = table_preview(conn, qualified(table), "fetched_at DESC")
+                if totals["drift_fields"]:
+                    context.log.warning(f"silver.{table}: the API sends fields the keymap does not map: "
+                                        f"{', '.join(totals['drift_fields'][:20])}")
+                yield dg.MaterializeResult(asset_key=key, metadata={
+                    **{k: v for k, v in totals.items() if isinstance(v, int)},
+                    "drift_fields": dg.MetadataValue.json(totals["drift_fields"]),
+                    "failures": dg.MetadataValue.json(totals["failures"]),
+                    "coverage_from": totals["coverage_from"], "coverage_to": totals["coverage_to"],
+                    "dagster/row_count": int(rows),
+                    "dagster/table_name": f"warehouse.silver.{table}",
+                    "dagster/column_schema": silver_column_schema(spec),
+                    "preview": dg.MetadataValue.md(preview),
+                })
+                yield from evaluate(conn, key, checks_by_table[table], selected_checks)
+
+    return _silver
+
+
+def build_silver_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
+    per_ticker = sorted({e.silver.table for e in keymap.per_ticker_entries()})
+    global_ = sorted({e.silver.table for e in keymap.global_entries()})
+    out = []
+    if per_ticker:
+        out.append(build_silver_asset("silver_per_ticker", keymap, per_ticker, settings, per_ticker=True))
+    if global_:
+        out.append(build_silver_asset("silver_global", keymap, global_, settings, per_ticker=False))
+    return out
+
+
+# ---- Gold --------------------------------------------------------------------------------------------------
+
+GOLD_DESCRIPTIONS = {
+    "dim_instrument": "One row per ticker: name, exchange, sector, industry, country, currency, ETF and trading flags, "
+                      "IPO date, from the stock list and the latest profile.",
+    "dim_instrument_history": "Every version of each instrument's descriptive attributes (SCD2: valid_from/valid_to).",
+    "fact_price_daily": "Daily OHLCV with split- and dividend-adjusted close, returns, 20/50/200-day SMAs, 52-week "
+                        "high/low and 20-day annualised realised volatility.",
+    "fact_fundamentals_quarterly": "Quarterly income statement, balance sheet, cash flow, key metrics and ratios per "
+                                   "fiscal period, with trailing-twelve-month sums of flow items.",
+    "fact_fundamentals_annual": "Annual income statement, balance sheet, cash flow, key metrics and ratios per fiscal year.",
+    "fact_valuation_daily": "Point-in-time daily valuation (market cap, P/E, P/B, P/S, EV/EBITDA, dividend and FCF "
+                            "yield) using only statements filed on or before each date.",
+    "fact_macro_daily": "Per trading date: the treasury curve and the latest value of each economic indicator known then.",
+}
+
+
+def gold_chart(conn) -> str | None:
+    """A small markdown chart (close and P/E of the largest ticker, monthly) for the valuation asset."""
+    rows = conn.execute("""
+        WITH pick AS (SELECT ticker FROM gold.fact_valuation_daily WHERE market_cap IS NOT NULL
+                      GROUP BY ticker ORDER BY max(market_cap) DESC LIMIT 1),
+             monthly AS (SELECT v.ticker, date_trunc('month', v.date) AS month, arg_max(v.close, v.date) AS close,
+                                arg_max(v.pe_ttm, v.date) AS pe
+                         FROM gold.fact_valuation_daily v JOIN pick USING (ticker) GROUP BY ALL)
+        SELECT ticker, month, close, pe FROM monthly ORDER BY month DESC LIMIT 24
+    """).fetchall()
+    if not rows:
+        return None
+    rows = rows[::-1]
+    top = max(r[2] for r in rows if r[2] is not None) or 1.0
+    lines = [f"**{rows[0][0]}: month-end close and P/E (TTM), last {len(rows)} months**", "", "```"]
+    for ticker, month, close, pe in rows:
+        bar = "#" * int(40 * (close or 0) / top)
+        pe_text = f"{pe:6.1f}" if pe is not None else "   n/a"
+        lines.append(f"{month:%Y-%m} {close:9.2f} P/E {pe_text} |{bar}")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
+    from pipeline.checks import check_specs, evaluate, gold_check_defs
+    from pipeline.gold.build import build
+    from pipeline.silver.schema import ensure_table
+
+    key = gold_key(name)
+    checks = gold_check_defs(name)
+
+    @dg.asset(key=key, deps=[silver_key(t) for t in inputs], group_name="gold", kinds={"duckdb"},
+              tags={"layer": "gold"}, pool=DUCKDB_POOL, check_specs=check_specs(key, checks),
+              description=GOLD_DESCRIPTIONS.get(name, name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
+              metadata={"dagster/table_name": f"warehouse.gold.{name}"})
+    def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
+        with warehouse.connect() as conn:
+            for table in inputs:   # a Silver input that was never promoted reads as empty, not as an error
+                ensure_table(conn, keymap.tables()[table])
+            result = build(conn, name, context.run_id)
+            context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})")
+            schema = conn.execute("SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
+                                  "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position",
+                                  [name]).fetchall()
+            metadata = {
+                "mode": result.mode, "reason": result.reason, "rows_written": result.rows_written,
+                "tickers_touched": result.tickers_touched if result.tickers_touched is not None else 0,
+                "input_watermarks": dg.MetadataValue.json(result.input_watermarks[:200]),
+                "input_identities": len(result.input_watermarks),
+                "dagster/row_count": result.row_count,
+                "dagster/table_name": f"warehouse.gold.{name}",
+                "dagster/column_schema": column_schema([tuple(r) for r in schema]),
+            }
+            if name == "fact_valuation_daily":
+                chart = gold_chart(conn)
+                if chart:
+                    metadata["chart"] = dg.MetadataValue.md(chart)
+            yield dg.MaterializeResult(metadata=metadata)
+            yield from evaluate(conn, key, checks, set(context.selected_asset_check_keys))
+
+    return _gold
+
+
+def build_gold_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
+    from pipeline.gold.build import GOLD_ASSETS
+
+    return [build_gold_asset(name, inputs, keymap, settings) for name, inputs in GOLD_ASSETS.items()]

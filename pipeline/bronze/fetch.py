@@ -1,0 +1,313 @@
+"""Fetch Bronze: plan, call the API concurrently, write immutable files, register them in the ledger.
+
+No DuckDB connection is open while requests are in flight: the ledger is read once before fetching (and
+orphans of a crashed run are registered then), and new files are registered in short batched transactions
+from the collecting thread. A crash between writing a file and registering it is repaired by
+`register_orphans` on the next run, through the store's journal.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, new_file_id
+from pipeline.bronze.planner import PlanDecision, PlannedRequest, plan
+from pipeline.bronze.store import BronzeStore
+from pipeline.fmp.client import FetchResult, FmpClient
+from pipeline.keymap.model import DatasetIdentity, KeymapEntry
+from pipeline.ops import repository
+from pipeline.warehouse.connection import Warehouse
+
+log = logging.getLogger("pipeline.bronze")
+
+# Error classes that fail the step (after everything that succeeded is persisted): the API or our
+# configuration is refusing us. A per-ticker answer such as an "Error Message" body or an empty body is
+# counted and reported, and does not fail the run.
+FAILING_ERRORS = frozenset({"transport", "rate_limited", "http_status", "auth", "plan_restricted", "invalid_body"})
+REGISTER_EVERY_FILES = 500
+REGISTER_EVERY_SECONDS = 5.0
+
+
+@dataclass
+class EntryReport:
+    """What happened to one keymap entry (one Bronze asset) in one run."""
+
+    entry: KeymapEntry
+    requests: int = 0
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    due: int = 0
+    skipped: Counter = field(default_factory=Counter)          # skip kind -> identities
+    skip_reasons: list[str] = field(default_factory=list)      # a few examples for the UI
+    failed: Counter = field(default_factory=Counter)           # error class -> files
+    failures: list[str] = field(default_factory=list)          # a few key-free messages
+    coverage_from: dt.date | None = None
+    coverage_to: dt.date | None = None
+    tickers_with_data: set[str] = field(default_factory=set)
+
+    @property
+    def hard_failures(self) -> int:
+        return sum(n for cls, n in self.failed.items() if cls in FAILING_ERRORS)
+
+    def add_file(self, env: BronzeEnvelope) -> None:
+        self.files += 1
+        self.bytes += env.bytes
+        if env.error_class:
+            self.failed[env.error_class] += 1
+            if len(self.failures) < 5:
+                who = env.identity.ticker or env.identity.discriminator or env.identity.dataset
+                self.failures.append(f"{who}: {env.error_class}: {env.error_message}")
+            return
+        self.rows += env.row_count
+        if env.can_promote and env.identity.ticker and env.row_count:
+            self.tickers_with_data.add(env.identity.ticker)
+        if env.coverage_from and (self.coverage_from is None or env.coverage_from < self.coverage_from):
+            self.coverage_from = env.coverage_from
+        if env.coverage_to and (self.coverage_to is None or env.coverage_to > self.coverage_to):
+            self.coverage_to = env.coverage_to
+
+
+@dataclass
+class BronzeRunReport:
+    run_id: str
+    source_mode: str
+    entries: dict[str, EntryReport]
+    orphans_registered: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.entries.values())
+
+    @property
+    def hard_failures(self) -> int:
+        return sum(r.hard_failures for r in self.entries.values())
+
+
+def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, run_id: str, *,
+              page: int | None = None, incomplete: str | None = None) -> BronzeEnvelope:
+    content = result.content if result.ok else None
+    cov_from, cov_to = coverage_of(content, entry.recipe.date_field)
+    notes: list[str] = []
+    if result.ok and entry.recipe.row_cap and result.row_count >= entry.recipe.row_cap:
+        notes.append(f"row cap {entry.recipe.row_cap} reached: the API may have dropped rows; lower max_window_days")
+    if incomplete:
+        notes.append(incomplete)
+    body_text = None
+    if not result.ok and result.body:
+        body_text = result.body[:2000].decode("utf-8", errors="replace")
+    return BronzeEnvelope(
+        file_id=new_file_id(),
+        run_id=run_id,
+        identity=request.identity,
+        request=RequestInfo(path=result.path, url=result.url, params=dict(result.params), page=page, as_of=request.as_of,
+                            window_from=request.window_from, window_to=request.window_to),
+        fetched_at=result.fetched_at,
+        elapsed_ms=result.elapsed_ms,
+        attempts=result.attempts,
+        status_code=result.status_code,
+        headers=dict(result.headers),
+        body_sha256=body_sha256(result.body),
+        bytes=len(result.body),
+        content_format=result.content_format,
+        content=content,
+        row_count=result.row_count if result.ok else 0,
+        coverage_from=cov_from,
+        coverage_to=cov_to,
+        error_class=result.error_class,
+        error_message=result.error_message,
+        can_promote=result.ok and incomplete is None,
+        body_text=body_text,
+        notes=tuple(notes),
+    )
+
+
+def fetch_request(client: FmpClient, request: PlannedRequest, entry: KeymapEntry, run_id: str) -> list[BronzeEnvelope]:
+    """One planned request: a single call, or a page set walked until an empty or repeated page or the limit.
+
+    A page set is all-or-nothing: if any page fails, every page of the set is kept but marked unpromotable,
+    so a partial snapshot can never reach Silver as if it were complete.
+    """
+    expect = entry.recipe.format
+    pagination = entry.recipe.pagination
+    if not request.paginated or pagination is None:
+        return [_envelope(client.fetch(request.path, request.params, expect=expect), request, entry, run_id)]
+
+    results: list[tuple[int, FetchResult]] = []
+    seen_hashes: set[str] = set()
+    failure: str | None = None
+    page = pagination.start
+    for page in range(pagination.start, pagination.start + pagination.max_pages):
+        params = dict(request.params)
+        params[pagination.param] = str(page)
+        result = client.fetch(request.path, params, expect=expect)
+        if not result.ok:
+            results.append((page, result))
+            failure = f"page set incomplete: page {page} failed ({result.error_class})"
+            break
+        digest = body_sha256(result.body)
+        if result.row_count == 0:
+            results.append((page, result))
+            break
+        if digest in seen_hashes:
+            log.warning("%s: page %s repeats an earlier page; the API ignores %r, stopping", request.identity, page,
+                        pagination.param)
+            break   # the repeated page is not data: drop it
+        seen_hashes.add(digest)
+        results.append((page, result))
+    else:
+        log.warning("%s: stopped at the page limit (%s pages)", request.identity, pagination.max_pages)
+    return [_envelope(r, request, entry, run_id, page=p, incomplete=failure) for p, r in results]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None]) -> int:
+    """Register files that a crashed process wrote but never recorded; returns how many were registered."""
+    registered = 0
+    for journal in store.journals():
+        parts = journal.split(".")
+        pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
+        if pid != os.getpid() and pid > 0 and _pid_alive(pid):
+            continue   # a live process is still writing this journal
+        paths = store.journal_paths(journal)
+        envelopes = {}
+        for rel in paths:
+            try:
+                envelopes[rel] = store.read(rel)
+            except (OSError, ValueError, KeyError) as exc:
+                log.error("Bronze file %s named in journal %s is unreadable, left unregistered: %s", rel, journal, exc)
+        known = repository.registered_file_ids(conn, [e.file_id for e in envelopes.values()])
+        records = [repository.file_record(env, rel, silver_table_of(env.identity))
+                   for rel, env in envelopes.items() if env.file_id not in known]
+        repository.register_files(conn, records)
+        registered += len(records)
+        store.close_journal(journal)
+    return registered
+
+
+def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], warehouse: Warehouse, store: BronzeStore,
+               client: FmpClient, run_id: str, today: dt.date, fmp_plan: str | None, source_mode: str,
+               max_concurrency: int = 8, job: str | None = None,
+               log_fn: Callable[[str], None] | None = None) -> BronzeRunReport:
+    """Plan, fetch, write and register Bronze for `entries` (× `tickers` for per-ticker entries)."""
+    say = log_fn or log.info
+    tickers = list(tickers)
+    entries = list(entries)
+    by_identity = {e.identity: e for e in entries}
+
+    def silver_table_of(identity: DatasetIdentity) -> str | None:
+        entry = by_identity.get(identity.without_ticker())
+        return entry.silver.table if entry else None
+
+    # 1. short transaction: repair, then read the watermarks we plan from
+    with warehouse.transaction() as conn:
+        orphans = register_orphans(conn, store, silver_table_of)
+        coverage = {}
+        for entry in entries:
+            coverage.update(repository.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+        repository.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
+    if orphans:
+        say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
+
+    decisions = plan(entries, tickers, coverage, today, fmp_plan)
+    reports = {e.asset_name: EntryReport(e) for e in entries}
+    tasks: list[tuple[PlannedRequest, KeymapEntry]] = []
+    for d in decisions:
+        rep = reports[d.entry.asset_name]
+        if d.due:
+            rep.due += 1
+            tasks.extend((r, d.entry) for r in d.requests)
+        else:
+            rep.skipped[d.skip_kind or "not_due"] += 1
+            if len(rep.skip_reasons) < 3:
+                rep.skip_reasons.append(f"{d.identity.ticker or d.identity.key}: {d.reason}")
+    say(f"planned {len(tasks)} request(s) for {sum(r.due for r in reports.values())} due identit(ies); "
+        f"{sum(sum(r.skipped.values()) for r in reports.values())} skipped (as of {today}, source {source_mode})")
+
+    # 2. fetch concurrently; write files in the workers; register from this thread in short batches
+    journal = store.journal_name(run_id)
+    pending: list[dict] = []
+    last_flush = time.monotonic()
+
+    def flush() -> None:
+        nonlocal pending, last_flush
+        if pending:
+            with warehouse.transaction() as conn:
+                repository.register_files(conn, pending)
+            pending = []
+        last_flush = time.monotonic()
+
+    def work(request: PlannedRequest, entry: KeymapEntry) -> list[tuple[BronzeEnvelope, str]]:
+        envelopes = fetch_request(client, request, entry, run_id)
+        return [(env, store.write(env, journal)) for env in envelopes]
+
+    done_tasks = 0
+    with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="bronze") as pool:
+        futures: dict[Future, tuple[PlannedRequest, KeymapEntry]] = {}
+        queue = iter(tasks)
+        for _ in range(max(1, max_concurrency) * 2):
+            item = next(queue, None)
+            if item is None:
+                break
+            futures[pool.submit(work, *item)] = item
+        try:
+            while futures:
+                finished, _ = wait(futures, timeout=REGISTER_EVERY_SECONDS, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    request, entry = futures.pop(fut)
+                    rep = reports[entry.asset_name]
+                    for env, rel in fut.result():
+                        rep.requests += 1
+                        rep.add_file(env)
+                        pending.append(repository.file_record(env, rel, entry.silver.table))
+                    done_tasks += 1
+                    item = next(queue, None)
+                    if item is not None:
+                        futures[pool.submit(work, *item)] = item
+                if len(pending) >= REGISTER_EVERY_FILES or time.monotonic() - last_flush >= REGISTER_EVERY_SECONDS:
+                    flush()
+                    if tasks:
+                        say(f"progress: {done_tasks}/{len(tasks)} request(s) done")
+        finally:
+            flush()
+    store.close_journal(journal)
+
+    report = BronzeRunReport(run_id, source_mode, reports, orphans)
+    failed = report.hard_failures
+    with warehouse.transaction() as conn:
+        repository.record_run(
+            conn, run_id, job=job, source_mode=source_mode,
+            status="partial" if failed else "success",
+            requests=report.requests,
+            skipped=sum(sum(r.skipped.values()) for r in reports.values()),
+            files=sum(r.files for r in reports.values()),
+            rows=sum(r.rows for r in reports.values()),
+            errors=sum(sum(r.failed.values()) for r in reports.values()),
+            message=None if report.requests else "nothing due: every dataset is within its cadence",
+        )
+    return report
+
+
+def dry_run(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date,
+            fmp_plan: str | None) -> list[PlanDecision]:
+    """What is due, and why not, without fetching anything (read-only connection is enough)."""
+    coverage = {}
+    for entry in entries:
+        coverage.update(repository.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+    return plan(entries, tickers, coverage, today, fmp_plan)

@@ -1,0 +1,137 @@
+"""Request planning: from a keymap recipe and the ledger's watermark to the exact requests to send.
+
+This is where the earlier system lost data (defects B1, B2, B3), so the rules are explicit:
+- placeholders are expanded here, from the watermark, so the window on the wire is the incremental one:
+  next `from` = last good coverage end minus `overlap_days`; the first run starts at the history start;
+- cadence compares the planning date of the last good fetch with today using `<`: with `min_age_days: 1`
+  every day is due, so no day is ever skipped;
+- only good (successful, promotable) files count as coverage: the caller passes coverage computed that way;
+- windows are split at `max_window_days` so that no request reaches the API's silent row cap.
+Every decision carries a reason, which the dry-run planner shows ("what is due, and why not").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from pipeline.keymap.model import DatasetIdentity, KeymapEntry
+from pipeline.ops.repository import Coverage
+
+
+@dataclass(frozen=True)
+class PlannedRequest:
+    identity: DatasetIdentity
+    path: str
+    params: dict[str, str]
+    as_of: dt.date
+    window_from: dt.date | None = None
+    window_to: dt.date | None = None
+    paginated: bool = False       # params hold the first page; the fetcher walks the pages
+
+
+@dataclass(frozen=True)
+class PlanDecision:
+    entry: KeymapEntry
+    identity: DatasetIdentity
+    due: bool
+    reason: str
+    requests: tuple[PlannedRequest, ...] = ()
+    skip_kind: str | None = None   # not_due | plan | nothing_new (None when due)
+
+
+def _expand(entry: KeymapEntry, identity: DatasetIdentity, today: dt.date, *, window_from: dt.date | None = None,
+            window_to: dt.date | None = None, page: int | None = None) -> dict[str, str]:
+    values = {
+        "__ticker__": identity.ticker,
+        "__from__": window_from.isoformat() if window_from else "",
+        "__to__": window_to.isoformat() if window_to else "",
+        "__date__": today.isoformat(),
+        "__discriminator__": identity.discriminator,
+        "__limit__": str(entry.recipe.row_limit or ""),
+        "__page__": "" if page is None else str(page),
+    }
+    params: dict[str, str] = {}
+    for name, template in entry.recipe.query:
+        text = template
+        for token, value in values.items():
+            text = text.replace(token, value)
+        params[name] = text
+    if entry.recipe.pagination is not None and page is not None:
+        params[entry.recipe.pagination.param] = str(page)
+    return params
+
+
+def split_window(start: dt.date, end: dt.date, max_days: int | None) -> list[tuple[dt.date, dt.date]]:
+    """Inclusive windows of at most `max_days` days covering start..end, oldest first."""
+    if start > end:
+        return []
+    if not max_days:
+        return [(start, end)]
+    windows = []
+    cursor = start
+    while cursor <= end:
+        stop = min(end, cursor + dt.timedelta(days=max_days - 1))
+        windows.append((cursor, stop))
+        cursor = stop + dt.timedelta(days=1)
+    return windows
+
+
+def first_window_start(entry: KeymapEntry, today: dt.date) -> dt.date:
+    recipe = entry.recipe
+    if recipe.history_start is not None:
+        return recipe.history_start
+    return today - dt.timedelta(days=recipe.history_days or 0)
+
+
+def plan_identity(entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, today: dt.date,
+                  plan: str | None) -> PlanDecision:
+    """Decide whether one dataset identity is due today and which requests to send."""
+    recipe = entry.recipe
+    if not recipe.allowed_on(plan):
+        return PlanDecision(entry, identity, False, f"skipped: needs the FMP {recipe.min_plan} plan, FMP_PLAN={plan}",
+                            skip_kind="plan")
+
+    last_as_of = coverage.last_as_of if coverage else None
+    if last_as_of is not None:
+        age = (today - last_as_of).days
+        if age < recipe.min_age_days:
+            return PlanDecision(entry, identity, False,
+                                f"not due: last good fetch for {last_as_of} is {age} day(s) old, "
+                                f"min_age_days={recipe.min_age_days} (next on {last_as_of + dt.timedelta(days=recipe.min_age_days)})",
+                                skip_kind="not_due")
+
+    if recipe.is_windowed:
+        if coverage is not None and coverage.coverage_to is not None:
+            start = coverage.coverage_to - dt.timedelta(days=recipe.overlap_days)
+            why = f"incremental from {start} (coverage to {coverage.coverage_to} minus {recipe.overlap_days} overlap day(s))"
+        else:
+            start = first_window_start(entry, today)
+            why = f"first fetch from history start {start}"
+        windows = split_window(start, today, recipe.max_window_days)
+        if not windows:
+            return PlanDecision(entry, identity, False, f"nothing new: coverage already reaches {today}",
+                                skip_kind="nothing_new")
+        requests = tuple(
+            PlannedRequest(identity, recipe.path, _expand(entry, identity, today, window_from=a, window_to=b), today, a, b)
+            for a, b in windows)
+        return PlanDecision(entry, identity, True, f"due: {why}, {len(requests)} window(s) to {today}", requests)
+
+    page = recipe.pagination.start if recipe.pagination else None
+    request = PlannedRequest(identity, recipe.path, _expand(entry, identity, today, page=page), today,
+                             paginated=recipe.pagination is not None)
+    why = "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={recipe.min_age_days}"
+    return PlanDecision(entry, identity, True, f"due: {why}", (request,))
+
+
+def plan(entries: Iterable[KeymapEntry], tickers: Iterable[str], coverage: Mapping[DatasetIdentity, Coverage],
+         today: dt.date, fmp_plan: str | None) -> list[PlanDecision]:
+    """Decisions for every (entry, ticker) pair; global entries get one decision each."""
+    tickers = list(tickers)
+    decisions: list[PlanDecision] = []
+    for entry in entries:
+        identities = [entry.identity.with_ticker(t) for t in tickers] if entry.per_ticker else [entry.identity]
+        for identity in identities:
+            decisions.append(plan_identity(entry, identity, coverage.get(identity), today, fmp_plan))
+    return decisions

@@ -1,0 +1,38 @@
+"""The one Dagster entry point: `defs`, built from the settings and the dataset keymap.
+
+Reading order for a newcomer: settings.py (environment contract) -> keymap/ (what each dataset is) ->
+assets.py (Bronze, Silver, Gold assets built from the keymap) -> sensors.py / schedules.py (automation).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipeline.assets import build_bronze_assets, build_gold_assets, build_silver_assets
+from pipeline.keymap import Keymap, load_keymap
+from pipeline.resources import build_resources
+from pipeline.schedules import build_daily_refresh
+from pipeline.sensors import build_gold_promotion_sensor, build_silver_promotion_sensor, build_ticker_universe_sensor
+from pipeline.settings import Settings, get_settings
+
+
+def build_definitions(settings: Settings, keymap: Keymap) -> dg.Definitions:
+    assets = [*build_bronze_assets(keymap, settings), *build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
+    return dg.Definitions(
+        assets=assets,
+        sensors=[
+            build_ticker_universe_sensor(settings),
+            build_silver_promotion_sensor(keymap, settings),
+            build_gold_promotion_sensor(settings),
+        ],
+        schedules=[build_daily_refresh(keymap)],
+        resources=build_resources(settings),
+    )
+
+
+def load_definitions() -> dg.Definitions:
+    settings = get_settings()
+    return build_definitions(settings, load_keymap(settings.keymap_path))
+
+
+defs = load_definitions()

@@ -1,0 +1,260 @@
+"""Build Gold tables from Silver: incremental by default, recorded in `ops.gold_builds`.
+
+Why it works this way:
+- The earlier system recomputed every fact table from all of Silver on every run. Here a build compares the
+  Silver input watermarks now with those recorded by the table's last successful build. Only the tickers
+  whose per-ticker identities moved are recomputed (their rows deleted and re-inserted in one transaction,
+  each over its full history so windows equal a full rebuild); a moved global input (stock list, treasury,
+  indicators) recomputes the whole table; nothing moved means nothing is written.
+- The build's ledger row is committed on its own before the work starts, and its outcome ('success' with
+  the watermarks, or 'failed' with the error) is written afterwards, so a failed build never stays
+  'running' and the next build still compares against the last *successful* one. The success update
+  commits in the same transaction as the data, so data and ledger never disagree.
+- The watermarks are read inside the work transaction, so they describe the same snapshot of Silver that
+  the SQL reads.
+
+`build` needs a connection that is not inside a transaction (`Warehouse.connect()`, not `transaction()`),
+because it runs its own transactions. `moved_inputs` and `input_watermarks_for` only read, so a sensor can
+call them on a read-only connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+import duckdb
+
+from pipeline.gold import models
+from pipeline.gold.models import GoldModel
+from pipeline.keymap.model import DatasetWatermark
+from pipeline.ops.repository import input_watermarks
+
+log = logging.getLogger("pipeline.gold")
+
+# gold table name -> Silver tables it reads (asset dependencies of ["gold", name] on ["silver", table]).
+GOLD_ASSETS: dict[str, tuple[str, ...]] = {name: model.inputs for name, model in models.MODELS.items()}
+
+FULL = "full"
+INCREMENTAL = "incremental"
+NOOP = "noop"
+
+
+@dataclass(frozen=True)
+class GoldBuildResult:
+    name: str
+    mode: str                       # full | incremental | noop
+    rows_written: int               # rows inserted by this build
+    tickers_touched: int | None     # tickers recomputed (None for tables without a ticker)
+    input_watermarks: list[str]
+    row_count: int                  # rows in the table after the build
+    reason: str = ""                # why this mode, in words
+    build_id: int | None = None
+    tickers: list[str] = field(default_factory=list)   # the recomputed tickers of an incremental build
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    mode: str
+    tickers: list[str] | None       # None = all
+    reason: str
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _model_or_error(name: str) -> GoldModel:
+    if name not in models.MODELS:
+        raise ValueError(f"unknown Gold table {name!r}; known: {', '.join(sorted(models.MODELS))}")
+    return models.MODELS[name]
+
+
+def input_watermarks_for(conn: duckdb.DuckDBPyConnection, name: str) -> list[str]:
+    """The current watermark strings of every Silver input of a Gold table, sorted."""
+    return input_watermarks(conn, _model_or_error(name).inputs)
+
+
+def last_successful_watermarks(conn: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Gold table -> input watermarks recorded by its latest successful build."""
+    rows = conn.execute("""
+        SELECT asset, input_watermarks
+        FROM ops.gold_builds
+        WHERE status = 'success'
+        QUALIFY row_number() OVER (PARTITION BY asset ORDER BY build_id DESC) = 1
+    """).fetchall()
+    return {asset: list(marks) for asset, marks in rows}
+
+
+def _identity_changes(before: list[str], now: list[str]) -> dict[str, tuple[str | None, str | None]]:
+    """Identity key -> (old coverage, new coverage) for identities that appeared, vanished or moved."""
+    def by_identity(marks: list[str]) -> dict[str, str]:
+        out = {}
+        for text in marks:
+            ident, _, coverage = text.partition("@")
+            out[ident] = coverage
+        return out
+
+    old, new = by_identity(before), by_identity(now)
+    return {k: (old.get(k), new.get(k)) for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
+
+
+def _describe(changes: dict[str, tuple[str | None, str | None]], limit: int = 3) -> str:
+    parts = []
+    for ident, (old, new) in list(changes.items())[:limit]:
+        parts.append(f"{ident.rstrip('|')}: {old or 'absent'} -> {new or 'absent'}")
+    more = f" (+{len(changes) - limit} more)" if len(changes) > limit else ""
+    return f"{len(changes)} input(s) moved: " + "; ".join(parts) + more
+
+
+def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Gold table -> reason, for every table never built or whose inputs moved since its last successful build."""
+    last = last_successful_watermarks(conn)
+    current: dict[tuple[str, ...], list[str]] = {}      # tables sharing an input set are read once
+    moved: dict[str, str] = {}
+    for name, tables in GOLD_ASSETS.items():
+        if name not in last:
+            moved[name] = "never built successfully"
+            continue
+        if tables not in current:
+            current[tables] = input_watermarks(conn, tables)
+        changes = _identity_changes(last[name], current[tables])
+        if changes:
+            moved[name] = _describe(changes)
+    return moved
+
+
+def _ticker_of(identity_key: str) -> str:
+    """The ticker part of 'domain|source|dataset|discriminator|ticker' ('' for a global identity)."""
+    return DatasetWatermark.parse(f"{identity_key}@coverage_from=;coverage_to=").identity.ticker
+
+
+def plan_build(model: GoldModel, previous: list[str] | None, current: list[str], *, full: bool,
+               table_ready: bool) -> BuildPlan:
+    """Decide full / incremental (which tickers) / noop from the watermark difference."""
+    if full:
+        return BuildPlan(FULL, None, "full rebuild requested")
+    if not table_ready:
+        return BuildPlan(FULL, None, "table created or its columns changed")
+    if previous is None:
+        return BuildPlan(FULL, None, "no earlier successful build")
+    changes = _identity_changes(previous, current)
+    if not changes:
+        return BuildPlan(NOOP, [], "no input moved since the last successful build")
+    tickers = {_ticker_of(ident) for ident in changes}
+    if not model.per_ticker or "" in tickers:
+        return BuildPlan(FULL, None, ("a global input moved; " if "" in tickers else "") + _describe(changes))
+    return BuildPlan(INCREMENTAL, sorted(tickers), _describe(changes))
+
+
+def _ensure_table(conn: duckdb.DuckDBPyConnection, model: GoldModel) -> bool:
+    """Create the table if missing; recreate it if its columns differ. True when it was already as declared."""
+    conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
+    have = conn.execute("""
+        SELECT column_name, data_type FROM information_schema.columns
+        WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position
+    """, [model.name]).fetchall()
+    want = [(c, t.upper()) for c, t in model.columns]
+    if [(c, t.upper()) for c, t in have] == want:
+        return True
+    if have:
+        conn.execute(f"DROP TABLE {model.qualified}")
+    conn.execute(model.ddl())
+    return False
+
+
+def _start(conn: duckdb.DuckDBPyConnection, name: str, run_id: str) -> int:
+    """Commit the 'running' ledger row on its own, and close out rows a killed process left 'running'."""
+    try:
+        conn.execute("BEGIN TRANSACTION")
+    except duckdb.TransactionException as exc:
+        raise RuntimeError("gold build needs a connection outside a transaction (Warehouse.connect(), "
+                           "not Warehouse.transaction())") from exc
+    try:
+        conn.execute("""
+            UPDATE ops.gold_builds
+            SET status = 'failed', finished_at = ?, error_message = 'abandoned: the build never finished'
+            WHERE asset = ? AND status = 'running'
+        """, [_now(), name])
+        build_id = conn.execute("""
+            INSERT INTO ops.gold_builds (asset, run_id, input_watermarks, status, started_at)
+            VALUES (?, ?, [], 'running', ?)
+            RETURNING build_id
+        """, [name, run_id, _now()]).fetchall()[0][0]
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return int(build_id)
+
+
+def _finish(conn: duckdb.DuckDBPyConnection, build_id: int, status: str, *, mode: str | None = None,
+            watermarks: list[str] | None = None, tickers_touched: int | None = None,
+            rows_written: int | None = None, error: str | None = None) -> None:
+    conn.execute("""
+        UPDATE ops.gold_builds
+        SET status = ?, mode = coalesce(?, mode), input_watermarks = coalesce(?, input_watermarks),
+            tickers_touched = ?, rows_written = ?, finished_at = ?, error_message = ?
+        WHERE build_id = ?
+    """, [status, mode, watermarks, tickers_touched, rows_written, _now(), error, build_id])
+
+
+def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.Error:
+        pass   # no transaction open (the failure happened before BEGIN or at COMMIT)
+
+
+def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan) -> int:
+    """Replace the planned rows; returns the number of rows inserted."""
+    if plan.mode == NOOP:
+        return 0
+    if plan.tickers is None:
+        conn.execute(f"DELETE FROM {model.qualified}")
+    else:
+        conn.execute(f"DELETE FROM {model.qualified} WHERE list_contains(?, ticker)", [plan.tickers])
+    inserted = conn.execute(f"INSERT INTO {model.qualified} BY NAME\n{model.sql}",
+                            model.parameters(plan.tickers)).fetchall()
+    return int(inserted[0][0]) if inserted else 0
+
+
+def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool = False) -> GoldBuildResult:
+    """Build one Gold table (incrementally unless `full`) and record it in ops.gold_builds."""
+    _model_or_error(name)
+    build_id = _start(conn, name, run_id)
+    try:
+        conn.execute("BEGIN TRANSACTION")
+        model = models.resolve(conn, name)
+        current = input_watermarks(conn, model.inputs)
+        table_ready = _ensure_table(conn, model)
+        previous = last_successful_watermarks(conn).get(name)
+        plan = plan_build(model, previous, current, full=full, table_ready=table_ready)
+        rows_written = _write(conn, model, plan)
+        row_count = conn.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()[0][0]
+        if not model.per_ticker:
+            tickers_touched = None
+        elif plan.tickers is None:
+            tickers_touched = conn.execute(f"SELECT count(DISTINCT ticker) FROM {model.qualified}").fetchall()[0][0]
+        else:
+            tickers_touched = len(plan.tickers)
+        _finish(conn, build_id, "success", mode=plan.mode, watermarks=current, tickers_touched=tickers_touched,
+                rows_written=rows_written)
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        _rollback_quietly(conn)
+        try:
+            _finish(conn, build_id, "failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+        except duckdb.Error:
+            log.exception("could not mark gold build %s of %s as failed", build_id, name)
+        raise
+    return GoldBuildResult(name=name, mode=plan.mode, rows_written=rows_written, tickers_touched=tickers_touched,
+                           input_watermarks=current, row_count=int(row_count), reason=plan.reason,
+                           build_id=build_id, tickers=list(plan.tickers or []))
+
+
+def build_all(conn: duckdb.DuckDBPyConnection, run_id: str, *, full: bool = False,
+              names: list[str] | None = None) -> list[GoldBuildResult]:
+    """Build several Gold tables in GOLD_ASSETS order (a convenience for the CLI and tests)."""
+    return [build(conn, n, run_id, full=full) for n in (names or list(GOLD_ASSETS))]

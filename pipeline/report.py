@@ -1,0 +1,71 @@
+"""What the CLI prints for people: the demo summary (status, coverage and replay live in their own modules)."""
+
+from __future__ import annotations
+
+from pipeline.runner import RunOutcome
+from pipeline.settings import Settings
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
+
+TABLE_COUNTS_SQL = """
+    SELECT schema_name, table_name, estimated_size
+    FROM duckdb_tables()
+    WHERE schema_name IN ('silver', 'gold') AND NOT table_name LIKE '%\\_\\_history' ESCAPE '\\'
+    ORDER BY schema_name DESC, table_name
+"""
+
+
+def table_counts(conn) -> list[tuple[str, str, int]]:
+    rows = conn.execute(TABLE_COUNTS_SQL).fetchall()
+    out = []
+    for schema, table, _ in rows:
+        n = conn.execute(f'SELECT count(*) FROM {schema}."{table}"').fetchall()[0][0]
+        out.append((schema, table, int(n)))
+    return out
+
+
+def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) -> None:
+    print()
+    print("=" * 78)
+    print(f"Demo finished in {seconds:.1f} s: {'SUCCESS' if outcome.success else 'FAILED'}")
+    if outcome.tickers:
+        print(f"Tickers ({len(outcome.tickers)}, {outcome.universe_reason}): {', '.join(outcome.tickers)}")
+    try:
+        with Warehouse(settings.warehouse_path).reader() as conn:
+            counts = table_counts(conn)
+            last = conn.execute("SELECT requests, skipped, files, errors FROM ops.runs ORDER BY started_at DESC LIMIT 1").fetchall()
+            fetched = conn.execute("""
+                SELECT coalesce(sum(requests), 0), coalesce(sum(skipped), 0) FROM ops.runs
+                WHERE run_id IN (SELECT unnest(?))
+            """, [[p.run_id for p in outcome.phases]]).fetchall()[0]
+    except (WarehouseBusy, WarehouseMissing) as exc:
+        print(f"(warehouse not readable: {exc})")
+        return
+    del last
+    requests, skipped = fetched
+    if requests == 0:
+        print(f"Nothing was due: {skipped} dataset/ticker pair(s) are within their cadence (min_age_days); "
+              "no API call was made.")
+    else:
+        print(f"Fetched {requests} response(s); {skipped} dataset/ticker pair(s) were not due.")
+    print()
+    print(f"{'table':44} {'rows':>10}")
+    for schema, table, n in counts:
+        print(f"{schema + '.' + table:44} {n:>10,}")
+    checks = outcome.checks
+    passed = sum(1 for c in checks if c[2])
+    print()
+    print(f"Asset checks: {passed} passed, {len(checks) - passed} failed")
+    for asset, name, ok, severity in checks:
+        if not ok:
+            print(f"  FAILED [{severity}] {asset}: {name}")
+    for phase in outcome.phases:
+        if not phase.success:
+            print(f"  run failed: {phase.name}: {phase.failure}")
+    print()
+    print(f"Data: {settings.data_dir}  (bronze/ = raw API files, warehouse.duckdb = ops/silver/gold)")
+    print("Next:")
+    print("  make ui                      # the asset graph, runs, checks and backfills in the Dagster UI")
+    print("  .venv/bin/pipeline status    # recent runs and what is due next")
+    print("  .venv/bin/pipeline coverage  # dates, files and gaps per dataset and ticker (+ HTML report)")
+    print(f"  duckdb {settings.warehouse_path} -readonly   # query silver.* and gold.* (when no run is writing)")
+    print("=" * 78)

@@ -1,0 +1,145 @@
+"""Run the graph through Dagster in a few runs: global datasets, the ticker universe, per-ticker datasets, Gold.
+
+Partitioned (per-ticker) and unpartitioned assets go in separate runs, because a run that carries a partition
+range applies it to every asset in it. Per-ticker assets run as one run per chunk of tickers (a partition
+range with the single-run backfill policy), never one run per ticker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from pipeline.definitions import build_definitions
+from pipeline.keymap import load_keymap
+from pipeline.partitions import tickers_partitions
+from pipeline.sensors import partition_range_tags
+from pipeline.settings import Settings
+from pipeline.universe import configured_tickers, universe_from_silver
+from pipeline.warehouse.connection import Warehouse
+
+TICKERS_PER_RUN = 500
+RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    run_id: str
+    success: bool
+    materialized: int
+    checks: list[tuple[str, str, bool, str]]   # (asset, check, passed, severity)
+    failure: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    phases: list[PhaseResult] = field(default_factory=list)
+    tickers: list[str] = field(default_factory=list)
+    universe_reason: str = ""
+
+    @property
+    def success(self) -> bool:
+        return all(p.success for p in self.phases) and not self.failed_error_checks
+
+    @property
+    def checks(self) -> list[tuple[str, str, bool, str]]:
+        return [c for p in self.phases for c in p.checks]
+
+    @property
+    def failed_error_checks(self) -> list[tuple[str, str, bool, str]]:
+        return [c for c in self.checks if not c[2] and c[3] == "ERROR"]
+
+
+def _execute(name: str, defs: dg.Definitions, keys: list[dg.AssetKey], instance: dg.DagsterInstance,
+             tags: dict[str, str] | None, echo: Callable[[str], None]) -> PhaseResult:
+    echo(f"==> {name}: {len(keys)} asset(s)")
+    result = dg.materialize(list(defs.assets or []), instance=instance, resources=defs.resources, selection=keys,
+                            tags=tags or {}, raise_on_error=False, run_config=RUN_CONFIG)
+    checks = [(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
+              for e in result.get_asset_check_evaluations()]
+    failure = None
+    if not result.success:
+        errors = [ev.message for ev in result.all_events if ev.is_step_failure]
+        failure = "; ".join(str(e) for e in errors)[:2000] or "run failed"
+    mats = len(result.get_asset_materialization_events())
+    echo(f"    {'ok' if result.success else 'FAILED'}: run {result.run_id[:8]}, {mats} materialization(s), "
+         f"{sum(1 for c in checks if c[2])}/{len(checks)} check(s) passed")
+    if failure:
+        echo(f"    {failure}")
+    return PhaseResult(name, result.run_id, result.success, mats, checks, failure)
+
+
+def resolve_universe(settings: Settings) -> tuple[list[str], str]:
+    fixed = configured_tickers(settings)
+    if fixed is not None:
+        return fixed
+    with Warehouse(settings.warehouse_path).reader() as conn:
+        return universe_from_silver(conn, settings.universe), "Silver stock list filtered by the universe settings"
+
+
+def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callable[[str], None] = print,
+                 instance: dg.DagsterInstance | None = None) -> RunOutcome:
+    keymap = load_keymap(settings.keymap_path)
+    defs = build_definitions(settings, keymap)
+    graph = defs.resolve_asset_graph()
+    instance = instance or dg.DagsterInstance.get()
+    all_keys = graph.get_all_asset_keys()
+    wanted = (dg.AssetSelection.from_coercible(select.split(",")).resolve(graph) if select else set(all_keys))
+    wanted = {k for k in wanted if k in all_keys}
+    if not wanted:
+        raise SystemExit(f"pipeline: --select {select!r} matches no asset")
+
+    def partitioned(key: dg.AssetKey) -> bool:
+        return graph.get(key).partitions_def is not None
+
+    global_keys = sorted((k for k in wanted if k.path[0] != "gold" and not partitioned(k)), key=str)
+    ticker_keys = sorted((k for k in wanted if partitioned(k)), key=str)
+    gold_keys = sorted((k for k in wanted if k.path[0] == "gold"), key=str)
+
+    outcome = RunOutcome()
+    source = "bundled sample source (FMP_API_KEY is unset)" if settings.uses_sample_source else settings.fmp_base_url
+    echo(f"pipeline run: source {source}; as of {settings.today()}; data in {settings.data_dir}")
+    if global_keys:
+        outcome.phases.append(_execute("global datasets", defs, global_keys, instance, None, echo))
+
+    if ticker_keys:
+        tickers, why = resolve_universe(settings)
+        outcome.tickers, outcome.universe_reason = tickers, why
+        if not tickers:
+            echo("==> per-ticker datasets: skipped, the universe is empty (set PIPELINE_TICKERS or load the stock list)")
+        else:
+            have = set(instance.get_dynamic_partitions(tickers_partitions.name))
+            new = [t for t in tickers if t not in have]
+            if new:
+                instance.add_dynamic_partitions(tickers_partitions.name, new)
+            echo(f"    universe: {len(tickers)} ticker(s) from {why}" + (f", {len(new)} new" if new else ""))
+            order = [t for t in instance.get_dynamic_partitions(tickers_partitions.name) if t in set(tickers)]
+            # A range spans partitions in their stored order: only ranges made of wanted tickers are sent.
+            chunks = _contiguous_chunks(instance.get_dynamic_partitions(tickers_partitions.name), set(order))
+            for i, (first, last) in enumerate(chunks, 1):
+                label = f"per-ticker datasets ({first}..{last})" + (f" [{i}/{len(chunks)}]" if len(chunks) > 1 else "")
+                outcome.phases.append(_execute(label, defs, ticker_keys, instance,
+                                               partition_range_tags(first, last), echo))
+
+    if gold_keys:
+        outcome.phases.append(_execute("gold", defs, gold_keys, instance, None, echo))
+    return outcome
+
+
+def _contiguous_chunks(order: list[str], wanted: set[str]) -> list[tuple[str, str]]:
+    """Ranges (first, last) over `order` that contain only wanted keys, at most TICKERS_PER_RUN each."""
+    chunks: list[tuple[str, str]] = []
+    run: list[str] = []
+    for key in order + [None]:  # type: ignore[list-item]
+        if key is not None and key in wanted and len(run) < TICKERS_PER_RUN:
+            run.append(key)
+            continue
+        if run:
+            chunks.append((run[0], run[-1]))
+            run = []
+        if key is not None and key in wanted:
+            run.append(key)
+    return chunks

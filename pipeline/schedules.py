@@ -1,0 +1,40 @@
+"""The daily refresh: weekdays after the US close, Bronze for everything, in a few runs.
+
+Cadence gating in the keymap decides per dataset and ticker what is actually due, so a run where nothing is
+due is cheap and says why in its metadata. Silver and Gold follow through their sensors.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipeline.assets import bronze_key
+from pipeline.keymap.model import Keymap
+from pipeline.partitions import tickers_partitions
+from pipeline.sensors import partition_range_tags
+
+TICKERS_PER_RUN = 500   # one run handles this many tickers; a 2,000-ticker universe is 4 runs, never 2,000
+
+
+def build_daily_refresh(keymap: Keymap) -> dg.ScheduleDefinition:
+    per_ticker = [bronze_key(e) for e in keymap.per_ticker_entries()]
+    global_ = [bronze_key(e) for e in keymap.global_entries()]
+
+    @dg.schedule(name="daily_refresh", cron_schedule="30 18 * * 1-5", execution_timezone="America/New_York",
+                 target=per_ticker + global_, default_status=dg.DefaultScheduleStatus.STOPPED,
+                 description="Weekdays 18:30 New York: fetch due Bronze for the global datasets and every ticker "
+                             f"({TICKERS_PER_RUN} tickers per run). Off by default: it calls the API.")
+    def daily_refresh(context: dg.ScheduleEvaluationContext):
+        day = context.scheduled_execution_time.date().isoformat()
+        requests = [dg.RunRequest(run_key=f"daily:{day}:global", asset_selection=global_)] if global_ else []
+        keys = context.instance.get_dynamic_partitions(tickers_partitions.name)
+        if not keys:
+            return requests or dg.SkipReason("no tickers yet: ticker_universe_sensor adds them")
+        for start in range(0, len(keys), TICKERS_PER_RUN):
+            chunk = keys[start:start + TICKERS_PER_RUN]
+            requests.append(dg.RunRequest(
+                run_key=f"daily:{day}:tickers:{start}", asset_selection=per_ticker,
+                tags=partition_range_tags(chunk[0], chunk[-1])))
+        return requests
+
+    return daily_refresh

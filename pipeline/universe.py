@@ -1,0 +1,46 @@
+"""Which tickers the pipeline covers: pinned by PIPELINE_TICKERS, the sample tickers without a key, or the
+Silver stock list filtered by the universe settings (exchange, ETFs, actively trading, market cap)."""
+
+from __future__ import annotations
+
+import duckdb
+
+from pipeline.settings import Settings, UniverseSettings
+
+UNIVERSE_SQL = """
+    SELECT s.symbol
+    FROM silver.fmp_stock_list AS s
+    JOIN silver.fmp_company_screener AS c USING (symbol)
+    WHERE upper(coalesce(c.exchange_short_name, c.exchange)) IN (SELECT unnest($exchanges))
+      AND ($include_etfs OR coalesce(c.is_etf, false) = false)
+      AND (NOT $active_only OR c.is_actively_trading IS DISTINCT FROM false)
+      AND coalesce(c.market_cap, 0) >= $min_cap
+      AND regexp_full_match(s.symbol, '[A-Za-z0-9][A-Za-z0-9.\\-^=]{0,19}')
+    ORDER BY c.market_cap DESC NULLS LAST, s.symbol
+    LIMIT $max_tickers
+"""
+
+
+def universe_from_silver(conn: duckdb.DuckDBPyConnection, universe: UniverseSettings) -> list[str]:
+    """Tickers from the Silver stock list and screener; [] while those tables do not exist yet."""
+    have = {r[0] for r in conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver'").fetchall()}
+    if not {"fmp_stock_list", "fmp_company_screener"} <= have:
+        return []
+    rows = conn.execute(UNIVERSE_SQL, {
+        "exchanges": list(universe.exchanges), "include_etfs": universe.include_etfs,
+        "active_only": universe.actively_trading_only, "min_cap": universe.min_market_cap,
+        "max_tickers": universe.max_tickers,
+    }).fetchall()
+    return [r[0] for r in rows]
+
+
+def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
+    """The universe when it does not depend on Silver: (tickers, why), else None."""
+    if settings.tickers:
+        return list(settings.tickers), "pinned by PIPELINE_TICKERS"
+    if settings.uses_sample_source:
+        from pipeline.fmp.sample_source import SAMPLE_TICKERS
+
+        return list(SAMPLE_TICKERS), "the bundled sample source's tickers (FMP_API_KEY is unset)"
+    return None
