@@ -30,7 +30,7 @@ from pipeline.keymap.model import (
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")   # domain, source, dataset, discriminator
-PLACEHOLDER_TOKEN = re.compile(r"__[A-Za-z0-9]+__")
+PLACEHOLDER_TOKEN = re.compile(r"__[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*__")   # also __from_date__-style typos
 API_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-/]*$")
 
 ENTRY_FIELDS = {"domain", "source", "dataset", "discriminator", "ticker_scope", "description", "docs_url", "silver", "recipe"}

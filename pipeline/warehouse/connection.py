@@ -54,13 +54,14 @@ class Warehouse:
             try:
                 return duckdb.connect(str(self.path))
             except duckdb.IOException as exc:
-                if not _is_lock_error(exc) or time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if not _is_lock_error(exc) or remaining <= 0:
                     if _is_lock_error(exc):
                         raise WarehouseBusy(f"warehouse {self.path} stayed locked by another process for "
-                                            f"{self.lock_wait_s:.0f} s: {exc}") from exc
+                                            f"{self.lock_wait_s:g} s: {exc}") from exc
                     raise
                 log.info("warehouse %s is locked by another process; retrying in %.2f s", self.path, delay)
-                time.sleep(delay * random.uniform(0.5, 1.0))
+                time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))   # last try at the deadline
                 delay = min(delay * 2, 5.0)
 
     def ensure_migrated(self, conn: duckdb.DuckDBPyConnection) -> None:

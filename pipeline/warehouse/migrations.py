@@ -43,7 +43,8 @@ def default_migrations_dir() -> Path:
 
 
 def discover(folder: Path) -> list[Migration]:
-    """Migrations in version order. A missing folder means nothing to apply."""
+    """Migrations in version order. A missing folder means nothing to apply (a database that already recorded
+    migrations then fails `verify` with the name of the first missing file)."""
     if not folder.is_dir():
         return []
     found: dict[int, Migration] = {}

@@ -1,0 +1,204 @@
+"""End-to-end through real Dagster: definitions load, materializations on the sample source, sensors, schedule,
+and the `dagster` CLI in a subprocess. Each test uses its own data folder and Dagster instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipeline.assets import bronze_key, gold_key, silver_key
+from pipeline.definitions import build_definitions
+from pipeline.keymap import load_keymap
+from pipeline.partitions import tickers_partitions
+from pipeline.settings import load_settings
+
+AS_OF = "2026-11-20"
+TICKERS = ["AAPL", "MSFT", "NVDA"]
+
+
+def make_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {"PIPELINE_DATA_DIR": str(tmp_path / "data"), "PIPELINE_AS_OF": AS_OF, "PIPELINE_TICKERS": ",".join(TICKERS)}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    settings = load_settings(make_env(tmp_path))
+    keymap = load_keymap(settings.keymap_path)
+    defs = build_definitions(settings, keymap)
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        instance.add_dynamic_partitions(tickers_partitions.name, TICKERS)
+        yield settings, keymap, defs, instance
+
+
+def materialize(defs, instance, keys, tags=None):
+    return dg.materialize(list(defs.assets), instance=instance, resources=defs.resources, selection=keys,
+                          tags=tags or {}, raise_on_error=False)
+
+
+def range_tags(first, last):
+    return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+def test_definitions_load_and_validate(setup):
+    settings, keymap, defs, instance = setup
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert "bronze/prices/historical_price_eod" in keys
+    assert "bronze/economics/economic_indicators__GDP" in keys
+    assert "silver/fmp_price_eod" in keys and "gold/fact_valuation_daily" in keys
+    assert len([k for k in keys if k.startswith("bronze/")]) == len(keymap)
+    # every per-ticker asset uses the one `tickers` definition and a single-run backfill policy
+    for entry in keymap.per_ticker_entries():
+        node = graph.get(bronze_key(entry))
+        assert node.partitions_def == tickers_partitions
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    assert graph.get(silver_key("fmp_price_eod")).partitions_def == tickers_partitions
+    sensor_names = {s.name for s in defs.sensors}
+    assert {"ticker_universe_sensor", "silver_promotion_sensor", "gold_promotion_sensor"} <= sensor_names
+    assert {s.name for s in defs.schedules} == {"daily_refresh"}
+
+
+def test_partition_mappings_resolve(setup):
+    """validate_loadable does not resolve partition mappings; resolve every edge for a sample key."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
+    settings, keymap, defs, instance = setup
+    graph = defs.resolve_asset_graph()
+    with partition_loading_context(dynamic_partitions_store=instance):
+        for key in graph.get_all_asset_keys():
+            node = graph.get(key)
+            for parent in node.parent_keys:
+                if graph.get(parent).partitions_def is None:
+                    continue
+                pk = "AAPL" if node.partitions_def is not None else None
+                assert graph.get_parent_partition_keys_for_child(pk, parent, key)
+
+
+def test_bronze_for_three_tickers_with_materialize(setup):
+    settings, keymap, defs, instance = setup
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    profile = next(e for e in keymap if e.dataset == "profile")
+    result = materialize(defs, instance, [bronze_key(eod), bronze_key(profile)], range_tags("AAPL", "NVDA"))
+    assert result.success
+    mats = result.get_asset_materialization_events()
+    partitions = {(m.asset_key.to_user_string(), m.partition) for m in mats}
+    assert {("bronze/prices/historical_price_eod", t) for t in TICKERS} <= partitions
+    meta = next(m.materialization.metadata for m in mats if m.asset_key == bronze_key(eod))
+    assert meta["requests"].value == 3 and meta["dagster/row_count"].value > 3 * 1000
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        n, tick = con.execute("SELECT count(*), count(DISTINCT ticker) FROM ops.file_ingestions "
+                              "WHERE dataset = 'historical-price-eod' AND can_promote").fetchone()
+    finally:
+        con.close()
+    assert (n, tick) == (3, 3)
+    # the run log says where data came from
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("bundled sample source" in (m or "") for m in logs)
+
+    # a second run the same day: nothing is due, and the metadata says why
+    again = materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA"))
+    assert again.success
+    meta2 = again.get_asset_materialization_events()[0].materialization.metadata
+    assert meta2["requests"].value == 0
+    assert meta2["skipped"].value == {"not_due": 3}
+
+
+def test_full_graph_sensors_and_checks(setup):
+    settings, keymap, defs, instance = setup
+    global_bronze = [bronze_key(e) for e in keymap.global_entries()]
+    ticker_bronze = [bronze_key(e) for e in keymap.per_ticker_entries()]
+    assert materialize(defs, instance, global_bronze).success
+    assert materialize(defs, instance, ticker_bronze, range_tags("AAPL", "NVDA")).success
+
+    # the promotion sensor sees the waiting files and batches them into two runs (global, per ticker)
+    sensor = next(s for s in defs.sensors if s.name == "silver_promotion_sensor")
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs)
+    tick = sensor.evaluate_tick(ctx)
+    keys = sorted(r.run_key for r in tick.run_requests)
+    assert len(keys) == 2 and keys[0].startswith("silver:global:") and keys[1].startswith("silver:per_ticker:")
+    per_ticker_req = next(r for r in tick.run_requests if r.run_key.startswith("silver:per_ticker"))
+    assert per_ticker_req.tags["dagster/asset_partition_range_start"] == "AAPL"
+    assert set(per_ticker_req.asset_selection) == {silver_key(e.silver.table) for e in keymap.per_ticker_entries()}
+    # same files, next tick: nothing new is requested
+    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    assert not tick2.run_requests
+
+    # promote as the sensor asked
+    silver_global = sorted({silver_key(e.silver.table) for e in keymap.global_entries()}, key=str)
+    silver_ticker = sorted({silver_key(e.silver.table) for e in keymap.per_ticker_entries()}, key=str)
+    r1 = materialize(defs, instance, silver_global)
+    r2 = materialize(defs, instance, silver_ticker, range_tags("AAPL", "NVDA"))
+    assert r1.success and r2.success
+    failed = [(e.asset_key.to_user_string(), e.check_name) for r in (r1, r2)
+              for e in r.get_asset_check_evaluations() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    assert failed == []
+    evaluated = {(e.asset_key.to_user_string(), e.check_name) for e in r2.get_asset_check_evaluations()}
+    assert ("silver/fmp_price_eod", "key_unique") in evaluated and ("silver/fmp_price_eod", "reconciliation") in evaluated
+
+    # gold sensor: every gold asset has moved inputs before its first build
+    gold_sensor = next(s for s in defs.sensors if s.name == "gold_promotion_sensor")
+    gt = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert len(gt.run_requests) == 1
+    gold_keys = set(gt.run_requests[0].asset_selection)
+    assert gold_key("fact_price_daily") in gold_keys
+    r3 = materialize(defs, instance, sorted(gold_keys, key=str))
+    assert r3.success
+    gold_failed = [(e.asset_key.to_user_string(), e.check_name) for e in r3.get_asset_check_evaluations() if not e.passed]
+    assert gold_failed == []
+    # nothing moved now: the gold sensor skips with a reason
+    gt2 = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert not gt2.run_requests and "no Gold input watermark moved" in (gt2.skip_message or "")
+
+
+def test_universe_sensor_and_schedule(setup):
+    settings, keymap, defs, instance = setup
+    sensor = next(s for s in defs.sensors if s.name == "ticker_universe_sensor")
+    # PIPELINE_TICKERS pins the universe: with all three already present the sensor skips
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert not tick.dynamic_partitions_requests and "already partitions" in tick.skip_message
+    instance.delete_dynamic_partition(tickers_partitions.name, "NVDA")
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
+
+    schedule = defs.schedules[0] if not callable(getattr(defs, "get_schedule_def", None)) else defs.get_schedule_def("daily_refresh")
+    when = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    data = schedule.evaluate_tick(ctx)
+    keys = [r.run_key for r in data.run_requests]
+    assert keys == ["daily:2026-11-20:global", "daily:2026-11-20:tickers:0"]   # two runs, never one per ticker
+    ticker_run = data.run_requests[1]
+    assert ticker_run.tags["dagster/asset_partition_range_start"] == "AAPL"
+    assert ticker_run.tags["dagster/asset_partition_range_end"] == "MSFT"   # NVDA was removed above
+
+
+@pytest.mark.slow
+def test_dagster_cli_materializes_bronze(tmp_path):
+    env = {**os.environ, **make_env(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
+    env.pop("FMP_API_KEY", None)
+    Path(env["DAGSTER_HOME"]).mkdir()
+    # the partitions must exist in the instance the CLI uses
+    subprocess.run([sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
+                    f"'tickers', {TICKERS!r})"], env=env, check=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "pipeline.definitions",
+         "--select", "bronze/prices/historical_price_eod", "--partition-range", "AAPL...NVDA"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
+    try:
+        tickers = {r[0] for r in con.execute("SELECT DISTINCT ticker FROM ops.file_ingestions").fetchall()}
+    finally:
+        con.close()
+    assert tickers == set(TICKERS)
