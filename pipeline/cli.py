@@ -51,15 +51,20 @@ def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.report import print_status
+    from pipeline.ops.status import status
 
-    return print_status(get_settings(), run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
+    return status(get_settings(), run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    from pipeline.report import print_coverage
+    from pipeline.ops.coverage import coverage
 
-    return print_coverage(get_settings(), html_path=args.html, dataset=args.dataset)
+    return coverage(get_settings(), html_path=args.html, dataset=args.dataset)
+
+
+READONLY_EXIT_CODES = """exit codes: 0 printed; 1 no warehouse yet (create it with `pipeline demo` or `pipeline run`)
+or nothing matched; 2 configuration error; 3 a run is writing the warehouse (read-only, does not wait:
+try again in a moment)"""
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -81,15 +86,18 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--select", help=argparse.SUPPRESS)
     p_demo.set_defaults(func=lambda a: cmd_run(a, demo=True))
 
-    p_status = sub.add_parser("status", help="recent runs, one run's files, and what is due next (read-only)")
-    p_status.add_argument("--run", help="show the file ingestions of this run id")
+    p_status = sub.add_parser("status", help="recent runs, one run's files, and what is due next (read-only)",
+                              epilog=READONLY_EXIT_CODES)
+    p_status.add_argument("--run", help="show the file ingestions of this run id (a unique prefix is enough)")
     p_status.add_argument("--limit", type=int, default=10, help="how many recent runs (default 10)")
     p_status.add_argument("--no-plan", action="store_true", help="skip the 'what is due next' section")
     p_status.set_defaults(func=cmd_status)
 
-    p_cov = sub.add_parser("coverage", help="first/last date, files, errors and gaps per dataset and ticker")
+    p_cov = sub.add_parser("coverage", help="first/last date, files, errors and gaps per dataset and ticker (read-only)",
+                           epilog=READONLY_EXIT_CODES)
     p_cov.add_argument("--html", default=None, help="write the HTML report here (default <data>/coverage.html)")
-    p_cov.add_argument("--dataset", default=None, help="only this dataset")
+    p_cov.add_argument("--dataset", default=None,
+                       help="only this dataset (name, asset name, dataset/discriminator or Silver table)")
     p_cov.set_defaults(func=cmd_coverage)
 
     p_replay = sub.add_parser("replay", help="rebuild Silver from Bronze with zero API calls")

@@ -69,3 +69,17 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     print("  .venv/bin/pipeline coverage  # dates, files and gaps per dataset and ticker (+ HTML report)")
     print(f"  duckdb {settings.warehouse_path} -readonly   # query silver.* and gold.* (when no run is writing)")
     print("=" * 78)
+
+
+def print_status(settings: Settings, *, run_id: str | None = None, limit: int = 10, show_plan: bool = True) -> int:
+    """Thin wrapper: `pipeline status` lives in pipeline.ops.status (exit codes documented there)."""
+    from pipeline.ops.status import status
+
+    return status(settings, run_id=run_id, limit=limit, show_plan=show_plan)
+
+
+def print_coverage(settings: Settings, *, html_path: str | None = None, dataset: str | None = None) -> int:
+    """Thin wrapper: `pipeline coverage` lives in pipeline.ops.coverage (exit codes as for status)."""
+    from pipeline.ops.coverage import coverage
+
+    return coverage(settings, html_path=html_path, dataset=dataset)

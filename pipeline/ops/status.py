@@ -1,0 +1,338 @@
+"""`pipeline status`: recent runs, one run's files, and what is due next (and why not). Read-only.
+
+Why it is shaped like this (DESIGN section 9): while a run holds the DuckDB file read-write, no other process
+can even open it read-only. A status tool that waited would look hung exactly when people look at it (during
+a run), and one that opened the file read-write would block the run or migrate it. So status opens the
+warehouse read-only once, fails fast with a clear message and its own exit code when it is busy, never runs
+migrations, and prints from the ledger (`ops.runs`, `ops.file_ingestions`) and the dry-run planner.
+
+Exit codes (shared with `pipeline coverage`):
+  0  printed
+  1  nothing to show: the warehouse does not exist yet (run `pipeline demo` or `pipeline run`), it has no
+     ledger yet, or `--run` matched no run (or several)
+  2  configuration error (bad environment variable; raised by the CLI)
+  3  busy: a run is writing the warehouse; status does not wait, try again in a moment
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TextIO
+
+import duckdb
+
+from pipeline.bronze.fetch import dry_run
+from pipeline.bronze.planner import PlanDecision
+from pipeline.keymap.loader import load_keymap
+from pipeline.keymap.model import KeymapEntry
+from pipeline.ops import repository
+from pipeline.settings import Settings
+from pipeline.universe import configured_tickers, universe_from_silver
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
+
+EXIT_OK = 0
+EXIT_NOTHING = 1
+EXIT_BUSY = 3
+
+WIDTH = 100
+BUSY_MESSAGE = ("the warehouse is being written by a run; {what} is read-only and will not wait "
+                "— try again in a moment")
+
+
+class NoLedger(RuntimeError):
+    """The warehouse file exists but its ops schema was never migrated (no run has written it yet)."""
+
+
+@contextmanager
+def ledger_reader(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection to a warehouse that has a ledger; raises WarehouseBusy/WarehouseMissing/NoLedger."""
+    with Warehouse(settings.warehouse_path).reader() as conn:
+        have = conn.execute("""
+            SELECT count(*) FROM information_schema.tables
+            WHERE table_schema = 'ops' AND table_name IN ('runs', 'file_ingestions')
+        """).fetchone()[0]
+        if have < 2:
+            raise NoLedger(f"warehouse {settings.warehouse_path} has no ops ledger yet")
+        yield conn
+
+
+def run_readonly(settings: Settings, what: str, body: Callable[[duckdb.DuckDBPyConnection], int],
+                 out: TextIO | None = None) -> int:
+    """Run `body` on a read-only ledger connection and map the ways that can fail to exit codes.
+
+    One place for the busy/missing behaviour, so status and coverage cannot drift apart.
+    """
+    out = out or sys.stdout
+    try:
+        with ledger_reader(settings) as conn:
+            return body(conn)
+    except WarehouseBusy:
+        print(f"pipeline {what}: " + BUSY_MESSAGE.format(what=what), file=sys.stderr)
+        return EXIT_BUSY
+    except (WarehouseMissing, NoLedger):
+        print(f"pipeline {what}: no warehouse at {settings.warehouse_path} yet.\n"
+              f"  Create it with `pipeline demo` (bundled sample data, no API key) or `pipeline run`\n"
+              f"  (set PIPELINE_DATA_DIR to look elsewhere).", file=out)
+        return EXIT_NOTHING
+
+
+# ---- formatting helpers -----------------------------------------------------------------------------------
+
+def clip(text: object, width: int) -> str:
+    """Fit text into a column: long values end in an ellipsis instead of breaking the table."""
+    s = "" if text is None else str(text)
+    return s if len(s) <= width else s[: max(0, width - 1)] + "…"
+
+
+def fmt_duration(started: dt.datetime | None, finished: dt.datetime | None) -> str:
+    if started is None or finished is None:
+        return "-"
+    seconds = (finished - started).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{(seconds % 3600) // 60:02.0f}m"
+
+
+def fmt_ts(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def fmt_int(value: object) -> str:
+    return "-" if value is None else f"{int(value):,}"
+
+
+def entry_label(dataset: str, discriminator: str | None) -> str:
+    """`income-statement [annual]`: how a keymap entry is named in tables."""
+    return f"{dataset} [{discriminator}]" if discriminator else dataset
+
+
+def wrap(text: str, indent: int) -> list[str]:
+    return textwrap.wrap(text, WIDTH, initial_indent=" " * indent, subsequent_indent=" " * (indent + 2)) or [""]
+
+
+# ---- (a) recent runs ----------------------------------------------------------------------------------------
+
+RUN_HEADER = (f"{'run':8} {'job':16} {'mode':6} {'status':8} {'started (UTC)':16} {'took':>7} "
+              f"{'req':>5} {'files':>5} {'rows':>9} {'err':>4} {'skip':>5}")
+
+
+def job_name(job: str | None) -> str:
+    """Dagster's ad-hoc materializations run as `__ephemeral_asset_job__`: say so in fewer characters."""
+    if not job:
+        return "-"
+    return "asset job" if job == "__ephemeral_asset_job__" else job
+
+
+def run_duration(run: dict) -> str:
+    """finished - started; when the run record has no finish time, the last file it registered (marked ~)."""
+    if run["status"] == "running":
+        return "running"
+    if run["finished_at"] is not None:
+        return fmt_duration(run["started_at"], run["finished_at"])
+    if run.get("last_registered") is not None:
+        return "~" + fmt_duration(run["started_at"], run["last_registered"])
+    return "-"
+
+
+def with_last_registered(conn: duckdb.DuckDBPyConnection, runs: list[dict]) -> list[dict]:
+    """Add the time the run's last file was registered: the best end time for runs without `finished_at`."""
+    ids = [r["run_id"] for r in runs]
+    rows = dict(conn.execute("""
+        SELECT run_id, max(registered_at)
+        FROM ops.file_ingestions
+        WHERE run_id IN (SELECT unnest($ids))
+        GROUP BY run_id
+    """, {"ids": ids}).fetchall()) if ids else {}
+    return [{**r, "last_registered": rows.get(r["run_id"])} for r in runs]
+
+
+def format_runs(runs: Sequence[dict]) -> list[str]:
+    """One line per run (newest first, as the read model returns them); the message goes on its own line."""
+    lines = [RUN_HEADER, "-" * len(RUN_HEADER)]
+    for r in runs:
+        took = run_duration(r)
+        errors = max(int(r["errors"] or 0), int(r["file_errors"] or 0))
+        lines.append(
+            f"{r['run_id'][:8]:8} {clip(job_name(r['job']), 16):16} {clip(r['source_mode'] or '-', 6):6} "
+            f"{clip(r['status'], 8):8} {fmt_ts(r['started_at']):16} {took:>7} {fmt_int(r['requests']):>5} "
+            f"{fmt_int(r['files']):>5} {fmt_int(r['bronze_rows']):>9} {errors:>4} {fmt_int(r['skipped']):>5}")
+        if r.get("message"):
+            lines.extend(wrap(f"↳ {r['message']}", 9))
+    if not runs:
+        lines.append("(no runs recorded yet)")
+    return lines
+
+
+# ---- (b) one run's files ------------------------------------------------------------------------------------
+
+def find_runs(conn: duckdb.DuckDBPyConnection, prefix: str) -> list[str]:
+    """Run ids starting with `prefix` (Bronze runs, and Silver runs known only from the ledger)."""
+    rows = conn.execute("""
+        SELECT run_id FROM ops.runs WHERE starts_with(run_id, $p)
+        UNION
+        SELECT run_id FROM ops.file_ingestions WHERE starts_with(run_id, $p)
+        UNION
+        SELECT silver_run_id FROM ops.file_ingestions WHERE starts_with(silver_run_id, $p)
+        ORDER BY 1
+    """, {"p": prefix}).fetchall()
+    return [r[0] for r in rows]
+
+
+FILE_HEADER = (f"{'dataset':20} {'ticker/series':13} {'http':>4} {'error':11} {'rows':>6} {'coverage':22} "
+               f"{'silver i/u/=/rej':16}")
+
+
+def fmt_coverage(start: dt.date | None, end: dt.date | None) -> str:
+    if start is None and end is None:
+        return "-"
+    return f"{start or '?'}..{end or '?'}"
+
+
+def silver_cell(f: dict) -> str:
+    """What Silver did with a file: `ok 400/0/0/0` (inserted/updated/unchanged/rejected), pending, failed, never."""
+    if f["silver_status"] == "promoted":
+        counts = "/".join(fmt_int(f[c] or 0) for c in
+                          ("silver_inserted", "silver_updated", "silver_unchanged", "silver_rejected"))
+        return f"ok {counts}"
+    return f["silver_status"] or ("pending" if f["can_promote"] else "never")
+
+
+def format_files(files: Sequence[dict]) -> list[str]:
+    """One line per Bronze file of the run, grouped by dataset and series, with what Silver did with it."""
+    lines = [FILE_HEADER, "-" * len(FILE_HEADER)]
+    order = sorted(files, key=lambda f: (f["dataset"], f["discriminator"] or "", f["ticker"] or "",
+                                         f["coverage_from"] or dt.date.min, f["ingestion_id"]))
+    for f in order:
+        series = " ".join(p for p in (f["ticker"], f["discriminator"]) if p) or "-"
+        lines.append(
+            f"{clip(f['dataset'], 20):20} {clip(series, 13):13} {fmt_int(f['status_code']):>4} "
+            f"{clip(f['error_class'] or '', 11):11} {fmt_int(f['bronze_rows']):>6} "
+            f"{fmt_coverage(f['coverage_from'], f['coverage_to']):22} {clip(silver_cell(f), 16)}".rstrip())
+    return lines
+
+
+def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
+    matches = find_runs(conn, prefix)
+    if not matches:
+        print(f"no run id starts with {prefix!r}; `pipeline status` lists recent runs", file=out)
+        return EXIT_NOTHING
+    if len(matches) > 1 and prefix not in matches:
+        print(f"{len(matches)} runs start with {prefix!r}; give more characters:", file=out)
+        for run_id in matches[:10]:
+            print(f"  {run_id}", file=out)
+        return EXIT_NOTHING
+    run_id = prefix if prefix in matches else matches[0]
+    run = repository.get_run(conn, run_id)
+    if run:
+        run = with_last_registered(conn, [run])[0]
+    files = repository.file_ingestions_for_run(conn, run_id)
+    print(f"Run {run_id}", file=out)
+    if run:
+        print(f"  job {job_name(run['job'])}, source {run['source_mode'] or '-'}, status {run['status']}, "
+              f"started {fmt_ts(run['started_at'])} UTC, took {run_duration(run)}",
+              file=out)
+        print(f"  {fmt_int(run['requests'])} request(s), {fmt_int(run['files'])} file(s), {fmt_int(run['rows'])} "
+              f"row(s), {fmt_int(run['errors'])} error(s), {fmt_int(run['skipped'])} skipped", file=out)
+        if run["message"]:
+            for line in wrap(f"message: {run['message']}", 2):
+                print(line, file=out)
+    else:
+        print("  (no run record: a Silver promotion run, known from the files it promoted)", file=out)
+    print(f"\nFiles ({len(files)}): Bronze files written by this run or promoted to Silver by it", file=out)
+    print("  silver: ok inserted/updated/unchanged/rejected | pending | failed | never (an error file)", file=out)
+    for line in format_files(files):
+        print(line, file=out)
+    return EXIT_OK
+
+
+# ---- (c) what is due next, and why not ------------------------------------------------------------------------
+
+def universe(settings: Settings, conn: duckdb.DuckDBPyConnection) -> tuple[list[str], str]:
+    """The tickers the next run would use, read through the connection we already hold (never a second open)."""
+    fixed = configured_tickers(settings)
+    if fixed is not None:
+        return fixed
+    return universe_from_silver(conn, settings.universe), "Silver stock list filtered by the universe settings"
+
+
+def group_reasons(decisions: Sequence[PlanDecision]) -> list[tuple[str, list[str]]]:
+    """(reason, tickers) groups, largest first: tickers with the same watermark share one explanation."""
+    groups: dict[str, list[str]] = {}
+    for d in decisions:
+        groups.setdefault(d.reason, []).append(d.identity.ticker)
+    return sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+
+
+def fmt_tickers(tickers: Sequence[str], show: int = 4) -> str:
+    head = ", ".join(tickers[:show])
+    return head + (f" +{len(tickers) - show}" if len(tickers) > show else "")
+
+
+def format_plan(entries: Sequence[KeymapEntry], decisions: Sequence[PlanDecision], *, max_groups: int = 3) -> list[str]:
+    """Per keymap entry: how many identities are due and why; reasons grouped across tickers."""
+    by_entry: dict[str, list[PlanDecision]] = {}
+    for d in decisions:
+        by_entry.setdefault(d.entry.asset_name, []).append(d)
+    lines: list[str] = []
+    for entry in entries:
+        ds = by_entry.get(entry.asset_name, [])
+        name = f"{entry.domain}/{entry_label(entry.dataset, entry.discriminator)}"
+        if not entry.per_ticker:
+            d = ds[0] if ds else None
+            lines.extend(wrap(f"{name}: {d.reason if d else 'not planned'}", 2))
+            continue
+        due = [d for d in ds if d.due]
+        skipped = [d for d in ds if not d.due]
+        requests = sum(len(d.requests) for d in due)
+        lines.append(f"  {name}: {len(due)} due ({requests} request(s)), {len(skipped)} not due")
+        groups = group_reasons(due) + group_reasons(skipped)
+        for reason, tickers in groups[:max_groups]:
+            lines.extend(wrap(f"{fmt_tickers(tickers)}: {reason}", 6))
+        if len(groups) > max_groups:
+            lines.append(f"      … {len(groups) - max_groups} more distinct reason(s)")
+    return lines
+
+
+def plan_section(settings: Settings, conn: duckdb.DuckDBPyConnection) -> list[str]:
+    keymap = load_keymap(settings.keymap_path)
+    tickers, why = universe(settings, conn)
+    today = settings.today()
+    decisions = dry_run(entries=keymap.entries, tickers=tickers, conn=conn, today=today, fmp_plan=settings.fmp_plan)
+    due = sum(1 for d in decisions if d.due)
+    requests = sum(len(d.requests) for d in decisions if d.due)
+    head = wrap(f"What is due next (as of {today}, FMP_PLAN={settings.fmp_plan or 'unset'}, "
+                f"{len(tickers)} ticker(s): {why})", 0)
+    head += [f"  {due} of {len(decisions)} dataset/ticker pair(s) due, {requests} request(s) planned"]
+    if not tickers:
+        head.append("  (the universe is empty: per-ticker datasets have nothing to plan; set PIPELINE_TICKERS)")
+    return head + format_plan(keymap.entries, decisions)
+
+
+# ---- the command ---------------------------------------------------------------------------------------------
+
+def status(settings: Settings, *, run_id: str | None = None, limit: int = 10, show_plan: bool = True,
+           out: TextIO | None = None) -> int:
+    """`pipeline status`: see the module docstring for what it prints and its exit codes."""
+    out = out or sys.stdout
+
+    def body(conn: duckdb.DuckDBPyConnection) -> int:
+        if run_id:
+            return print_run(conn, run_id, out)
+        runs = with_last_registered(conn, repository.run_overviews(conn, limit=max(1, limit)))
+        print(f"Warehouse {settings.warehouse_path}", file=out)
+        print(f"\nRecent runs (newest first, up to {max(1, limit)}; `--run ID` shows a run's files)", file=out)
+        for line in format_runs(runs):
+            print(line, file=out)
+        if show_plan:
+            print(file=out)
+            for line in plan_section(settings, conn):
+                print(line, file=out)
+        return EXIT_OK
+
+    return run_readonly(settings, "status", body, out)
