@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import dagster as dg
 import duckdb
 
-from pipeline.gold.quality import GOLD_CHECKS, CheckOutcome
+from pipeline.gold.quality import GOLD_CHECKS
+from pipeline.silver.quality import CheckOutcome
 from pipeline.keymap.model import Keymap
 from pipeline.silver import quality as silver_quality
 
@@ -50,7 +51,7 @@ def silver_check_defs(keymap: Keymap, table: str, today: Callable[[], dt.date]) 
         CheckDef("freshness", WARN, "The newest data of every series is within its cadence plus a grace.",
                  lambda conn: silver_quality.freshness(conn, keymap, table, today())),
         CheckDef("schema_drift", WARN, "The API sends no fields the keymap does not map (new fields are reported).",
-                 lambda conn: silver_quality.schema_drift(conn, table)),
+                 lambda conn: silver_quality.schema_drift(conn, keymap, table)),
     ]
 
 

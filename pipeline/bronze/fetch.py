@@ -18,8 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, new_file_id
-from pipeline.bronze.planner import PlanDecision, PlannedRequest, plan
-from pipeline.bronze.store import BronzeStore
+from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
+from pipeline.bronze.store import BronzeStore, validate_part
 from pipeline.fmp.client import FetchResult, FmpClient
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.ops import repository
@@ -92,7 +92,8 @@ class BronzeRunReport:
 
 
 def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, run_id: str, *,
-              page: int | None = None, incomplete: str | None = None) -> BronzeEnvelope:
+              page: int | None = None, incomplete: str | None = None,
+              redact: Callable[[str], str] = str) -> BronzeEnvelope:
     content = result.content if result.ok else None
     cov_from, cov_to = coverage_of(content, entry.recipe.date_field)
     notes: list[str] = []
@@ -102,7 +103,8 @@ def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, 
         notes.append(incomplete)
     body_text = None
     if not result.ok and result.body:
-        body_text = result.body[:2000].decode("utf-8", errors="replace")
+        # redacted: an error page may echo the request URL, key included (DESIGN section 4)
+        body_text = redact(result.body[:4000].decode("utf-8", errors="replace"))[:2000]
     return BronzeEnvelope(
         file_id=new_file_id(),
         run_id=run_id,
@@ -133,12 +135,19 @@ def fetch_request(client: FmpClient, request: PlannedRequest, entry: KeymapEntry
     """One planned request: a single call, or a page set walked until an empty or repeated page or the limit.
 
     A page set is all-or-nothing: if any page fails, every page of the set is kept but marked unpromotable,
-    so a partial snapshot can never reach Silver as if it were complete.
+    so a partial snapshot can never reach Silver as if it were complete. A date window whose answer reaches
+    the recipe's row cap (FMP drops the oldest rows silently) is split in half and fetched again.
     """
     expect = entry.recipe.format
     pagination = entry.recipe.pagination
     if not request.paginated or pagination is None:
-        return [_envelope(client.fetch(request.path, request.params, expect=expect), request, entry, run_id)]
+        result = client.fetch(request.path, request.params, expect=expect)
+        halves = _split_capped(result, request, entry)
+        if halves:
+            log.warning("%s: %s rows reached the row cap for %s..%s; splitting the window", request.identity,
+                        result.row_count, request.window_from, request.window_to)
+            return [env for half in halves for env in fetch_request(client, half, entry, run_id)]
+        return [_envelope(result, request, entry, run_id, redact=client.redact)]
 
     results: list[tuple[int, FetchResult]] = []
     seen_hashes: set[str] = set()
@@ -164,7 +173,23 @@ def fetch_request(client: FmpClient, request: PlannedRequest, entry: KeymapEntry
         results.append((page, result))
     else:
         log.warning("%s: stopped at the page limit (%s pages)", request.identity, pagination.max_pages)
-    return [_envelope(r, request, entry, run_id, page=p, incomplete=failure) for p, r in results]
+    return [_envelope(r, request, entry, run_id, page=p, incomplete=failure, redact=client.redact) for p, r in results]
+
+
+def _split_capped(result: FetchResult, request: PlannedRequest, entry: KeymapEntry) -> list[PlannedRequest]:
+    """Two half windows when a windowed answer reached the row cap, else []."""
+    cap = entry.recipe.row_cap
+    if not (result.ok and cap and result.row_count >= cap and request.window_from and request.window_to):
+        return []
+    days = (request.window_to - request.window_from).days
+    if days < 1:
+        return []
+    middle = request.window_from + dt.timedelta(days=days // 2)
+    out = []
+    for a, b in ((request.window_from, middle), (middle + dt.timedelta(days=1), request.window_to)):
+        params = expand_query(entry, request.identity, request.as_of, window_from=a, window_to=b)
+        out.append(PlannedRequest(request.identity, request.path, params, request.as_of, a, b))
+    return out
 
 
 def _pid_alive(pid: int) -> bool:
@@ -207,7 +232,8 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
                log_fn: Callable[[str], None] | None = None) -> BronzeRunReport:
     """Plan, fetch, write and register Bronze for `entries` (× `tickers` for per-ticker entries)."""
     say = log_fn or log.info
-    tickers = list(tickers)
+    # before anything is sent or written: a hostile or empty ticker never reaches the wire or the store
+    tickers = [validate_part("ticker", t) for t in tickers]
     entries = list(entries)
     by_identity = {e.identity: e for e in entries}
 

@@ -41,7 +41,7 @@ class PlanDecision:
     skip_kind: str | None = None   # not_due | plan | nothing_new (None when due)
 
 
-def _expand(entry: KeymapEntry, identity: DatasetIdentity, today: dt.date, *, window_from: dt.date | None = None,
+def expand_query(entry: KeymapEntry, identity: DatasetIdentity, today: dt.date, *, window_from: dt.date | None = None,
             window_to: dt.date | None = None, page: int | None = None) -> dict[str, str]:
     values = {
         "__ticker__": identity.ticker,
@@ -114,12 +114,12 @@ def plan_identity(entry: KeymapEntry, identity: DatasetIdentity, coverage: Cover
             return PlanDecision(entry, identity, False, f"nothing new: coverage already reaches {today}",
                                 skip_kind="nothing_new")
         requests = tuple(
-            PlannedRequest(identity, recipe.path, _expand(entry, identity, today, window_from=a, window_to=b), today, a, b)
+            PlannedRequest(identity, recipe.path, expand_query(entry, identity, today, window_from=a, window_to=b), today, a, b)
             for a, b in windows)
         return PlanDecision(entry, identity, True, f"due: {why}, {len(requests)} window(s) to {today}", requests)
 
     page = recipe.pagination.start if recipe.pagination else None
-    request = PlannedRequest(identity, recipe.path, _expand(entry, identity, today, page=page), today,
+    request = PlannedRequest(identity, recipe.path, expand_query(entry, identity, today, page=page), today,
                              paginated=recipe.pagination is not None)
     why = "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={recipe.min_age_days}"
     return PlanDecision(entry, identity, True, f"due: {why}", (request,))

@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 import duckdb
 
+from pipeline.silver.quality import CheckOutcome
+
 EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    passed: bool
-    description: str
-    metadata: dict = field(default_factory=dict)
 
 
 def _jsonable(value: object) -> object:

@@ -112,20 +112,42 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
                            *, ticker_wildcard: bool = False) -> dict[DatasetIdentity, Coverage]:
     """Good coverage per identity: only successful, promotable files count (an error never moves a watermark).
 
+    A failed date window that lies before good coverage (a middle window of a split backfill failed while
+    later windows succeeded) is a hole: until a later good file covers its start again, coverage_to is held
+    just before the hole and last_as_of is NULL (due now), so the next run re-requests it.
+
     With `identity`, restrict to it (its ticker too, unless `ticker_wildcard`, which returns every ticker).
     """
-    where = ["error_class IS NULL", "can_promote"]
+    where = ["true"]
     params: list = []
     if identity is not None:
         for col in ("domain", "source", "dataset", "discriminator") + (() if ticker_wildcard else ("ticker",)):
             where.append(f"{col} = ?")
             params.append(getattr(identity, col) or "")
     rows = conn.execute(f"""
-        SELECT domain, source, dataset, discriminator, ticker,
-               min(coverage_from), max(coverage_to), max(fetched_at), count(*), max(as_of)
-        FROM ops.file_ingestions
-        WHERE {' AND '.join(where)}
-        GROUP BY ALL
+        WITH f AS (SELECT * FROM ops.file_ingestions WHERE {' AND '.join(where)}),
+        good AS (
+            SELECT domain, source, dataset, discriminator, ticker, min(coverage_from) AS cov_from,
+                   max(coverage_to) AS cov_to, max(fetched_at) AS last_fetch, count(*) AS files, max(as_of) AS last_as_of
+            FROM f WHERE error_class IS NULL AND can_promote
+            GROUP BY ALL
+        ),
+        holes AS (
+            SELECT b.domain, b.source, b.dataset, b.discriminator, b.ticker, min(b.window_from) AS hole_from
+            FROM f b JOIN good USING (domain, source, dataset, discriminator, ticker)
+            WHERE NOT (b.error_class IS NULL AND b.can_promote) AND b.window_to < good.cov_to
+              AND NOT EXISTS (
+                  SELECT 1 FROM f g
+                  WHERE g.error_class IS NULL AND g.can_promote AND g.fetched_at > b.fetched_at
+                    AND g.domain = b.domain AND g.source = b.source AND g.dataset = b.dataset
+                    AND g.discriminator = b.discriminator AND g.ticker = b.ticker
+                    AND g.window_from <= b.window_from AND g.window_to >= b.window_from)
+            GROUP BY ALL
+        )
+        SELECT domain, source, dataset, discriminator, ticker, cov_from,
+               CASE WHEN hole_from IS NULL THEN cov_to ELSE least(cov_to, CAST(hole_from - 1 AS DATE)) END,
+               last_fetch, files, CASE WHEN hole_from IS NULL THEN last_as_of END
+        FROM good LEFT JOIN holes USING (domain, source, dataset, discriminator, ticker)
     """, params).fetchall()
     return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8], r[9]) for r in rows}
 
