@@ -68,9 +68,41 @@ try again in a moment)"""
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipeline.report import run_replay
+    """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call)."""
+    import uuid
 
-    return run_replay(get_settings(), table=args.table, tickers=args.tickers)
+    from pipeline.bronze.fetch import register_unknown_files
+    from pipeline.bronze.store import BronzeStore
+    from pipeline.keymap import load_keymap
+    from pipeline.settings import parse_tickers
+    from pipeline.silver.replay import replay
+    from pipeline.warehouse.connection import Warehouse
+
+    settings = get_settings()
+    keymap = load_keymap(settings.keymap_path)
+    tables = [args.table] if args.table else None
+    if args.table and args.table not in keymap.tables():
+        print(f"pipeline replay: unknown table {args.table!r}; tables: {', '.join(sorted(keymap.tables()))}", file=sys.stderr)
+        return 1
+    tickers = list(parse_tickers(args.tickers, "--tickers")) if args.tickers else None
+    warehouse = Warehouse(settings.warehouse_path)
+    by_identity = {e.identity: e.silver.table for e in keymap}
+    with warehouse.transaction() as conn:
+        found = register_unknown_files(conn, BronzeStore(settings.bronze_dir),
+                                       lambda ident: by_identity.get(ident.without_ticker()))
+    if found:
+        print(f"registered {found} Bronze file(s) the ledger did not know")
+    run_id = f"replay-{uuid.uuid4()}"
+    started = time.monotonic()
+    results = replay(warehouse, keymap, settings.bronze_dir, run_id, tables=tables, tickers=tickers)
+    by_table: dict[str, list] = {}
+    for r in results:
+        by_table.setdefault(r.table, []).append(r)
+    print(f"replayed {len(by_table)} table(s) from Bronze in {time.monotonic() - started:.1f} s, 0 API calls (run {run_id})")
+    for table, rs in sorted(by_table.items()):
+        print(f"  silver.{table:32} files {sum(r.files for r in rs):>7,}  rows {sum(r.inserted for r in rs):>10,}  "
+              f"rejected {sum(r.rejected for r in rs):>6,}  failed files {sum(len(r.failed) for r in rs):>4}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

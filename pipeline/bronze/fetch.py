@@ -226,6 +226,32 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
     return registered
 
 
+def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None],
+                           batch: int = 5000) -> int:
+    """Full scan: register every Bronze file the ledger does not know (a restored Bronze folder, a lost ledger).
+
+    Costs a walk of the whole Bronze tree, so it belongs to repair and replay, not to every run.
+    """
+    known = {r[0] for r in conn.execute("SELECT file_id FROM ops.file_ingestions").fetchall()}
+    records: list[dict] = []
+    registered = 0
+    for rel in store.iter_files():
+        file_id = rel.rsplit("/", 1)[-1].removesuffix(".json")
+        if file_id in known:
+            continue
+        try:
+            env = store.read(rel)
+        except (OSError, ValueError, KeyError) as exc:
+            log.error("Bronze file %s is unreadable, left unregistered: %s", rel, exc)
+            continue
+        records.append(repository.file_record(env, rel, silver_table_of(env.identity)))
+        if len(records) >= batch:
+            registered += repository.register_files(conn, records)
+            records = []
+    registered += repository.register_files(conn, records)
+    return registered
+
+
 def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], warehouse: Warehouse, store: BronzeStore,
                client: FmpClient, run_id: str, today: dt.date, fmp_plan: str | None, source_mode: str,
                max_concurrency: int = 8, job: str | None = None,
