@@ -29,7 +29,7 @@ import duckdb
 from pipeline.gold import models
 from pipeline.gold.models import GoldModel
 from pipeline.keymap.model import DatasetWatermark
-from pipeline.ops.repository import input_watermarks
+from pipeline.ops.repository import input_revisions, input_watermarks
 
 log = logging.getLogger("pipeline.gold")
 
@@ -76,15 +76,30 @@ def input_watermarks_for(conn: duckdb.DuckDBPyConnection, name: str) -> list[str
     return input_watermarks(conn, _model_or_error(name).inputs)
 
 
-def last_successful_watermarks(conn: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-    """Gold table -> input watermarks recorded by its latest successful build."""
+def input_state(watermarks: list[str], revisions: list[str]) -> list[str]:
+    """One comparable string per input identity: its coverage watermark plus its revision marker.
+
+    Coverage alone misses a restated statement or a corrected price inside dates already covered; the
+    revision marker (newest ledger entry that changed Silver rows) catches those.
+    """
+    rev = {ident: marker for ident, _, marker in (r.partition("@") for r in revisions)}
+    return [f"{w};{rev.get(w.partition('@')[0], 'revision=')}" for w in watermarks]
+
+
+def current_state(conn: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(watermarks, revisions) of a Gold table's Silver inputs now."""
+    return input_watermarks(conn, tables), input_revisions(conn, tables)
+
+
+def last_successful_state(conn: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Gold table -> input state (watermarks + revisions) recorded by its latest successful build."""
     rows = conn.execute("""
-        SELECT asset, input_watermarks
+        SELECT asset, input_watermarks, coalesce(input_revisions, [])
         FROM ops.gold_builds
         WHERE status = 'success'
         QUALIFY row_number() OVER (PARTITION BY asset ORDER BY build_id DESC) = 1
     """).fetchall()
-    return {asset: list(marks) for asset, marks in rows}
+    return {asset: input_state(list(marks), list(revs)) for asset, marks, revs in rows}
 
 
 def _identity_changes(before: list[str], now: list[str]) -> dict[str, tuple[str | None, str | None]]:
@@ -110,7 +125,7 @@ def _describe(changes: dict[str, tuple[str | None, str | None]], limit: int = 3)
 
 def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Gold table -> reason, for every table never built or whose inputs moved since its last successful build."""
-    last = last_successful_watermarks(conn)
+    last = last_successful_state(conn)
     current: dict[tuple[str, ...], list[str]] = {}      # tables sharing an input set are read once
     moved: dict[str, str] = {}
     for name, tables in GOLD_ASSETS.items():
@@ -118,7 +133,7 @@ def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
             moved[name] = "never built successfully"
             continue
         if tables not in current:
-            current[tables] = input_watermarks(conn, tables)
+            current[tables] = input_state(*current_state(conn, tables))
         changes = _identity_changes(last[name], current[tables])
         if changes:
             moved[name] = _describe(changes)
@@ -190,14 +205,16 @@ def _start(conn: duckdb.DuckDBPyConnection, name: str, run_id: str) -> int:
 
 
 def _finish(conn: duckdb.DuckDBPyConnection, build_id: int, status: str, *, mode: str | None = None,
-            watermarks: list[str] | None = None, tickers_touched: int | None = None,
+            watermarks: list[str] | None = None, revisions: list[str] | None = None,
+            tickers_touched: int | None = None,
             rows_written: int | None = None, error: str | None = None) -> None:
     conn.execute("""
         UPDATE ops.gold_builds
         SET status = ?, mode = coalesce(?, mode), input_watermarks = coalesce(?, input_watermarks),
+            input_revisions = coalesce(?, input_revisions),
             tickers_touched = ?, rows_written = ?, finished_at = ?, error_message = ?
         WHERE build_id = ?
-    """, [status, mode, watermarks, tickers_touched, rows_written, _now(), error, build_id])
+    """, [status, mode, watermarks, revisions, tickers_touched, rows_written, _now(), error, build_id])
 
 
 def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
@@ -227,10 +244,10 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
     try:
         conn.execute("BEGIN TRANSACTION")
         model = models.resolve(conn, name)
-        current = input_watermarks(conn, model.inputs)
+        current, revisions = current_state(conn, model.inputs)
         table_ready = _ensure_table(conn, model)
-        previous = last_successful_watermarks(conn).get(name)
-        plan = plan_build(model, previous, current, full=full, table_ready=table_ready)
+        previous = last_successful_state(conn).get(name)
+        plan = plan_build(model, previous, input_state(current, revisions), full=full, table_ready=table_ready)
         rows_written = _write(conn, model, plan)
         row_count = conn.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()[0][0]
         if not model.per_ticker:
@@ -239,7 +256,8 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
             tickers_touched = conn.execute(f"SELECT count(DISTINCT ticker) FROM {model.qualified}").fetchall()[0][0]
         else:
             tickers_touched = len(plan.tickers)
-        _finish(conn, build_id, "success", mode=plan.mode, watermarks=current, tickers_touched=tickers_touched,
+        _finish(conn, build_id, "success", mode=plan.mode, watermarks=current, revisions=revisions,
+                tickers_touched=tickers_touched,
                 rows_written=rows_written)
         conn.execute("COMMIT")
     except BaseException as exc:

@@ -188,6 +188,23 @@ def input_watermarks(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> 
     return [str(DatasetWatermark(DatasetIdentity(*r[:5]), r[5], r[6])) for r in rows]
 
 
+def input_revisions(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> list[str]:
+    """Per input identity, `<identity key>@revision=<newest ingestion id whose promotion changed Silver rows>`.
+
+    Complements the coverage watermarks: a restatement or a corrected price inside covered dates changes Silver
+    without moving coverage, but it does move this marker, so Gold rebuilds the affected tickers.
+    """
+    rows = conn.execute("""
+        SELECT domain, source, dataset, discriminator, ticker, max(ingestion_id)
+        FROM ops.file_ingestions
+        WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
+          AND coalesce(silver_inserted, 0) + coalesce(silver_updated, 0) > 0
+        GROUP BY ALL
+        ORDER BY ALL
+    """, [list(tables)]).fetchall()
+    return [f"{DatasetIdentity(*r[:5]).key}@revision={r[5]}" for r in rows]
+
+
 @dataclass(frozen=True)
 class PromotableFile:
     ingestion_id: int
