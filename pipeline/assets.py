@@ -17,6 +17,7 @@ from dagster import AssetExecutionContext
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
+from pipeline.ops.repository import record_run
 from pipeline.partitions import tickers_partitions
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
@@ -245,6 +246,9 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
                                    context.log.info)
             spec = keymap.tables()[table]
             with warehouse.connect() as conn:
+                record_run(conn, context.run_id, job=context.job_name, source_mode=None,
+                           status="partial" if totals["failed_files"] else "success", files=totals["files"],
+                           rows=totals["inserted"] + totals["updated"], errors=totals["failed_files"], finished=True)
                 rows = conn.execute(f"SELECT count(*) FROM {qualified(table)}").fetchall()[0][0]
                 preview = table_preview(conn, qualified(table), "fetched_at DESC")
                 if totals["drift_fields"]:
@@ -333,6 +337,8 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
             for table in inputs:   # a Silver input that was never promoted reads as empty, not as an error
                 ensure_table(conn, keymap.tables()[table])
             result = build(conn, name, context.run_id)
+            record_run(conn, context.run_id, job=context.job_name, source_mode=None, status="success",
+                       rows=result.rows_written, finished=True)
             context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})")
             schema = conn.execute("SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
                                   "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position",

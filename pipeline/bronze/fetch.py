@@ -352,6 +352,7 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
             rows=sum(r.rows for r in reports.values()),
             errors=sum(sum(r.failed.values()) for r in reports.values()),
             message=None if report.requests else "nothing due: every dataset is within its cadence",
+            finished=True,
         )
     return report
 
