@@ -8,7 +8,6 @@ evaluated in the same step. Gold: one asset per table (`gold/<name>`), reading D
 """
 
 
-import json
 from collections.abc import Iterator, Sequence
 
 import dagster as dg
@@ -133,10 +132,6 @@ def bronze_keys_by_table(keymap: Keymap) -> dict[str, list[dg.AssetKey]]:
     for entry in keymap:
         out.setdefault(entry.silver.table, []).append(bronze_key(entry))
     return out
-
-
-def json_metadata(value) -> dg.MetadataValue:
-    return dg.MetadataValue.json(json.loads(json.dumps(value, default=str)))
 
 
 # ---- Silver ------------------------------------------------------------------------------------------------

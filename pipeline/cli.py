@@ -145,6 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.pop("FMP_API_KEY", None)   # the demo always uses the bundled sample source
         get_settings.cache_clear()
     try:
+        from pipeline.log import get_logger
+
+        get_logger("pipeline", get_settings())   # console + dated file under <data>/logs, key scrubbed
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"pipeline: configuration error: {exc}", file=sys.stderr)
