@@ -202,3 +202,15 @@ def test_dagster_cli_materializes_bronze(tmp_path):
     finally:
         con.close()
     assert tickers == set(TICKERS)
+
+
+@pytest.mark.slow
+def test_dagster_definitions_validate_cli(tmp_path):
+    """What CI users run to gate a change: the code location loads and validates from workspace.yaml."""
+    from pipeline.settings import PROJECT_ROOT
+
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
+                           str(PROJECT_ROOT / "workspace.yaml")], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
