@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+export DAGSTER_HOME ?= $(abspath $(or $(PIPELINE_DATA_DIR),data))/dagster_home
 
 .PHONY: demo test ui bench venv clean
 
