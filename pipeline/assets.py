@@ -71,7 +71,8 @@ def _bronze_metadata(report, settings: Settings) -> dict:
     }
 
 
-def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Settings, per_ticker: bool) -> dg.AssetsDefinition:
+def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Settings, per_ticker: bool,
+                       all_entries: Sequence[KeymapEntry] = ()) -> dg.AssetsDefinition:
     specs = [
         dg.AssetSpec(
             bronze_key(e), group_name=e.domain, description=entry_description(e), kinds={"fmp", "json"},
@@ -99,6 +100,7 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
                 client=client, run_id=context.run_id, today=settings.today(), fmp_plan=settings.fmp_plan,
                 source_mode="sample" if settings.uses_sample_source else "fmp",
                 max_concurrency=settings.max_concurrency, job=context.job_name, log_fn=context.log.info,
+                orphan_entries=list(all_entries) or None,   # a crash may leave files of the other Bronze step
             )
         for entry in selected:
             rep = report.entries[entry.asset_name]
@@ -121,9 +123,9 @@ def build_bronze_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDef
     per_ticker = list(keymap.per_ticker_entries())
     global_ = list(keymap.global_entries())
     if per_ticker:
-        out.append(build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True))
+        out.append(build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True, all_entries=list(keymap)))
     if global_:
-        out.append(build_bronze_asset("bronze_global", global_, settings, per_ticker=False))
+        out.append(build_bronze_asset("bronze_global", global_, settings, per_ticker=False, all_entries=list(keymap)))
     return out
 
 

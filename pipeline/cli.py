@@ -16,17 +16,37 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.keymap.loader import KeymapError
 from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from pipeline.warehouse.migrations import MigrationError
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
-    """DAGSTER_HOME, defaulting to <data>/dagster_home with the project's dagster.yaml (pools, retries)."""
+    """DAGSTER_HOME, defaulting to <data>/dagster_home with the project's dagster.yaml (pools, retries).
+
+    Two runs started at once on a new home would race to write dagster.yaml and to create the instance's
+    SQLite tables ("table ... already exists"): both happen once, under an exclusive lock on the home.
+    """
+    import fcntl
+
+    import dagster as dg
+
     home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
-        shutil.copyfile(PROJECT_ROOT / "dagster.yaml", config)
     os.environ["DAGSTER_HOME"] = str(home)
+    with open(home / ".init.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)       # released when the file closes
+        config = home / "dagster.yaml"
+        if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+            tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
+            shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp)
+            os.replace(tmp, config)
+        if not (home / ".initialized").exists():
+            with dg.DagsterInstance.get() as instance:   # creates the run, event log and schedule storage
+                instance.get_runs(limit=1)
+                instance.event_log_storage.get_concurrency_keys()
+                instance.all_instigator_state()
+            (home / ".initialized").touch()
     return home
 
 
@@ -39,8 +59,8 @@ def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
     from pipeline.runner import run_pipeline
 
     settings = get_settings()
-    ensure_dagster_home(settings)
     _quiet_dagster()
+    ensure_dagster_home(settings)
     started = time.monotonic()
     outcome = run_pipeline(settings, select=args.select, echo=print)
     if demo:
@@ -87,11 +107,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
     tickers = list(parse_tickers(args.tickers, "--tickers")) if args.tickers else None
     warehouse = Warehouse(settings.warehouse_path)
     by_identity = {e.identity: e.silver.table for e in keymap}
+    problems: list[str] = []
     with warehouse.transaction() as conn:
         found = register_unknown_files(conn, BronzeStore(settings.bronze_dir),
-                                       lambda ident: by_identity.get(ident.without_ticker()))
+                                       lambda ident: by_identity.get(ident.without_ticker()), problems=problems)
     if found:
         print(f"registered {found} Bronze file(s) the ledger did not know")
+    for problem in problems:
+        print(f"  {problem} (kept on disk, never promoted)")
     run_id = f"replay-{uuid.uuid4()}"
     started = time.monotonic()
     results = replay(warehouse, keymap, settings.bronze_dir, run_id, tables=tables, tickers=tickers)
@@ -102,6 +125,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for table, rs in sorted(by_table.items()):
         print(f"  silver.{table:32} files {sum(r.files for r in rs):>7,}  rows {sum(r.inserted for r in rs):>10,}  "
               f"rejected {sum(r.rejected for r in rs):>6,}  failed files {sum(len(r.failed) for r in rs):>4}")
+    failed = [f for r in results for f in r.failed]
+    if failed:
+        with warehouse.connect() as conn:
+            paths = dict(conn.execute("SELECT file_id, bronze_path FROM ops.file_ingestions WHERE file_id IN "
+                                      "(SELECT unnest(?))", [[f.file_id for f in failed]]).fetchall())
+        for f in failed[:50]:
+            print(f"  failed to promote {paths.get(f.file_id, f.file_id)}: {f.error}")
+        if len(failed) > 50:
+            print(f"  ... and {len(failed) - 50} more (see ops.file_ingestions.silver_error)")
     return 0
 
 
@@ -151,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"pipeline: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (KeymapError, MigrationError) as exc:
+        # one line naming the file (a YAML parser error spans several lines), no traceback
+        kind = "keymap" if isinstance(exc, KeymapError) else "migration"
+        print(f"pipeline: {kind} error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,8 @@ range with the single-run backfill policy), never one run per ticker.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +24,10 @@ from pipeline.warehouse.connection import Warehouse
 
 TICKERS_PER_RUN = 500
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# Which process runs a CLI run: lets the next `pipeline run` recognise runs whose process died (kill -9, OOM).
+PID_TAG, HOST_TAG = "pipeline/pid", "pipeline/host"
+_UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+               dg.DagsterRunStatus.CANCELING]
 
 
 @dataclass
@@ -56,8 +62,9 @@ class RunOutcome:
 def _execute(name: str, defs: dg.Definitions, keys: list[dg.AssetKey], instance: dg.DagsterInstance,
              tags: dict[str, str] | None, echo: Callable[[str], None]) -> PhaseResult:
     echo(f"==> {name}: {len(keys)} asset(s)")
+    tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     result = dg.materialize(list(defs.assets or []), instance=instance, resources=defs.resources, selection=keys,
-                            tags=tags or {}, raise_on_error=False, run_config=RUN_CONFIG)
+                            tags=tags, raise_on_error=False, run_config=RUN_CONFIG)
     checks = [(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
               for e in result.get_asset_check_evaluations()]
     failure = None
@@ -70,6 +77,48 @@ def _execute(name: str, defs: dg.Definitions, keys: list[dg.AssetKey], instance:
     if failure:
         echo(f"    {failure}")
     return PhaseResult(name, result.run_id, result.success, mats, checks, failure)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
+    """Close out runs of this host's `pipeline run` whose process died; returns their run ids.
+
+    Without a daemon nothing else would: such a run stays STARTED in the instance and keeps its slot in the
+    `fmp_api` / `duckdb_writer` pools (limit 1), so every later run would wait for that slot forever. Its
+    `ops.runs` row, left 'running', is marked failed too.
+    """
+    host = socket.gethostname()
+    dead: list[dg.DagsterRun] = []
+    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED, tags={HOST_TAG: host})):
+        run = record.dagster_run
+        pid = run.tags.get(PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            dead.append(run)
+    for run in dead:
+        instance.report_run_failed(run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died "
+                                        "before the run finished")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    if dead and settings.warehouse_path.exists():
+        with Warehouse(settings.warehouse_path).transaction() as conn:
+            conn.execute("""
+                UPDATE ops.runs
+                SET status = 'failed', finished_at = now() AT TIME ZONE 'UTC',
+                    message = coalesce(message || '; ', '') || 'abandoned: the process died before the run finished'
+                WHERE status = 'running' AND run_id IN (SELECT unnest(?))
+            """, [[r.run_id for r in dead]])
+    if dead:
+        echo(f"closed {len(dead)} run(s) left unfinished by a process that died: "
+             f"{', '.join(r.run_id[:8] for r in dead)}")
+    return [r.run_id for r in dead]
 
 
 def resolve_universe(settings: Settings) -> tuple[list[str], str]:
@@ -99,6 +148,7 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
     ticker_keys = sorted((k for k in wanted if partitioned(k)), key=str)
     gold_keys = sorted((k for k in wanted if k.path[0] == "gold"), key=str)
 
+    reclaim_abandoned_runs(settings, instance, echo)
     outcome = RunOutcome()
     source = "bundled sample source (FMP_API_KEY is unset)" if settings.uses_sample_source else settings.fmp_base_url
     echo(f"pipeline run: source {source}; as of {settings.today()}; data in {settings.data_dir}")

@@ -18,7 +18,8 @@ KEY = "sk-LOGTEST-0123456789abcdef"
 @pytest.fixture
 def name() -> str:
     """A fresh logger name per test, cleaned up afterwards so handlers never leak between tests."""
-    logger_name = f"pipeline.test_log.{uuid.uuid4().hex}"
+    # not under "pipeline": handlers another test configured there (with another key) would also see the records
+    logger_name = f"test_log.{uuid.uuid4().hex}"
     yield logger_name
     logger = logging.getLogger(logger_name)
     for handler in list(logger.handlers):

@@ -33,13 +33,15 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
 
 def envelope(identity: DatasetIdentity, *, run_id: str = "run-1", coverage: tuple[dt.date | None, dt.date | None] = (None, None),
              error_class: str | None = None, can_promote: bool | None = None, fetched_at: dt.datetime = T0,
-             rows: int = 3, as_of: dt.date | None = D(2024, 4, 1)) -> BronzeEnvelope:
+             rows: int = 3, as_of: dt.date | None = D(2024, 4, 1),
+             window: tuple[dt.date | None, dt.date | None] | None = None) -> BronzeEnvelope:
     ok = error_class is None
+    window = coverage if window is None else window
     return BronzeEnvelope(
         file_id=new_file_id(), run_id=run_id, identity=identity,
         request=RequestInfo(path=identity.dataset, url=f"https://fmp.test/stable/{identity.dataset}",
                             params={"symbol": identity.ticker} if identity.ticker else {}, page=None, as_of=as_of,
-                            window_from=coverage[0], window_to=coverage[1]),
+                            window_from=window[0], window_to=window[1]),
         fetched_at=fetched_at, elapsed_ms=12.5, attempts=1, status_code=200 if ok else 500, headers={},
         body_sha256="0" * 64, bytes=100, content_format="json", content=[] if ok else None,
         row_count=rows if ok else 0, coverage_from=coverage[0], coverage_to=coverage[1],
@@ -114,7 +116,7 @@ def test_missing_discriminator_and_ticker_stored_as_empty_and_matched(conn: duck
 def test_latest_bronze_coverage_ignores_errors_and_unpromotable_files(conn: duckdb.DuckDBPyConnection) -> None:
     register(conn, envelope(AAPL, coverage=(D(2024, 1, 2), D(2024, 1, 31)), as_of=D(2024, 2, 1)))
     register(conn, envelope(AAPL, coverage=(D(2024, 2, 1), D(2024, 2, 29)), as_of=D(2024, 3, 1),
-                            fetched_at=T0 + dt.timedelta(days=1)))
+                            window=(D(2024, 2, 1), D(2024, 3, 1)), fetched_at=T0 + dt.timedelta(days=1)))
     # An error never moves the watermark, even one that (wrongly) carries a coverage; nor does an unpromotable file.
     register(conn, envelope(AAPL, coverage=(D(2024, 3, 1), D(2024, 3, 31)), error_class="http_500",
                             fetched_at=T0 + dt.timedelta(days=5), as_of=D(2024, 4, 5)))

@@ -222,15 +222,47 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
                    for rel, env in envelopes.items() if env.file_id not in known]
         repository.register_files(conn, records)
         registered += len(records)
+        store.remove_journal_temp_files(journal)   # a write cut between its temp file and the link
         store.close_journal(journal)
     return registered
 
 
+UNREADABLE_RUN_ID = "bronze-scan"
+
+
+def _unreadable_record(store: BronzeStore, rel: str, file_id: str, reason: str,
+                       silver_table_of: Callable[[DatasetIdentity], str | None]) -> dict:
+    """The ledger row of a Bronze file that cannot be read as its envelope: identity from its path, unpromotable,
+    so it is listed (with the reason) and never promoted and never counted as coverage, and stays on disk."""
+    parts = rel.split("/")   # <source>/<domain>/<dataset>[__<disc>]/<ticker or _global>/<day>/<file_id>.json
+    source, domain, dataset_dir, ticker_dir = parts[:4] if len(parts) == 6 else ("unknown", "unknown", "unknown", "")
+    dataset, _, discriminator = dataset_dir.partition("__")
+    ticker = "" if ticker_dir == "_global" else ticker_dir
+    identity = DatasetIdentity(domain, source, dataset, discriminator, ticker)
+    try:
+        stat = (store.root / rel).stat()
+        size, mtime = stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+    except OSError:
+        size, mtime = 0, dt.datetime.now(dt.UTC)
+    return {
+        "run_id": UNREADABLE_RUN_ID, "file_id": file_id, "domain": domain, "source": source, "dataset": dataset,
+        "discriminator": discriminator, "ticker": ticker, "bronze_path": rel, "request_path": None, "page": None,
+        "as_of": None, "window_from": None, "window_to": None, "status_code": None, "error_class": "invalid_body",
+        "error_message": f"unreadable Bronze file {rel}: {reason}"[:2000], "bronze_rows": 0, "bytes": size,
+        "body_sha256": None, "coverage_from": None, "coverage_to": None,
+        "fetched_at": mtime.replace(tzinfo=None), "elapsed_ms": None,
+        "can_promote": False, "silver_table": silver_table_of(identity),
+    }
+
+
 def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None],
-                           batch: int = 5000) -> int:
+                           batch: int = 5000, problems: list[str] | None = None) -> int:
     """Full scan: register every Bronze file the ledger does not know (a restored Bronze folder, a lost ledger).
 
-    Costs a walk of the whole Bronze tree, so it belongs to repair and replay, not to every run.
+    A file that is not a readable envelope, or whose envelope names another file id, is registered too, as an
+    unpromotable `invalid_body` row whose message names the file and the reason (appended to `problems`): it
+    stays on disk and in the ledger for an operator to look at. Costs a walk of the whole Bronze tree, so it
+    belongs to repair and replay, not to every run.
     """
     known = {r[0] for r in conn.execute("SELECT file_id FROM ops.file_ingestions").fetchall()}
     records: list[dict] = []
@@ -241,8 +273,16 @@ def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[
             continue
         try:
             env = store.read(rel)
-        except (OSError, ValueError, KeyError) as exc:
-            log.error("Bronze file %s is unreadable, left unregistered: %s", rel, exc)
+            reason = None if env.file_id == file_id else f"its envelope names file id {env.file_id!r}, not its own name"
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            empty = (store.root / rel).is_file() and (store.root / rel).stat().st_size == 0
+            reason = "empty file (0 bytes)" if empty else f"not a readable Bronze envelope ({type(exc).__name__}: {exc})"
+        if reason is not None:
+            record = _unreadable_record(store, rel, file_id, reason, silver_table_of)
+            log.error("%s; registered as unpromotable", record["error_message"])
+            if problems is not None:
+                problems.append(record["error_message"])
+            records.append(record)
             continue
         records.append(repository.file_record(env, rel, silver_table_of(env.identity)))
         if len(records) >= batch:
@@ -255,13 +295,18 @@ def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[
 def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], warehouse: Warehouse, store: BronzeStore,
                client: FmpClient, run_id: str, today: dt.date, fmp_plan: str | None, source_mode: str,
                max_concurrency: int = 8, job: str | None = None,
-               log_fn: Callable[[str], None] | None = None) -> BronzeRunReport:
-    """Plan, fetch, write and register Bronze for `entries` (× `tickers` for per-ticker entries)."""
+               log_fn: Callable[[str], None] | None = None,
+               orphan_entries: Sequence[KeymapEntry] | None = None) -> BronzeRunReport:
+    """Plan, fetch, write and register Bronze for `entries` (× `tickers` for per-ticker entries).
+
+    `orphan_entries` (default `entries`): the entries whose files a crashed process may have left unregistered,
+    normally the whole keymap, because the first step after a crash registers the orphans of every step.
+    """
     say = log_fn or log.info
     # before anything is sent or written: a hostile or empty ticker never reaches the wire or the store
     tickers = [validate_part("ticker", t) for t in tickers]
     entries = list(entries)
-    by_identity = {e.identity: e for e in entries}
+    by_identity = {e.identity: e for e in [*(orphan_entries or ()), *entries]}
 
     def silver_table_of(identity: DatasetIdentity) -> str | None:
         entry = by_identity.get(identity.without_ticker())

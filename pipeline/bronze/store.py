@@ -135,6 +135,25 @@ class BronzeStore:
                 out.append(line)
         return out
 
+    def remove_journal_temp_files(self, journal: str) -> int:
+        """Remove the temp files of a dead writer's journal (a kill between the temp write and the link);
+        they never became data. Temp files of other journals are left alone: their writer may be alive."""
+        path = self._journal_path(journal)
+        if not path.exists():
+            return 0
+        removed = 0
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            try:
+                target = self.absolute(line)
+            except UnsafeNameError:
+                continue            # not a path this store wrote
+            tmp = target.with_name(f".{target.name}{TMP_SUFFIX}")
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
     # ---- full scan (repair, replay) ----------------------------------------------------------------------
     def iter_files(self) -> Iterator[str]:
         """Every Bronze envelope's relative path (skips temp files and the journal)."""

@@ -29,7 +29,7 @@ import duckdb
 from pipeline.gold import models
 from pipeline.gold.models import GoldModel
 from pipeline.keymap.model import DatasetWatermark
-from pipeline.ops.repository import input_revisions, input_watermarks
+from pipeline.ops.repository import input_revisions, input_state_by_table, input_watermarks
 
 log = logging.getLogger("pipeline.gold")
 
@@ -123,17 +123,34 @@ def _describe(changes: dict[str, tuple[str | None, str | None]], limit: int = 3)
     return f"{len(changes)} input(s) moved: " + "; ".join(parts) + more
 
 
+def current_states(conn: duckdb.DuckDBPyConnection, table_sets: list[tuple[str, ...]]) -> dict[tuple[str, ...], list[str]]:
+    """input_state(*current_state(conn, tables)) for several input sets, reading the ledger once.
+
+    Each identity belongs to one Silver table, so a set's state is its tables' states put together; a set
+    where an identity shows up under two tables (a keymap entry that moved table) falls back to the exact query.
+    """
+    wanted = sorted({t for tables in table_sets for t in tables})
+    watermarks, revisions = input_state_by_table(conn, wanted) if wanted else ({}, {})
+    by_table = {t: input_state(watermarks.get(t, []), revisions.get(t, [])) for t in wanted}
+    out: dict[tuple[str, ...], list[str]] = {}
+    for tables in table_sets:
+        state = [s for t in tables for s in by_table[t]]
+        if len(tables) > 1 and len({s.partition("@")[0] for s in state}) != len(state):
+            state = input_state(*current_state(conn, tables))
+        out[tables] = state
+    return out
+
+
 def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Gold table -> reason, for every table never built or whose inputs moved since its last successful build."""
     last = last_successful_state(conn)
-    current: dict[tuple[str, ...], list[str]] = {}      # tables sharing an input set are read once
+    # every input set is read in one ledger scan (the sensor calls this each tick, on millions of ledger rows)
+    current = current_states(conn, list(dict.fromkeys(t for n, t in GOLD_ASSETS.items() if n in last)))
     moved: dict[str, str] = {}
     for name, tables in GOLD_ASSETS.items():
         if name not in last:
             moved[name] = "never built successfully"
             continue
-        if tables not in current:
-            current[tables] = input_state(*current_state(conn, tables))
         changes = _identity_changes(last[name], current[tables])
         if changes:
             moved[name] = _describe(changes)

@@ -114,7 +114,9 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
 
     A failed date window that lies before good coverage (a middle window of a split backfill failed while
     later windows succeeded) is a hole: until a later good file covers its start again, coverage_to is held
-    just before the hole and last_as_of is NULL (due now), so the next run re-requests it.
+    just before the hole and last_as_of is NULL (due now), so the next run re-requests it. So are days that no
+    good window covers at all, between two windows or after the last one up to its planning date: a run killed
+    mid-fetch leaves no file for its unfinished windows, yet its finished ones carry today's planning date.
 
     With `identity`, restrict to it (its ticker too, unless `ticker_wildcard`, which returns every ticker).
     """
@@ -143,11 +145,31 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
                     AND g.discriminator = b.discriminator AND g.ticker = b.ticker
                     AND g.window_from <= b.window_from AND g.window_to >= b.window_from)
             GROUP BY ALL
+        ),
+        windows AS (
+            SELECT domain, source, dataset, discriminator, ticker, window_from, window_to, as_of,
+                   max(window_to) OVER (PARTITION BY domain, source, dataset, discriminator, ticker
+                                        ORDER BY window_from, window_to
+                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS reached
+            FROM f WHERE error_class IS NULL AND can_promote AND window_from IS NOT NULL AND window_to IS NOT NULL
+        ),
+        gaps AS (
+            SELECT domain, source, dataset, discriminator, ticker, min(CAST(reached + 1 AS DATE)) AS hole_from
+            FROM windows WHERE window_from > reached + 1
+            GROUP BY ALL
+            UNION ALL
+            SELECT domain, source, dataset, discriminator, ticker, CAST(max(window_to) + 1 AS DATE)
+            FROM windows GROUP BY ALL HAVING max(window_to) < max(as_of)
+        ),
+        first_hole AS (
+            SELECT domain, source, dataset, discriminator, ticker, min(hole_from) AS hole_from
+            FROM (SELECT * FROM holes UNION ALL SELECT * FROM gaps)
+            GROUP BY ALL
         )
         SELECT domain, source, dataset, discriminator, ticker, cov_from,
                CASE WHEN hole_from IS NULL THEN cov_to ELSE least(cov_to, CAST(hole_from - 1 AS DATE)) END,
                last_fetch, files, CASE WHEN hole_from IS NULL THEN last_as_of END
-        FROM good LEFT JOIN holes USING (domain, source, dataset, discriminator, ticker)
+        FROM good LEFT JOIN first_hole USING (domain, source, dataset, discriminator, ticker)
     """, params).fetchall()
     return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8], r[9]) for r in rows}
 
@@ -203,6 +225,34 @@ def input_revisions(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> l
         ORDER BY ALL
     """, [list(tables)]).fetchall()
     return [f"{DatasetIdentity(*r[:5]).key}@revision={r[5]}" for r in rows]
+
+
+def input_state_by_table(conn: duckdb.DuckDBPyConnection,
+                         tables: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(watermarks, revisions) per Silver table, in one scan of the ledger.
+
+    Per table, the same strings in the same order as `input_watermarks(conn, [table])` and
+    `input_revisions(conn, [table])`. The Gold sensor reads the inputs of every Gold asset each tick; one
+    grouped scan here replaces two scans per distinct input set (performance: the ledger has millions of rows).
+    """
+    rows = conn.execute("""
+        SELECT silver_table, domain, source, dataset, discriminator, ticker,
+               min(coalesce(silver_coverage_from, coverage_from, CAST(fetched_at AS DATE))),
+               max(coalesce(silver_coverage_to, coverage_to, CAST(fetched_at AS DATE))),
+               max(ingestion_id) FILTER (WHERE coalesce(silver_inserted, 0) + coalesce(silver_updated, 0) > 0)
+        FROM ops.file_ingestions
+        WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
+        GROUP BY ALL
+        ORDER BY ALL
+    """, [list(tables)]).fetchall()
+    watermarks: dict[str, list[str]] = {}
+    revisions: dict[str, list[str]] = {}
+    for table, *ident, cov_from, cov_to, revision in rows:
+        identity = DatasetIdentity(*ident)
+        watermarks.setdefault(table, []).append(str(DatasetWatermark(identity, cov_from, cov_to)))
+        if revision is not None:
+            revisions.setdefault(table, []).append(f"{identity.key}@revision={revision}")
+    return watermarks, revisions
 
 
 @dataclass(frozen=True)

@@ -117,21 +117,21 @@ def builtin_data(path: str, params: Mapping[str, str]) -> tuple[int, bytes, dict
     return 404, b"[]", {}
 
 
-def _default_data() -> DataFn:
-    """The bundled sample source when importable, else the built-in provider."""
-    try:
-        from pipeline.fmp.sample_source import SampleSource
-
-        source = SampleSource(as_of=date.today())
-    except Exception:  # noqa: BLE001 - being written elsewhere; any failure means "not available yet"
-        return builtin_data
+def sample_data(source) -> DataFn:
+    """Serve a `pipeline.fmp.sample_source.SampleSource` (its `respond` returns a SampleResponse)."""
 
     def respond(path: str, params: Mapping[str, str]) -> tuple[int, bytes, dict[str, str]]:
         answer = source.respond(path, params)
-        body = answer.body.encode() if isinstance(answer.body, str) else bytes(answer.body)
-        return answer.status_code, body, dict(answer.headers or {})
+        return answer.status_code, bytes(answer.body), dict(answer.headers or {})
 
     return respond
+
+
+def _default_data() -> DataFn:
+    """The bundled sample source as of today."""
+    from pipeline.fmp.sample_source import SampleSource
+
+    return sample_data(SampleSource(as_of=date.today()))
 
 
 # -- server ------------------------------------------------------------------------------------------

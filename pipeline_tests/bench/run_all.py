@@ -1,0 +1,181 @@
+"""Run every benchmark and print one summary table: benchmark | value | target | met?
+
+    python -m pipeline_tests.bench.run_all            # full benches (about 15 minutes on 2 cores)
+    python -m pipeline_tests.bench.run_all --quick    # each bench in its quick mode (about 2 minutes)
+    python -m pipeline_tests.bench.run_all --only ledger,definitions
+
+Each bench also prints its own detailed table as it runs. Exit code: 0 when every bench ran (targets missed or
+not: the summary says which), 1 with --strict when a target was missed, 2 when a bench crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Line:
+    bench: str
+    measure: str
+    value: str
+    target: str
+    met: bool | None      # None: informational
+
+
+def run_client(quick: bool) -> list[Line]:
+    from pipeline_tests.bench import bench_client
+
+    captured: list = []
+    original = bench_client.print_table
+
+    def capture(rows):
+        captured.extend(rows)
+        original(rows)
+
+    bench_client.print_table = capture
+    try:
+        bench_client.main(quick=quick)
+    finally:
+        bench_client.print_table = original
+    return [Line("client", r.measure, r.value, r.target, r.passed if r.target else None) for r in captured]
+
+
+def run_silver(quick: bool) -> list[Line]:
+    from pipeline_tests.bench import bench_silver
+
+    res = bench_silver.main(quick=quick)
+    p, rp = res["promote"], res["repromote"]
+    peak = max(r["peak_rss_mib"] for r in res.values() if isinstance(r, dict) and "peak_rss_mib" in r)
+    checks = res["checks"]
+    return [
+        Line("silver", "first promotion / baseline rows/s", f"{p['ratio']:.2f} ({p['rows_per_s']:,.0f} rows/s)",
+             ">= 0.5", checks["first promotion / baseline >= 0.5"]),
+        Line("silver", "unchanged re-promotion / baseline rows/s", f"{rp['ratio']:.2f} ({rp['rows_per_s']:,.0f} rows/s)",
+             ">= 1.0", checks["unchanged re-promotion / baseline >= 1.0"]),
+        Line("silver", "peak RSS", f"{peak:,.0f} MiB", "< 2048 MiB", checks["peak RSS < 2 GiB"]),
+        Line("silver", "re-promotion inserted/updated", f"{rp['inserted']}/{rp['updated']}", "0/0",
+             checks["re-promotion changed nothing"]),
+    ]
+
+
+def run_ledger(quick: bool) -> list[Line]:
+    from pipeline_tests.bench import bench_ledger
+
+    res = bench_ledger.main(quick=quick)
+    small, large = res["sizes"]
+    out = []
+    for r in res["rows"]:
+        sensor = r["operation"] in bench_ledger.SENSORS
+        target = (f"< {bench_ledger.SENSOR_TARGET_S:g} s, " if sensor else "") + f"growth <= {bench_ledger.GROWTH_TARGET:g}x"
+        out.append(Line("ledger", f"{r['operation']} ({small:,} -> {large:,} rows)",
+                        f"{r['small_s']:.3f} s -> {r['large_s']:.3f} s ({r['growth']:.2f}x)", target, r["ok"]))
+    return out
+
+
+def run_definitions(quick: bool) -> list[Line]:
+    from pipeline_tests.bench import bench_definitions
+
+    res = bench_definitions.main(quick=quick)
+    return [
+        Line("definitions", f"load, {bench_definitions.TICKERS:,} tickers (fresh process)", f"{res['wall_s']:.2f} s",
+             f"< {bench_definitions.TARGET_S:g} s", res["wall_s"] < bench_definitions.TARGET_S),
+        Line("definitions", "load, empty instance (baseline)", f"{res['baseline_wall_s']:.2f} s", "", None),
+    ]
+
+
+def run_backfill(quick: bool) -> list[Line]:
+    from pipeline_tests.bench import bench_backfill
+
+    res = bench_backfill.main(quick=quick)
+    r = res["results"]
+    n = res["tickers"]
+    out = [
+        Line("backfill", f"{n} tickers: library wall", f"{r['library']['seconds']:.1f} s", "", None),
+        Line("backfill", f"{n} tickers: cli wall (pipeline run)", f"{r['cli']['seconds']:.1f} s", "", None),
+        Line("backfill", "cli / library", f"{res['ratio']:.2f}", f"<= {bench_backfill.RATIO_TARGET:g}",
+             res["ratio"] <= bench_backfill.RATIO_TARGET),
+        Line("backfill", "Dagster runs launched by the cli", str(res["cli_runs"]), f"<= {bench_backfill.RUNS_TARGET}",
+             (res["cli_runs"] or 10**9) <= bench_backfill.RUNS_TARGET),
+        Line("backfill", "cli result equals library result", "yes" if res["checks"][
+            "cli exit code 0 and same result as the library"] else "no", "yes",
+             res["checks"]["cli exit code 0 and same result as the library"]),
+    ]
+    ui = r.get("ui")
+    if ui and "error" not in ui:
+        out += [Line("backfill", f"{n} tickers: ui backfill, launch -> done", f"{ui['seconds']:.1f} s ({ui['status']})",
+                     "", None),
+                Line("backfill", "Dagster runs launched by the ui backfill", str(ui["runs"]),
+                     f"<= {bench_backfill.RUNS_TARGET}", ui["runs"] <= bench_backfill.RUNS_TARGET)]
+    elif ui:
+        out.append(Line("backfill", "ui backfill", ui["error"][:60], "", False))
+    else:
+        out.append(Line("backfill", "ui backfill", "skipped (--quick)", "", None))
+    return out
+
+
+BENCHES: dict[str, Callable[[bool], list[Line]]] = {
+    "client": run_client, "silver": run_silver, "ledger": run_ledger, "definitions": run_definitions,
+    "backfill": run_backfill,
+}
+
+
+def print_summary(lines: list[Line]) -> None:
+    head = ("benchmark", "value", "target", "met?")
+    cells = [(f"{l.bench}: {l.measure}", l.value, l.target, "-" if l.met is None else ("yes" if l.met else "NO"))
+             for l in lines]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    fmt = " | ".join(f"{{:<{w}}}" for w in widths)
+    print(fmt.format(*head))
+    print("-+-".join("-" * w for w in widths))
+    for c in cells:
+        print(fmt.format(*c))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="run each bench in its quick mode")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of {', '.join(BENCHES)}")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+    chosen = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHES)
+    unknown = [b for b in chosen if b not in BENCHES]
+    if unknown:
+        parser.error(f"unknown bench(es) {unknown}; choose from {', '.join(BENCHES)}")
+
+    lines: list[Line] = []
+    crashed = False
+    started = time.monotonic()
+    for name in chosen:
+        print(f"\n==================== bench_{name}{' (quick)' if args.quick else ''} ====================", flush=True)
+        t0 = time.monotonic()
+        try:
+            lines += BENCHES[name](args.quick)
+        except Exception as exc:  # noqa: BLE001 - one crashed bench must not hide the others
+            traceback.print_exc()
+            lines.append(Line(name, "crashed", f"{type(exc).__name__}: {exc}"[:80], "runs", False))
+            crashed = True
+        print(f"(bench_{name}: {time.monotonic() - t0:.0f} s)", flush=True)
+
+    print(f"\n==================== summary ({'quick' if args.quick else 'full'}, "
+          f"{time.monotonic() - started:.0f} s) ====================")
+    print_summary(lines)
+    if args.quick:
+        print("(quick mode: smaller inputs; the targets are stated for the full benches)")
+    if crashed:
+        return 2
+    if args.strict and any(l.met is False for l in lines):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
