@@ -37,6 +37,7 @@ The caller owns the transaction: `with warehouse.transaction() as conn: promote_
 from __future__ import annotations
 
 import datetime as dt
+import os
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -534,17 +535,19 @@ def _first_row_keys(text: str | None) -> list[str] | None:
 def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile], bronze_root: Path) -> int:
     """Check every file (exists, is an envelope of the ledger's file, may promote) and keep the batch as a
     temp table with its problem per file. Returns the largest file size in bytes."""
-    root = Path(bronze_root).resolve()
+    root = os.path.realpath(bronze_root)
     batch: list[_BatchFile] = []
     largest = 0
     for f in files:
-        path = (root / f.bronze_path).resolve()
-        item = _BatchFile(f, str(path))
-        if root not in path.parents:
+        # lexical normalisation is enough here (resolving every path costs syscalls per file): a ledger path
+        # with '..' that leaves the root is refused
+        path = os.path.normpath(os.path.join(root, f.bronze_path))
+        item = _BatchFile(f, path)
+        if not path.startswith(root + os.sep):
             item.problem = f"Bronze path {f.bronze_path!r} points outside the Bronze root"
         else:
             try:
-                largest = max(largest, path.stat().st_size)
+                largest = max(largest, os.stat(path).st_size)
             except FileNotFoundError:
                 item.problem = f"Bronze file {f.bronze_path} is missing"
             except OSError as exc:
