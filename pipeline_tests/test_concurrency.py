@@ -33,7 +33,7 @@ from pipeline.fmp.sample_source import SampleSource
 from pipeline.keymap import load_keymap
 from pipeline.settings import load_settings
 from pipeline.warehouse.connection import Warehouse
-from pipeline_tests.fakes.fmp_server import FakeFmpServer
+from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 
 AS_OF = "2025-06-27"
 TICKERS = "AAPL,MSFT,NVDA"
@@ -51,11 +51,7 @@ SENSOR_DEADLINE_S = 10.0
 def server() -> Iterator[FakeFmpServer]:
     source = SampleSource(as_of=dt.date.fromisoformat(AS_OF))
 
-    def data(path, params):
-        answer = source.respond(path, params)
-        return answer.status_code, bytes(answer.body), dict(answer.headers or {})
-
-    with FakeFmpServer(api_key=KEY, data=data, latency_s=0.03) as fake:
+    with FakeFmpServer(api_key=KEY, data=sample_data(source), latency_s=0.03) as fake:
         yield fake
 
 

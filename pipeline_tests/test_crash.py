@@ -46,7 +46,7 @@ from pipeline.keymap import load_keymap
 from pipeline.ops import repository
 from pipeline.settings import PROJECT_ROOT
 from pipeline.warehouse.connection import Warehouse
-from pipeline_tests.fakes.fmp_server import FakeFmpServer
+from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 
 AS_OF = "2025-06-27"
 TICKERS = "AAPL,MSFT,NVDA,JPM"
@@ -87,11 +87,7 @@ PROMOTE_KILLS = [
 def server() -> Iterator[FakeFmpServer]:
     source = SampleSource(as_of=dt.date.fromisoformat(AS_OF))
 
-    def data(path, params):
-        answer = source.respond(path, params)
-        return answer.status_code, bytes(answer.body), dict(answer.headers or {})
-
-    with FakeFmpServer(api_key=KEY, data=data, latency_s=0.04) as fake:
+    with FakeFmpServer(api_key=KEY, data=sample_data(source), latency_s=0.04) as fake:
         yield fake
 
 

@@ -43,7 +43,7 @@ from pipeline.silver.promote import promote_files
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.fmp_server import (
     INVALID_KEY_MESSAGE, FakeFmpServer, Fault, error_body, error_message_200, html, plain_text_200, rate_limit, reset,
-    status, timeout, truncated,
+    sample_data, status, timeout, truncated,
 )
 
 KEY = "FAULT-MATRIX-KEY-42"
@@ -60,11 +60,7 @@ TABLE = EOD_ENTRY.silver.table
 LINEAGE = ("bronze_file_id", "run_id", "fetched_at", "promoted_at")
 SOURCE = SampleSource(as_of=DAY)
 
-
-def serve_sample(path: str, params: Mapping[str, str]) -> tuple[int, bytes, dict[str, str]]:
-    answer = SOURCE.respond(path, params)
-    body = answer.body.encode() if isinstance(answer.body, str) else bytes(answer.body)
-    return answer.status_code, body, dict(answer.headers or {})
+serve_sample = sample_data(SOURCE)
 
 
 # -- the matrix ---------------------------------------------------------------------------------------------

@@ -125,15 +125,11 @@ class FakeServerProcess:
 
 def serve(n: int) -> None:
     from pipeline.fmp.sample_source import SampleSource
-    from pipeline_tests.fakes.fmp_server import FakeFmpServer
+    from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 
     source = SampleSource(as_of=AS_OF, tickers=tickers(n))
 
-    def data(path, params):
-        answer = source.respond(path, params)
-        return answer.status_code, bytes(answer.body), dict(answer.headers or {})
-
-    with FakeFmpServer(api_key=API_KEY, data=data, latency_s=LATENCY_S, calls_per_minute=None) as server:
+    with FakeFmpServer(api_key=API_KEY, data=sample_data(source), latency_s=LATENCY_S, calls_per_minute=None) as server:
         print(server.base_url, flush=True)
         sys.stdin.read()            # until the parent closes our stdin
         print(len(server.requests), flush=True)
