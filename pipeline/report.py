@@ -67,7 +67,9 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     print("  make ui                      # the asset graph, runs, checks and backfills in the Dagster UI")
     print("  .venv/bin/pipeline status    # recent runs and what is due next")
     print("  .venv/bin/pipeline coverage  # dates, files and gaps per dataset and ticker (+ HTML report)")
-    print(f"  duckdb {settings.warehouse_path} -readonly   # query silver.* and gold.* (when no run is writing)")
+    print("  # query Silver and Gold (read-only, while no run is writing):")
+    print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path}', read_only=True)"
+          f".sql('FROM gold.fact_valuation_daily ORDER BY date DESC LIMIT 5'))\"")
     print("=" * 78)
 
 
