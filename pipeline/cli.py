@@ -134,7 +134,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"  failed to promote {paths.get(f.file_id, f.file_id)}: {f.error}")
         if len(failed) > 50:
             print(f"  ... and {len(failed) - 50} more (see ops.file_ingestions.silver_error)")
-    return 0
+    # a cron or CI caller must see that some files could not be promoted (they are kept and named above)
+    return 1 if failed or problems else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="materialize the whole graph (or --select) through Dagster")
-    p_run.add_argument("--select", help="Dagster asset selection, e.g. 'bronze/prices/historical_price_eod,silver/fmp_price_eod' "
+    p_run.add_argument("--select", help="Dagster asset selection, e.g. 'bronze/prices/historical-price-eod,silver/fmp_price_eod' "
                                         "or '*gold/fact_price_daily'")
     p_run.set_defaults(func=cmd_run)
 

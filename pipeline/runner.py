@@ -45,10 +45,11 @@ class RunOutcome:
     phases: list[PhaseResult] = field(default_factory=list)
     tickers: list[str] = field(default_factory=list)
     universe_reason: str = ""
+    skipped: list[str] = field(default_factory=list)   # phases not run because something upstream failed
 
     @property
     def success(self) -> bool:
-        return all(p.success for p in self.phases) and not self.failed_error_checks
+        return all(p.success for p in self.phases) and not self.failed_error_checks and not self.skipped
 
     @property
     def checks(self) -> list[tuple[str, str, bool, str]]:
@@ -175,7 +176,14 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
                                                partition_range_tags(first, last), echo))
 
     if gold_keys:
-        outcome.phases.append(_execute("gold", defs, gold_keys, instance, None, echo))
+        # Gold reads Silver: a failed step or a failed ERROR check upstream blocks it, as it would in one run.
+        blocked = [p.name for p in outcome.phases if not p.success]
+        blocked += [f"{asset} {check}" for asset, check, _ok, _sev in outcome.failed_error_checks]
+        if blocked:
+            echo(f"==> gold: skipped, blocked by failures upstream: {'; '.join(blocked[:5])}")
+            outcome.skipped.append("gold")
+        else:
+            outcome.phases.append(_execute("gold", defs, gold_keys, instance, None, echo))
     return outcome
 
 

@@ -38,6 +38,24 @@ def ordered_range(keys: list[str], wanted: set[str]) -> tuple[str, str] | None:
     return keys[min(positions)], keys[max(positions)]
 
 
+WORK_TAG = "pipeline/work"
+FAILED_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+
+
+def work_run_key(instance: dg.DagsterInstance, work: str) -> str | None:
+    """The run key for a piece of work, or None when a run for it is queued, running or succeeded.
+
+    Dagster never reuses a run key, even after a failed run, so a retry of failed work needs a new key: when
+    every earlier run for this work failed or was canceled, the key gets a `:retry-N` suffix.
+    """
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={WORK_TAG: work}), limit=50)
+    if not runs:
+        return work
+    if any(r.status not in FAILED_STATUSES for r in runs):
+        return None
+    return f"{work}:retry-{len(runs)}"
+
+
 def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
     @dg.sensor(name="ticker_universe_sensor", minimum_interval_seconds=300,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -82,9 +100,6 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
         if not files:
             return dg.SkipReason("no promotable Bronze files waiting for Silver")
         newest = max(f.ingestion_id for f in files)
-        if newest <= cursor:
-            return dg.SkipReason(f"waiting files (up to #{newest}) were already requested; promotion runs are in flight "
-                                 "or failed (re-execute them from the UI)")
         tables_global: set[str] = set()
         tables_ticker: dict[str, set[str]] = defaultdict(set)
         for f in files:
@@ -93,23 +108,33 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
             else:
                 tables_global.add(f.silver_table)
         requests: list[dg.RunRequest] = []
+        waiting: list[str] = []
         if tables_global:
-            requests.append(dg.RunRequest(
-                run_key=f"silver:global:{newest}",
-                asset_selection=[silver_key(t) for t in sorted(tables_global)],
-                tags={"pipeline/trigger": "silver_promotion_sensor"}))
+            work = f"silver:global:{newest}"
+            key = work_run_key(context.instance, work)
+            if key:
+                requests.append(dg.RunRequest(
+                    run_key=key, asset_selection=[silver_key(t) for t in sorted(tables_global)],
+                    tags={WORK_TAG: work, "pipeline/trigger": "silver_promotion_sensor"}))
+            else:
+                waiting.append(f"global tables up to file #{newest} are being promoted")
         if tables_ticker:
             keys = context.instance.get_dynamic_partitions(tickers_partitions.name)
             wanted = set().union(*tables_ticker.values())
             span = ordered_range(keys, wanted)
+            work = f"silver:per_ticker:{newest}"
+            key = work_run_key(context.instance, work) if span else None
             if span is None:
-                context.log.warning(f"files wait for tickers that are not partitions yet: {sorted(wanted)[:10]}")
-            else:
+                waiting.append(f"files wait for tickers that are not partitions yet: {', '.join(sorted(wanted)[:10])}")
+            elif key:
                 requests.append(dg.RunRequest(
-                    run_key=f"silver:per_ticker:{newest}",
-                    asset_selection=[silver_key(t) for t in sorted(tables_ticker)],
-                    tags={**partition_range_tags(*span), "pipeline/trigger": "silver_promotion_sensor"}))
-        return dg.SensorResult(run_requests=requests, cursor=str(newest))
+                    run_key=key, asset_selection=[silver_key(t) for t in sorted(tables_ticker)],
+                    tags={**partition_range_tags(*span), WORK_TAG: work, "pipeline/trigger": "silver_promotion_sensor"}))
+            else:
+                waiting.append(f"per-ticker tables up to file #{newest} are being promoted")
+        if not requests:
+            return dg.SkipReason("; ".join(waiting) or "nothing to promote")
+        return dg.SensorResult(run_requests=requests, cursor=str(max(newest, cursor)))
 
     return silver_promotion_sensor
 
@@ -131,10 +156,14 @@ def build_gold_promotion_sensor(settings: Settings) -> dg.SensorDefinition:
             return dg.SkipReason("no Gold input watermark moved since the last successful builds")
         names = sorted(moved)
         digest = hashlib.sha256("\n".join(f"{n}:{moved[n]}" for n in names).encode()).hexdigest()[:16]
+        work = f"gold:{digest}"
+        key = work_run_key(context.instance, work)
+        if key is None:
+            return dg.SkipReason(f"a run for the moved Gold inputs ({', '.join(names)}) is queued, running or done")
         for name in names:
             context.log.info(f"gold/{name}: {moved[name]}")
         return dg.SensorResult(run_requests=[dg.RunRequest(
-            run_key=f"gold:{digest}", asset_selection=[gold_key(n) for n in names],
-            tags={"pipeline/trigger": "gold_promotion_sensor"})])
+            run_key=key, asset_selection=[gold_key(n) for n in names],
+            tags={WORK_TAG: work, "pipeline/trigger": "gold_promotion_sensor"})])
 
     return gold_promotion_sensor

@@ -634,3 +634,24 @@ def test_window_reaching_the_row_cap_is_split_and_refetched(tmp_path):
     windows = sorted((e.request.window_from, e.request.window_to) for e in envelopes)
     for (a1, b1), (a2, _b2) in zip(windows, windows[1:]):
         assert a2 == b1 + dt.timedelta(days=1)   # contiguous, no hole
+
+
+def test_a_refused_key_stops_the_run_early(tmp_path):
+    """A wrong key fails every request alike: after a few refusals the rest are reported, not sent."""
+    from pipeline.fmp.sample_source import SampleSource
+    from pipeline_tests.fakes.fmp_server import sample_data
+
+    entries = [e for e in KEYMAP if e.dataset in ("historical-price-eod", "profile", "dividends", "splits")]
+    tickers = ["AAPL", "MSFT", "NVDA", "JPM", "XOM", "JNJ", "KO", "PG"]
+    with FakeFmpServer(api_key="the-right-key", data=sample_data(SampleSource(as_of=THU))) as fake:
+        client = make_client(fake.base_url, max_concurrency=2)   # KEY is not the server's key
+        report = run_bronze(entries=entries, tickers=tickers, warehouse=Warehouse(tmp_path / "warehouse.duckdb"),
+                            store=BronzeStore(tmp_path / "bronze"), client=client, run_id="run-auth", today=THU,
+                            fmp_plan=None, source_mode="fmp", max_concurrency=2)
+        client.close()
+        sent = len(fake.requests)
+    planned = sum(r.due for r in report.entries.values())      # identities; EOD adds a window per identity
+    not_sent = sum(r.skipped.get("not_sent_key_refused", 0) for r in report.entries.values())
+    assert sent <= 3 + 2                        # the refusals that stop it, plus what was already in flight
+    assert not_sent > 0 and sent + not_sent >= planned
+    assert report.hard_failures == sent         # every answer was an auth refusal, each one reported

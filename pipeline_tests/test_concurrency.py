@@ -39,8 +39,8 @@ AS_OF = "2025-06-27"
 TICKERS = "AAPL,MSFT,NVDA"
 KEY = "concurrency-test-key"
 # both phases (global and per ticker), Bronze and Silver writers
-SELECT = ("bronze/market/treasury_rates,silver/fmp_treasury_rates,bronze/economics/economic_indicators__GDP,"
-          "silver/fmp_economic_indicator,bronze/prices/historical_price_eod,silver/fmp_price_eod,"
+SELECT = ("bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/economics/economic-indicators__GDP,"
+          "silver/fmp_economic_indicator,bronze/prices/historical-price-eod,silver/fmp_price_eod,"
           "bronze/company/profile,silver/fmp_company_profile")
 LOCK_ERROR = re.compile(r"Could not set lock|Conflicting lock|WarehouseBusy|stayed locked", re.IGNORECASE)
 RUN_TIMEOUT_S = 120

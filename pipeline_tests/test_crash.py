@@ -52,10 +52,10 @@ AS_OF = "2025-06-27"
 TICKERS = "AAPL,MSFT,NVDA,JPM"
 KEY = "crash-test-key"
 # Windowed global datasets (many small windows: where a kill leaves gaps) and a few per-ticker ones.
-BRONZE_ASSETS = ["bronze/market/treasury_rates", "bronze/market/sector_performance_snapshot__NASDAQ",
-                 "bronze/market/sector_performance_snapshot__NYSE", "bronze/prices/historical_price_eod",
+BRONZE_ASSETS = ["bronze/market/treasury-rates", "bronze/market/sector-performance-snapshot__NASDAQ",
+                 "bronze/market/sector-performance-snapshot__NYSE", "bronze/prices/historical-price-eod",
                  "bronze/company/profile", "bronze/company/dividends"] + [
-    f"bronze/economics/economic_indicators__{name}"
+    f"bronze/economics/economic-indicators__{name}"
     for name in ("CPI", "GDP", "federalFunds", "inflationRate", "realGDP", "unemploymentRate")]
 SILVER_ASSETS = ["silver/fmp_treasury_rates", "silver/fmp_sector_performance", "silver/fmp_economic_indicator",
                  "silver/fmp_price_eod", "silver/fmp_company_profile", "silver/fmp_dividends"]

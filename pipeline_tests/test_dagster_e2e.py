@@ -54,8 +54,8 @@ def test_definitions_load_and_validate(setup):
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert "bronze/prices/historical_price_eod" in keys
-    assert "bronze/economics/economic_indicators__GDP" in keys
+    assert "bronze/prices/historical-price-eod" in keys
+    assert "bronze/economics/economic-indicators__GDP" in keys
     assert "silver/fmp_price_eod" in keys and "gold/fact_valuation_daily" in keys
     assert len([k for k in keys if k.startswith("bronze/")]) == len(keymap)
     # every per-ticker asset uses the one `tickers` definition and a single-run backfill policy
@@ -93,7 +93,7 @@ def test_bronze_for_three_tickers_with_materialize(setup):
     assert result.success
     mats = result.get_asset_materialization_events()
     partitions = {(m.asset_key.to_user_string(), m.partition) for m in mats}
-    assert {("bronze/prices/historical_price_eod", t) for t in TICKERS} <= partitions
+    assert {("bronze/prices/historical-price-eod", t) for t in TICKERS} <= partitions
     meta = next(m.materialization.metadata for m in mats if m.asset_key == bronze_key(eod))
     assert meta["requests"].value == 3 and meta["dagster/row_count"].value > 3 * 1000
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
@@ -131,9 +131,19 @@ def test_full_graph_sensors_and_checks(setup):
     per_ticker_req = next(r for r in tick.run_requests if r.run_key.startswith("silver:per_ticker"))
     assert per_ticker_req.tags["dagster/asset_partition_range_start"] == "AAPL"
     assert set(per_ticker_req.asset_selection) == {silver_key(e.silver.table) for e in keymap.per_ticker_entries()}
-    # same files, next tick: nothing new is requested
+    # same files, next tick: the same run keys, which Dagster never launches twice
     tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
-    assert not tick2.run_requests
+    assert sorted(r.run_key for r in tick2.run_requests) == keys
+    # a run for that work failed: the retry gets a new key (a reused key would be skipped forever)
+    @dg.asset(name="always_fails")
+    def always_fails():
+        raise RuntimeError("promotion crashed")
+
+    work = per_ticker_req.tags["pipeline/work"]
+    assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/work": work},
+                              raise_on_error=False).success
+    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    assert f"{work}:retry-1" in {r.run_key for r in tick3.run_requests}
 
     # promote as the sensor asked
     silver_global = sorted({silver_key(e.silver.table) for e in keymap.global_entries()}, key=str)
@@ -193,7 +203,7 @@ def test_dagster_cli_materializes_bronze(tmp_path):
                     f"'tickers', {TICKERS!r})"], env=env, check=True, cwd=tmp_path)
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "pipeline.definitions",
-         "--select", "bronze/prices/historical_price_eod", "--partition-range", "AAPL...NVDA"],
+         "--select", "bronze/prices/historical-price-eod", "--partition-range", "AAPL...NVDA"],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)

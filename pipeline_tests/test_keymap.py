@@ -319,7 +319,7 @@ def test_shipped_keymap_asset_names_unique(keymap: Keymap) -> None:
     names = [(e.domain, e.asset_name) for e in keymap]
     assert len(names) == len(set(names))
     assert keymap.require(DatasetIdentity("economics", "fmp", "economic-indicators", "GDP")).asset_name == \
-        "economic_indicators__GDP"
+        "economic-indicators__GDP"
 
 
 # ---- value objects --------------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ AS_OF = "2024-06-28"
 TICKERS = "AAPL,MSFT"
 RUN_ONE = "11111111-aaaa-4000-8000-000000000001"
 RUN_TWO = "22222222-bbbb-4000-8000-000000000002"
-ASSETS = ("historical_price_eod", "income_statement__quarter", "treasury_rates")
+ASSETS = ("historical-price-eod", "income-statement__quarter", "treasury-rates")
 
 
 def make_settings(data_dir: Path, as_of: str = AS_OF) -> Settings:

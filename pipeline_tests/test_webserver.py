@@ -67,7 +67,7 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path: Path) -> None:
             time.sleep(1)
         assert data is not None, "webserver did not serve the asset graph within 120 s"
         keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
-        assert "bronze/prices/historical_price_eod" in keys
+        assert "bronze/prices/historical-price-eod" in keys
         assert "silver/fmp_price_eod" in keys
         assert "gold/fact_valuation_daily" in keys
         repo = data["repositoriesOrError"]["nodes"][0]

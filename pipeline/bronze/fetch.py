@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +32,7 @@ log = logging.getLogger("pipeline.bronze")
 # configuration is refusing us. A per-ticker answer such as an "Error Message" body or an empty body is
 # counted and reported, and does not fail the run.
 FAILING_ERRORS = frozenset({"transport", "rate_limited", "http_status", "auth", "plan_restricted", "invalid_body"})
+AUTH_REFUSALS_TO_STOP = 3
 REGISTER_EVERY_FILES = 500
 REGISTER_EVERY_SECONDS = 5.0
 
@@ -350,8 +352,18 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
             pending = []
         last_flush = time.monotonic()
 
-    def work(request: PlannedRequest, entry: KeymapEntry) -> list[tuple[BronzeEnvelope, str]]:
+    # A refused key fails every request alike: after AUTH_REFUSALS_TO_STOP `auth` answers the rest are not sent
+    # (they are reported as skipped), instead of hundreds of identical refusals.
+    auth_refusals = Counter()
+    lock = threading.Lock()
+
+    def work(request: PlannedRequest, entry: KeymapEntry) -> list[tuple[BronzeEnvelope, str]] | None:
+        if auth_refusals["n"] >= AUTH_REFUSALS_TO_STOP:
+            return None
         envelopes = fetch_request(client, request, entry, run_id)
+        if any(env.error_class == "auth" for env in envelopes):
+            with lock:
+                auth_refusals["n"] += 1
         return [(env, store.write(env, journal)) for env in envelopes]
 
     done_tasks = 0
@@ -369,7 +381,10 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
                 for fut in finished:
                     request, entry = futures.pop(fut)
                     rep = reports[entry.asset_name]
-                    for env, rel in fut.result():
+                    written = fut.result()
+                    if written is None:
+                        rep.skipped["not_sent_key_refused"] += 1
+                    for env, rel in written or ():
                         rep.requests += 1
                         rep.add_file(env)
                         pending.append(repository.file_record(env, rel, entry.silver.table))

@@ -189,9 +189,9 @@ class KeymapEntry:
 
     @property
     def asset_name(self) -> str:
-        """Last part of the Bronze asset key: dataset, plus `__<discriminator>` when there is one."""
-        name = self.dataset.replace("-", "_")
-        return f"{name}__{self.discriminator}" if self.discriminator else name
+        """Last part of the Bronze asset key (DESIGN section 3): the dataset as spelled in the keymap, plus
+        `__<discriminator>` when there is one."""
+        return f"{self.dataset}__{self.discriminator}" if self.discriminator else self.dataset
 
     def matches_identity(self, identity: DatasetIdentity) -> bool:
         """Same dataset identity; a global entry matches only a ticker-less identity, a per-ticker one only a ticker."""
