@@ -20,7 +20,7 @@ from pipeline.partitions import tickers_partitions
 from pipeline.sensors import partition_range_tags
 from pipeline.settings import Settings
 from pipeline.universe import configured_tickers, universe_from_silver
-from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy
 
 TICKERS_PER_RUN = 500
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -126,8 +126,12 @@ def resolve_universe(settings: Settings) -> tuple[list[str], str]:
     fixed = configured_tickers(settings)
     if fixed is not None:
         return fixed
-    with Warehouse(settings.warehouse_path).reader() as conn:
-        return universe_from_silver(conn, settings.universe), "Silver stock list filtered by the universe settings"
+    why = "Silver stock list filtered by the universe settings"
+    try:
+        with Warehouse(settings.warehouse_path).connect() as conn:   # this process is the writer; wait if busy
+            return universe_from_silver(conn, settings.universe), why
+    except WarehouseBusy as exc:
+        return [], f"{why}, which could not be read ({exc})"
 
 
 def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callable[[str], None] = print,
