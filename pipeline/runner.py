@@ -17,6 +17,7 @@ import dagster as dg
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.partitions import tickers_partitions
+from pipeline.process import pid_alive
 from pipeline.sensors import partition_range_tags
 from pipeline.settings import Settings
 from pipeline.universe import configured_tickers, universe_from_silver
@@ -80,16 +81,6 @@ def _execute(name: str, defs: dg.Definitions, keys: list[dg.AssetKey], instance:
     return PhaseResult(name, result.run_id, result.success, mats, checks, failure)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
     """Close out runs of this host's `pipeline run` whose process died; returns their run ids.
 
@@ -102,7 +93,7 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
     for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED, tags={HOST_TAG: host})):
         run = record.dagster_run
         pid = run.tags.get(PID_TAG, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             dead.append(run)
     for run in dead:
         instance.report_run_failed(run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died "

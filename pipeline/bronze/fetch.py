@@ -24,6 +24,7 @@ from pipeline.bronze.store import BronzeStore, validate_part
 from pipeline.fmp.client import FetchResult, FmpClient
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.ops import repository
+from pipeline.process import pid_alive
 from pipeline.warehouse.connection import Warehouse
 
 log = logging.getLogger("pipeline.bronze")
@@ -194,23 +195,13 @@ def _split_capped(result: FetchResult, request: PlannedRequest, entry: KeymapEnt
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None]) -> int:
     """Register files that a crashed process wrote but never recorded; returns how many were registered."""
     registered = 0
     for journal in store.journals():
         parts = journal.split(".")
         pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
-        if pid != os.getpid() and pid > 0 and _pid_alive(pid):
+        if pid != os.getpid() and pid > 0 and pid_alive(pid):
             continue   # a live process is still writing this journal
         paths = store.journal_paths(journal)
         envelopes = {}
