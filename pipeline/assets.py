@@ -136,6 +136,16 @@ def bronze_keys_by_table(keymap: Keymap) -> dict[str, list[dg.AssetKey]]:
     return out
 
 
+def record_failed_step(warehouse: WarehouseResource, context: AssetExecutionContext, message: str) -> None:
+    """Leave a failed step in ops.runs (what `pipeline status` shows), without hiding the original error."""
+    try:
+        with warehouse.connect() as conn:
+            record_run(conn, context.run_id, job=context.job_name, source_mode=None, status="failed", errors=1,
+                       message=message[:2000], finished=True)
+    except Exception as exc:  # noqa: BLE001 - the step's own error is the one to raise
+        context.log.warning(f"could not record the failure in ops.runs: {exc}")
+
+
 # ---- Silver ------------------------------------------------------------------------------------------------
 
 PROMOTE_BATCH_FILES = 2000   # files per promotion transaction: bounds memory and the work lost to a crash
@@ -239,8 +249,12 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
             table = by_key.get(key)
             if table is None:
                 continue
-            totals = promote_table(warehouse, keymap, table, tickers, settings.bronze_dir, context.run_id,
-                                   context.log.info)
+            try:
+                totals = promote_table(warehouse, keymap, table, tickers, settings.bronze_dir, context.run_id,
+                                       context.log.info)
+            except Exception as exc:
+                record_failed_step(warehouse, context, f"silver.{table}: {type(exc).__name__}: {exc}")
+                raise
             spec = keymap.tables()[table]
             with warehouse.connect() as conn:
                 record_run(conn, context.run_id, job=context.job_name, source_mode=None,
@@ -333,7 +347,11 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
         with warehouse.connect() as conn:
             for table in inputs:   # a Silver input that was never promoted reads as empty, not as an error
                 ensure_table(conn, keymap.tables()[table])
-            result = build(conn, name, context.run_id)
+            try:
+                result = build(conn, name, context.run_id)
+            except Exception as exc:
+                record_failed_step(warehouse, context, f"gold.{name}: {type(exc).__name__}: {exc}")
+                raise
             record_run(conn, context.run_id, job=context.job_name, source_mode=None, status="success",
                        rows=result.rows_written, finished=True)
             context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})")

@@ -224,3 +224,27 @@ def test_dagster_definitions_validate_cli(tmp_path):
                            str(PROJECT_ROOT / "workspace.yaml")], cwd=PROJECT_ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
+    """A Silver step that raises fails its run and leaves a failed row in ops.runs, which `pipeline status` lists."""
+    import pipeline.silver.promote as promote
+
+    settings, keymap, defs, instance = setup
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    assert materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA")).success
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(promote, "promote_files", broken)
+    result = materialize(defs, instance, [silver_key("fmp_price_eod")], range_tags("AAPL", "NVDA"))
+    assert not result.success
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        status, message = con.execute("SELECT status, message FROM ops.runs WHERE run_id = ?", [result.run_id]).fetchone()
+        waiting = con.execute("SELECT count(*) FROM ops.file_ingestions WHERE silver_status IS NULL").fetchone()[0]
+    finally:
+        con.close()
+    assert status == "failed" and "silver.fmp_price_eod" in message and "disk full" in message
+    assert waiting == 3   # nothing was lost: the files still wait for promotion
