@@ -1,4 +1,4 @@
-"""What the CLI prints for people: the demo summary (status, coverage and replay live in their own modules)."""
+"""The demo summary the CLI prints (status and coverage live in pipeline.ops, replay in the CLI)."""
 
 from __future__ import annotations
 
@@ -71,17 +71,3 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path}', read_only=True)"
           f".sql('FROM gold.fact_valuation_daily ORDER BY date DESC LIMIT 5'))\"")
     print("=" * 78)
-
-
-def print_status(settings: Settings, *, run_id: str | None = None, limit: int = 10, show_plan: bool = True) -> int:
-    """Thin wrapper: `pipeline status` lives in pipeline.ops.status (exit codes documented there)."""
-    from pipeline.ops.status import status
-
-    return status(settings, run_id=run_id, limit=limit, show_plan=show_plan)
-
-
-def print_coverage(settings: Settings, *, html_path: str | None = None, dataset: str | None = None) -> int:
-    """Thin wrapper: `pipeline coverage` lives in pipeline.ops.coverage (exit codes as for status)."""
-    from pipeline.ops.coverage import coverage
-
-    return coverage(settings, html_path=html_path, dataset=dataset)

@@ -18,12 +18,12 @@ from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.partitions import tickers_partitions
 from pipeline.process import pid_alive
+from pipeline.schedules import TICKERS_PER_RUN
 from pipeline.sensors import partition_range_tags
 from pipeline.settings import Settings
 from pipeline.universe import configured_tickers, universe_from_silver
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy
 
-TICKERS_PER_RUN = 500
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # Which process runs a CLI run: lets the next `pipeline run` recognise runs whose process died (kill -9, OOM).
 PID_TAG, HOST_TAG = "pipeline/pid", "pipeline/host"

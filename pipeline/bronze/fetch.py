@@ -308,9 +308,7 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
     # 1. short transaction: repair, then read the watermarks we plan from
     with warehouse.transaction() as conn:
         orphans = register_orphans(conn, store, silver_table_of)
-        coverage = {}
-        for entry in entries:
-            coverage.update(repository.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+        coverage = planning_coverage(conn, entries)
         repository.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
@@ -411,7 +409,12 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
 def dry_run(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date,
             fmp_plan: str | None) -> list[PlanDecision]:
     """What is due, and why not, without fetching anything (read-only connection is enough)."""
-    coverage = {}
+    return plan(entries, tickers, planning_coverage(conn, entries), today, fmp_plan)
+
+
+def planning_coverage(conn, entries: Sequence[KeymapEntry]) -> dict[DatasetIdentity, repository.Coverage]:
+    """Good coverage of every identity of `entries` (every ticker of per-ticker entries): what planning reads."""
+    coverage: dict[DatasetIdentity, repository.Coverage] = {}
     for entry in entries:
         coverage.update(repository.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
-    return plan(entries, tickers, coverage, today, fmp_plan)
+    return coverage
