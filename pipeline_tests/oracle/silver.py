@@ -1,0 +1,46 @@
+"""Read Silver and Gold tables into pandas with one convention: DATE columns as midnight Timestamps."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+SILVER_TABLES = ("fmp_price_eod", "fmp_price_eod_as_traded", "fmp_splits", "fmp_dividends", "fmp_income_statement",
+                 "fmp_balance_sheet", "fmp_cash_flow", "fmp_key_metrics", "fmp_ratios", "fmp_treasury_rates",
+                 "fmp_economic_indicator", "fmp_economic_calendar")
+
+
+def _frame(conn: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
+    cur = conn.execute(sql)
+    kinds = {d[0]: str(d[1]) for d in cur.description}
+    df = cur.df()
+    for col, kind in kinds.items():
+        if kind == "DATE" or kind.startswith("TIMESTAMP"):
+            df[col] = pd.to_datetime(df[col]).astype("datetime64[ns]")
+    return df
+
+
+def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+    return bool(conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                             [schema, table]).fetchone()[0])
+
+
+def load_silver(conn: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
+    """The current Silver rows the Gold tables read; a table the run did not create is an empty frame."""
+    out: dict[str, pd.DataFrame] = {}
+    for name in SILVER_TABLES:
+        if table_exists(conn, "silver", name):
+            out[name] = _frame(conn, f"SELECT * FROM silver.{name}")
+        else:
+            out[name] = pd.DataFrame()
+    return out
+
+
+def load_gold(conn: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
+    return _frame(conn, f"SELECT * FROM gold.{name}")
+
+
+def gold_columns(conn: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
+    rows = conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                        "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position", [name]).fetchall()
+    return dict(rows)

@@ -1,0 +1,346 @@
+"""Every Gold metric recomputed in pandas (pipeline_tests/oracle, written from the Gold semantics and not from the
+Gold SQL) and compared for every ticker and date, on a warehouse built by the real pipeline from the bundled
+sample source in two incremental runs: one before NVDA's 10:1 split of 2024-06-10 and one after it.
+
+Then the dates where point-in-time and share-basis mistakes show: around each split, around a filing becoming
+usable (including one accepted after the 16:00 ET close), around a macro release, and a loss-making quarter.
+Finally `pipeline run` in a subprocess against the loopback fake FMP server serving the same semantics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.fmp.sample_source import SAMPLE_TICKERS, SampleSource
+from pipeline.gold.build import GOLD_ASSETS, build
+from pipeline.runner import run_pipeline
+from pipeline.settings import load_settings
+from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
+from pipeline_tests.oracle import (compare_frames, fundamentals, load_gold, load_silver, macro_daily,
+                                   price_daily, valuation_daily)
+from pipeline_tests.oracle.basis import et_timestamp
+from pipeline_tests.oracle.macro import snake
+from pipeline_tests.oracle.silver import gold_columns
+
+BEFORE_SPLIT = "2024-06-05"
+AS_OF = "2024-06-14"                 # after NVDA's 10:1 split of 2024-06-10
+WANTED = ("AAPL", "NVDA", "KO", "GE", "SNAP")   # GE: 1:8 reverse split; SNAP: loss-making
+TICKERS = [t for t in WANTED if t in SAMPLE_TICKERS]
+KEY = "oracle-test-key"
+CLI_TIMEOUT_S = 300
+INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "UBIGINT")
+
+
+def release_map() -> dict[str, tuple[tuple[str, ...], int]]:
+    """indicator -> (calendar events, lag days), from the pipeline's own published mapping (data, not logic)."""
+    from pipeline.gold.releases import RELEASES
+
+    return {name: (tuple(spec.events), int(spec.lag_days)) for name, spec in RELEASES.items()}
+
+
+# ---- the warehouse: two incremental runs around a split --------------------------------------------------
+
+@dataclass
+class Built:
+    data_dir: Path
+    warehouse: Path
+    silver: dict[str, pd.DataFrame]
+    gold: dict[str, pd.DataFrame]
+    types: dict[str, dict[str, str]]
+    outcomes: list
+
+
+def run_once(data_dir: Path, as_of: str, instance: dg.DagsterInstance):
+    settings = load_settings({"PIPELINE_DATA_DIR": str(data_dir), "PIPELINE_AS_OF": as_of,
+                              "PIPELINE_TICKERS": ",".join(TICKERS)})
+    return run_pipeline(settings, instance=instance, echo=lambda _line: None)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Iterator[Built]:
+    root = tmp_path_factory.mktemp("oracle")
+    data_dir = root / "data"
+    outcomes = []
+    with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        for as_of in (BEFORE_SPLIT, AS_OF):
+            outcome = run_once(data_dir, as_of, instance)
+            failed = [(p.name, p.failure) for p in outcome.phases if not p.success]
+            assert outcome.success, (f"pipeline run as of {as_of} failed: {failed}; "
+                                     f"ERROR checks failed: {outcome.failed_error_checks}; skipped: {outcome.skipped}")
+            outcomes.append(outcome)
+    warehouse = data_dir / "warehouse.duckdb"
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        silver = load_silver(conn)
+        names = ("fact_price_daily", "fact_fundamentals_quarterly", "fact_fundamentals_annual",
+                 "fact_valuation_daily", "fact_macro_daily")
+        gold = {n: load_gold(conn, n) for n in names}
+        types = {n: gold_columns(conn, n) for n in names}
+    yield Built(data_dir, warehouse, silver, gold, types, outcomes)
+
+
+@dataclass
+class Oracle:
+    prices: pd.DataFrame
+    quarterly: pd.DataFrame
+    annual: pd.DataFrame
+    valuation: pd.DataFrame
+    macro: pd.DataFrame
+
+
+def compute_oracle(silver: dict[str, pd.DataFrame], types: dict[str, dict[str, str]]) -> Oracle:
+    prices = price_daily(silver)
+    days = {t: g["date"].to_numpy(dtype="datetime64[ns]") for t, g in prices.groupby("ticker")}
+    quarterly = fundamentals(silver, days, annual=False, gold_columns=list(types["fact_fundamentals_quarterly"]))
+    annual = fundamentals(silver, days, annual=True, gold_columns=list(types["fact_fundamentals_annual"]))
+    valuation = valuation_daily(silver, prices, quarterly)
+    macro = macro_daily(silver, prices["date"], release_map())
+    return Oracle(prices, quarterly, annual, valuation, macro)
+
+
+@pytest.fixture(scope="module")
+def oracle(built: Built) -> Oracle:
+    return compute_oracle(built.silver, built.types)
+
+
+TABLES = {  # gold table -> (oracle attribute, key columns)
+    "fact_price_daily": ("prices", ["ticker", "date"]),
+    "fact_fundamentals_quarterly": ("quarterly", ["ticker", "period_end", "period"]),
+    "fact_fundamentals_annual": ("annual", ["ticker", "period_end", "period"]),
+    "fact_valuation_daily": ("valuation", ["ticker", "date"]),
+    "fact_macro_daily": ("macro", ["date"]),
+}
+
+
+def mismatches(name: str, expected: pd.DataFrame, actual: pd.DataFrame, types: dict[str, str]) -> list[str]:
+    keys = TABLES[name][1]
+    uncovered = [c for c in actual.columns if c not in expected.columns]
+    problems = [f"{name}: Gold columns with no oracle: {uncovered}"] if uncovered else []
+    columns = [c for c in actual.columns if c not in keys and c in expected.columns]
+    integer = [c for c, t in types.items() if t.upper() in INTEGER_TYPES]
+    return problems + compare_frames(name, expected, actual, keys, columns, integer)
+
+
+# ---- every metric, every ticker, every date ----------------------------------------------------------------
+
+@pytest.mark.parametrize("name", list(TABLES))
+def test_gold_equals_oracle(built: Built, oracle: Oracle, name: str) -> None:
+    expected = getattr(oracle, TABLES[name][0])
+    actual = built.gold[name]
+    assert len(actual) > 0, f"gold.{name} is empty"
+    problems = mismatches(name, expected, actual, built.types[name])
+    assert not problems, "\n".join(problems)
+
+
+def test_every_requested_ticker_has_prices_and_fundamentals(built: Built) -> None:
+    prices = built.gold["fact_price_daily"]
+    assert set(prices["ticker"]) == set(TICKERS)
+    assert set(built.gold["fact_fundamentals_quarterly"]["ticker"]) == set(TICKERS)
+    assert prices["date"].max() == pd.Timestamp(AS_OF)
+
+
+# ---- splits: the day before, the split day, the day after --------------------------------------------------
+
+def split_days(built: Built) -> list[tuple[str, pd.Timestamp, float]]:
+    prices = built.gold["fact_price_daily"]
+    out = []
+    for _, s in built.silver["fmp_splits"].iterrows():
+        p = prices[prices["ticker"] == s["ticker"]]
+        if len(p) and p["date"].min() < s["date"] <= p["date"].max():
+            out.append((s["ticker"], s["date"], s["numerator"] / s["denominator"]))
+    return out
+
+
+def test_splits_in_range_include_a_forward_and_a_reverse_split(built: Built) -> None:
+    ratios = {(t, d.date()): r for t, d, r in split_days(built)}
+    assert ("NVDA", dt.date(2024, 6, 10)) in ratios, ratios
+    if "GE" in TICKERS:
+        assert any(r < 1 for r in ratios.values()), f"no reverse split inside the price history: {ratios}"
+
+
+def test_split_days_keep_adjusted_close_and_market_cap_continuous(built: Built) -> None:
+    prices = built.gold["fact_price_daily"].set_index(["ticker", "date"]).sort_index()
+    val = built.gold["fact_valuation_daily"].set_index(["ticker", "date"]).sort_index()
+    checked = 0
+    for ticker, split_date, ratio in split_days(built):
+        days = prices.loc[ticker].index
+        i = int(days.searchsorted(split_date))          # the split day, or the first trading day after it
+        before, on = days[i - 1], days[i]
+        after = days[i + 1] if i + 1 < len(days) else None
+        p, v = prices.loc[ticker], val.loc[ticker]
+        where = f"{ticker} split {ratio:g} on {split_date.date()} ({before.date()} -> {on.date()})"
+        market = p.loc[on, "split_adj_close"] / p.loc[before, "split_adj_close"]
+        traded = p.loc[on, "close"] / p.loc[before, "close"]
+        # the as-traded close moves by the market move divided by the split ratio
+        assert traded == pytest.approx(market / ratio, rel=1e-9), where
+        # the split-adjusted close moves like a market, nowhere near the ratio
+        assert 0.75 < market < 1.33, f"{where}: split_adj_close moved x{market:.4f}"
+        assert p.loc[on, "return_1d"] == pytest.approx(market - 1, rel=1e-9, abs=1e-12), where
+        # the day after is an ordinary day on both series
+        if after is not None:
+            assert p.loc[after, "close"] / p.loc[on, "close"] == pytest.approx(
+                p.loc[after, "split_adj_close"] / p.loc[on, "split_adj_close"], rel=1e-9), where
+        # market cap moves with the adjusted close when the same statement is in force on both days
+        for a, b in ((before, on), (on, after)):
+            if b is None or pd.isna(v.loc[a, "market_cap"]):
+                continue
+            if v.loc[a, "statement_period_end"] != v.loc[b, "statement_period_end"]:
+                continue
+            mcap = v.loc[b, "market_cap"] / v.loc[a, "market_cap"]
+            adj = p.loc[b, "split_adj_close"] / p.loc[a, "split_adj_close"]
+            assert mcap == pytest.approx(adj, rel=1e-9), f"{where}: market cap x{mcap:.4f}, adjusted close x{adj:.4f}"
+            assert v.loc[b, "shares_outstanding"] / v.loc[a, "shares_outstanding"] == pytest.approx(
+                ratio if b == on else 1.0, rel=1e-9), where
+            checked += 1
+    assert checked >= 2, "no split day had a statement in force on both sides"
+
+
+# ---- filings: the day before usable, the usable day, after-close acceptance ---------------------------------
+
+def test_statement_switches_on_its_usable_day(built: Built) -> None:
+    q = built.gold["fact_fundamentals_quarterly"]
+    val = built.gold["fact_valuation_daily"]
+    checked = after_close = 0
+    for _, row in q.iterrows():
+        v = val[val["ticker"] == row["ticker"]].set_index("date").sort_index()
+        usable = row["usable_from"]
+        if pd.isna(usable) or usable not in v.index or usable == v.index[0]:
+            continue
+        if v.loc[usable, "statement_period_end"] != row["period_end"]:
+            continue   # a late filing of an older period, or replaced the same day: covered by the oracle test
+        before = v.index[v.index.get_loc(usable) - 1]
+        where = f"{row['ticker']} {row['period']} {row['period_end'].date()} usable {usable.date()}"
+        assert v.loc[before, "statement_period_end"] != row["period_end"], f"{where}: used on {before.date()}"
+        accepted = row["accepted_date"]
+        # the usable day's 16:00 close is at or after acceptance; the previous close is before it
+        assert accepted <= usable + pd.Timedelta(hours=16), where
+        assert accepted > before + pd.Timedelta(hours=16), where
+        if accepted.time() > dt.time(16, 0) and accepted.normalize() in v.index:
+            # accepted after the close of a trading day: that day's row still shows the previous statement
+            assert v.loc[accepted.normalize(), "statement_period_end"] != row["period_end"], where
+            assert usable > accepted.normalize(), where
+            after_close += 1
+        checked += 1
+    assert checked >= 10, f"only {checked} statements became usable inside the price history"
+    assert after_close >= 1, "the sample has no statement accepted after 16:00 ET on a trading day"
+
+
+# ---- macro: the day before and the day of a release ----------------------------------------------------------
+
+def test_macro_value_appears_on_its_release_day_not_before(built: Built) -> None:
+    macro = built.gold["fact_macro_daily"].set_index("date").sort_index()
+    calendar = built.silver["fmp_economic_calendar"]
+    indicators = built.silver["fmp_economic_indicator"]
+    releases = release_map()
+    checked = 0
+    for name, (events, _lag) in releases.items():
+        col = snake(name)
+        if col not in macro.columns or not events:
+            continue
+        cal = calendar[(calendar["country"] == "US") & calendar["event"].isin(events)]
+        periods = sorted(indicators.loc[indicators["name"] == name, "date"])
+        for released in et_timestamp(cal["date"]).sort_values():
+            first_day = released.normalize() + pd.Timedelta(days=1 if released.time() > dt.time(16, 0) else 0)
+            # the observation this release publishes: the newest period that ended before the release
+            ended = [p for i, p in enumerate(periods) if i + 1 < len(periods) and periods[i + 1] <= released.normalize()]
+            if not ended or first_day > macro.index[-1] or first_day <= macro.index[0]:
+                continue
+            period = ended[-1]
+            day = macro.index[macro.index.searchsorted(first_day)]
+            prev = macro.index[macro.index.searchsorted(first_day) - 1]
+            where = f"{name} period {period.date()} released {released} (ET)"
+            if macro.loc[day, f"{col}_period"] != period:
+                continue   # a later observation already shown (the release came late): the oracle test covers it
+            assert macro.loc[prev, f"{col}_period"] < period, f"{where}: shown on {prev.date()} before its release"
+            assert macro.loc[day, f"{col}_known_from"] == first_day, where
+            checked += 1
+    assert checked >= 3, f"only {checked} macro releases fell inside the dates"
+
+
+def test_macro_never_shows_a_period_before_it_ended(built: Built) -> None:
+    macro = built.gold["fact_macro_daily"]
+    cols = [c[: -len("_period")] for c in macro.columns if c.endswith("_period")]
+    assert cols, "fact_macro_daily has no <indicator>_period column"
+    for col in cols:
+        shown = macro[macro[f"{col}_period"].notna()]
+        assert (shown[f"{col}_known_from"] <= shown["date"]).all(), col
+        # known at the earliest the day after the period's first day (a monthly value needs its month to end)
+        assert (shown[f"{col}_known_from"] > shown[f"{col}_period"]).all(), col
+
+
+# ---- a loss-making quarter ------------------------------------------------------------------------------------
+
+def test_loss_making_quarter_has_no_pe(built: Built) -> None:
+    val = built.gold["fact_valuation_daily"]
+    losing = val[val["eps_ttm"] <= 0]
+    assert len(losing) > 0, f"no row with eps_ttm <= 0 among {TICKERS}"
+    assert losing["pe_ttm"].isna().all()
+    assert (val.loc[val["eps_ttm"] > 0, "pe_ttm"] > 0).all()
+    q = built.gold["fact_fundamentals_quarterly"]
+    assert (q["net_income"] < 0).any(), "no loss-making quarter in the sample"
+
+
+# ---- a split between two incremental runs ---------------------------------------------------------------------
+
+def snapshot(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple]:
+    return conn.execute(f"SELECT * FROM gold.{name} ORDER BY ALL").fetchall()
+
+
+def test_incremental_runs_across_a_split_equal_a_full_rebuild(built: Built, tmp_path: Path) -> None:
+    nvda = built.silver["fmp_price_eod"]
+    nvda = nvda[nvda["ticker"] == "NVDA"]
+    assert nvda["date"].min() < pd.Timestamp("2024-06-05") < pd.Timestamp("2024-06-10") <= nvda["date"].max()
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(built.warehouse, copy)
+    with duckdb.connect(str(copy)) as conn:
+        incremental = {n: snapshot(conn, n) for n in GOLD_ASSETS}
+        for n in GOLD_ASSETS:
+            build(conn, n, "oracle-full-rebuild", full=True)
+        for n in GOLD_ASSETS:
+            assert snapshot(conn, n) == incremental[n], f"gold.{n}: the incremental result differs from a full rebuild"
+
+
+# ---- `pipeline run` against the fake FMP server -----------------------------------------------------------------
+
+def pipeline_cmd(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("pipeline")
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pipeline.cli", *args]
+
+
+def test_pipeline_run_against_fake_fmp_with_splits_in_history(tmp_path: Path) -> None:
+    tickers = [t for t in ("NVDA", "GE", "AAPL") if t in SAMPLE_TICKERS]
+    source = SampleSource(as_of=dt.date.fromisoformat(AS_OF), tickers=tickers)
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_"))}
+    with FakeFmpServer(api_key=KEY, data=sample_data(source)) as server:
+        env.update({"FMP_API_KEY": KEY, "FMP_BASE_URL": server.base_url, "FMP_CALLS_PER_MINUTE": "100000",
+                    "PIPELINE_TICKERS": ",".join(tickers), "PIPELINE_AS_OF": AS_OF, "PIPELINE_DATA_DIR": str(data_dir),
+                    "DAGSTER_HOME": str(tmp_path / "dagster_home"), "DAGSTER_DISABLE_TELEMETRY": "1"})
+        (tmp_path / "dagster_home").mkdir()
+        proc = subprocess.run(pipeline_cmd("run"), env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S)
+    tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
+    assert proc.returncode == 0, f"pipeline run exited {proc.returncode}:\n{tail}"
+    assert "Traceback" not in proc.stdout + proc.stderr, tail
+    with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
+        splits = conn.execute("SELECT count(*) FROM silver.fmp_splits s WHERE date > (SELECT min(date) FROM "
+                              "silver.fmp_price_eod p WHERE p.ticker = s.ticker)").fetchone()[0]
+        assert splits >= 2, "the fetched history holds fewer than two splits"
+        silver = load_silver(conn)
+        names = list(TABLES)
+        gold = {n: load_gold(conn, n) for n in names}
+        types = {n: gold_columns(conn, n) for n in names}
+    expected = compute_oracle(silver, types)
+    problems = [line for n in names for line in mismatches(n, getattr(expected, TABLES[n][0]), gold[n], types[n])]
+    assert not problems, "\n".join(problems)
