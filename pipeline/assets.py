@@ -297,14 +297,19 @@ GOLD_DESCRIPTIONS = {
     "dim_instrument": "One row per ticker: name, exchange, sector, industry, country, currency, ETF and trading flags, "
                       "IPO date, from the stock list and the latest profile.",
     "dim_instrument_history": "Every version of each instrument's descriptive attributes (SCD2: valid_from/valid_to).",
-    "fact_price_daily": "Daily OHLCV with split- and dividend-adjusted close, returns, 20/50/200-day SMAs, 52-week "
-                        "high/low and 20-day annualised realised volatility.",
+    "fact_price_daily": "Daily bars in three explicitly named series: as traded (open..close, volume), split-adjusted "
+                        "(split_adj_*, splits only, current share basis) and total return (tr_close, splits and "
+                        "dividends); returns, 20/50/200-day SMAs, 52-week range and realised volatility on the "
+                        "split-adjusted series (see each column's description).",
     "fact_fundamentals_quarterly": "Quarterly income statement, balance sheet, cash flow, key metrics and ratios per "
                                    "fiscal period, with trailing-twelve-month sums of flow items.",
     "fact_fundamentals_annual": "Annual income statement, balance sheet, cash flow, key metrics and ratios per fiscal year.",
     "fact_valuation_daily": "Point-in-time daily valuation (market cap, P/E, P/B, P/S, EV/EBITDA, dividend and FCF "
-                            "yield) using only statements filed on or before each date.",
-    "fact_macro_daily": "Per trading date: the treasury curve and the latest value of each economic indicator known then.",
+                            "yield): a statement counts from the first close at or after its acceptance (US Eastern), "
+                            "and its restated share count is put on each day's share basis.",
+    "fact_macro_daily": "Per trading date: the treasury curve and, per economic indicator, the newest value already "
+                        "released (economic-calendar release time, else a documented lag), with its reference "
+                        "period and the day it became known.",
 }
 
 

@@ -60,7 +60,8 @@ def gold_check_defs(name: str) -> list[CheckDef]:
     for fn in GOLD_CHECKS.get(name, ()):
         check_name = fn.__name__.removeprefix("check_").split("__")[0]
         doc = (fn.__doc__ or check_name).strip().splitlines()[0]
-        out.append(CheckDef(check_name, ERROR, doc, fn))
+        severity = WARN if getattr(fn, "severity", "ERROR") == "WARN" else ERROR
+        out.append(CheckDef(check_name, severity, doc, fn))
     return out
 
 

@@ -31,6 +31,7 @@ TICKERS = ("AAA", "BBB", "CCC")
 TABLE_IDENTITY = {   # silver table -> (domain, dataset, per_ticker)
     "fmp_stock_list": ("market", "stock-list", False),
     "fmp_company_profile": ("company", "profile", True),
+    "fmp_price_eod_as_traded": ("prices", "historical-price-eod", True),
     "fmp_price_eod": ("prices", "historical-price-eod", True),
     "fmp_splits": ("company", "splits", True),
     "fmp_dividends": ("company", "dividends", True),
@@ -92,7 +93,8 @@ def make_statements() -> dict[str, pd.DataFrame]:
         for end, period in rows:
             scale = 4 if period == "FY" else 1
             filing = end + dt.timedelta(days=35 if period != "FY" else 60)
-            shares = 1_000_000 if (ticker == "BBB" or end < SPLIT_DATE) else 2_000_000
+            # FMP restates share counts onto the basis of the fetch day (FETCHED, after AAA's 2:1 split)
+            shares = 1_000_000 if ticker == "BBB" else 2_000_000
             revenue = float(rng.uniform(900, 1100)) * 1000 * scale
             net_income = revenue * float(rng.uniform(0.05, 0.2))
             common = {"ticker": ticker, "date": end, "period": period, "filing_date": filing,
@@ -150,16 +152,25 @@ def make_indicators() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["name", "date", "value"])
 
 
+FULL_ONLY_BEFORE = dt.date(2023, 3, 1)   # AAA's bars before this exist only in /full (split-adjusted at FETCHED)
+
+
 def silver_frames() -> dict[str, pd.DataFrame]:
     prices = pd.concat([make_prices("AAA", 1, 100), make_prices("BBB", 2, 50), make_prices("CCC", 3, 20)],
                        ignore_index=True)
+    full_only = (prices.ticker == "AAA") & (prices.date < FULL_ONLY_BEFORE)
+    full = prices[full_only].copy()
+    for col in ("open", "high", "low", "close"):
+        full[col] = full[col] / 2          # fetched after the 2:1 split: /full shows them re-based
+    full["volume"] = full["volume"] * 2
     profile, history = make_profiles()
     frames = {
         "fmp_stock_list": pd.DataFrame({"symbol": ["AAA", "BBB", "CCC", "DDD"],
                                         "company_name": ["Alpha", "Beta", "Gamma", "Delta"]}),
         "fmp_company_profile": profile,
         "fmp_company_profile__history": history,
-        "fmp_price_eod": prices,
+        "fmp_price_eod_as_traded": prices[~full_only].reset_index(drop=True),
+        "fmp_price_eod": full.reset_index(drop=True),
         "fmp_splits": pd.DataFrame({"ticker": ["AAA"], "date": [SPLIT_DATE], "numerator": [2.0],
                                     "denominator": [1.0]}),
         "fmp_dividends": make_dividends(),
@@ -195,6 +206,8 @@ def write_silver(conn: duckdb.DuckDBPyConnection, table: str, df: pd.DataFrame, 
 def ledger(conn: duckdb.DuckDBPyConnection, table: str, ticker: str, cov_from, cov_to, discriminator: str = "") -> None:
     """One promoted Bronze file for (table, ticker), so its watermark exists (or moves)."""
     domain, dataset, _ = TABLE_IDENTITY[table]
+    if table == "fmp_price_eod_as_traded":
+        discriminator = "non-split-adjusted"
     _file_counter[0] += 1
     n = _file_counter[0]
     conn.execute("""
@@ -270,31 +283,53 @@ def table(conn, name: str, order: str) -> pd.DataFrame:
 
 # ---- independent pandas references ----------------------------------------------------------------------
 
+def as_traded_prices(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The as-traded bars: the /non-split-adjusted rows, plus /full rows put back on their day's basis."""
+    full = frames["fmp_price_eod"].copy()
+    for col in ("open", "high", "low", "close"):
+        full[col] = full[col] * 2          # fetched after AAA's 2:1 split, dated before it
+    full["volume"] = (full["volume"] / 2).round().astype("int64")
+    both = pd.concat([frames["fmp_price_eod_as_traded"], full], ignore_index=True)
+    return both.sort_values(["ticker", "date"]).reset_index(drop=True)
+
+
+def cum(frames: dict[str, pd.DataFrame], ticker: str, day: dt.date) -> float:
+    """Shares per original share after the splits effective on or before `day`."""
+    splits = frames["fmp_splits"]
+    return math.prod(s.numerator / s.denominator for _, s in splits[splits.ticker == ticker].iterrows()
+                     if s.date <= day)
+
+
 def expected_prices(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     out = []
-    splits, divs = frames["fmp_splits"], frames["fmp_dividends"]
-    for ticker, p in frames["fmp_price_eod"].groupby("ticker"):
+    divs = frames["fmp_dividends"]
+    for ticker, p in as_traded_prices(frames).groupby("ticker"):
         p = p.sort_values("date").reset_index(drop=True)
         last = p["date"].max()
-        events: list[tuple[dt.date, float]] = []
-        for _, s in splits[splits.ticker == ticker].iterrows():
-            if s.date <= last:
-                events.append((s.date, s.denominator / s.numerator))
+        cum_l = cum(frames, ticker, last)
+        p["split_factor"] = [cum(frames, ticker, d) / cum_l for d in p["date"]]
+        for col in ("open", "high", "low", "close"):
+            p[f"split_adj_{col}"] = p[col] * p["split_factor"]
+        factors: list[tuple[dt.date, float]] = []
         for _, d in divs[divs.ticker == ticker].iterrows():
             before = p[p.date < d.date]
             if d.date <= last and len(before):
-                events.append((d.date, 1 - d.dividend / before["close"].iloc[-1]))
-        p["adj_factor"] = [math.prod(f for e, f in events if e > day) for day in p["date"]]
-        p["adj_close"] = p["close"] * p["adj_factor"]
-        p["adj_high"], p["adj_low"] = p["high"] * p["adj_factor"], p["low"] * p["adj_factor"]
-        p["return_1d"] = p["adj_close"].pct_change()
-        p["log_return_1d"] = np.log(p["adj_close"] / p["adj_close"].shift())
+                amount = d.dividend * cum(frames, ticker, d.date) / cum_l
+                factors.append((d.date, 1 - amount / before["split_adj_close"].iloc[-1]))
+        p["total_return_factor"] = [math.prod(f for e, f in factors if e > day) for day in p["date"]]
+        p["tr_close"] = p["split_adj_close"] * p["total_return_factor"]
+        p["return_1d"] = p["split_adj_close"].pct_change()
+        p["total_return_1d"] = p["tr_close"].pct_change()
+        p["log_return_1d"] = np.log(p["split_adj_close"] / p["split_adj_close"].shift())
         for n in (20, 50, 200):
-            p[f"sma_{n}"] = p["adj_close"].rolling(n, min_periods=n).mean()
+            p[f"sma_{n}"] = p["split_adj_close"].rolling(n, min_periods=n).mean()
+        full_year = np.array([p["date"].iloc[0] <= d - dt.timedelta(days=364) for d in p["date"]])
         by_date = p.set_index(pd.to_datetime(p["date"]))
-        p["high_52w"] = by_date["adj_high"].rolling("365D").max().to_numpy()
-        p["low_52w"] = by_date["adj_low"].rolling("365D").min().to_numpy()
-        p["realized_vol_20d"] = p["log_return_1d"].rolling(20, min_periods=20).std() * math.sqrt(252)
+        p["high_52w"] = np.where(full_year, by_date["split_adj_high"].rolling("365D").max().to_numpy(), np.nan)
+        p["low_52w"] = np.where(full_year, by_date["split_adj_low"].rolling("365D").min().to_numpy(), np.nan)
+        days_per_year = np.where(full_year, by_date["close"].rolling("365D").count().to_numpy(), np.nan)
+        p["trading_days_per_year"] = days_per_year
+        p["realized_vol_20d"] = p["log_return_1d"].rolling(20, min_periods=20).std() * np.sqrt(days_per_year)
         out.append(p)
     return pd.concat(out).sort_values(["ticker", "date"]).reset_index(drop=True)
 
@@ -315,36 +350,47 @@ def expected_quarterly(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataFrame:
-    """For each trading day: the latest quarter filed on or before it, shares split-adjusted, ratios."""
+    """For each trading day: the latest quarter usable by then (first close at or after its acceptance), its
+    share count put on the day's basis, and the ratios with their NULL rules."""
     q = expected_quarterly(frames)
     q = q[q.ticker == ticker]
     bal = frames["fmp_balance_sheet"]
     q = q.merge(bal[["ticker", "date", "period", "total_stockholders_equity", "net_debt"]].rename(
         columns={"date": "period_end"}), on=["ticker", "period_end", "period"])
-    prices = frames["fmp_price_eod"]
-    prices = prices[prices.ticker == ticker].sort_values("date")
-    splits = frames["fmp_splits"]
-    splits = splits[splits.ticker == ticker]
+    prices = as_traded_prices(frames)
+    prices = prices[prices.ticker == ticker].sort_values("date").reset_index(drop=True)
+    cum_l = cum(frames, ticker, prices["date"].max())
+    fetch_day = FETCHED.date()
+    closes = [dt.datetime.combine(d, dt.time(16)) for d in prices["date"]]
+    q = q.assign(usable_from=[next((d for d, c in zip(prices["date"], closes) if c >= a), None)
+                              for a in q["accepted_date"]])
+    q = q.sort_values("period_end")
+    q["eps_ttm"] = (q["eps"] * cum(frames, ticker, fetch_day) / cum_l).rolling(4).sum().where(
+        (pd.to_datetime(q["period_end"]) - pd.to_datetime(q["period_end"]).shift(3)).dt.days <= 300)
     divs = frames["fmp_dividends"]
-    divs = divs[divs.ticker == ticker]
-
-    def split_index(day: dt.date) -> float:
-        return math.prod(s.numerator / s.denominator for _, s in splits.iterrows() if s.date <= day)
+    divs = divs[divs.ticker == ticker].sort_values("date").reset_index(drop=True)
 
     rows = []
     for _, p in prices.iterrows():
-        filed = q[q.filing_date <= p.date]
+        usable = q[q.usable_from.notna() & (q.usable_from <= p.date)]
         row = {"date": p.date, "close": p.close}
-        if len(filed):
-            s = filed.sort_values("filing_date").iloc[-1]
-            shares = s.weighted_average_shs_out * split_index(p.date) / split_index(s.period_end)
+        basis = cum(frames, ticker, p.date)
+        if len(usable):
+            s = usable.sort_values(["usable_from", "period_end"]).iloc[-1]
+            shares = s.weighted_average_shs_out * basis / cum(frames, ticker, fetch_day)
             mcap = p.close * shares
-            row.update(statement_period_end=s.period_end, statement_filing_date=s.filing_date,
-                       shares_outstanding=shares, market_cap=mcap, pe_ttm=mcap / s.net_income_ttm,
-                       pb=mcap / s.total_stockholders_equity, ps_ttm=mcap / s.revenue_ttm,
-                       ev_to_ebitda_ttm=(mcap + s.net_debt) / s.ebitda_ttm, fcf_yield=s.free_cash_flow_ttm / mcap)
-        window = divs[(divs.date <= p.date) & (divs.date > p.date - dt.timedelta(days=365))]
-        per_share = sum(d.dividend * split_index(d.date) for _, d in window.iterrows()) / split_index(p.date)
+            eps = s.eps_ttm * cum_l / basis
+            row.update(statement_period_end=s.period_end, statement_usable_from=s.usable_from,
+                       shares_outstanding=shares, market_cap=mcap, eps_ttm=eps,
+                       pe_ttm=p.close / eps if eps > 0 else np.nan,
+                       pb=mcap / s.total_stockholders_equity if s.total_stockholders_equity > 0 else np.nan,
+                       ps_ttm=mcap / s.revenue_ttm if s.revenue_ttm > 0 else np.nan,
+                       ev_to_ebitda_ttm=(mcap + s.net_debt) / s.ebitda_ttm if s.ebitda_ttm > 0 else np.nan,
+                       fcf_yield=s.free_cash_flow_ttm / mcap if mcap > 0 else np.nan)
+        paid = divs[divs.date <= p.date].tail(4)                      # no frequency: 4 payments a year
+        paid = paid[paid.date > p.date - dt.timedelta(days=365 + 182 // 4)]
+        per_share = sum(d.dividend * cum(frames, ticker, d.date) for _, d in paid.iterrows()) / basis
+        row["dividends_ttm_per_share"] = per_share
         row["dividend_yield_ttm"] = per_share / p.close
         rows.append(row)
     return pd.DataFrame(rows)
@@ -362,17 +408,22 @@ def test_prices_match_pandas(built_conn):
     got = table(built_conn, "fact_price_daily", "ticker, date")
     want = expected_prices(silver_frames())
     assert len(got) == len(want) == 900
-    for col in ("adj_factor", "adj_close", "return_1d", "log_return_1d", "sma_20", "sma_50", "sma_200",
-                "high_52w", "low_52w", "realized_vol_20d"):
+    for col in ("open", "close", "volume", "split_factor", "split_adj_close", "split_adj_high", "total_return_factor",
+                "tr_close", "return_1d", "total_return_1d", "log_return_1d", "sma_20", "sma_50", "sma_200",
+                "high_52w", "low_52w", "trading_days_per_year", "realized_vol_20d"):
         assert_close(got[col], want[col], col)
     aaa = got[got.ticker == "AAA"].set_index("date")
     assert aaa["sma_200"].notna().sum() == 300 - 199
-    # the split halves the traded price but not the adjusted one
+    # bars before FULL_ONLY_BEFORE came from /full, re-based after the split: put back as traded
+    assert set(aaa.loc[:FULL_ONLY_BEFORE - dt.timedelta(days=1), "price_source"]) == {"derived_from_full"}
+    assert set(aaa.loc[FULL_ONLY_BEFORE:, "price_source"]) == {"as_traded"}
+    # the split halves the traded price but not the split-adjusted one
     split_row = aaa.loc[SPLIT_DATE]
     assert split_row["close"] < 0.6 * aaa["close"].shift().loc[SPLIT_DATE]
     assert abs(split_row["return_1d"]) < 0.1
-    # the future dividend (after the last price) does not adjust anything yet
-    assert aaa["adj_factor"].iloc[-1] == 1.0
+    # the future dividend (after the last price) does not adjust anything yet; no 52-week range before a full year
+    assert aaa["total_return_factor"].iloc[-1] == 1.0
+    assert aaa["high_52w"].isna().sum() == sum(d < dt.date(2024, 1, 1) for d in aaa.index)
 
 
 def test_fundamentals_ttm_match_pandas(built_conn):
@@ -400,39 +451,47 @@ def test_valuation_point_in_time_matches_pandas(built_conn):
         g = got[got.ticker == ticker].reset_index(drop=True)
         w = expected_valuation(frames, ticker)
         assert len(g) == len(w) == 300
-        assert (g["statement_filing_date"].dropna() == w["statement_filing_date"].dropna()).all()
-        for col in ("shares_outstanding", "market_cap", "pe_ttm", "pb", "ps_ttm", "ev_to_ebitda_ttm",
-                    "fcf_yield", "dividend_yield_ttm"):
+        assert (g["statement_usable_from"].dropna() == w["statement_usable_from"].dropna()).all()
+        for col in ("shares_outstanding", "market_cap", "eps_ttm", "pe_ttm", "pb", "ps_ttm", "ev_to_ebitda_ttm",
+                    "fcf_yield", "dividends_ttm_per_share", "dividend_yield_ttm"):
             assert_close(g[col], w[col], f"{ticker}.{col}")
     aaa = got[got.ticker == "AAA"].set_index("date")
-    # the day before a filing uses the old statement, the filing day the new one
-    filing = dt.date(2023, 8, 4)                                     # 2023-06-30 + 35 days, a Friday
-    before = aaa.index[aaa.index < filing][-1]
-    assert aaa.loc[before, "statement_period_end"] == dt.date(2023, 3, 31)
-    assert aaa.loc[filing, "statement_period_end"] == dt.date(2023, 6, 30)
-    assert aaa.loc[before, "pe_ttm"] != aaa.loc[filing, "pe_ttm"]
+    # accepted at 16:05 on its filing day (a Friday): not usable for that day's close, usable from Monday's
+    filing = dt.date(2023, 8, 4)                                     # 2023-06-30 + 35 days
+    monday = dt.date(2023, 8, 7)
+    assert aaa.loc[filing, "statement_period_end"] == dt.date(2023, 3, 31)
+    assert aaa.loc[monday, "statement_period_end"] == dt.date(2023, 6, 30)
+    assert aaa.loc[monday, "statement_accepted_at"] == pd.Timestamp("2023-08-04 16:05")
+    assert aaa.loc[filing, "pe_ttm"] != aaa.loc[monday, "pe_ttm"]
     # market cap does not jump on the split day: shares double while the price halves
     prev = aaa.index[aaa.index < SPLIT_DATE][-1]
     assert aaa.loc[SPLIT_DATE, "shares_outstanding"] == 2 * aaa.loc[prev, "shares_outstanding"]
     assert abs(aaa.loc[SPLIT_DATE, "market_cap"] / aaa.loc[prev, "market_cap"] - 1) < 0.1
+    assert aaa.loc[SPLIT_DATE, "eps_ttm"] == pytest.approx(aaa.loc[prev, "eps_ttm"] / 2)
     # no statement filed yet for CCC: prices present, valuation unknown
     assert got[got.ticker == "CCC"]["market_cap"].isna().all()
 
 
 def test_macro_daily(built_conn):
+    """Without an economic calendar each value counts as known a documented lag after its period ends."""
+    from pipeline.gold.macro_releases import RELEASES
+
     got = table(built_conn, "fact_macro_daily", "date")
     frames = silver_frames()
-    assert list(got["date"]) == sorted(set(frames["fmp_price_eod"]["date"]))
-    for col in ("gdp", "real_gdp", "cpi", "month3", "year10"):
+    assert list(got["date"]) == sorted(set(as_traded_prices(frames)["date"]))
+    for col in ("gdp", "gdp_period", "gdp_known_from", "real_gdp", "cpi", "month3", "year10"):
         assert col in got.columns
     t = frames["fmp_treasury_rates"].sort_values("date")
-    ind = frames["fmp_economic_indicator"]
+    cpi = frames["fmp_economic_indicator"].query("name == 'CPI'").sort_values("date").reset_index(drop=True)
+    ends = list(cpi["date"].iloc[1:] - dt.timedelta(days=1)) + [dt.date(2024, 3, 31)]
+    cpi["known_from"] = [e + dt.timedelta(days=RELEASES["CPI"].lag_days) for e in ends]
     for i in (0, 7, 150, 299):
         row = got.iloc[i]
         asof = t[t.date <= row["date"]].iloc[-1]
         assert row["treasury_date"] == asof["date"] and row["month3"] == asof["month3"]
-        cpi = ind[(ind.name == "CPI") & (ind.date <= row["date"])].sort_values("date").iloc[-1]
-        assert row["cpi"] == cpi["value"]
+        known = cpi[cpi.known_from <= row["date"]].iloc[-1]
+        assert (row["cpi"], row["cpi_period"], row["cpi_known_from"]) == (known["value"], known["date"],
+                                                                         known["known_from"])
 
 
 def test_dim_instrument_and_history(built_conn):
@@ -489,15 +548,18 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
     shutil.copy(built, path)
     with Warehouse(path).connect() as conn:
         # AAA: a revised old price, 5 new days, a new dividend
-        conn.execute("UPDATE silver.fmp_price_eod SET close = close * 1.01 WHERE ticker = 'AAA' AND date = '2023-03-01'").fetchall()
-        last = conn.execute("SELECT max(date) FROM silver.fmp_price_eod WHERE ticker = 'AAA'").fetchall()[0][0]
+        conn.execute("UPDATE silver.fmp_price_eod_as_traded SET close = close * 1.01 "
+                     "WHERE ticker = 'AAA' AND date = '2023-03-01'").fetchall()
+        last = conn.execute("SELECT max(date) FROM silver.fmp_price_eod_as_traded WHERE ticker = 'AAA'").fetchall()[0][0]
         new_days = pd.bdate_range(last + dt.timedelta(days=1), periods=5).date
-        write_silver(conn, "fmp_price_eod", pd.DataFrame({"ticker": "AAA", "date": new_days, "open": 60.0,
+        write_silver(conn, "fmp_price_eod_as_traded", pd.DataFrame({"ticker": "AAA", "date": new_days, "open": 60.0,
                                                           "high": 61.0, "low": 59.0, "close": 60.5, "volume": 1}))
         write_silver(conn, "fmp_dividends", pd.DataFrame({"ticker": ["AAA"], "date": [new_days[2]], "dividend": [0.3]}))
-        ledger(conn, "fmp_price_eod", "AAA", dt.date(2023, 1, 2), new_days[-1])
+        ledger(conn, "fmp_price_eod_as_traded", "AAA", dt.date(2023, 1, 2), new_days[-1])
         ledger(conn, "fmp_dividends", "AAA", dt.date(2023, 2, 10), new_days[2])
-        assert set(gold.moved_inputs(conn)) == {"fact_price_daily", "fact_valuation_daily", "fact_macro_daily"}
+        # fundamentals read the prices too: trading days decide when a statement is usable
+        assert set(gold.moved_inputs(conn)) == {"fact_price_daily", "fact_valuation_daily", "fact_macro_daily",
+                                                "fact_fundamentals_quarterly", "fact_fundamentals_annual"}
         # BBB: a restated quarter (a new file whose coverage reaches a new, later period)
         conn.execute("""UPDATE silver.fmp_income_statement SET revenue = revenue * 1.5, net_income = net_income * 2
                         WHERE ticker = 'BBB' AND date = '2023-09-30' AND period = 'Q3'""").fetchall()
@@ -510,8 +572,8 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
         assert results["fact_price_daily"].tickers == ["AAA"]
         assert results["fact_price_daily"].rows_written == 305            # AAA only, over its full history
         assert results["fact_valuation_daily"].tickers == ["AAA", "BBB"]
-        assert results["fact_fundamentals_quarterly"].tickers == ["BBB"]
-        assert results["fact_fundamentals_quarterly"].rows_written == 11
+        assert results["fact_fundamentals_quarterly"].tickers == ["AAA", "BBB"]
+        assert results["fact_fundamentals_quarterly"].rows_written == 12 + 11
         assert results["fact_macro_daily"].mode == "full"
         assert results["dim_instrument"].mode == "noop"
         assert gold.moved_inputs(conn) == {}
@@ -539,7 +601,10 @@ def test_incremental_equals_full_after_global_input_moves(built, tmp_path):
         assert results["fact_macro_daily"].mode == "full" and results["dim_instrument"].mode == "full"
         assert results["fact_price_daily"].mode == "noop"
         macro = table(conn, "fact_macro_daily", "date")
-        assert macro.set_index("date").loc[dt.date(2023, 7, 3), "unemployment_rate"] == 3.9   # new column
+        # a new column; June's value is known 10 days after June ends (no calendar in this fixture)
+        by_date = macro.set_index("date")
+        assert pd.isna(by_date.loc[dt.date(2023, 7, 7), "unemployment_rate"])
+        assert by_date.loc[dt.date(2023, 7, 10), "unemployment_rate"] == 3.9
         assert table(conn, "dim_instrument", "ticker").set_index("ticker").loc["DDD", "name"] == "Delta Corp"
         incremental = snapshot(conn)
         gold.build_all(conn, "run-full", full=True)
@@ -589,12 +654,21 @@ CORRUPTIONS = {
     "market_cap": (quality.check_market_cap_positive,
                    "UPDATE gold.fact_valuation_daily SET market_cap = -1 WHERE ticker = 'BBB' AND date = '2023-10-02'"),
     "lookahead": (quality.check_no_lookahead,
-                  "UPDATE gold.fact_valuation_daily SET statement_filing_date = date + 1 "
+                  "UPDATE gold.fact_valuation_daily SET statement_usable_from = date + 1 "
                   "WHERE ticker = 'AAA' AND date = '2023-10-02'"),
+    "after_close": (quality.check_no_lookahead,
+                    "UPDATE gold.fact_valuation_daily SET statement_accepted_at = date + INTERVAL 990 MINUTE "
+                    "WHERE ticker = 'AAA' AND date = '2023-10-02'"),
+    "macro_lookahead": (quality.check_macro_no_lookahead,
+                        "UPDATE gold.fact_macro_daily SET cpi_known_from = date + 1 WHERE date = '2023-10-02'"),
+    "market_cap_split": (quality.check_market_cap_split_continuity,
+                         "UPDATE gold.fact_valuation_daily SET market_cap = market_cap * 2 "
+                         "WHERE ticker = 'AAA' AND date = '2023-06-15'"),
     "prices": (quality.check_price_sanity,
                "UPDATE gold.fact_price_daily SET high = low * 0.99 WHERE ticker = 'CCC' AND date = '2023-04-03'"),
-    "split": (quality.check_split_continuity,
-              "UPDATE gold.fact_price_daily SET return_1d = -0.5 WHERE ticker = 'AAA' AND date = '2023-06-15'"),
+    "split": (quality.check_split_continuity,        # adjusting twice: the split shows up in the adjusted series
+              "UPDATE gold.fact_price_daily SET split_adj_close = split_adj_close / 2 "
+              "WHERE ticker = 'AAA' AND date < '2023-06-15'"),
     "dim": (lambda c: quality.check_tickers_in_dim(c, "gold.fact_price_daily"),
             "DELETE FROM gold.dim_instrument WHERE ticker = 'CCC'"),
 }

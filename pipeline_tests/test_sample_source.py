@@ -108,7 +108,7 @@ def test_prices_are_sane_and_newest_first(source: SampleSource) -> None:
         for r in got:
             assert 0 < r["low"] <= min(r["open"], r["close"]) <= max(r["open"], r["close"]) <= r["high"]
             assert r["volume"] > 0 and r["low"] <= r["vwap"] <= r["high"]
-            assert r["change"] == round(r["close"] - r["open"], 2)
+            assert r["change"] == round(r["close"] - r["open"], 4)
 
 
 def test_default_range_is_about_five_years_and_backwards_range_is_empty(source: SampleSource) -> None:
@@ -124,17 +124,97 @@ def test_eod_cap_keeps_the_newest_5000_rows(source: SampleSource) -> None:
     assert got[-1]["date"] > "2000-12-31"
 
 
-def test_split_is_visible_in_raw_prices_splits_and_shares(source: SampleSource) -> None:
+def test_split_is_visible_in_as_traded_prices_splits_and_shares(source: SampleSource) -> None:
     splits = rows(source, "splits", symbol="NVDA")
     assert {"symbol": "NVDA", "date": "2021-07-20", "numerator": 4, "denominator": 1} in splits
-    bars = rows(source, "historical-price-eod/full", symbol="NVDA", **{"from": "2021-07-16", "to": "2021-07-20"})
+    window = {"from": "2021-07-16", "to": "2021-07-20"}
+    bars = rows(source, "historical-price-eod/non-split-adjusted", symbol="NVDA", **window)
     on_split, before = bars[0], bars[1]
-    assert on_split["date"] == "2021-07-20"
-    assert 3.0 < before["close"] / on_split["open"] < 5.3
-    quarters = {r["date"]: r for r in rows(source, "income-statement", symbol="NVDA", period="quarter", limit="100")}
-    assert 3.8 < quarters["2021-09-30"]["weightedAverageShsOut"] / quarters["2021-06-30"]["weightedAverageShsOut"] < 4.2
+    assert on_split["date"] == "2021-07-20" and set(on_split) == {"symbol", "date", "adjOpen", "adjHigh", "adjLow",
+                                                                   "adjClose", "volume"}
+    assert 3.0 < before["adjClose"] / on_split["adjOpen"] < 5.3          # the as-traded print drops 4:1
     assert rows(source, "splits", symbol="KO") == []
     assert rows(SampleSource(dt.date(2021, 1, 4)), "splits", symbol="NVDA") == []
+
+
+def test_full_is_split_adjusted_and_rewritten_after_each_split() -> None:
+    """fmp_api.md section 1: /full is split-adjusted (prices and volume) on the basis of the day it is served."""
+    window = {"symbol": "NVDA", "from": "2024-06-03", "to": "2024-06-07"}
+    before_split, after_split = SampleSource(dt.date(2024, 6, 7)), SampleSource(dt.date(2024, 6, 14))
+    old, new = rows(before_split, "historical-price-eod/full", **window), rows(after_split, "historical-price-eod/full",
+                                                                               **window)
+    raw = rows(after_split, "historical-price-eod/non-split-adjusted", **window)
+    for o, n, r in zip(old, new, raw):
+        assert o["date"] == n["date"] == r["date"]
+        assert o["close"] == pytest.approx(r["adjClose"]) and o["volume"] == r["volume"]    # no split yet: as traded
+        assert n["close"] == pytest.approx(r["adjClose"] / 10, abs=1e-4)                  # re-based after the 10:1
+        assert n["volume"] == r["volume"] * 10
+    reverse = rows(SampleSource(AS_OF), "historical-price-eod/full", symbol="GE",
+                   **{"from": "2021-07-29", "to": "2021-08-03"})
+    traded = rows(SampleSource(AS_OF), "historical-price-eod/non-split-adjusted", symbol="GE",
+                  **{"from": "2021-07-29", "to": "2021-08-03"})
+    assert {"symbol": "GE", "date": "2021-08-02", "numerator": 1, "denominator": 8} in rows(
+        SampleSource(AS_OF), "splits", symbol="GE")
+    pre = [(f, t) for f, t in zip(reverse, traded) if f["date"] < "2021-08-02"]
+    assert pre and all(f["close"] == pytest.approx(t["adjClose"] * 8, abs=1e-3) for f, t in pre)
+
+
+def test_dividend_adjusted_is_total_return(source: SampleSource) -> None:
+    window = {"symbol": "KO", "from": "2024-01-01", "to": "2024-12-31"}
+    full = {r["date"]: r for r in rows(source, "historical-price-eod/full", **window)}
+    total = {r["date"]: r for r in rows(source, "historical-price-eod/dividend-adjusted", **window)}
+    ex_dates = [d["date"] for d in rows(source, "dividends", **window)]
+    assert set(full) == set(total) and ex_dates
+    ratios = {d: total[d]["adjClose"] / full[d]["close"] for d in sorted(full)}
+    days = sorted(ratios)
+    assert all(ratios[a] <= ratios[b] + 1e-4 for a, b in zip(days, days[1:]))   # the factor only grows towards today
+    jumps = [b for a, b in zip(days, days[1:]) if ratios[b] - ratios[a] > 1e-3]
+    assert jumps == ex_dates[::-1]                                             # exactly at each ex-date
+
+
+def test_statement_shares_and_eps_are_restated_onto_the_serving_basis() -> None:
+    """fmp_api.md section 1: AAPL FY2019 showed 4x the filed share count after the 2020 split."""
+    q = {"symbol": "NVDA", "period": "quarter", "limit": "100"}
+    early = {r["date"]: r for r in rows(SampleSource(dt.date(2024, 6, 7)), "income-statement", **q)}
+    late = {r["date"]: r for r in rows(SampleSource(dt.date(2024, 6, 14)), "income-statement", **q)}
+    row_before, row_after = early["2023-12-31"], late["2023-12-31"]
+    assert row_after["filingDate"] == row_before["filingDate"]
+    assert row_after["weightedAverageShsOut"] == pytest.approx(row_before["weightedAverageShsOut"] * 10, rel=1e-6)
+    assert row_after["eps"] == pytest.approx(row_before["eps"] / 10, abs=0.006)
+    # one basis across the whole history: no 4x jump at the 2021 split any more
+    assert late["2021-09-30"]["weightedAverageShsOut"] / late["2021-06-30"]["weightedAverageShsOut"] < 1.01
+
+
+def test_some_filings_are_accepted_after_the_close(source: SampleSource) -> None:
+    accepted = [r["acceptedDate"] for t in SAMPLE_TICKERS
+                for r in rows(source, "income-statement", symbol=t, period="quarter", limit="40")]
+    after_close = [a for a in accepted if a[11:] > "16:00:00"]
+    assert 0.2 < len(after_close) / len(accepted) < 0.5
+    assert all(len(a) == 19 and a[10] == " " for a in accepted)
+
+
+def test_loss_maker_and_ipo_start() -> None:
+    source = SampleSource(AS_OF)
+    income = rows(source, "income-statement", symbol="SNAP", period="quarter", limit="100")
+    assert income and all(r["netIncome"] < 0 and r["eps"] < 0 for r in income)
+    assert min(r["date"] for r in income) >= "2015-01-01"
+    bars = rows(source, "historical-price-eod/non-split-adjusted", symbol="SNAP", **{"from": "2010-01-01"})
+    assert min(r["date"] for r in bars) == "2017-03-02"
+
+
+def test_indicators_appear_only_after_their_calendar_release() -> None:
+    """fmp_api.md section 1: the indicator date is the start of the reference period; release times are only in
+    the economic calendar (UTC)."""
+    def gdp(as_of: dt.date) -> list[str]:
+        return [r["date"] for r in rows(SampleSource(as_of), "economic-indicators", name="GDP",
+                                        **{"from": "2024-01-01", "to": "2024-03-31"})]
+    calendar = rows(SampleSource(dt.date(2024, 6, 1)), "economic-calendar", **{"from": "2024-04-01", "to": "2024-05-31"})
+    us_gdp = [e for e in calendar if e["event"] == "GDP Growth Rate QoQ Adv" and e["country"] == "US"]
+    assert len(us_gdp) == 1 and us_gdp[0]["date"].endswith("12:30:00")        # 08:30 New York in summer time
+    release_day = dt.date.fromisoformat(us_gdp[0]["date"][:10])
+    assert gdp(release_day - dt.timedelta(days=1)) == [] and gdp(release_day) == ["2024-01-01"]
+    assert any(e["country"] == "DE" and e["event"] == us_gdp[0]["event"] for e in calendar)
+    assert len(rows(SampleSource(AS_OF), "economic-calendar", **{"from": "2023-01-01", "to": "2024-12-31"})) < 120
 
 
 def test_dividends_are_quarterly_and_consistent_with_price(source: SampleSource) -> None:
@@ -142,7 +222,8 @@ def test_dividends_are_quarterly_and_consistent_with_price(source: SampleSource)
     assert 38 <= len(got) <= 40
     assert all("2015-01-01" <= r["date"] <= "2024-12-31" and r["frequency"] == "Quarterly" for r in got)
     r = got[0]
-    close = rows(source, "historical-price-eod/full", symbol="KO", **{"from": r["date"], "to": r["date"]})[0]["close"]
+    close = rows(source, "historical-price-eod/non-split-adjusted", symbol="KO",
+                 **{"from": r["date"], "to": r["date"]})[0]["adjClose"]
     assert r["yield"] == pytest.approx(r["dividend"] * 4 / close * 100)
     assert r["declarationDate"] < r["date"] <= r["recordDate"] < r["paymentDate"]
     assert len(rows(source, "dividends", symbol="KO", limit="3")) == 3

@@ -7,12 +7,22 @@ every path of the shipped keymap with FMP-shaped JSON (the stable API's field na
 
 Properties the rest of the project relies on:
 - Deterministic: same (as_of, tickers, knobs, path, params) -> same bytes. Randomness is seeded from
-  `zlib.crc32` of names, never from Python's `hash()`. Values for a past date do not depend on `as_of`
-  (a later `as_of` only adds rows), so incremental runs see a stable history.
+  `zlib.crc32` of names, never from Python's `hash()`. As-traded values for a past date do not depend on
+  `as_of` (a later `as_of` only adds rows); what does depend on it is what FMP itself rewrites (below).
 - Nothing is dated after `as_of`, and no statement is returned before its `filingDate`.
-- Consistent across datasets: raw (as-traded) prices drop on split dates and `splits` lists the same
-  events; shares outstanding multiply on the split; dividends are paid in cash-flow statements; key
-  metrics and ratios are derived from the statements and the price at period end.
+- FMP's real semantics (fmp_api.md section 1), which Gold must get right:
+  - `/historical-price-eod/full` is split-adjusted (prices and volume) on the share basis of `as_of`, so its
+    whole history is rewritten when `as_of` passes a split; `/non-split-adjusted` serves as-traded bars under
+    `adjOpen..adjClose` names; `/dividend-adjusted` is split- and dividend-adjusted (total return).
+  - statement share counts and EPS are restated onto the basis of `as_of`, while `filingDate` keeps the
+    original date; `dividends.adjDividend` is split-adjusted to `as_of`, `dividend` is as declared.
+  - `economic-indicators` dates are the start of the reference period; an observation is served only once
+    its release (listed in `economic-calendar`, UTC datetimes) is on or before `as_of`.
+  - many filings are accepted after the 16:00 New York close (`acceptedDate`, Eastern wall clock).
+  - one loss-making ticker (SNAP) and one reverse split (GE, 1-for-8 on 2021-08-02).
+- Consistent across datasets: as-traded prices drop on split dates and `splits` lists the same events;
+  dividends are paid in cash-flow statements; key metrics and ratios are derived from the statements and the
+  price at period end (both on the `as_of` basis).
 - Accounting identities hold exactly (integer dollars) on every statement.
 - Lazy: per-ticker data is generated on first use and kept in a small LRU cache, so a 500-ticker
   universe costs nothing up front and memory stays bounded.
@@ -37,10 +47,11 @@ from typing import Any
 
 import httpx
 import numpy as np
+from zoneinfo import ZoneInfo
 
 __all__ = ["SAMPLE_TICKERS", "SampleResponse", "SampleSource", "sample_transport"]
 
-SAMPLE_TICKERS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "JPM", "XOM", "JNJ", "KO", "PG")
+SAMPLE_TICKERS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "JPM", "XOM", "JNJ", "KO", "PG", "GE", "SNAP")
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 EOD_ROW_CAP = 5000                      # FMP silently keeps the newest 5,000 EOD rows
@@ -204,6 +215,8 @@ class Company:
     shares_now: float        # shares outstanding today (post all splits)
     dividend_yield: float    # target annual yield, fraction; 0 = no dividend
     dividend_month: int      # first ex-dividend month of the year (1..3)
+    investments_ratio: float = 0.15   # long-term investments / annual revenue (a bank's loan book is ~20x)
+    first_trade: str | None = None    # first trading day (IPO); no prices or statements long before it
 
 
 _SECTORS: tuple[tuple[str, str], ...] = (
@@ -231,34 +244,35 @@ SECTORS: tuple[str, ...] = (
 _KNOWN: dict[str, dict[str, Any]] = {
     "AAPL": dict(name="Apple Inc.", exchange="NASDAQ", sector="Technology", industry="Consumer Electronics",
                  cik="0000320193", ceo="Timothy D. Cook", city="Cupertino", state="CA", employees=164000,
-                 ipo_date="1980-12-12", splits=(("2020-08-31", 4, 1),), ref_price=243.0, drift=0.19,
+                 ipo_date="1980-12-12", splits=(("2020-08-31", 4, 1),), ref_price=243.0, drift=0.1,
                  vol=0.33, beta=1.11, avg_volume=6.0e7, revenue0=39e9, growth=0.015, gross_margin=0.42,
                  rd_ratio=0.06, sga_ratio=0.07, tax_rate=0.16, capex_ratio=0.03, inventory_ratio=0.1,
                  leverage=0.8, minority_ratio=0.0, shares_now=15.2e9, dividend_yield=0.006, dividend_month=2),
     "MSFT": dict(name="Microsoft Corporation", exchange="NASDAQ", sector="Technology",
                  industry="Software - Infrastructure", cik="0000789019", ceo="Satya Nadella", city="Redmond",
-                 state="WA", employees=228000, ipo_date="1986-03-13", splits=(), ref_price=420.0, drift=0.12,
+                 state="WA", employees=228000, ipo_date="1986-03-13", splits=(), ref_price=420.0, drift=0.08,
                  vol=0.27, beta=0.9, avg_volume=2.2e7, revenue0=17e9, growth=0.025, gross_margin=0.68,
                  rd_ratio=0.13, sga_ratio=0.17, tax_rate=0.18, capex_ratio=0.12, inventory_ratio=0.05,
                  leverage=0.55, minority_ratio=0.0, shares_now=7.43e9, dividend_yield=0.009, dividend_month=2),
     "NVDA": dict(name="NVIDIA Corporation", exchange="NASDAQ", sector="Technology", industry="Semiconductors",
                  cik="0001045810", ceo="Jensen Huang", city="Santa Clara", state="CA", employees=36000,
                  ipo_date="1999-01-22", splits=(("2021-07-20", 4, 1), ("2024-06-10", 10, 1)),
-                 ref_price=138.0, drift=0.25, vol=0.5, beta=1.7, avg_volume=3.0e8, revenue0=1.0e9,
-                 growth=0.055, gross_margin=0.62, rd_ratio=0.15, sga_ratio=0.05, tax_rate=0.13,
+                 ref_price=138.0, drift=0.2, vol=0.5, beta=1.7, avg_volume=3.0e8, revenue0=1.0e9,
+                 growth=0.062, gross_margin=0.62, rd_ratio=0.15, sga_ratio=0.05, tax_rate=0.13,
                  capex_ratio=0.04, inventory_ratio=0.5, leverage=0.35, minority_ratio=0.0, shares_now=24.4e9,
                  dividend_yield=0.0005, dividend_month=3),
     "JPM": dict(name="JPMorgan Chase & Co.", exchange="NYSE", sector="Financial Services",
                 industry="Banks - Diversified", cik="0000019617", ceo="James Dimon", city="New York",
-                state="NY", employees=317000, ipo_date="1980-03-17", splits=(), ref_price=240.0, drift=0.08,
+                state="NY", employees=317000, ipo_date="1980-03-17", splits=(), ref_price=240.0, drift=0.05,
                 vol=0.3, beta=1.08, avg_volume=1.0e7, revenue0=25e9, growth=0.016, gross_margin=0.85,
-                rd_ratio=0.0, sga_ratio=0.4, tax_rate=0.2, capex_ratio=0.02, inventory_ratio=0.0,
-                leverage=0.91, minority_ratio=0.0, shares_now=2.8e9, dividend_yield=0.025, dividend_month=1),
+                rd_ratio=0.0, sga_ratio=0.5, tax_rate=0.2, capex_ratio=0.02, inventory_ratio=0.0,
+                leverage=0.92, minority_ratio=0.0, shares_now=2.8e9, dividend_yield=0.025, dividend_month=1,
+                investments_ratio=18.0),
     "XOM": dict(name="Exxon Mobil Corporation", exchange="NYSE", sector="Energy",
                 industry="Oil & Gas Integrated", cik="0000034088", ceo="Darren W. Woods", city="Spring",
                 state="TX", employees=61000, ipo_date="1978-01-13", splits=(), ref_price=107.0, drift=0.04,
-                vol=0.26, beta=0.85, avg_volume=1.6e7, revenue0=110e9, growth=0.004, gross_margin=0.3,
-                rd_ratio=0.0, sga_ratio=0.03, tax_rate=0.3, capex_ratio=0.08, inventory_ratio=0.12,
+                vol=0.26, beta=0.85, avg_volume=1.6e7, revenue0=85e9, growth=0.003, gross_margin=0.2,
+                rd_ratio=0.0, sga_ratio=0.05, tax_rate=0.3, capex_ratio=0.07, inventory_ratio=0.12,
                 leverage=0.45, minority_ratio=0.03, shares_now=4.3e9, dividend_yield=0.035, dividend_month=2),
     "JNJ": dict(name="Johnson & Johnson", exchange="NYSE", sector="Healthcare",
                 industry="Drug Manufacturers - General", cik="0000200406", ceo="Joaquin Duato",
@@ -280,6 +294,22 @@ _KNOWN: dict[str, dict[str, Any]] = {
                gross_margin=0.5, rd_ratio=0.02, sga_ratio=0.26, tax_rate=0.2, capex_ratio=0.05,
                inventory_ratio=0.4, leverage=0.6, minority_ratio=0.005, shares_now=2.35e9,
                dividend_yield=0.025, dividend_month=1),
+    # A 1-for-8 reverse split (numerator < denominator): as-traded prices jump up, share counts drop.
+    "GE": dict(name="General Electric Company", exchange="NYSE", sector="Industrials",
+               industry="Aerospace & Defense", cik="0000040545", ceo="H. Lawrence Culp, Jr.", city="Evendale",
+               state="OH", employees=53000, ipo_date="1962-01-02", splits=(("2021-08-02", 1, 8),),
+               ref_price=170.0, drift=0.09, vol=0.3, beta=1.2, avg_volume=6.0e6, revenue0=9e9, growth=0.004,
+               gross_margin=0.32, rd_ratio=0.03, sga_ratio=0.11, tax_rate=0.18, capex_ratio=0.03,
+               inventory_ratio=0.4, leverage=0.75, minority_ratio=0.01, shares_now=1.08e9, dividend_yield=0.007,
+               dividend_month=3),
+    # Loss-making every quarter (research and selling costs above gross profit): P/E must be NULL.
+    "SNAP": dict(name="Snap Inc.", exchange="NYSE", sector="Communication Services",
+                 industry="Internet Content & Information", cik="0001564408", ceo="Evan Spiegel",
+                 city="Santa Monica", state="CA", employees=5300, ipo_date="2017-03-02", splits=(), ref_price=11.0,
+                 drift=0.0, vol=0.55, beta=1.3, avg_volume=2.5e7, revenue0=0.1e9, growth=0.06, gross_margin=0.55,
+                 rd_ratio=0.35, sga_ratio=0.32, tax_rate=0.05, capex_ratio=0.02, inventory_ratio=0.0,
+                 leverage=0.6, minority_ratio=0.0, shares_now=1.7e9, dividend_yield=0.0, dividend_month=1,
+                 first_trade="2017-03-02"),
 }
 
 _NAME_WORDS = ("Apex", "Blue", "Cedar", "Delta", "Ember", "Falcon", "Granite", "Harbor", "Iris", "Juniper",
@@ -372,18 +402,24 @@ class Period:
     cash: dict[str, int]
 
 
-def _split_factor(comp: Company, day: np.ndarray) -> np.ndarray:
-    """Multiplier from today's share basis to the as-traded basis on each day (splits after the day)."""
+def _split_factor(comp: Company, day: np.ndarray, until: dt.date | None = None) -> np.ndarray:
+    """Product of the ratios of the splits after each day and on or before `until` (every split when None).
+
+    An as-traded value on `day` divided by this is on the share basis of `until`: that is how FMP's
+    split-adjusted `/full` history is rewritten after each split (fmp_api.md section 1).
+    """
     factor = np.ones(len(day))
     for d, num, den in comp.splits:
-        factor[day < np.datetime64(d)] *= num / den
+        if until is None or dt.date.fromisoformat(d) <= until:
+            factor[day < np.datetime64(d)] *= num / den
     return factor
 
 
-def _split_factor_on(comp: Company, d: dt.date) -> float:
+def _split_factor_on(comp: Company, d: dt.date, until: dt.date | None = None) -> float:
     factor = 1.0
     for sd, num, den in comp.splits:
-        if d < dt.date.fromisoformat(sd):
+        split_day = dt.date.fromisoformat(sd)
+        if d < split_day and (until is None or split_day <= until):
             factor *= num / den
     return factor
 
@@ -434,7 +470,8 @@ def generate_prices(comp: Company, days: np.ndarray, dates: np.ndarray, revised_
 
 
 def generate_dividends(comp: Company, prices: Prices, as_of: dt.date) -> list[Dividend]:
-    """Quarterly dividends (oldest first), raw per-share amounts consistent with the split history."""
+    """Quarterly dividends (oldest first): `dividend` as declared (per as-traded share on the ex-date),
+    `adj_dividend` split-adjusted to `as_of`'s basis (fmp_api.md section 1, /stable/dividends)."""
     if comp.dividend_yield <= 0 or not len(prices.days):
         return []
     out: list[Dividend] = []
@@ -457,7 +494,9 @@ def generate_dividends(comp: Company, prices: Prices, as_of: dt.date) -> list[Di
             close = float(prices.close[i]) / 100
             out.append(Dividend(date=ex, record=ex, payment=ex + dt.timedelta(days=14),
                                 declaration=ex - dt.timedelta(days=21), dividend=raw,
-                                adj_dividend=round(raw / factor, 6), yield_pct=_div(raw * 4 * 100, close)))
+                                # adjDividend: split-adjusted to the basis FMP serves today (as_of)
+                                adj_dividend=round(raw / _split_factor_on(comp, ex, until=as_of), 6),
+                                yield_pct=_div(raw * 4 * 100, close)))
     return out
 
 
@@ -477,14 +516,24 @@ def _filing_date(comp: Company, period_end: dt.date, fiscal_year: int, quarter: 
 
 
 def _accepted(comp: Company, filing: dt.date, salt: object) -> str:
+    """EDGAR acceptance time, US Eastern wall clock: about a third after the 16:00 close (16:05-19:59, usable
+    only from the next trading day's close), the rest before the open (06:00-09:29). fmp_api.md section 1."""
     s = _crc("accepted", comp.symbol, filing, salt)
-    return f"{filing.isoformat()} {6 + s % 11:02d}:{(s >> 4) % 60:02d}:{(s >> 10) % 60:02d}"
+    minute, second = (s >> 4) % 60, (s >> 10) % 60
+    if s % 3 == 0:
+        return f"{filing.isoformat()} {16 + (s >> 16) % 4:02d}:{max(minute, 5):02d}:{second:02d}"
+    return f"{filing.isoformat()} {6 + (s >> 16) % 4:02d}:{minute % 30:02d}:{second:02d}"
 
 
-def shares_on(comp: Company, day: dt.date) -> int:
-    """Raw shares outstanding on a day: slow buybacks (on today's basis) and the splits that already happened."""
+def shares_on(comp: Company, day: dt.date, basis: dt.date | None = None) -> int:
+    """Shares outstanding on a day (slow buybacks), on the share basis of `basis` (as traded on `day` when None).
+
+    FMP restates statement share counts onto the basis current when it serves them (AAPL FY2019 shows 4x the
+    shares filed in 2019, after the 2020 4:1 split: fmp_api.md section 1), so statements use basis=as_of.
+    """
     q = (day.year - FIRST_FISCAL_YEAR) * 4 + (day.month - 1) // 3
-    return int(round(comp.shares_now * 1.004 ** (60 - q) / _split_factor_on(comp, day)))
+    final_basis = comp.shares_now * 1.004 ** (60 - q)          # on the basis after every split in comp.splits
+    return int(round(final_basis / _split_factor_on(comp, basis or day)))
 
 
 def _initial_state(comp: Company) -> dict[str, int]:
@@ -495,8 +544,11 @@ def _initial_state(comp: Company) -> dict[str, int]:
 
 
 def _build_quarter(comp: Company, q: int, year: int, quarter: int, prev: dict[str, int],
-                   dividends_paid: int, scale: float = 1.0) -> tuple[dict, dict, dict, dict[str, int]]:
-    """Income, balance sheet and cash flow for one quarter; every identity holds in integer dollars."""
+                   dividends_paid: int, basis: dt.date, scale: float = 1.0) -> tuple[dict, dict, dict, dict[str, int]]:
+    """Income, balance sheet and cash flow for one quarter; every identity holds in integer dollars.
+
+    Share counts and EPS are on the share basis of `basis` (the day FMP serves them), not as filed.
+    """
     r = _rng("quarter", comp.symbol, q)
     n = lambda s=1.0: float(r.normal(0.0, s))  # noqa: E731 - a terse draw keeps the formulas readable
     season = 1.0 + 0.06 * math.sin((quarter - 1) * math.pi / 2)
@@ -525,7 +577,7 @@ def _build_quarter(comp: Company, q: int, year: int, quarter: int, prev: dict[st
     net_income_cont = income_before_tax - income_tax
     net_income = net_income_cont
     ebit = operating_income
-    shares = shares_on(comp, end)
+    shares = shares_on(comp, end, basis=basis)
     shares_dil = int(round(shares * 1.006))
     income = {
         "revenue": revenue, "costOfRevenue": cost_of_revenue, "grossProfit": gross_profit,
@@ -559,7 +611,7 @@ def _build_quarter(comp: Company, q: int, year: int, quarter: int, prev: dict[st
     ppe = max(prev["ppe"] + capex - da, int(annual * 0.05))
     intangibles = int(round(prev["intangibles"] * 0.99))
     goodwill = int(round(comp.revenue0 * 0.6))
-    long_inv = int(round(annual * 0.15 * math.exp(n(0.03))))
+    long_inv = int(round(annual * comp.investments_ratio * math.exp(n(0.03))))
     tax_assets = int(round(annual * 0.02))
     other_nca = int(round(annual * 0.08))
     total_nca = ppe + goodwill + intangibles + long_inv + tax_assets + other_nca
@@ -687,14 +739,16 @@ def generate_periods(comp: Company, as_of: dt.date, dividends: list[Dividend],
     quarters: list[Period] = []
     drivers: list[tuple[int, int, int, dict[str, int]]] = []   # (q, year, quarter, state before)
     state = _initial_state(comp)
-    q = 0
+    # Statements start two fiscal years before the first trade (an S-1 shows about that much history).
+    q = max(0, int(comp.first_trade[:4]) - 2 - FIRST_FISCAL_YEAR) * 4 if comp.first_trade else 0
     while True:
         year, quarter = FIRST_FISCAL_YEAR + q // 4, q % 4 + 1
         end = _quarter_end(year, quarter)
         filing = _filing_date(comp, end, year, quarter)
         if filing > as_of:
             break
-        income, balance, cash, new_state = _build_quarter(comp, q, year, quarter, state, paid.get((year, quarter), 0))
+        income, balance, cash, new_state = _build_quarter(comp, q, year, quarter, state, paid.get((year, quarter), 0),
+                                                          basis=as_of)
         drivers.append((q, year, quarter, state))
         quarters.append(Period(end, f"Q{quarter}", year, filing, _accepted(comp, filing, q), income, balance, cash))
         state = new_state
@@ -705,7 +759,8 @@ def generate_periods(comp: Company, as_of: dt.date, dividends: list[Dividend],
         k = len(quarters) - 3
         q_idx, year, quarter, before = drivers[k]
         income, balance, cash, _ = _build_quarter(comp, q_idx, year, quarter, before,
-                                                  paid.get((year, quarter), 0), scale=1 + 0.02 * revision)
+                                                  paid.get((year, quarter), 0), basis=as_of,
+                                                  scale=1 + 0.02 * revision)
         filing = quarters[-1].filing
         quarters[k] = Period(quarters[k].date, quarters[k].period, year, filing,
                              f"{filing.isoformat()} 18:{30 + revision % 30:02d}:00", income, balance, cash)
@@ -862,25 +917,39 @@ _MATURITIES = ("month1", "month2", "month3", "month6", "year1", "year2", "year3"
                "year10", "year20", "year30")
 _MATURITY_YEARS = np.array([1 / 12, 2 / 12, 3 / 12, 0.5, 1, 2, 3, 5, 7, 10, 20, 30])
 
-# name -> (frequency, value in 2000, log drift and noise per observation, publication lag in days)
+# name -> (frequency, value in 2000, log drift and noise per observation, release: days after the reference
+# period ends). FMP dates an observation at the start of its reference period (GDP Q1 2026 is 2026-01-01) and
+# keeps no release date in the payload (fmp_api.md section 1); the release time is in the economic calendar.
 _INDICATORS: dict[str, tuple[str, float, float, float, int]] = {
-    "GDP": ("quarter", 10_250.0, 0.0105, 0.006, 100),
-    "realGDP": ("quarter", 13_880.0, 0.0055, 0.005, 100),
-    "nominalPotentialGDP": ("quarter", 10_300.0, 0.0105, 0.001, 100),
-    "realGDPPerCapita": ("quarter", 49_000.0, 0.004, 0.005, 100),
-    "CPI": ("month", 169.3, 0.0021, 0.002, 40),
-    "inflationRate": ("level", 2.5, 0.0, 0.25, 40),
-    "unemploymentRate": ("level", 4.8, 0.0, 0.15, 35),
-    "federalFunds": ("level", 3.0, 0.0, 0.12, 32),
-    "retailSales": ("month", 270_000.0, 0.003, 0.01, 45),
-    "consumerSentiment": ("level", 90.0, 0.0, 2.5, 30),
-    "durableGoods": ("month", 200_000.0, 0.002, 0.02, 45),
-    "totalNonfarmPayroll": ("month", 130_000.0, 0.001, 0.001, 35),
-    "industrialProductionTotalIndex": ("month", 90.0, 0.001, 0.005, 45),
-    "30YearFixedRateMortgageAverage": ("level", 7.5, 0.0, 0.15, 10),
-    "15YearFixedRateMortgageAverage": ("level", 7.0, 0.0, 0.15, 10),
-    "smoothedUSRecessionProbabilities": ("level", 1.0, 0.0, 0.5, 60),
+    "GDP": ("quarter", 10_250.0, 0.0105, 0.006, 29),
+    "realGDP": ("quarter", 13_880.0, 0.0055, 0.005, 29),
+    "nominalPotentialGDP": ("quarter", 10_300.0, 0.0105, 0.001, 40),
+    "realGDPPerCapita": ("quarter", 49_000.0, 0.004, 0.005, 40),
+    "CPI": ("month", 169.3, 0.0021, 0.002, 12),
+    "inflationRate": ("level", 2.5, 0.0, 0.25, 12),
+    "unemploymentRate": ("level", 4.8, 0.0, 0.15, 6),
+    "federalFunds": ("level", 3.0, 0.0, 0.12, 1),
+    "retailSales": ("month", 270_000.0, 0.003, 0.01, 15),
+    "consumerSentiment": ("level", 90.0, 0.0, 2.5, 1),
+    "durableGoods": ("month", 200_000.0, 0.002, 0.02, 26),
+    "totalNonfarmPayroll": ("month", 130_000.0, 0.001, 0.001, 6),
+    "industrialProductionTotalIndex": ("month", 90.0, 0.001, 0.005, 16),
+    "30YearFixedRateMortgageAverage": ("level", 7.5, 0.0, 0.15, 3),
+    "15YearFixedRateMortgageAverage": ("level", 7.0, 0.0, 0.15, 3),
+    "smoothedUSRecessionProbabilities": ("level", 1.0, 0.0, 0.5, 35),
 }
+# indicator -> the economic-calendar event that first publishes it (free-text names, as FMP lists them:
+# fmp_api.md section 1, e.g. "GDP Growth Rate QoQ Adv"). Indicators not listed have no calendar event.
+_RELEASE_EVENTS: dict[str, tuple[str, str]] = {   # name -> (event, unit)
+    "GDP": ("GDP Growth Rate QoQ Adv", "%"),
+    "realGDP": ("GDP Growth Rate QoQ Adv", "%"),
+    "CPI": ("CPI", ""),
+    "inflationRate": ("Inflation Rate YoY", "%"),
+    "unemploymentRate": ("Unemployment Rate", "%"),
+    "retailSales": ("Retail Sales MoM", "%"),
+}
+_RELEASE_TIME_ET = dt.time(8, 30)
+_NEW_YORK = ZoneInfo("America/New_York")
 # Valid names FMP answers with [] (measured).
 _EMPTY_INDICATORS = frozenset({"inflation", "3MonthOr90DayRatesAndYieldsCertificatesOfDeposit"})
 _LEVEL_BOUNDS = {"inflationRate": (-1.0, 9.0), "unemploymentRate": (3.4, 14.0), "federalFunds": (0.05, 6.5),
@@ -901,21 +970,36 @@ _FOREIGN_LISTINGS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _indicator_series(name: str, as_of: dt.date) -> list[tuple[dt.date, float]]:
-    """Monthly or quarterly observations, oldest first, each published `lag` days after its date."""
-    freq, start, drift, noise, lag = _INDICATORS[name]
+def _period_end(start: dt.date, months: int) -> dt.date:
+    y, m = start.year + (start.month - 1 + months) // 12, (start.month - 1 + months) % 12 + 1
+    return dt.date(y, m, 1) - dt.timedelta(days=1)
+
+
+def _release_utc(period_end: dt.date, days_after: int) -> dt.datetime:
+    """08:30 New York on a weekday `days_after` the reference period ends, as a naive UTC datetime."""
+    day = period_end + dt.timedelta(days=days_after)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    local = dt.datetime.combine(day, _RELEASE_TIME_ET, tzinfo=_NEW_YORK)
+    return local.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _indicator_series(name: str, as_of: dt.date) -> list[tuple[dt.date, float, dt.datetime]]:
+    """(reference period start, value, release time UTC), oldest first, for observations released by as_of."""
+    freq, start, drift, noise, days_after = _INDICATORS[name]
     step = 3 if freq == "quarter" else 1
-    dates: list[dt.date] = []
+    rows: list[tuple[dt.date, dt.datetime]] = []
     y, m = INDICATOR_START.year, INDICATOR_START.month
     while True:
         d = dt.date(y, m, 1)
-        if d + dt.timedelta(days=lag) > as_of:
+        released = _release_utc(_period_end(d, step), days_after)
+        if released.date() > as_of:
             break
-        dates.append(d)
+        rows.append((d, released))
         m += step
         if m > 12:
             y, m = y + 1, m - 12
-    z = _rng("indicator", name).standard_normal(len(dates))
+    z = _rng("indicator", name).standard_normal(len(rows))
     if freq == "level":
         lo, hi = _LEVEL_BOUNDS[name]
         values, x = [], start
@@ -925,14 +1009,61 @@ def _indicator_series(name: str, as_of: dt.date) -> list[tuple[dt.date, float]]:
     else:
         growth = np.exp(np.cumsum(drift + noise * z))
         values = [round(float(v), 3) for v in start * growth]
-    return list(zip(dates, values))
+    return [(d, v, released) for (d, released), v in zip(rows, values)]
+
+
+def _calendar_events(as_of: dt.date, until: dt.date) -> list[dict[str, Any]]:
+    """Economic-calendar rows up to `until` (scheduled ones after as_of have no actual yet), oldest first.
+
+    FMP's calendar gives `date` as a UTC datetime (fmp_api.md section 1). The US rows publish the mapped
+    indicators; a German GDP release a fortnight earlier shares the US event's name, so a consumer that ignores
+    `country` pairs US GDP with the wrong, earlier release.
+    """
+    horizon = until + dt.timedelta(days=140)           # series far enough ahead to schedule events up to `until`
+    rows: list[dict[str, Any]] = []
+    seen: set[tuple[str, dt.datetime]] = set()
+    for name, (event, unit) in _RELEASE_EVENTS.items():
+        freq, _, _, _, days_after = _INDICATORS[name]
+        step = 3 if freq == "quarter" else 1
+        series = _indicator_series(name, horizon)
+        prev_value: float | None = None
+        for i, (start, value, released) in enumerate(series):
+            actual = value
+            if unit == "%" and freq != "level":   # growth events report the change, in percent
+                actual = None if i == 0 else round((value / series[i - 1][1] - 1) * 100 * (4 if step == 3 else 1), 1)
+            if released.date() > until or (event, released) in seen:
+                prev_value = actual
+                continue
+            seen.add((event, released))
+            scheduled = released.date() > as_of
+            rows.append({"date": released.strftime("%Y-%m-%d %H:%M:%S"), "country": "US", "event": event,
+                         "currency": "USD", "previous": prev_value,
+                         "estimate": None if actual is None else round(actual * 1.01, 2),
+                         "actual": None if scheduled else actual,
+                         "change": None if scheduled or actual is None or prev_value is None
+                         else round(actual - prev_value, 2),
+                         "changePercentage": None, "impact": "High", "unit": unit})
+            prev_value = actual
+            if event == "GDP Growth Rate QoQ Adv":
+                second = _release_utc(_period_end(start, step), days_after + 30)
+                if second.date() <= until:
+                    rows.append({**rows[-1], "date": second.strftime("%Y-%m-%d %H:%M:%S"),
+                                 "event": "GDP Growth Rate QoQ 2nd Est", "actual": None
+                                 if second.date() > as_of else actual})
+                early = _release_utc(_period_end(start, step), 14) + dt.timedelta(hours=-6)
+                if early.date() <= until:
+                    rows.append({**rows[-1], "date": early.strftime("%Y-%m-%d %H:%M:%S"), "country": "DE",
+                                 "currency": "EUR", "event": "GDP Growth Rate QoQ Adv", "impact": "Medium"})
+    rows.sort(key=lambda r: (r["date"], r["country"], r["event"]))
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------
 # The source
 # ---------------------------------------------------------------------------------------------------
 
-_PER_TICKER = frozenset({"historical-price-eod/full", "dividends", "splits", "profile", "stock-peers",
+_PER_TICKER = frozenset({"historical-price-eod/full", "historical-price-eod/non-split-adjusted",
+                         "historical-price-eod/dividend-adjusted", "historical-market-capitalization", "dividends", "splits", "profile", "stock-peers",
                          "income-statement", "balance-sheet-statement", "cash-flow-statement", "key-metrics",
                          "ratios"})
 
@@ -958,6 +1089,10 @@ class SampleSource:
         self._n_days = int(np.searchsorted(self._days, np.datetime64(as_of), side="right"))
         self._routes: dict[str, Callable[[Mapping[str, str]], SampleResponse]] = {
             "historical-price-eod/full": self._eod,
+            "historical-price-eod/non-split-adjusted": self._eod_as_traded,
+            "historical-price-eod/dividend-adjusted": self._eod_total_return,
+            "historical-market-capitalization": self._market_cap,
+            "economic-calendar": self._calendar,
             "dividends": self._dividends,
             "splits": self._splits,
             "profile": self._profile,
@@ -1013,10 +1148,12 @@ class SampleSource:
         revised_before = self.as_of - dt.timedelta(days=7) if self.revision else None
 
         def build() -> Prices:
-            px = generate_prices(self.company(symbol), self._days, self._dates, revised_before)
+            comp = self.company(symbol)
+            px = generate_prices(comp, self._days, self._dates, revised_before)
+            lo = int(np.searchsorted(px.days, np.datetime64(comp.first_trade))) if comp.first_trade else 0
             n = self._n_days
-            return Prices(px.days[:n], px.dates[:n], px.open[:n], px.high[:n], px.low[:n], px.close[:n],
-                          px.volume[:n], px.vwap[:n])
+            return Prices(px.days[lo:n], px.dates[lo:n], px.open[lo:n], px.high[lo:n], px.low[lo:n],
+                          px.close[lo:n], px.volume[lo:n], px.vwap[lo:n])
 
         return self._cached("prices", symbol, build)
 
@@ -1040,10 +1177,12 @@ class SampleSource:
         price = float(px.close[last]) / 100
         prev_close = float(px.close[prev]) / 100
         shares = shares_on(comp, self.as_of)
+        basis = self._to_as_of_basis(symbol, px)
         out = {
             "price": price, "prev_close": prev_close, "volume": int(px.volume[last]),
             "average_volume": int(px.volume[max(last - 62, 0):].mean()),
-            "low52": float(px.low[year_ago:].min()) / 100, "high52": float(px.high[year_ago:].max()) / 100,
+            "low52": round(float((px.low / basis)[year_ago:].min()) / 100, 4),
+            "high52": round(float((px.high / basis)[year_ago:].max()) / 100, 4),
             "market_cap": round(price * shares, 2),
             "last_dividend": round(sum(d.dividend for d in divs[-4:]), 4) if divs else 0.0,
         }
@@ -1056,31 +1195,109 @@ class SampleSource:
         return symbol if symbol in self._ticker_set else None
 
     # -- prices, dividends, splits -------------------------------------------------------------------
-    def _eod(self, params: Mapping[str, str]) -> SampleResponse:
+    def _eod_window(self, params: Mapping[str, str]) -> tuple[str, Prices, int, int] | None:
+        """(symbol, prices, lo, hi) for an EOD-family request; None for an unknown symbol or a backwards range.
+
+        Without from/to FMP gives about five years; at most the newest 5,000 rows (the silent cap).
+        """
         frm, to = _parse_date(params, "from"), _parse_date(params, "to")
         symbol = self._known(params)
         if symbol is None:
-            return _json_response([])
+            return None
         to = to or self.as_of
         frm = frm or _add_years(to, -5)
         if frm > to:
-            return _json_response([])
+            return None
         px = self.prices(symbol)
         lo = int(np.searchsorted(px.days, np.datetime64(frm)))
         hi = int(np.searchsorted(px.days, np.datetime64(to), side="right"))
-        lo = max(lo, hi - EOD_ROW_CAP)  # the silent cap keeps the newest rows
+        return symbol, px, max(lo, hi - EOD_ROW_CAP), hi
+
+    def _to_as_of_basis(self, symbol: str, px: Prices) -> np.ndarray:
+        """Per day: divide an as-traded price (multiply a volume) by this to put it on as_of's share basis."""
+        return _split_factor(self.company(symbol), px.days, until=self.as_of)
+
+    def _eod(self, params: Mapping[str, str]) -> SampleResponse:
+        """/full: split-adjusted prices and volume on the basis of as_of, so FMP's whole history is rewritten
+        after each split (fmp_api.md section 1: TSLA's raw 891.30 -> 296.07 while /full stayed near 297)."""
+        found = self._eod_window(params)
+        if found is None:
+            return _json_response([])
+        symbol, px, lo, hi = found
+        f = self._to_as_of_basis(symbol, px)[lo:hi]
+        cols = (px.dates[lo:hi].tolist(), (px.open[lo:hi] / 100 / f).tolist(), (px.high[lo:hi] / 100 / f).tolist(),
+                (px.low[lo:hi] / 100 / f).tolist(), (px.close[lo:hi] / 100 / f).tolist(),
+                np.rint(px.volume[lo:hi] * f).astype(np.int64).tolist(), (px.vwap[lo:hi] / f).tolist())
         rows = []
-        cols = (px.dates[lo:hi].tolist(), px.open[lo:hi].tolist(), px.high[lo:hi].tolist(),
-                px.low[lo:hi].tolist(), px.close[lo:hi].tolist(), px.volume[lo:hi].tolist(),
-                px.vwap[lo:hi].tolist())
         for d, o, h, lw, c, v, vw in zip(*cols):
-            change = (c - o) / 100
-            row = {"symbol": symbol, "date": d, "open": o / 100, "high": h / 100, "low": lw / 100,
-                   "close": c / 100, "volume": v, "change": round(change, 2),
-                   "changePercent": round(change / (o / 100) * 100, 5), "vwap": vw}
+            o, h, lw, c = round(o, 4), round(h, 4), round(lw, 4), round(c, 4)
+            change = c - o
+            row = {"symbol": symbol, "date": d, "open": o, "high": h, "low": lw, "close": c, "volume": v,
+                   "change": round(change, 4), "changePercent": round(change / o * 100, 5), "vwap": round(vw, 4)}
             if self.extra_fields:
-                row["changeOverTime"] = round(change / (o / 100), 7)
+                row["changeOverTime"] = round(change / o, 7)
             rows.append(row)
+        rows.reverse()
+        return _json_response(rows)
+
+    def _eod_as_traded(self, params: Mapping[str, str]) -> SampleResponse:
+        """/non-split-adjusted: the prices as traded that day, under FMP's `adj*` names (fmp_api.md section 1:
+        AAPL 2020-08-28 adjClose 499.24, the pre-split print)."""
+        found = self._eod_window(params)
+        if found is None:
+            return _json_response([])
+        symbol, px, lo, hi = found
+        rows = [{"symbol": symbol, "date": d, "adjOpen": o / 100, "adjHigh": h / 100, "adjLow": lw / 100,
+                 "adjClose": c / 100, "volume": v}
+                for d, o, h, lw, c, v in zip(px.dates[lo:hi].tolist(), px.open[lo:hi].tolist(), px.high[lo:hi].tolist(),
+                                             px.low[lo:hi].tolist(), px.close[lo:hi].tolist(),
+                                             px.volume[lo:hi].tolist())]
+        rows.reverse()
+        return _json_response(rows)
+
+    def total_return_factor(self, symbol: str) -> np.ndarray:
+        """Per day: the product of (1 - dividend / previous close) over the ex-dates after it, both on the
+        split-adjusted basis (the standard total-return adjustment; fmp_api.md section 1, /dividend-adjusted)."""
+        def build() -> np.ndarray:
+            px = self.prices(symbol)
+            basis = self._to_as_of_basis(symbol, px)
+            comp = self.company(symbol)
+            factor = np.ones(len(px.days))
+            for div in self.dividends(symbol):
+                i = int(np.searchsorted(px.days, np.datetime64(div.date)))
+                if i == 0 or i >= len(px.days):
+                    continue
+                amount = div.dividend / _split_factor_on(comp, div.date, until=self.as_of)
+                factor[:i] *= 1 - amount / (px.close[i - 1] / 100 / basis[i - 1])
+            return factor
+        return self._cached("total_return", symbol, build)
+
+    def _eod_total_return(self, params: Mapping[str, str]) -> SampleResponse:
+        """/dividend-adjusted: split- and dividend-adjusted bars (total return), `adj*` names, split-adjusted volume."""
+        found = self._eod_window(params)
+        if found is None:
+            return _json_response([])
+        symbol, px, lo, hi = found
+        f = self._to_as_of_basis(symbol, px)[lo:hi] / self.total_return_factor(symbol)[lo:hi]
+        rows = [{"symbol": symbol, "date": d, "adjOpen": round(o / 100 / k, 4), "adjHigh": round(h / 100 / k, 4),
+                 "adjLow": round(lw / 100 / k, 4), "adjClose": round(c / 100 / k, 4), "volume": v}
+                for d, o, h, lw, c, k, v in zip(
+                    px.dates[lo:hi].tolist(), px.open[lo:hi].tolist(), px.high[lo:hi].tolist(), px.low[lo:hi].tolist(),
+                    px.close[lo:hi].tolist(), f.tolist(),
+                    np.rint(px.volume[lo:hi] * self._to_as_of_basis(symbol, px)[lo:hi]).astype(np.int64).tolist())]
+        rows.reverse()
+        return _json_response(rows)
+
+    def _market_cap(self, params: Mapping[str, str]) -> SampleResponse:
+        """historical-market-capitalization: as-traded close times the shares outstanding that day."""
+        found = self._eod_window(params)
+        if found is None:
+            return _json_response([])
+        symbol, px, lo, hi = found
+        comp = self.company(symbol)
+        rows = [{"symbol": symbol, "date": d,
+                 "marketCap": round(c / 100 * shares_on(comp, dt.date.fromisoformat(d)), 2)}
+                for d, c in zip(px.dates[lo:hi].tolist(), px.close[lo:hi].tolist())]
         rows.reverse()
         return _json_response(rows)
 
@@ -1187,7 +1404,9 @@ class SampleSource:
             elif kind == "cash":
                 rows.append(_statement_row(comp, p, p.cash))
             else:
-                price = self.prices(symbol).close_on_or_before(p.date)
+                # the period-end price on the same (as_of) share basis as the restated share counts
+                price = (self.prices(symbol).close_on_or_before(p.date)
+                         / _split_factor_on(comp, p.date, until=self.as_of))
                 if kind == "metrics":
                     rows.append(key_metrics_row(comp, p, prev, price))
                 else:
@@ -1263,8 +1482,20 @@ class SampleSource:
             return _json_response([])  # FMP: quarterly series give nothing for ranges of a year or more
         frm, to = _window(frm, to, self.as_of)
         series = self._cached("global", f"indicator:{name}", lambda: _indicator_series(name, self.as_of))
-        rows = [{"name": name, "date": _iso(d), "value": v} for d, v in reversed(series) if frm <= d <= to]
+        rows = [{"name": name, "date": _iso(d), "value": v} for d, v, _ in reversed(series) if frm <= d <= to]
         return _json_response(rows)
+
+    def _calendar(self, params: Mapping[str, str]) -> SampleResponse:
+        """economic-calendar: at most about 90 days per request, the newest kept (inferred: fmp_api.md section 1)."""
+        frm, to = _parse_date(params, "from"), _parse_date(params, "to")
+        to = to or self.as_of + dt.timedelta(days=7)
+        frm = frm or to - dt.timedelta(days=7)
+        if frm > to:
+            return _json_response([])
+        frm = max(frm, to - dt.timedelta(days=WINDOW_DAYS - 1))
+        events = self._cached("global", f"calendar:{to}", lambda: _calendar_events(self.as_of, to))
+        lo, hi = _iso(frm), _iso(to)
+        return _json_response([e for e in reversed(events) if lo <= e["date"][:10] <= hi])
 
     def _sector_snapshot(self, params: Mapping[str, str]) -> SampleResponse:
         day = _parse_date(params, "date")
