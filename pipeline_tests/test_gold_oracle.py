@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -44,7 +45,7 @@ INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "UBIGINT")
 
 def release_map() -> dict[str, tuple[tuple[str, ...], int]]:
     """indicator -> (calendar events, lag days), from the pipeline's own published mapping (data, not logic)."""
-    from pipeline.gold.releases import RELEASES
+    from pipeline.gold.macro_releases import RELEASES
 
     return {name: (tuple(spec.events), int(spec.lag_days)) for name, spec in RELEASES.items()}
 
@@ -65,6 +66,7 @@ class Built:
     gold: dict[str, pd.DataFrame]
     types: dict[str, dict[str, str]]
     logs: dict[str, str]
+    between_runs: dt.datetime     # UTC wall clock after the first run: older fetched_at = first run
 
 
 def pipeline_cmd(*args: str) -> list[str]:
@@ -95,7 +97,10 @@ def tail(text: str, lines: int = 40) -> str:
 def built(tmp_path_factory) -> Iterator[Built]:
     root = tmp_path_factory.mktemp("oracle")
     logs = {}
+    between = None
     for as_of, args in ((BEFORE_SPLIT, ("--select", GOLD_AND_UPSTREAM)), (AS_OF, ())):
+        if between is None and logs:
+            between = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         code, logs[as_of] = cli_run(root, as_of, TICKERS, *args)
         assert code == 0, f"pipeline run as of {as_of} exited {code}:\n{tail(logs[as_of])}"
     warehouse = root / "data" / "warehouse.duckdb"
@@ -103,7 +108,7 @@ def built(tmp_path_factory) -> Iterator[Built]:
         silver = load_silver(conn)
         gold = {n: load_gold(conn, n) for n in FACTS}
         types = {n: gold_columns(conn, n) for n in FACTS}
-    yield Built(root / "data", warehouse, silver, gold, types, logs)
+    yield Built(root / "data", warehouse, silver, gold, types, logs, between)
 
 
 @dataclass
@@ -266,7 +271,7 @@ def test_macro_value_appears_on_its_release_day_not_before(built: Built) -> None
             continue
         cal = calendar[(calendar["country"] == "US") & calendar["event"].isin(events)]
         periods = sorted(indicators.loc[indicators["name"] == name, "date"])
-        for released in et_timestamp(cal["date"]).sort_values():
+        for released in et_timestamp(cal["released_at"]).sort_values():
             first_day = released.normalize() + pd.Timedelta(days=1 if released.time() > dt.time(16, 0) else 0)
             # the observation this release publishes: the newest period that ended before the release
             ended = [p for i, p in enumerate(periods) if i + 1 < len(periods) and periods[i + 1] <= released.normalize()]
@@ -278,7 +283,8 @@ def test_macro_value_appears_on_its_release_day_not_before(built: Built) -> None
             where = f"{name} period {period.date()} released {released} (ET)"
             if macro.loc[day, f"{col}_period"] != period:
                 continue   # a later observation already shown (the release came late): the oracle test covers it
-            assert macro.loc[prev, f"{col}_period"] < period, f"{where}: shown on {prev.date()} before its release"
+            shown_before = macro.loc[prev, f"{col}_period"]
+            assert pd.isna(shown_before) or shown_before < period, f"{where}: shown on {prev.date()} before its release"
             assert macro.loc[day, f"{col}_known_from"] == first_day, where
             checked += 1
     assert checked >= 3, f"only {checked} macro releases fell inside the dates"
@@ -325,6 +331,106 @@ def test_incremental_runs_across_a_split_equal_a_full_rebuild(built: Built, tmp_
             build(conn, n, "oracle-full-rebuild", full=True)
         for n in GOLD_ASSETS:
             assert snapshot(conn, n) == incremental[n], f"gold.{n}: the incremental result differs from a full rebuild"
+
+
+# ---- FMP's own series as cross-checks ---------------------------------------------------------------------------
+
+def test_total_return_close_tracks_fmp_dividend_adjusted_series(built: Built) -> None:
+    """Within one fetch FMP's /dividend-adjusted bars share one basis, so Gold's tr_close / FMP's close is constant
+    there (up to FMP's rounding); a dividend or split handled differently would bend the ratio at its date."""
+    fmp = built.silver["fmp_price_eod_total_return"]
+    assert len(fmp), "no /dividend-adjusted rows in Silver"
+    both = built.gold["fact_price_daily"].merge(fmp[["ticker", "date", "close", "bronze_file_id"]], on=["ticker", "date"],
+                                                suffixes=("", "_fmp"))
+    both["ratio"] = both["tr_close"] / both["close_fmp"]
+    spread = both.groupby(["ticker", "bronze_file_id"])["ratio"].agg(lambda r: r.max() / r.min() - 1)
+    assert (spread < 1e-4).all(), f"tr_close / FMP dividend-adjusted close varies within one fetch:\n{spread[spread >= 1e-4]}"
+
+
+def test_market_cap_is_near_fmp_historical_market_cap(built: Built) -> None:
+    fmp = built.silver["fmp_market_cap"]
+    assert len(fmp), "no historical-market-capitalization rows in Silver"
+    both = built.gold["fact_valuation_daily"].merge(fmp[["ticker", "date", "market_cap"]], on=["ticker", "date"],
+                                                    suffixes=("", "_fmp"))
+    ratio = both["market_cap"] / both["market_cap_fmp"]
+    far = both[(ratio - 1).abs() > 0.05]
+    assert far.empty, f"Gold market cap more than 5% away from FMP's on {len(far)} row(s):\n{far.head(8)}"
+
+
+# ---- the same history on a production clock: fetch bases that differ from today's ----------------------------
+
+def rebuild_facts(conn: duckdb.DuckDBPyConnection) -> None:
+    for name in FACTS:
+        build(conn, name, "oracle-rebuild", full=True)
+
+
+def replay_on_production_clock(conn: duckdb.DuckDBPyConnection, between: dt.datetime) -> None:
+    """Make Silver what a user would hold had the two runs happened on their as-of days, without the
+    as-traded endpoint, and had the second run not refetched NVDA's statements after the split.
+
+    - fetched_at: the test ran both runs today, so every row's fetch day is today and every fetch basis equals
+      the current one. Here each row gets the evening of its run's as-of day: NVDA's /full rows and dividends
+      fetched by the first run are on the pre-split basis (as the sample source served them) and now say so.
+    - no /non-split-adjusted (a plan without it): Gold must derive as-traded bars from /full and the splits.
+    - NVDA's income statement and ratios as the first run fetched them (pre-split share counts, EPS, BVPS).
+    - `dividend` NULL everywhere: Gold must rebuild the declared amount from adj_dividend and its fetch basis.
+    """
+    first, second = f"{BEFORE_SPLIT} 21:00:00", f"{AS_OF} 21:00:00"
+    for table in ("fmp_income_statement", "fmp_ratios"):
+        conn.execute(f"""
+            DELETE FROM silver.{table} WHERE ticker = 'NVDA';
+            INSERT INTO silver.{table} BY NAME
+            SELECT * EXCLUDE (valid_from, valid_to) FROM silver.{table}__history
+            WHERE ticker = 'NVDA' AND fetched_at < ?
+            QUALIFY row_number() OVER (PARTITION BY ticker, date, period ORDER BY valid_from DESC) = 1
+        """, [between])
+    tables = [r[0] for r in conn.execute("""
+        SELECT DISTINCT table_name FROM information_schema.columns
+        WHERE table_schema = 'silver' AND column_name = 'fetched_at' AND NOT table_name LIKE '%__history'
+    """).fetchall()]
+    for table in tables:
+        conn.execute(f"""UPDATE silver.{table} SET fetched_at = CASE WHEN fetched_at < ? THEN TIMESTAMP '{first}'
+                                                                ELSE TIMESTAMP '{second}' END""", [between])
+    conn.execute("DELETE FROM silver.fmp_price_eod_as_traded")
+    conn.execute("UPDATE silver.fmp_dividends SET dividend = NULL")
+
+
+def test_gold_on_a_production_clock_matches_oracle_and_the_real_numbers(built: Built, tmp_path: Path) -> None:
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(built.warehouse, copy)
+    with duckdb.connect(str(copy)) as conn:
+        replay_on_production_clock(conn, built.between_runs)
+        stale = conn.execute("""SELECT count(*) FROM silver.fmp_price_eod WHERE ticker = 'NVDA'
+                                AND fetched_at < TIMESTAMP '2024-06-10'""").fetchone()[0]
+        assert stale > 1000, "NVDA's /full history fetched before the split should still be in Silver"
+        rebuild_facts(conn)
+        silver = load_silver(conn)
+        gold = {n: load_gold(conn, n) for n in FACTS}
+        types = {n: gold_columns(conn, n) for n in FACTS}
+    expected = compute_oracle(silver, types)
+    replayed = [n for n in TABLES if n != "fact_macro_daily"]    # the replay changes no macro input
+    problems = [line for n in replayed for line in mismatches(n, getattr(expected, TABLES[n][0]), gold[n], types[n])]
+    assert not problems, "\n".join(problems)
+
+    # the derived as-traded bars, the re-based series and the share basis agree with the real numbers
+    def joined(name: str, keys: list[str]) -> pd.DataFrame:
+        return built.gold[name].merge(gold[name], on=keys, suffixes=("", "_replayed"))
+
+    prices = joined("fact_price_daily", ["ticker", "date"])
+    assert (gold["fact_price_daily"]["price_source"] == "derived_from_full").all()
+    for col, rel in (("open", 1e-3), ("high", 1e-3), ("low", 1e-3), ("close", 1e-3), ("split_adj_close", 1e-3),
+                     ("volume", 1e-3), ("total_return_factor", 1e-4), ("sma_200", 1e-3), ("high_52w", 1e-3)):
+        a, b = prices[col].astype(float), prices[f"{col}_replayed"].astype(float)
+        bad = prices[~np.isclose(b, a, rtol=rel, equal_nan=True)]
+        assert bad.empty, (f"fact_price_daily.{col} rebuilt from /full and adj_dividend differs from the as-traded "
+                           f"truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}")
+    val = joined("fact_valuation_daily", ["ticker", "date"])
+    for col, rel in (("shares_outstanding", 1e-6), ("market_cap", 1e-3), ("pb", 1e-3), ("ps_ttm", 1e-3),
+                     ("dividends_ttm_per_share", 1e-4), ("eps_ttm", 5e-2), ("pe_ttm", 5e-2)):
+        a, b = val[col].astype(float), val[f"{col}_replayed"].astype(float)
+        bad = val[~np.isclose(b, a, rtol=rel, equal_nan=True)]
+        assert bad.empty, (f"fact_valuation_daily.{col} from statements fetched before the split differs from the "
+                           f"refetched truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}")
 
 
 # ---- `pipeline run` against the fake FMP server ------------------------------------------------------------------

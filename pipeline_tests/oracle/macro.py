@@ -69,7 +69,7 @@ def indicator_observations(ind: pd.DataFrame, calendar: pd.DataFrame, events: It
     releases = pd.DataFrame({"et": pd.Series(dtype="datetime64[ns]")})
     if len(calendar):
         us = calendar[(calendar["country"] == "US") & calendar["event"].isin(list(events))]
-        releases = pd.DataFrame({"et": et_timestamp(us["date"]).to_numpy()})
+        releases = pd.DataFrame({"et": et_timestamp(us["released_at"]).to_numpy()})
     periods = list(ind["date"])
     ends = period_ends(periods)
     known = [known_from(e, releases, lag_days) for e in ends]

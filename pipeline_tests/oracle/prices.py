@@ -90,8 +90,8 @@ def one_ticker(ticker: str, silver: dict[str, pd.DataFrame], basis: SplitBasis) 
     p["split_adj_volume"] = p["volume"] / p["split_factor"]
 
     factors = dividend_factors(ticker, p, silver, basis)
-    p["tr_factor"] = [math.prod(f for day, f in factors if day > date) for date in p["date"]]
-    p["tr_close"] = p["split_adj_close"] * p["tr_factor"]
+    p["total_return_factor"] = [math.prod(f for day, f in factors if day > date) for date in p["date"]]
+    p["tr_close"] = p["split_adj_close"] * p["total_return_factor"]
 
     prev = p["split_adj_close"].shift()
     p["return_1d"] = p["split_adj_close"] / prev - 1

@@ -5,9 +5,10 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-SILVER_TABLES = ("fmp_price_eod", "fmp_price_eod_as_traded", "fmp_splits", "fmp_dividends", "fmp_income_statement",
-                 "fmp_balance_sheet", "fmp_cash_flow", "fmp_key_metrics", "fmp_ratios", "fmp_treasury_rates",
-                 "fmp_economic_indicator", "fmp_economic_calendar")
+SILVER_TABLES = ("fmp_price_eod", "fmp_price_eod_as_traded", "fmp_price_eod_total_return", "fmp_market_cap",
+                 "fmp_splits", "fmp_dividends", "fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow",
+                 "fmp_key_metrics", "fmp_ratios", "fmp_treasury_rates", "fmp_economic_indicator",
+                 "fmp_economic_calendar")
 
 
 def _frame(conn: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
