@@ -164,6 +164,20 @@ def test_gold_equals_oracle(built: Built, oracle: Oracle, name: str) -> None:
     assert not problems, "\n".join(problems)
 
 
+def test_a_one_cell_change_is_reported_with_its_coordinates(built: Built, oracle: Oracle) -> None:
+    """The comparison has teeth: a 1e-7 relative change or a NULL in one cell fails and names it."""
+    gold = built.gold["fact_valuation_daily"].copy()
+    row = gold.index[len(gold) // 2]
+    ticker, day = gold.loc[row, "ticker"], gold.loc[row, "date"]
+    gold.loc[row, "market_cap"] *= 1 + 1e-7
+    gold.loc[row, "pb"] = np.nan
+    problems = mismatches("fact_valuation_daily", oracle.valuation, gold, built.types["fact_valuation_daily"])
+    text = "\n".join(problems)
+    for part in ("fact_valuation_daily.market_cap: 1 of", "fact_valuation_daily.pb: 1 of",
+                 f"ticker={ticker} date={day.date()}", "expected", "actual nan"):
+        assert part in text, text
+
+
 def test_every_requested_ticker_has_prices_and_fundamentals(built: Built) -> None:
     prices = built.gold["fact_price_daily"]
     assert set(prices["ticker"]) == set(TICKERS)
@@ -431,6 +445,51 @@ def test_gold_on_a_production_clock_matches_oracle_and_the_real_numbers(built: B
         bad = val[~np.isclose(b, a, rtol=rel, equal_nan=True)]
         assert bad.empty, (f"fact_valuation_daily.{col} from statements fetched before the split differs from the "
                            f"refetched truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}")
+
+
+# ---- branches the sample does not reach, made in a copy of Silver -----------------------------------------------
+
+STATEMENT_TABLES = ("fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow")
+
+
+def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Path) -> None:
+    """A late filing of an older quarter, a statement without acceptance time, one accepted after the last close
+    in the data, and dividends that are monthly, semi-annual, special or of unknown frequency."""
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(built.warehouse, copy)
+    with duckdb.connect(str(copy)) as conn:
+        for table in STATEMENT_TABLES:
+            conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '2024-02-01 10:00:00',
+                             filing_date = DATE '2024-02-01' WHERE ticker = 'NVDA' AND date = '2023-09-30'""")
+            conn.execute(f"UPDATE silver.{table} SET accepted_date = NULL WHERE ticker = 'SNAP' AND date = '2023-12-31'")
+            conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '{AS_OF} 17:30:00',
+                             filing_date = DATE '{AS_OF}' WHERE ticker = 'KO' AND date = '2024-03-31'""")
+        conn.execute("UPDATE silver.fmp_dividends SET frequency = NULL WHERE ticker = 'AAPL'")
+        conn.execute("UPDATE silver.fmp_dividends SET frequency = 'Monthly' WHERE ticker = 'KO' AND date >= '2023-01-01'")
+        conn.execute("UPDATE silver.fmp_dividends SET frequency = 'Semi-Annual' WHERE ticker = 'GE'")
+        conn.execute("""UPDATE silver.fmp_dividends SET frequency = 'Special' WHERE ticker = 'NVDA'
+                        AND date = (SELECT max(date) FROM silver.fmp_dividends WHERE ticker = 'NVDA' AND date < '2024-06-01')""")
+        rebuild_facts(conn)
+        silver = load_silver(conn)
+        gold = {n: load_gold(conn, n) for n in FACTS}
+        types = {n: gold_columns(conn, n) for n in FACTS}
+    expected = compute_oracle(silver, types)
+    checked = ["fact_fundamentals_quarterly", "fact_valuation_daily"]
+    problems = [line for n in checked for line in mismatches(n, getattr(expected, TABLES[n][0]), gold[n], types[n])]
+    assert not problems, "\n".join(problems)
+
+    q = gold["fact_fundamentals_quarterly"].set_index(["ticker", "period_end"])
+    val = gold["fact_valuation_daily"].set_index(["ticker", "date"])
+    # the late Q3 never replaces the Q4 that was usable before it
+    assert val.loc[("NVDA", pd.Timestamp("2024-02-01")), "statement_period_end"] == pd.Timestamp("2023-12-31")
+    assert not (val.loc["NVDA"]["statement_period_end"] == pd.Timestamp("2023-09-30")).any()
+    # no acceptance time: the first trading day after the filing date
+    snap_days = val.loc["SNAP"].index
+    filed = q.loc[("SNAP", pd.Timestamp("2023-12-31")), "filing_date"]
+    assert q.loc[("SNAP", pd.Timestamp("2023-12-31")), "usable_from"] == snap_days[snap_days > filed][0]
+    # accepted after the last close in the data (a Friday): usable from the next weekday, not used yet
+    assert q.loc[("KO", pd.Timestamp("2024-03-31")), "usable_from"] == pd.Timestamp("2024-06-17")
+    assert val.loc[("KO", pd.Timestamp(AS_OF)), "statement_period_end"] == pd.Timestamp("2023-12-31")
 
 
 # ---- `pipeline run` against the fake FMP server ------------------------------------------------------------------
