@@ -3,7 +3,8 @@
 Why it exists: FMP's failure modes do not map onto HTTP status codes (a throttled bulk call is a 200 with an
 error object, an unknown indicator is a 200 with the text `Invalid name`, an unknown path is a 404 with `[]`),
 and the key travels in the URL, where it leaks into logs and exception texts. This module owns those facts:
-it retries what is worth retrying, classifies every outcome into one of `ERROR_CLASSES`, returns results
+it retries what is worth retrying, classifies every outcome into one of `ERROR_CLASSES` (plus, for quota and
+plan refusals, one of `ERROR_DETAILS`, which tells a run what is no longer worth sending), returns results
 instead of raising for HTTP or transport problems, and keeps the key out of everything it hands back.
 """
 
