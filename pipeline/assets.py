@@ -104,7 +104,7 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
             )
         for entry in selected:
             rep = report.entries[entry.asset_name]
-            if rep.skipped.get("plan"):
+            if any(k == "plan" or k.startswith("not_sent_") for k in rep.skipped):
                 context.log.warning(f"{bronze_key(entry).to_user_string()}: {rep.skip_reasons[0]}")
             yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=_bronze_metadata(rep, settings))
         if report.hard_failures:
@@ -360,6 +360,10 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
             record_run(conn, context.run_id, job=context.job_name, source_mode=None, status="success",
                        rows=result.rows_written, finished=True)
             context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})")
+            derived = result.report.get("bars_derived_from_full", 0)
+            if derived:
+                context.log.warning(f"gold.{name}: {derived} bar(s) derived from /full and the splits (no as-traded "
+                                    "row from /non-split-adjusted: the plan lacks it or the day is missing there)")
             schema = conn.execute("SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
                                   "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position",
                                   [name]).fetchall()
@@ -368,6 +372,7 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
                 "tickers_touched": result.tickers_touched if result.tickers_touched is not None else 0,
                 "input_watermarks": dg.MetadataValue.json(result.input_watermarks[:200]),
                 "input_identities": len(result.input_watermarks),
+                **{key: int(value) for key, value in result.report.items()},
                 "dagster/row_count": result.row_count,
                 "dagster/table_name": f"warehouse.gold.{name}",
                 "dagster/column_schema": column_schema([tuple(r) for r in schema]),

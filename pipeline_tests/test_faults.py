@@ -42,7 +42,7 @@ from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.fmp_server import (
-    INVALID_KEY_MESSAGE, FakeFmpServer, Fault, error_body, error_message_200, html, plain_text_200, rate_limit, reset,
+    INVALID_KEY_MESSAGE, PREMIUM_SYMBOL_TEXT, FakeFmpServer, Fault, error_body, error_message_200, html, plain_text_200, rate_limit, reset,
     sample_data, status, timeout, truncated,
 )
 
@@ -106,8 +106,9 @@ MATRIX: dict[str, Case] = {
     "502-html-page-then-ok": Case((html(502),), None, 2),
     # refusals --------------------------------------------------------------------------------------------
     "401-invalid-key": Case((status(401, error_body(INVALID_KEY_MESSAGE)),), "auth", 1, hard=True),
-    "402-plan": Case((status(402, error_body("Restricted Endpoint: upgrade your plan")),), "plan_restricted", 1,
-                     hard=True),
+    # a symbol outside the plan: that ticker is skipped, the step does not fail (the endpoint form, which skips
+    # the whole dataset, is in test_refusals.py)
+    "402-symbol-not-in-plan": Case((status(402, PREMIUM_SYMBOL_TEXT),), "plan_restricted", 1),
     "404-empty-array": Case((status(404, b"[]"),), "http_status", 1, hard=True),
 }
 

@@ -60,6 +60,7 @@ class BronzeEnvelope:
     can_promote: bool
     body_text: str | None = None  # only for bodies that could not be parsed (truncated, key-free)
     notes: tuple[str, ...] = field(default_factory=tuple)
+    error_detail: str | None = None  # finer reason inside the class (quota, symbol or endpoint not in the plan)
 
     def to_json_bytes(self) -> bytes:
         doc = {
@@ -92,7 +93,7 @@ class BronzeEnvelope:
             "row_count": self.row_count,
             "coverage_from": _iso(self.coverage_from),
             "coverage_to": _iso(self.coverage_to),
-            "error": {"class": self.error_class, "message": self.error_message} if self.error_class else None,
+            "error": _error_doc(self.error_class, self.error_message, self.error_detail),
             "can_promote": self.can_promote,
             "notes": list(self.notes),
             "body_text": self.body_text,
@@ -131,7 +132,18 @@ class BronzeEnvelope:
             can_promote=bool(doc.get("can_promote")),
             body_text=doc.get("body_text"),
             notes=tuple(doc.get("notes") or ()),
+            error_detail=error.get("detail"),
         )
+
+
+def _error_doc(error_class: str | None, message: str | None, detail: str | None) -> dict | None:
+    """The envelope's `error` object; `detail` only when there is one, so older files read the same."""
+    if not error_class:
+        return None
+    doc = {"class": error_class, "message": message}
+    if detail:
+        doc["detail"] = detail
+    return doc
 
 
 def _iso(value: dt.date | None) -> str | None:

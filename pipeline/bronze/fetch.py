@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.store import BronzeStore, validate_part
-from pipeline.fmp.client import FetchResult, FmpClient
+from pipeline.fmp.client import (
+    ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, FetchResult, FmpClient,
+)
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.ops import repository
 from pipeline.process import pid_alive
@@ -31,9 +33,12 @@ log = logging.getLogger("pipeline.bronze")
 
 # Error classes that fail the step (after everything that succeeded is persisted): the API or our
 # configuration is refusing us. A per-ticker answer such as an "Error Message" body or an empty body is
-# counted and reported, and does not fail the run.
-FAILING_ERRORS = frozenset({"transport", "rate_limited", "http_status", "auth", "plan_restricted", "invalid_body"})
+# counted and reported, and does not fail the run. A 402 (`plan_restricted`) does not fail it either: the plan
+# lacks a symbol or an endpoint, which no rerun changes; the run skips what the plan lacks and says so.
+FAILING_ERRORS = frozenset({"transport", "rate_limited", "http_status", "auth", "invalid_body"})
 AUTH_REFUSALS_TO_STOP = 3
+QUOTA_REFUSALS_TO_STOP = 3       # consecutive: one success in between means the quota is not gone
+MAX_SKIP_REASONS = 5
 REGISTER_EVERY_FILES = 500
 REGISTER_EVERY_SECONDS = 5.0
 
@@ -59,6 +64,12 @@ class EntryReport:
     @property
     def hard_failures(self) -> int:
         return sum(n for cls, n in self.failed.items() if cls in FAILING_ERRORS)
+
+    def add_skip_reason(self, reason: str) -> None:
+        """A refusal's reason goes first: it explains more than the "not due" examples planning leaves."""
+        if reason not in self.skip_reasons:
+            self.skip_reasons.insert(0, reason)
+            del self.skip_reasons[MAX_SKIP_REASONS:]
 
     def add_file(self, env: BronzeEnvelope) -> None:
         self.files += 1
@@ -128,6 +139,7 @@ def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, 
         coverage_to=cov_to,
         error_class=result.error_class,
         error_message=result.error_message,
+        error_detail=result.error_detail,
         can_promote=result.ok and incomplete is None,
         body_text=body_text,
         notes=tuple(notes),
@@ -218,6 +230,84 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
         store.remove_journal_temp_files(journal)   # a write cut between its temp file and the link
         store.close_journal(journal)
     return registered
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """A planned request the run did not send, the skip kind it is counted under, and why."""
+
+    kind: str
+    reason: str
+
+
+class RunStops:
+    """What a run has stopped sending, and why: refusals that make the same requests pointless for the rest of it.
+
+    - a refused key (`auth`, AUTH_REFUSALS_TO_STOP answers): every remaining request, `not_sent_key_refused`;
+    - an exhausted quota (QUOTA_REFUSALS_TO_STOP consecutive quota refusals): every remaining request,
+      `not_sent_quota_exhausted`; a later run, once the quota has reset, plans them again;
+    - a 402 on one symbol: that ticker's remaining requests, `not_sent_symbol_not_in_plan`;
+    - a 402 on an endpoint: that path's remaining requests, `not_sent_endpoint_not_in_plan`;
+    - a 402 on another query parameter: that keymap entry's remaining requests, `not_sent_parameter_not_in_plan`.
+
+    Thread-safe: workers ask `not_sent` before sending and `observe` each answer, so a stop takes effect for
+    every request not yet on the wire. The refusals themselves stay Bronze error envelopes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key_refusals = 0
+        self._quota_streak = 0
+        self._run: NotSent | None = None
+        self._tickers: dict[str, NotSent] = {}
+        self._paths: dict[str, NotSent] = {}
+        self._entries: dict[str, NotSent] = {}
+
+    def not_sent(self, request: PlannedRequest, entry: KeymapEntry) -> NotSent | None:
+        with self._lock:
+            return (self._run or self._tickers.get(request.identity.ticker) or self._paths.get(request.path)
+                    or self._entries.get(entry.asset_name))
+
+    def observe(self, request: PlannedRequest, entry: KeymapEntry, envelopes: Sequence[BronzeEnvelope]) -> list[str]:
+        """Record one request's answers; returns a message for each stop they trigger (to log and report)."""
+        refused = next((env for env in envelopes if env.error_class), None)
+        quota = next((env for env in envelopes if env.error_detail == QUOTA_EXHAUSTED), None)
+        news: list[str] = []
+        with self._lock:
+            self._quota_streak = self._quota_streak + 1 if quota else 0
+            if refused is None:
+                return news
+            if refused.error_class == "auth":
+                self._key_refusals += 1
+                if self._key_refusals >= AUTH_REFUSALS_TO_STOP and self._run is None:
+                    self._run = NotSent("not_sent_key_refused",
+                                        f"not sent: FMP refused the API key {self._key_refusals} times "
+                                        f"({refused.error_message})")
+                    news.append(self._run.reason)
+            elif quota and self._quota_streak >= QUOTA_REFUSALS_TO_STOP and self._run is None:
+                self._run = NotSent("not_sent_quota_exhausted",
+                                    f"not sent: the FMP quota is exhausted ({self._quota_streak} consecutive "
+                                    f"refusals, last: {quota.error_message}); a run after the quota resets fetches "
+                                    "them")
+                news.append(self._run.reason)
+            detail, message = refused.error_detail, refused.error_message
+            ticker = request.identity.ticker
+            if detail == SYMBOL_NOT_IN_PLAN and ticker and ticker not in self._tickers:
+                self._tickers[ticker] = NotSent("not_sent_symbol_not_in_plan",
+                                                f"{ticker}: not sent: the FMP plan does not cover symbol {ticker} "
+                                                f"({message})")
+                news.append(self._tickers[ticker].reason)
+            elif detail == ENDPOINT_NOT_IN_PLAN and request.path not in self._paths:
+                self._paths[request.path] = NotSent("not_sent_endpoint_not_in_plan",
+                                                    f"{request.path}: not sent: the FMP plan does not include this "
+                                                    f"endpoint ({message})")
+                news.append(self._paths[request.path].reason)
+            elif detail == PARAMETER_NOT_IN_PLAN and entry.asset_name not in self._entries:
+                self._entries[entry.asset_name] = NotSent("not_sent_parameter_not_in_plan",
+                                                          f"{entry.asset_name}: not sent: the FMP plan refuses a query "
+                                                          f"parameter of this dataset ({message})")
+                news.append(self._entries[entry.asset_name].reason)
+        return news
 
 
 UNREADABLE_RUN_ID = "bronze-scan"
@@ -341,19 +431,17 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
             pending = []
         last_flush = time.monotonic()
 
-    # A refused key fails every request alike: after AUTH_REFUSALS_TO_STOP `auth` answers the rest are not sent
-    # (they are reported as skipped), instead of hundreds of identical refusals.
-    auth_refusals = Counter()
-    lock = threading.Lock()
+    # A refused key, an exhausted quota or a plan that lacks a symbol or an endpoint refuses every similar
+    # request alike: what they make pointless is not sent (reported as skipped), instead of hundreds of refusals.
+    stops = RunStops()
 
-    def work(request: PlannedRequest, entry: KeymapEntry) -> list[tuple[BronzeEnvelope, str]] | None:
-        if auth_refusals["n"] >= AUTH_REFUSALS_TO_STOP:
-            return None
+    def work(request: PlannedRequest, entry: KeymapEntry) -> NotSent | tuple[list[tuple[BronzeEnvelope, str]], list[str]]:
+        not_sent = stops.not_sent(request, entry)
+        if not_sent is not None:
+            return not_sent
         envelopes = fetch_request(client, request, entry, run_id)
-        if any(env.error_class == "auth" for env in envelopes):
-            with lock:
-                auth_refusals["n"] += 1
-        return [(env, store.write(env, journal)) for env in envelopes]
+        news = stops.observe(request, entry, envelopes)
+        return [(env, store.write(env, journal)) for env in envelopes], news
 
     done_tasks = 0
     with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="bronze") as pool:
@@ -370,10 +458,17 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
                 for fut in finished:
                     request, entry = futures.pop(fut)
                     rep = reports[entry.asset_name]
-                    written = fut.result()
-                    if written is None:
-                        rep.skipped["not_sent_key_refused"] += 1
-                    for env, rel in written or ():
+                    outcome = fut.result()
+                    if isinstance(outcome, NotSent):
+                        rep.skipped[outcome.kind] += 1
+                        rep.add_skip_reason(outcome.reason)
+                        outcome = ([], [])
+                    written, news = outcome
+                    for message in news:
+                        log.warning("%s: %s", entry.asset_name, message)
+                        say(f"{entry.asset_name}: {message}")
+                        rep.add_skip_reason(message)
+                    for env, rel in written:
                         rep.requests += 1
                         rep.add_file(env)
                         pending.append(repository.file_record(env, rel, entry.silver.table))
@@ -388,6 +483,10 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
         finally:
             flush()
     store.close_journal(journal)
+    for name, rep in reports.items():
+        not_sent = {kind: n for kind, n in rep.skipped.items() if kind.startswith("not_sent_")}
+        if not_sent:
+            say(f"{name}: not sent this run: {', '.join(f'{n} {kind}' for kind, n in sorted(not_sent.items()))}")
 
     report = BronzeRunReport(run_id, source_mode, reports, orphans)
     failed = report.hard_failures

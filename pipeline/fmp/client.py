@@ -3,7 +3,8 @@
 Why it exists: FMP's failure modes do not map onto HTTP status codes (a throttled bulk call is a 200 with an
 error object, an unknown indicator is a 200 with the text `Invalid name`, an unknown path is a 404 with `[]`),
 and the key travels in the URL, where it leaks into logs and exception texts. This module owns those facts:
-it retries what is worth retrying, classifies every outcome into one of `ERROR_CLASSES`, returns results
+it retries what is worth retrying, classifies every outcome into one of `ERROR_CLASSES` (plus, for quota and
+plan refusals, one of `ERROR_DETAILS`, which tells a run what is no longer worth sending), returns results
 instead of raising for HTTP or transport problems, and keeps the key out of everything it hands back.
 """
 
@@ -37,6 +38,12 @@ log = logging.getLogger("pipeline.fmp")
 
 ERROR_CLASSES = ("transport", "http_status", "rate_limited", "plan_restricted", "auth", "api_error_body",
                  "invalid_body", "empty")
+# Finer reasons inside `rate_limited` and `plan_restricted`, for the run to decide what is still worth sending.
+QUOTA_EXHAUSTED = "quota_exhausted"              # daily or bandwidth quota: nothing helps until it resets
+SYMBOL_NOT_IN_PLAN = "symbol_not_in_plan"        # 402 Premium Query Parameter on 'symbol': skip that ticker
+PARAMETER_NOT_IN_PLAN = "parameter_not_in_plan"  # 402 Premium Query Parameter on another one: skip the dataset
+ENDPOINT_NOT_IN_PLAN = "endpoint_not_in_plan"    # 402 Restricted Endpoint (or an unrecognised 402): skip the path
+ERROR_DETAILS = (QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, ENDPOINT_NOT_IN_PLAN)
 KEPT_HEADERS = ("content-type", "etag", "date", "retry-after", "content-length")
 SAMPLE_BASE_URL = "https://sample.fmp.invalid/stable"
 MAX_MESSAGE_CHARS = 300
@@ -63,6 +70,7 @@ class FetchResult:
     elapsed_ms: float
     attempts: int
     fetched_at: dt.datetime
+    error_detail: str | None = None   # one of ERROR_DETAILS, or None
 
     @property
     def ok(self) -> bool:
@@ -86,6 +94,7 @@ class _Verdict:
     retryable: bool = False
     content: Any = None
     content_format: str | None = None
+    detail: str | None = None
 
 
 class _RedactApiKeyFilter(logging.Filter):
@@ -154,6 +163,28 @@ def _parse_csv(body: bytes) -> list[dict[str, str]]:
     return [dict(row) for row in csv.DictReader(io.StringIO(text))]
 
 
+def _limit_verdict(text: str, message: str) -> _Verdict | None:
+    """A "Limit Reach" refusal on a 429 or a 200 (FMP sends 200 + JSON error on bulk paths and for quotas).
+
+    "Bandwidth Limit Reach" is the bandwidth quota: retrying cannot help before it resets, so it is final at once.
+    Plain "Limit Reach" is also the per-minute answer, so it is retried; if it outlasts every retry the fetch
+    marks it as quota exhaustion (see `FmpClient._fetch`).
+    """
+    if "bandwidth limit reach" in text.lower():
+        return _Verdict("rate_limited", message, detail=QUOTA_EXHAUSTED)
+    if text.lstrip().lower().startswith("limit reach"):
+        return _Verdict("rate_limited", message, retryable=True)
+    return None
+
+
+def _plan_detail(text: str) -> str:
+    """Which part of the plan a 402 refuses: the symbol, another query parameter, or the endpoint."""
+    lowered = text.lower()
+    if "premium query parameter" in lowered:
+        return SYMBOL_NOT_IN_PLAN if "'symbol'" in lowered else PARAMETER_NOT_IN_PLAN
+    return ENDPOINT_NOT_IN_PLAN   # "Restricted Endpoint", and any 402 we cannot read: stop asking this path
+
+
 def classify_response(status: int, body: bytes, expect: str = "json") -> _Verdict:
     """Classify one HTTP response by status first, then (on 2xx) by body (DESIGN section 5, fmp_api.md 2.4)."""
     if not 200 <= status < 300:
@@ -161,11 +192,11 @@ def classify_response(status: int, body: bytes, expect: str = "json") -> _Verdic
         detail = (_error_message_of(parsed) if is_json else None) or _snippet(body) or "(no body)"
         message = f"HTTP {status}: {detail[:MAX_MESSAGE_CHARS]}"
         if status == 429:
-            return _Verdict("rate_limited", message, retryable=True)
+            return _limit_verdict(detail, message) or _Verdict("rate_limited", message, retryable=True)
         if status in (401, 403):
             return _Verdict("auth", message)
         if status == 402:
-            return _Verdict("plan_restricted", message)
+            return _Verdict("plan_restricted", message, detail=_plan_detail(detail))
         return _Verdict("http_status", message, retryable=status >= 500)
 
     if not body.strip():
@@ -175,8 +206,9 @@ def classify_response(status: int, body: bytes, expect: str = "json") -> _Verdic
     error_text = _error_message_of(parsed) if is_json else None
     if error_text is not None:
         message = f"HTTP {status} with error body: {error_text[:MAX_MESSAGE_CHARS]}"
-        if error_text.startswith("Limit Reach"):
-            return _Verdict("rate_limited", message, retryable=True)
+        limited = _limit_verdict(error_text, message)
+        if limited is not None:
+            return limited
         if "invalid api key" in error_text.lower():
             return _Verdict("auth", message)
         return _Verdict("api_error_body", message)
@@ -293,6 +325,10 @@ class FmpClient:
                      attempts, self.max_retries, delay)
             self._sleep(delay)
         fetched_at = dt.datetime.now(dt.timezone.utc)
+        error_detail = verdict.detail
+        if verdict.error_class == "rate_limited" and verdict.retryable:
+            # "Limit Reach" through every retry, backoff included: read as the daily quota, not the minute's
+            error_detail = QUOTA_EXHAUSTED
         message = verdict.message
         if message is not None:
             message = self.redact(message if attempts == 1 else f"{message} (after {attempts} attempts)")
@@ -305,6 +341,7 @@ class FmpClient:
             content=verdict.content, content_format=verdict.content_format,
             error_class=verdict.error_class, error_message=message,
             elapsed_ms=(time.monotonic() - started) * 1000.0, attempts=attempts, fetched_at=fetched_at,
+            error_detail=error_detail,
         )
 
     def _attempt(self, endpoint: str, params: Mapping[str, str], expect: str) -> tuple[httpx.Response | None, _Verdict]:

@@ -52,6 +52,7 @@ class GoldBuildResult:
     reason: str = ""                # why this mode, in words
     build_id: int | None = None
     tickers: list[str] = field(default_factory=list)   # the recomputed tickers of an incremental build
+    report: dict[str, int] = field(default_factory=dict)   # the model's run-report counts (model.report_sql)
 
 
 @dataclass(frozen=True)
@@ -284,9 +285,10 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
         except duckdb.Error:
             log.exception("could not mark gold build %s of %s as failed", build_id, name)
         raise
+    report = dict(conn.execute(model.report_sql).fetchall()) if model.report_sql else {}
     return GoldBuildResult(name=name, mode=plan.mode, rows_written=rows_written, tickers_touched=tickers_touched,
                            input_watermarks=current, row_count=int(row_count), reason=plan.reason,
-                           build_id=build_id, tickers=list(plan.tickers or []))
+                           build_id=build_id, tickers=list(plan.tickers or []), report=report)
 
 
 def build_all(conn: duckdb.DuckDBPyConnection, run_id: str, *, full: bool = False,

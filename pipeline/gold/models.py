@@ -36,6 +36,7 @@ class GoldModel:
     per_ticker: bool = True                 # has a `ticker` column; incremental builds recompute per ticker
     periods: tuple[str, ...] | None = None  # value of $periods for fundamentals-based models
     descriptions: dict[str, str] = field(default_factory=dict)   # column -> meaning, shown in the Dagster UI
+    report_sql: str | None = None           # (label, count) rows worth telling the user after a build
 
     @property
     def qualified(self) -> str:
@@ -317,6 +318,8 @@ FACT_PRICE_DAILY = GoldModel(
         high_52w DOUBLE, low_52w DOUBLE, trading_days_per_year INTEGER, realized_vol_20d DOUBLE"""),
     key=("ticker", "date"),
     descriptions=PRICE_DESCRIPTIONS,
+    # where the plan lacks /non-split-adjusted, bars are derived from /full and the splits: say how many
+    report_sql="SELECT 'bars_' || price_source, count(*) FROM gold.fact_price_daily GROUP BY ALL ORDER BY 1",
     sql=f"""
 WITH {PRICE_CTE},
 split_adjusted AS (

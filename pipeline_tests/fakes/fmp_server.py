@@ -5,6 +5,8 @@ connection reuse, gzip and concurrency only behave like production when bytes cr
 FMP's wire conventions (fmp_api.md 2.4, 2.8, 2.10): key in the query or an `apikey` header, 401 JSON for a bad
 key, 403 "Legacy Endpoint" under /api/v3, 429 with the exact "Limit Reach ." body, gzip-encoded pretty JSON.
 Faults are queued per path glob and consumed one per matching request, then normal service resumes.
+Plan and quota refusals are standing modes instead (`exhaust_quota`, `restrict_symbols`, `restrict_paths`):
+they answer every matching request until switched off, as FMP does until the quota resets or the plan changes.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ INVALID_KEY_MESSAGE = ("Invalid API KEY. Please retry or visit our documentation
                        "https://financialmodelingprep.com/developer/docs")
 LIMIT_REACH_MESSAGE = ("Limit Reach . Please upgrade your plan or visit our documentation for more details at "
                        "https://site.financialmodelingprep.com/")
+# Quota and plan refusals. Evidence: a captured 429 "Limit Reach ." body (blocksense-network/blocksense
+# PR #1275, the exact text above); quota exhaustion, daily or bandwidth, answered with 429 or with 200 and that
+# JSON body, retries not helping until the quota resets (published client issues and probes). The bandwidth
+# text is only known to start "Bandwidth Limit Reach"; the rest here mirrors the daily one.
+BANDWIDTH_LIMIT_MESSAGE = ("Bandwidth Limit Reach . Please upgrade your plan or visit our documentation for more "
+                           "details at https://site.financialmodelingprep.com/")
+# 402 for an endpoint outside the plan, JSON (fmpdotnet error-handling guide; public client test fixtures), and
+# 402 plain text for a symbol outside the plan (moremeds/argon #302), labelled JSON like FMP's other text errors.
+RESTRICTED_ENDPOINT_MESSAGE = "Restricted Endpoint: This endpoint is not available under your current subscription"
+PREMIUM_SYMBOL_TEXT = ("Premium Query Parameter: This value set for 'symbol' is not available under your current "
+                       "subscription")
+# On the free plan a symbol outside its allow-list is refused everywhere symbol-scoped except these paths.
+SYMBOL_FREE_PATHS = frozenset({"profile", "shares-float"})
+QUOTA_MODES = ("429", "200", "bandwidth")
 LEGACY_MESSAGE = ("Legacy Endpoint : Due to Legacy endpoints being no longer supported - This endpoint is only "
                   "available for legacy users who have valid subscriptions prior August 31, 2025.")
 
@@ -183,6 +199,10 @@ class FakeFmpServer:
         self.max_in_flight = 0
         self._faults: list[tuple[str, deque[Fault]]] = []
         self._served: deque[float] = deque()
+        self._quota_left: int | None = None          # None: no quota mode
+        self._quota_mode = "429"
+        self.restricted_symbols: frozenset[str] = frozenset()
+        self.restricted_paths: tuple[str, ...] = ()   # path globs
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
         self.port = self._httpd.server_address[1]
@@ -211,6 +231,27 @@ class FakeFmpServer:
         with self._lock:
             self._faults.append((path_glob, deque(faults)))
 
+    def exhaust_quota(self, after: int, mode: str = "429") -> None:
+        """Answer the first `after` keyed requests from now on normally, then refuse every one as an exhausted
+        quota: `429` Limit Reach, `200` with the Limit Reach JSON, or `bandwidth` (429 Bandwidth Limit Reach)."""
+        if mode not in QUOTA_MODES:
+            raise ValueError(f"mode must be one of {QUOTA_MODES}, got {mode!r}")
+        with self._lock:
+            self._quota_left, self._quota_mode = after, mode
+
+    def reset_quota(self) -> None:
+        """The quota has reset (a new day): normal service again."""
+        with self._lock:
+            self._quota_left = None
+
+    def restrict_symbols(self, *symbols: str) -> None:
+        """The plan lacks these symbols: 402 Premium Query Parameter on every symbol-scoped path but the free ones."""
+        self.restricted_symbols = frozenset(symbols)
+
+    def restrict_paths(self, *globs: str) -> None:
+        """The plan lacks these endpoints: 402 Restricted Endpoint."""
+        self.restricted_paths = tuple(globs)
+
     def request_times(self) -> list[float]:
         with self._lock:
             return [r.monotonic for r in self.requests]
@@ -234,9 +275,25 @@ class FakeFmpServer:
             self._served.append(now)
             return False
 
+    def _quota_refusal(self) -> tuple[int, bytes] | None:
+        with self._lock:
+            if self._quota_left is None:
+                return None
+            if self._quota_left > 0:
+                self._quota_left -= 1
+                return None
+            mode = self._quota_mode
+        if mode == "bandwidth":
+            return 429, error_body(BANDWIDTH_LIMIT_MESSAGE)
+        return (200 if mode == "200" else 429), error_body(LIMIT_REACH_MESSAGE)
+
     def _plan_refusal(self, path: str, params: Mapping[str, str]) -> tuple[int, bytes] | None:
+        if any(fnmatch.fnmatchcase(path, glob) for glob in self.restricted_paths):
+            return 402, error_body(RESTRICTED_ENDPOINT_MESSAGE)
+        if params.get("symbol") in self.restricted_symbols and path not in SYMBOL_FREE_PATHS:
+            return 402, PREMIUM_SYMBOL_TEXT.encode()
         if path.endswith("-bulk") and self.plan != "ultimate":
-            return 402, error_body("Restricted Endpoint: This endpoint is not available under your current subscription")
+            return 402, error_body(RESTRICTED_ENDPOINT_MESSAGE)
         if self.plan == "basic" and params.get("limit", "").isdigit() and int(params["limit"]) > 5:
             return 402, b"Premium Query Parameter: 'limit'"
         return None
@@ -246,6 +303,9 @@ class FakeFmpServer:
             return 401, error_body(INVALID_KEY_MESSAGE), {}
         if path.startswith("/api/"):
             return 403, error_body(LEGACY_MESSAGE), {}
+        quota = self._quota_refusal()
+        if quota is not None:
+            return quota[0], quota[1], {}
         if self._over_limit(now):
             return 429, error_body(LIMIT_REACH_MESSAGE), ({"Retry-After": self.retry_after} if self.retry_after else {})
         refusal = self._plan_refusal(path, params)
