@@ -7,6 +7,11 @@ serving the bundled sample source (FMP's documented semantics): one as of a day 
 
 Then the dates where point-in-time and share-basis mistakes show: around each split, around a filing becoming
 usable (including one accepted after the 16:00 ET close), around a macro release, and a loss-making quarter.
+
+The runs happen today while PIPELINE_AS_OF is in 2024, so every Silver fetched_at is today and every fetch
+basis equals the current one. One test replays the same Silver on a production clock (each row fetched on its
+run's as-of day, no as-traded endpoint, statements not refetched after the split) and checks Gold against both
+the oracle and the real numbers of the first build; another makes the rare branches in a copy of Silver.
 """
 
 from __future__ import annotations
@@ -340,6 +345,9 @@ def test_incremental_runs_across_a_split_equal_a_full_rebuild(built: Built, tmp_
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(built.warehouse, copy)
     with duckdb.connect(str(copy)) as conn:
+        modes = [r[0] for r in conn.execute("SELECT mode FROM ops.gold_builds WHERE asset = 'fact_price_daily' "
+                                            "AND status = 'success' ORDER BY build_id").fetchall()]
+        assert modes == ["full", "incremental"], f"the second run should build prices incrementally: {modes}"
         incremental = {n: snapshot(conn, n) for n in GOLD_ASSETS}
         for n in GOLD_ASSETS:
             build(conn, n, "oracle-full-rebuild", full=True)
