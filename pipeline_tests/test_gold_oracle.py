@@ -386,6 +386,19 @@ def rebuild_facts(conn: duckdb.DuckDBPyConnection) -> None:
         build(conn, name, "oracle-rebuild", full=True)
 
 
+def restore_first_fetch(conn: duckdb.DuckDBPyConnection, ticker: str, between: dt.datetime) -> None:
+    """Put back the ticker's statements and ratios as the first run fetched them (before the split), as if the
+    second run had not refetched them (it refetches only what is due)."""
+    for table in ("fmp_income_statement", "fmp_ratios"):
+        conn.execute(f"DELETE FROM silver.{table} WHERE ticker = ?", [ticker])
+        conn.execute(f"""
+            INSERT INTO silver.{table} BY NAME
+            SELECT * EXCLUDE (valid_from, valid_to) FROM silver.{table}__history
+            WHERE ticker = ? AND fetched_at < ?
+            QUALIFY row_number() OVER (PARTITION BY ticker, date, period ORDER BY valid_from DESC) = 1
+        """, [ticker, between])
+
+
 def replay_on_production_clock(conn: duckdb.DuckDBPyConnection, between: dt.datetime) -> None:
     """Make Silver what a user would hold had the two runs happened on their as-of days, without the
     as-traded endpoint, and had the second run not refetched NVDA's statements after the split.
@@ -398,14 +411,7 @@ def replay_on_production_clock(conn: duckdb.DuckDBPyConnection, between: dt.date
     - `dividend` NULL everywhere: Gold must rebuild the declared amount from adj_dividend and its fetch basis.
     """
     first, second = f"{BEFORE_SPLIT} 21:00:00", f"{AS_OF} 21:00:00"
-    for table in ("fmp_income_statement", "fmp_ratios"):
-        conn.execute(f"""
-            DELETE FROM silver.{table} WHERE ticker = 'NVDA';
-            INSERT INTO silver.{table} BY NAME
-            SELECT * EXCLUDE (valid_from, valid_to) FROM silver.{table}__history
-            WHERE ticker = 'NVDA' AND fetched_at < ?
-            QUALIFY row_number() OVER (PARTITION BY ticker, date, period ORDER BY valid_from DESC) = 1
-        """, [between])
+    restore_first_fetch(conn, "NVDA", between)
     tables = [r[0] for r in conn.execute("""
         SELECT DISTINCT table_name FROM information_schema.columns
         WHERE table_schema = 'silver' AND column_name = 'fetched_at' AND NOT table_name LIKE '%__history'
@@ -462,6 +468,27 @@ def test_gold_on_a_production_clock_matches_oracle_and_the_real_numbers(built: B
         bad = val[~np.isclose(b, a, rtol=rel, equal_nan=True)]
         assert bad.empty, (f"fact_valuation_daily.{col} from statements fetched before the split differs from the "
                            f"refetched truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}")
+
+
+def test_statements_fetched_before_a_split_by_an_earlier_as_of_run_keep_market_cap(built: Built,
+                                                                                   tmp_path: Path) -> None:
+    """Runs as of 2024-06-05 and then 2024-06-11 (statements are not due again after 6 days) leave NVDA's statements
+    on the pre-split share basis, served by the stand-in as of 2024-06-05, but fetched_at says today (after the
+    split). That is this Silver state; Gold's market cap must still match FMP's within a few percent."""
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(built.warehouse, copy)
+    with duckdb.connect(str(copy)) as conn:
+        restore_first_fetch(conn, "NVDA", built.between_runs)
+        rebuild_facts(conn)
+        val = load_gold(conn, "fact_valuation_daily")
+    fmp = built.silver["fmp_market_cap"]
+    both = val[val["ticker"] == "NVDA"].merge(fmp[["ticker", "date", "market_cap"]], on=["ticker", "date"],
+                                              suffixes=("", "_fmp"))
+    ratio = both["market_cap"] / both["market_cap_fmp"]
+    far = both[(ratio - 1).abs() > 0.05]
+    assert far.empty, (f"NVDA market cap from statements fetched before the split is off FMP's on {len(far)} of "
+                       f"{len(both)} day(s), e.g. x{ratio.median():.3f}:\n"
+                       f"{far[['date', 'close', 'shares_outstanding', 'market_cap', 'market_cap_fmp']].tail(4)}")
 
 
 # ---- branches the sample does not reach, made in a copy of Silver -----------------------------------------------
