@@ -197,3 +197,48 @@ def test_a_writer_killed_mid_write_leaves_no_partial_object_and_the_next_run_rec
         if cut_mid_write:
             break
     assert cut_mid_write, "no kill landed between a journal entry and its object becoming visible"
+
+
+def test_sample_graph_bronze_and_silver_on_the_object_store(s3_url, tmp_path):
+    """Through Dagster, with PIPELINE_BRONZE_URL set: Bronze envelopes land in the bucket (nothing in the local
+    Bronze folder), Silver promotes them (DuckDB reads the s3:// URLs through the store's filesystem), and a
+    second promotion changes nothing."""
+    import dagster as dg
+    import duckdb
+
+    from pipeline.assets import bronze_key, silver_key
+    from pipeline.definitions import build_definitions
+    from pipeline.keymap import load_keymap
+    from pipeline.partitions import tickers_partitions
+    from pipeline_tests.test_dagster_e2e import TICKERS, make_env, range_tags
+
+    settings = load_settings(make_env(tmp_path, PIPELINE_BRONZE_URL=s3_url))
+    keymap = load_keymap(settings.keymap_path)
+    defs = build_definitions(settings, keymap)
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+        instance.add_dynamic_partitions(tickers_partitions.name, TICKERS)
+
+        def run(keys):
+            return dg.materialize(list(defs.assets), instance=instance, resources=defs.resources, selection=keys,
+                                  tags=range_tags("AAPL", "NVDA"), raise_on_error=False)
+
+        assert run([bronze_key(eod)]).success
+        assert run([silver_key("fmp_price_eod")]).success
+        again = run([silver_key("fmp_price_eod")])
+        assert again.success
+
+    store = BronzeStore.at(s3_url)
+    in_bucket = list(store.iter_files())
+    assert len(in_bucket) == len(TICKERS) and store.journals() == []
+    assert not settings.bronze_dir.exists()
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        ledger = con.execute("SELECT bronze_path, silver_status FROM ops.file_ingestions ORDER BY 1").fetchall()
+        rows, tickers = con.execute("SELECT count(*), count(DISTINCT ticker) FROM silver.fmp_price_eod").fetchone()
+    finally:
+        con.close()
+    assert ledger == [(rel, "promoted") for rel in sorted(in_bucket)]
+    expected = sum(store.read(rel).row_count for rel in in_bucket)
+    assert (rows, tickers) == (expected, len(TICKERS))
