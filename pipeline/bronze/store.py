@@ -77,11 +77,6 @@ class BronzeStore:
         """The store for a local path or an fsspec URL (PIPELINE_BRONZE_URL)."""
         return ObjectBronzeStore(str(location)) if is_url(location) else BronzeStore(location)
 
-    @property
-    def location(self) -> str:
-        """Where Bronze lives, as configured: a local folder or a URL."""
-        return str(self.root)
-
     def uri(self, relative: str) -> str:
         """What a reader outside this module (DuckDB's read_json) opens for a relative path."""
         return str(self.absolute(relative))
@@ -242,10 +237,6 @@ class ObjectBronzeStore(BronzeStore):
         self.prefix = prefix.rstrip("/")
         self.root = self.url            # a URL, not a Path: code that needs a local path must use the methods
         self._journal_lock = threading.Lock()
-
-    @property
-    def location(self) -> str:
-        return self.url
 
     def absolute(self, relative: str) -> str:  # type: ignore[override]
         """The backend key of a relative path; refuses a path that would leave the Bronze prefix."""
