@@ -96,7 +96,7 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
             context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
         with fmp.client(settings) as client:
             report = run_bronze(
-                entries=selected, tickers=tickers, warehouse=warehouse.warehouse, store=BronzeStore(settings.bronze_dir),
+                entries=selected, tickers=tickers, warehouse=warehouse.warehouse, store=BronzeStore.at(settings.bronze_location),
                 client=client, run_id=context.run_id, today=settings.today(), fmp_plan=settings.fmp_plan,
                 source_mode="sample" if settings.uses_sample_source else "fmp",
                 max_concurrency=settings.max_concurrency, job=context.job_name, log_fn=context.log.info,
@@ -250,7 +250,7 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
             if table is None:
                 continue
             try:
-                totals = promote_table(warehouse, keymap, table, tickers, settings.bronze_dir, context.run_id,
+                totals = promote_table(warehouse, keymap, table, tickers, settings.bronze_location, context.run_id,
                                        context.log.info)
             except Exception as exc:
                 record_failed_step(warehouse, context, f"silver.{table}: {type(exc).__name__}: {exc}")

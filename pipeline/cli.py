@@ -112,7 +112,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     by_identity = {e.identity: e.silver.table for e in keymap}
     problems: list[str] = []
     with warehouse.transaction() as conn:
-        found = register_unknown_files(conn, BronzeStore(settings.bronze_dir),
+        found = register_unknown_files(conn, BronzeStore.at(settings.bronze_location),
                                        lambda ident: by_identity.get(ident.without_ticker()), problems=problems)
     if found:
         print(f"registered {found} Bronze file(s) the ledger did not know")
@@ -120,7 +120,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"  {problem} (kept on disk, never promoted)")
     run_id = f"replay-{uuid.uuid4()}"
     started = time.monotonic()
-    results = replay(warehouse, keymap, settings.bronze_dir, run_id, tables=tables, tickers=tickers)
+    results = replay(warehouse, keymap, settings.bronze_location, run_id, tables=tables, tickers=tickers)
     by_table: dict[str, list] = {}
     for r in results:
         by_table.setdefault(r.table, []).append(r)

@@ -54,6 +54,13 @@ class Settings:
     tickers: tuple[str, ...] | None = None
     env: str = "PROD"
     universe: UniverseSettings = UniverseSettings()
+    bronze_url: str | None = None
+
+    @property
+    def bronze_location(self) -> str:
+        """Where Bronze lives: PIPELINE_BRONZE_URL (any fsspec URL, e.g. s3://bucket/bronze), else the local
+        folder `bronze_dir`. Open it with `BronzeStore.at(settings.bronze_location)`."""
+        return self.bronze_url or str(self.bronze_dir)
 
     @property
     def uses_sample_source(self) -> bool:
@@ -170,6 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
     environment = env.get("ENV", "").strip().upper() or "PROD"
+    bronze_url = _bronze_url(env.get("PIPELINE_BRONZE_URL", "").strip())
 
     return Settings(
         fmp_api_key=env.get("FMP_API_KEY", "").strip() or None,
@@ -183,7 +191,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         tickers=tickers,
         env=environment,
         universe=universe,
+        bronze_url=bronze_url,
     )
+
+
+def _bronze_url(raw: str) -> str | None:
+    """PIPELINE_BRONZE_URL: unset for `<PIPELINE_DATA_DIR>/bronze`, a local path, or an fsspec URL whose backend
+    is installed (s3:// needs the `s3` extra)."""
+    if not raw:
+        return None
+    if "://" not in raw or raw.startswith("file://"):
+        return str(Path(raw.removeprefix("file://")).expanduser().resolve())
+    protocol = raw.split("://", 1)[0]
+    try:
+        import fsspec
+
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise SettingsError(f"PIPELINE_BRONZE_URL={raw!r}: {protocol!r} is not a storage protocol fsspec knows; "
+                            "use a local path or a URL such as s3://bucket/bronze") from None
+    except ImportError as exc:
+        raise SettingsError(f"PIPELINE_BRONZE_URL={raw!r}: the {protocol!r} backend is not installed ({exc}); "
+                            "for s3:// install the project's s3 extra") from None
+    return raw.rstrip("/")
 
 
 @functools.lru_cache(maxsize=1)

@@ -323,8 +323,7 @@ def _unreadable_record(store: BronzeStore, rel: str, file_id: str, reason: str,
     ticker = "" if ticker_dir == "_global" else ticker_dir
     identity = DatasetIdentity(domain, source, dataset, discriminator, ticker)
     try:
-        stat = (store.root / rel).stat()
-        size, mtime = stat.st_size, dt.datetime.fromtimestamp(stat.st_mtime, dt.UTC)
+        size, mtime = store.size(rel) or 0, store.modified(rel) or dt.datetime.now(dt.UTC)
     except OSError:
         size, mtime = 0, dt.datetime.now(dt.UTC)
     return {
@@ -358,7 +357,7 @@ def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[
             env = store.read(rel)
             reason = None if env.file_id == file_id else f"its envelope names file id {env.file_id!r}, not its own name"
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            empty = (store.root / rel).is_file() and (store.root / rel).stat().st_size == 0
+            empty = store.size(rel) == 0
             reason = "empty file (0 bytes)" if empty else f"not a readable Bronze envelope ({type(exc).__name__}: {exc})"
         if reason is not None:
             record = _unreadable_record(store, rel, file_id, reason, silver_table_of)

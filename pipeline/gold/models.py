@@ -209,7 +209,22 @@ def _ny_date(column: str) -> str:
     return NY_DATE.format(ts=column)
 
 
+def _served_on(alias: str) -> str:
+    """The day the source served a Silver row (its share basis): from the ledger, else the row's fetch day."""
+    return f"coalesce({alias}_served.served_on, {_ny_date(alias + '.fetched_at')})"
+
+
+def _join_served_on(alias: str) -> str:
+    return f"LEFT JOIN served_on {alias}_served ON {alias}_served.file_id = {alias}.bronze_file_id"
+
+
 PRICE_CTE = f"""
+-- The day a source answered fixes the share basis FMP served: the fetch day in New York, or the planning day when
+-- that is earlier (the bundled sample source, the test fakes and a PIPELINE_AS_OF replay answer as of that day).
+served_on AS (
+    SELECT file_id, least({_ny_date('fetched_at')}, coalesce(as_of, {_ny_date('fetched_at')})) AS served_on
+    FROM ops.file_ingestions
+),
 as_traded AS (
     SELECT ticker, date, open, high, low, close, volume
     FROM silver.fmp_price_eod_as_traded
@@ -217,9 +232,10 @@ as_traded AS (
 ),
 full_rows AS (
     -- split-adjusted on the basis of the fetch day (FMP rewrites /full after each split)
-    SELECT ticker, date, open, high, low, close, volume, {_ny_date('fetched_at')} AS basis_date
-    FROM silver.fmp_price_eod
-    WHERE ($tickers IS NULL OR list_contains($tickers, ticker))
+    SELECT f.ticker, f.date, f.open, f.high, f.low, f.close, f.volume, {_served_on('f')} AS basis_date
+    FROM silver.fmp_price_eod f
+    {_join_served_on('f')}
+    WHERE ($tickers IS NULL OR list_contains($tickers, f.ticker))
 ),
 price_days AS (
     SELECT ticker, date FROM as_traded
@@ -338,7 +354,8 @@ dividend_events AS (
     JOIN last_price_day l ON l.ticker = d.ticker AND d.date <= l.last_date
     LEFT JOIN current_basis cb ON cb.ticker = d.ticker
     ASOF LEFT JOIN split_index at_ex ON at_ex.ticker = d.ticker AND at_ex.date <= d.date
-    ASOF LEFT JOIN split_index at_fetch ON at_fetch.ticker = d.ticker AND at_fetch.date <= {_ny_date('d.fetched_at')}
+    {_join_served_on('d')}
+    ASOF LEFT JOIN split_index at_fetch ON at_fetch.ticker = d.ticker AND at_fetch.date <= {_served_on('d')}
     ASOF JOIN split_adjusted prev ON prev.ticker = d.ticker AND prev.date < d.date
     WHERE ($tickers IS NULL OR list_contains($tickers, d.ticker))
 ),
@@ -414,7 +431,7 @@ statements_raw AS (
            coalesce(i.reported_currency, b.reported_currency, c.reported_currency) AS reported_currency,
            greatest(i.filing_date, b.filing_date, c.filing_date) AS filing_date,
            greatest(i.accepted_date, b.accepted_date, c.accepted_date) AS accepted_date,
-           {_ny_date('i.fetched_at')} AS share_basis_date,
+           {_served_on('i')} AS share_basis_date,
            -- income statement
            i.revenue, i.gross_profit, i.operating_income, i.net_income, i.ebitda,
            i.eps AS eps_served, i.eps_diluted AS eps_diluted_served,
@@ -430,6 +447,7 @@ statements_raw AS (
     LEFT JOIN silver.fmp_income_statement i ON i.ticker = k.ticker AND i.date = k.date AND i.period = k.period
     LEFT JOIN silver.fmp_balance_sheet b ON b.ticker = k.ticker AND b.date = k.date AND b.period = k.period
     LEFT JOIN silver.fmp_cash_flow c ON c.ticker = k.ticker AND c.date = k.date AND c.period = k.period
+    {_join_served_on('i')}
 ),
 -- The moment a statement becomes knowable: its EDGAR acceptance (US Eastern wall clock); without one, the day
 -- after its filing date.
@@ -511,8 +529,8 @@ FUNDAMENTALS_DESCRIPTIONS = {
     "accepted_date": "EDGAR acceptance, US Eastern wall clock; the latest of the three statements'.",
     "usable_from": "First trading day whose 16:00 New York close is at or after accepted_date (after-close "
                    "acceptances count from the next trading day). Point-in-time joins use this, never period_end.",
-    "share_basis_date": "New York date of the income statement's fetch: FMP serves share counts and EPS restated "
-                        "onto the share basis current on that day.",
+    "share_basis_date": "The day the income statement was served (its fetch day in New York, or the planning day "
+                        "when earlier): FMP restates share counts and EPS onto the basis current on that day.",
     "eps": "EPS on the current share basis (FMP's restated value * cum(share_basis_date) / cum(current)).",
     "eps_diluted": "Diluted EPS on the current share basis.",
     "weighted_average_shs_out": "Weighted average shares on the current share basis (after every split known).",
@@ -533,7 +551,8 @@ _METRICS_SELECT = """
 _METRICS_JOIN = f"""
 LEFT JOIN silver.fmp_key_metrics km ON km.ticker = s.ticker AND km.date = s.period_end AND km.period = s.period
 LEFT JOIN silver.fmp_ratios r ON r.ticker = s.ticker AND r.date = s.period_end AND r.period = s.period
-ASOF LEFT JOIN split_index r_fetch ON r_fetch.ticker = s.ticker AND r_fetch.date <= {_ny_date('r.fetched_at')}"""
+{_join_served_on('r')}
+ASOF LEFT JOIN split_index r_fetch ON r_fetch.ticker = s.ticker AND r_fetch.date <= {_served_on('r')}"""
 
 STATEMENT_INPUTS = ("fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow")
 PRICE_INPUTS = ("fmp_price_eod_as_traded", "fmp_price_eod", "fmp_splits")
@@ -634,7 +653,8 @@ regular_dividends AS (
                          WHEN 'annual' THEN 1 WHEN 'yearly' THEN 1 END END AS per_year
     FROM silver.fmp_dividends d
     ASOF LEFT JOIN split_index at_ex ON at_ex.ticker = d.ticker AND at_ex.date <= d.date
-    ASOF LEFT JOIN split_index at_fetch ON at_fetch.ticker = d.ticker AND at_fetch.date <= {_ny_date('d.fetched_at')}
+    {_join_served_on('d')}
+    ASOF LEFT JOIN split_index at_fetch ON at_fetch.ticker = d.ticker AND at_fetch.date <= {_served_on('d')}
     WHERE ($tickers IS NULL OR list_contains($tickers, d.ticker))
 ),
 numbered_dividends AS (

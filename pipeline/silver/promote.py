@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import fsspec
 
 from pipeline.bronze.envelope import ENVELOPE_VERSION
+from pipeline.bronze.store import ObjectBronzeStore, is_url
 from pipeline.keymap.model import Column, Keymap, SilverSpec
 from pipeline.ops.repository import PromotableFile
 from pipeline.silver.schema import ensure_table, history_table, qualified, quote
@@ -532,13 +534,21 @@ def _first_row_keys(text: str | None) -> list[str] | None:
     return list(row) if isinstance(row, dict) else None
 
 
-def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile], bronze_root: Path) -> int:
+def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile], bronze_root: Path | str) -> int:
     """Check every file (exists, is an envelope of the ledger's file, may promote) and keep the batch as a
     temp table with its problem per file. Returns the largest file size in bytes."""
-    root = os.path.realpath(bronze_root)
+    # Bronze on an object store (an fsspec URL): DuckDB reads its URLs through the store's fsspec filesystem
+    located = (ObjectBronzeStore(str(bronze_root)).batch_locations(conn, [f.bronze_path for f in files])
+               if is_url(bronze_root) else None)
+    root = "" if located is not None else os.path.realpath(bronze_root)
     batch: list[_BatchFile] = []
     largest = 0
-    for f in files:
+    for i, f in enumerate(files):
+        if located is not None:
+            path, size, problem = located[i]
+            batch.append(_BatchFile(f, path, problem=problem))
+            largest = max(largest, size)
+            continue
         # lexical normalisation is enough here (resolving every path costs syscalls per file): a ledger path
         # with '..' that leaves the root is refused
         path = os.path.normpath(os.path.join(root, f.bronze_path))
@@ -581,7 +591,8 @@ def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableF
 def _diagnose(path: str) -> str | None:
     """A precise reason for a file that is not valid JSON (only called for such files)."""
     try:
-        json.loads(Path(path).read_bytes())
+        with fsspec.open(path, "rb") as fh:     # a local path or an object-store URL
+            json.loads(fh.read())
     except (OSError, ValueError) as exc:
         return f"not valid JSON: {exc}"
     return None
@@ -604,7 +615,7 @@ def promote_files(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, f
     ensure_table(conn, shape.spec)
     _drop_temp(conn)
     try:
-        return _promote(conn, shape, files, Path(bronze_root), run_id, started_at)
+        return _promote(conn, shape, files, bronze_root, run_id, started_at)
     finally:
         try:
             _drop_temp(conn)

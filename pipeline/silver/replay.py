@@ -40,9 +40,9 @@ def replay(warehouse_or_conn, keymap: Keymap, bronze_root: Path, run_id: str, ta
     """Rebuild the chosen tables (and tickers of per-ticker tables) from Bronze; one result per batch."""
     scope = _tables_in_scope(keymap, tables, tickers)
     if isinstance(warehouse_or_conn, duckdb.DuckDBPyConnection):
-        return _replay(warehouse_or_conn, keymap, Path(bronze_root), run_id, scope, tickers, batch_files)
+        return _replay(warehouse_or_conn, keymap, bronze_root, run_id, scope, tickers, batch_files)
     with warehouse_or_conn.transaction() as conn:
-        return _replay(conn, keymap, Path(bronze_root), run_id, scope, tickers, batch_files)
+        return _replay(conn, keymap, bronze_root, run_id, scope, tickers, batch_files)
 
 
 def _tables_in_scope(keymap: Keymap, tables: Sequence[str] | None, tickers: Sequence[str] | None) -> list[str]:

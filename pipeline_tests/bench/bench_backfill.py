@@ -15,6 +15,9 @@ is a copy of the shipped one reduced to those five entries (PIPELINE_KEYMAP, in 
            that instance afterwards.
   library  a fresh process that calls `run_bronze` once (one FmpClient on the same kind of fake) and then
            `promote_files` per Silver table in batches of 2,000 files, as bench_silver does.
+  cli_pg   the cli case with the Dagster instance on PostgreSQL (deploy/dagster-postgres.yaml, a fresh database
+           on PIPELINE_TEST_POSTGRES_URL; skipped with the reason when no server answers), so that the
+           ratio is printed for both storages side by side.
   ui       (full mode only) `dagster dev` headless on a fresh DAGSTER_HOME, `launchPartitionBackfill` through
            GraphQL for all 500 partitions of the same assets, polled until the backfill is done.
 
@@ -211,10 +214,14 @@ def _pipeline_exe() -> str:
     return str(exe) if exe.exists() else ""
 
 
-def case_cli(workdir: Path, keymap_path: Path, n: int) -> dict:
+def case_cli(workdir: Path, keymap_path: Path, n: int, dagster_postgres_url: str | None = None) -> dict:
+    """`pipeline run` on the default SQLite instance, or, given a URL, on deploy/dagster-postgres.yaml."""
     server = FakeServerProcess(n)
     env = base_env(workdir, keymap_path, n, server.base_url)
     Path(env["DAGSTER_HOME"]).mkdir(parents=True)
+    if dagster_postgres_url:
+        shutil.copyfile(ROOT / "deploy" / "dagster-postgres.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
+        env["DAGSTER_POSTGRES_URL"] = dagster_postgres_url
     cmd = ([_pipeline_exe()] if _pipeline_exe() else [sys.executable, "-m", "pipeline.cli"])
     cmd += ["run", "--select", selection(keymap_path)]
     started = time.perf_counter()
@@ -226,6 +233,17 @@ def case_cli(workdir: Path, keymap_path: Path, n: int) -> dict:
     result = {"seconds": seconds, "exit_code": proc.returncode, "server_requests": requests,
               "log_tail": proc.stdout.strip().splitlines()[-4:]}
     return {**result, **run_phase("stats", env)}
+
+
+def case_cli_postgres(workdir: Path, keymap_path: Path, n: int) -> dict:
+    """The cli case with the Dagster instance on PostgreSQL (a fresh database on PIPELINE_TEST_POSTGRES_URL)."""
+    from pipeline_tests import postgres_server
+
+    reason = postgres_server.unavailable_reason()
+    if reason:
+        return {"skipped": reason}
+    with postgres_server.fresh_database("pipeline_bench") as url:
+        return case_cli(workdir, keymap_path, n, dagster_postgres_url=postgres_server.sqlalchemy_url(url))
 
 
 def case_library(workdir: Path, keymap_path: Path, n: int) -> dict:
@@ -362,6 +380,11 @@ def main(quick: bool = False, ui: bool | None = None) -> dict:
         for name, case in (("library", case_library), ("cli", case_cli)):
             results[name] = case(Path(tmp) / name, keymap_path, n)
             print(f"  {name:8} {results[name]['seconds']:7.1f} s  exit {results[name]['exit_code']}")
+        results["cli_pg"] = case_cli_postgres(Path(tmp) / "cli_pg", keymap_path, n)
+        if "skipped" in results["cli_pg"]:
+            print(f"  cli_pg   skipped: {results['cli_pg']['skipped']}")
+        else:
+            print(f"  cli_pg   {results['cli_pg']['seconds']:7.1f} s  exit {results['cli_pg']['exit_code']}")
         if ui:
             try:
                 results["ui"] = case_ui(Path(tmp) / "ui", keymap_path, n)
@@ -380,6 +403,9 @@ def main(quick: bool = False, ui: bool | None = None) -> dict:
     print(f"\n{'case':<52}{'wall s':>8}{'requests':>10}{'files':>8}{'promoted':>10}{'silver rows':>13}{'runs':>6}"
           f"{'events':>8}")
     rows = [("library (run_bronze + promote_files, 1 process)", lib), ("cli (pipeline run --select ...)", cli)]
+    pg = results.get("cli_pg", {})
+    if "seconds" in pg:
+        rows.append(("cli, Dagster instance on PostgreSQL", pg))
     if "ui" in results and "error" not in results["ui"]:
         rows.append(("ui backfill (dagster dev, launchPartitionBackfill)", results["ui"]))
     for label, r in rows:
@@ -400,9 +426,17 @@ def main(quick: bool = False, ui: bool | None = None) -> dict:
     }
     print(f"cli / library = {ratio:.2f} (vs the library's in-process work time: {ratio_work:.2f}); "
           f"runs launched by the cli: {cli.get('runs')}")
+    ratio_pg = pg["seconds"] / lib["seconds"] if "seconds" in pg else None
+    if ratio_pg is not None:
+        same_pg = pg["exit_code"] == 0 and lib["silver_rows"] == pg["silver_rows"] and lib["files"] == pg["files"]
+        checks["cli on PostgreSQL: exit code 0 and same result as the library"] = same_pg
+        print(f"Dagster storage side by side: cli / library = {ratio:.2f} on SQLite, {ratio_pg:.2f} on PostgreSQL "
+              f"({cli.get('events')} vs {pg.get('events')} events)")
+    else:
+        print(f"cli on PostgreSQL storage: skipped ({pg.get('skipped')})")
     for label, ok in checks.items():
         print(f"  [{'ok' if ok else 'MISS'}] {label}")
-    return {"results": results, "ratio": ratio, "ratio_work": ratio_work, "cli_runs": cli.get("runs"),
+    return {"results": results, "ratio": ratio, "ratio_pg": ratio_pg, "ratio_work": ratio_work, "cli_runs": cli.get("runs"),
             "checks": checks, "tickers": n}
 
 
