@@ -8,8 +8,8 @@ serving the bundled sample source (FMP's documented semantics): one as of a day 
 Then the dates where point-in-time and share-basis mistakes show: around each split, around a filing becoming
 usable (including one accepted after the 16:00 ET close), around a macro release, and a loss-making quarter.
 
-The runs happen today while PIPELINE_AS_OF is in 2024, so every Silver fetched_at is today and every fetch
-basis equals the current one. One test replays the same Silver on a production clock (each row fetched on its
+The runs happen today while PIPELINE_AS_OF is in 2024, so every Silver fetched_at is today; the basis a row was
+served on is the earlier of that day and the run's planning day (the ledger's as_of). One test replays the same Silver on a production clock (each row fetched on its
 run's as-of day, no as-traded endpoint, statements not refetched after the split) and checks Gold against both
 the oracle and the real numbers of the first build; another makes the rare branches in a copy of Silver.
 """
@@ -473,8 +473,9 @@ def test_gold_on_a_production_clock_matches_oracle_and_the_real_numbers(built: B
 def test_statements_fetched_before_a_split_by_an_earlier_as_of_run_keep_market_cap(built: Built,
                                                                                    tmp_path: Path) -> None:
     """Runs as of 2024-06-05 and then 2024-06-11 (statements are not due again after 6 days) leave NVDA's statements
-    on the pre-split share basis, served by the stand-in as of 2024-06-05, but fetched_at says today (after the
-    split). That is this Silver state; Gold's market cap must still match FMP's within a few percent."""
+    on the pre-split share basis, served by the stand-in as of 2024-06-05, while fetched_at says today (after the
+    split). That is this Silver state; the share basis must come from the day the source answered (the planning
+    day in the ledger), and Gold's market cap must still match FMP's within a few percent (it was 10x too low)."""
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(built.warehouse, copy)
     with duckdb.connect(str(copy)) as conn:

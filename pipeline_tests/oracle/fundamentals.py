@@ -1,7 +1,7 @@
 """gold.fact_fundamentals_quarterly / _annual recomputed: statement values, current share basis, usable_from, TTM.
 
-Statement share counts and EPS are served on the basis of their fetch day F (the income row's fetched_at in US
-Eastern time); the Gold table states them on the current basis cum_L. A statement is usable from the first
+Statement share counts and EPS are served on the basis of the day F the source answered (the income row's
+`served_on`); the Gold table states them on the current basis cum_L. A statement is usable from the first
 trading day whose 16:00 ET close is at or after its acceptance time (the latest of the three statements').
 """
 
@@ -12,7 +12,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from pipeline_tests.oracle.basis import SplitBasis, basis_for, et_date
+from pipeline_tests.oracle.basis import SplitBasis, basis_for
 from pipeline_tests.oracle.prices import bases_from
 
 KEY = ["ticker", "date", "period"]
@@ -22,7 +22,7 @@ SOURCE_ORDER = ("fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow", "f
 RENAMED = {"dividends_paid": ("fmp_cash_flow", "net_dividends_paid")}
 TTM_ITEMS = ("revenue", "gross_profit", "operating_income", "net_income", "ebitda", "operating_cash_flow",
              "capital_expenditure", "free_cash_flow", "dividends_paid", "eps")
-LINEAGE = ("bronze_file_id", "run_id", "fetched_at", "promoted_at")
+LINEAGE = ("bronze_file_id", "run_id", "fetched_at", "promoted_at", "served_on")
 CLOSE = dt.time(16, 0)
 
 
@@ -97,12 +97,10 @@ def fundamentals(silver: dict[str, pd.DataFrame], trading_days: dict[str, np.nda
             vals = part if vals is None else vals.where(vals.notna(), part)
         frame[col] = vals.to_numpy()
 
-    served = inc[KEY + ["fetched_at", "eps", "eps_diluted", "weighted_average_shs_out", "weighted_average_shs_out_dil"]]
-    frame = frame.merge(served, on=KEY, how="left")
-    frame["share_basis_date"] = et_date(frame["fetched_at"])
-    frame = frame.drop(columns=["fetched_at"])
+    served = inc[KEY + ["served_on", "eps", "eps_diluted", "weighted_average_shs_out", "weighted_average_shs_out_dil"]]
+    frame = frame.merge(served.rename(columns={"served_on": "share_basis_date"}), on=KEY, how="left")
     ratios = silver["fmp_ratios"]
-    bvps = ratios[KEY + ["book_value_per_share", "fetched_at"]].rename(columns={"fetched_at": "ratios_fetched_at"})
+    bvps = ratios[KEY + ["book_value_per_share", "served_on"]].rename(columns={"served_on": "ratios_served_on"})
     frame = frame.merge(bvps, on=KEY, how="left")
 
     out = []
@@ -114,12 +112,12 @@ def fundamentals(silver: dict[str, pd.DataFrame], trading_days: dict[str, np.nda
             g[col] = g[col].astype(float) * basis.current / fetch
         for col in ("eps", "eps_diluted"):
             g[col] = g[col].astype(float) * fetch / basis.current
-        g["book_value_per_share"] = (g["book_value_per_share"] * basis.cum(et_date(g["ratios_fetched_at"]))
+        g["book_value_per_share"] = (g["book_value_per_share"] * basis.cum(g["ratios_served_on"])
                                      / basis.current)
         days = trading_days.get(ticker, np.array([], dtype="datetime64[ns]"))
         g["usable_from"] = [usable_from(a, f, days) for a, f in zip(g["accepted_date"], g["filing_date"])]
         out.append(g)
-    frame = pd.concat(out).drop(columns=["ratios_fetched_at"])
+    frame = pd.concat(out).drop(columns=["ratios_served_on"])
     frame = _copied(frame, silver, [c for c in gold_columns if not c.endswith("_ttm")] + list(TTM_ITEMS))
     if not annual:
         parts = []

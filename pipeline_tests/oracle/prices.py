@@ -2,7 +2,7 @@
 
 Three series, never mixed: as traded (what printed that day), split-adjusted (as traded * cum(date)/cum_L, the
 current share basis) and total return (split-adjusted * the product of dividend factors after the day).
-/full rows are split-adjusted on the basis of their fetch day F, so an as-traded price derived from one is
+/full rows are split-adjusted on the basis of the day F the source served them, so an as-traded price derived from one is
 price * cum(F)/cum(date).
 """
 
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from pipeline_tests.oracle.basis import SplitBasis, basis_for, et_date, split_bases
+from pipeline_tests.oracle.basis import SplitBasis, basis_for, split_bases
 
 BAR = ("open", "high", "low", "close")
 
@@ -31,7 +31,7 @@ def bases_from(silver: dict[str, pd.DataFrame]) -> dict[str, SplitBasis]:
 
 def dividend_amounts(divs: pd.DataFrame, basis: SplitBasis) -> pd.Series:
     """The as-declared amount (basis cum(D)): `dividend`, else adj_dividend restated from its fetch basis."""
-    restated = divs["adj_dividend"] * basis.cum(et_date(divs["fetched_at"])) / basis.cum(divs["date"])
+    restated = divs["adj_dividend"] * basis.cum(divs["served_on"]) / basis.cum(divs["date"])
     return divs["dividend"].where(divs["dividend"].notna(), restated)
 
 
@@ -50,7 +50,7 @@ def as_traded_bars(ticker: str, silver: dict[str, pd.DataFrame], basis: SplitBas
     if len(full):
         f = full[~full["date"].isin(have)].copy()
         if len(f):
-            fetch_basis = basis.cum(et_date(f["fetched_at"]))
+            fetch_basis = basis.cum(f["served_on"])
             day_basis = basis.cum(f["date"])
             d = f[["date"]].copy()
             for col in BAR:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from pipeline_tests.oracle.basis import basis_for, et_date
+from pipeline_tests.oracle.basis import basis_for
 from pipeline_tests.oracle.prices import bases_from, dividend_amounts
 
 REGULAR = {"monthly": 12, "quarterly": 4, "semi-annual": 2, "semiannual": 2, "annual": 1}
@@ -63,7 +63,7 @@ def valuation_daily(silver: dict[str, pd.DataFrame], prices: pd.DataFrame, quart
     bases = bases_from(silver)
     inc = silver["fmp_income_statement"]
     served = inc[["ticker", "date", "period", "weighted_average_shs_out", "weighted_average_shs_out_dil",
-                  "fetched_at"]].rename(columns={"date": "period_end"})
+                  "served_on"]].rename(columns={"date": "period_end"})
     bal = silver["fmp_balance_sheet"][["ticker", "date", "period", "net_debt"]].rename(columns={"date": "period_end"})
     q = quarterly[["ticker", "period_end", "period", "fiscal_year", "filing_date", "accepted_date", "usable_from",
                    "revenue_ttm", "net_income_ttm", "ebitda_ttm", "free_cash_flow_ttm", "eps_ttm",
@@ -84,7 +84,7 @@ def valuation_daily(silver: dict[str, pd.DataFrame], prices: pd.DataFrame, quart
         v["statement_accepted_at"] = s["accepted_date"].to_numpy()
         v["statement_usable_from"] = s["usable_from"].to_numpy()
         day_basis = basis.cum(v["date"])
-        fetch_basis = basis.cum(et_date(s["fetched_at"]))
+        fetch_basis = basis.cum(s["served_on"])
         v["share_basis_factor"] = day_basis / fetch_basis
         shares = s["weighted_average_shs_out"].astype(float)
         shares = shares.where(shares.notna(), s["weighted_average_shs_out_dil"].astype(float)).to_numpy()
