@@ -498,8 +498,8 @@ STATEMENT_TABLES = ("fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow"
 
 
 def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Path) -> None:
-    """A late filing of an older quarter, a statement without acceptance time, one accepted after the last close
-    in the data, and dividends that are monthly, semi-annual, special or of unknown frequency."""
+    """A late filing of an older quarter, a statement without acceptance time, acceptances at 16:00:00 and
+    16:00:01, one accepted after the last close in the data, and dividends that are monthly, semi-annual, special or of unknown frequency."""
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(built.warehouse, copy)
     with duckdb.connect(str(copy)) as conn:
@@ -509,6 +509,11 @@ def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Pat
             conn.execute(f"UPDATE silver.{table} SET accepted_date = NULL WHERE ticker = 'SNAP' AND date = '2023-12-31'")
             conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '{AS_OF} 17:30:00',
                              filing_date = DATE '{AS_OF}' WHERE ticker = 'KO' AND date = '2024-03-31'""")
+            # exactly at the close counts for that close; a second later does not (2023-08-14 is a Monday)
+            conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '2023-08-14 16:00:00'
+                             WHERE ticker = 'KO' AND date = '2023-06-30'""")
+            conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '2023-08-08 16:00:01'
+                             WHERE ticker = 'NVDA' AND date = '2023-06-30'""")
         conn.execute("UPDATE silver.fmp_dividends SET frequency = NULL WHERE ticker = 'AAPL'")
         conn.execute("UPDATE silver.fmp_dividends SET frequency = 'Monthly' WHERE ticker = 'KO' AND date >= '2023-01-01'")
         conn.execute("UPDATE silver.fmp_dividends SET frequency = 'Semi-Annual' WHERE ticker = 'GE'")
@@ -518,11 +523,6 @@ def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Pat
         silver = load_silver(conn)
         gold = {n: load_gold(conn, n) for n in FACTS}
         types = {n: gold_columns(conn, n) for n in FACTS}
-    expected = compute_oracle(silver, types)
-    checked = ["fact_fundamentals_quarterly", "fact_valuation_daily"]
-    problems = [line for n in checked for line in mismatches(n, getattr(expected, TABLES[n][0]), gold[n], types[n])]
-    assert not problems, "\n".join(problems)
-
     q = gold["fact_fundamentals_quarterly"].set_index(["ticker", "period_end"])
     val = gold["fact_valuation_daily"].set_index(["ticker", "date"])
     # the late Q3 never replaces the Q4 that was usable before it
@@ -532,9 +532,16 @@ def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Pat
     snap_days = val.loc["SNAP"].index
     filed = q.loc[("SNAP", pd.Timestamp("2023-12-31")), "filing_date"]
     assert q.loc[("SNAP", pd.Timestamp("2023-12-31")), "usable_from"] == snap_days[snap_days > filed][0]
+    assert q.loc[("KO", pd.Timestamp("2023-06-30")), "usable_from"] == pd.Timestamp("2023-08-14")
+    assert q.loc[("NVDA", pd.Timestamp("2023-06-30")), "usable_from"] == pd.Timestamp("2023-08-09")
     # accepted after the last close in the data (a Friday): usable from the next weekday, not used yet
     assert q.loc[("KO", pd.Timestamp("2024-03-31")), "usable_from"] == pd.Timestamp("2024-06-17")
     assert val.loc[("KO", pd.Timestamp(AS_OF)), "statement_period_end"] == pd.Timestamp("2023-12-31")
+
+    expected = compute_oracle(silver, types)
+    checked = ["fact_fundamentals_quarterly", "fact_valuation_daily"]
+    problems = [line for n in checked for line in mismatches(n, getattr(expected, TABLES[n][0]), gold[n], types[n])]
+    assert not problems, "\n".join(problems)
 
 
 # ---- `pipeline run` against the fake FMP server ------------------------------------------------------------------
