@@ -388,7 +388,7 @@ def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataF
                        ev_to_ebitda_ttm=(mcap + s.net_debt) / s.ebitda_ttm if s.ebitda_ttm > 0 else np.nan,
                        fcf_yield=s.free_cash_flow_ttm / mcap if mcap > 0 else np.nan)
         paid = divs[divs.date <= p.date].tail(4)                      # no frequency: 4 payments a year
-        paid = paid[paid.date > p.date - dt.timedelta(days=365 + 182 // 4)]
+        paid = paid[[(p.date - d).days < 365 + 182 / 4 for d in paid.date]]
         per_share = sum(d.dividend * cum(frames, ticker, d.date) for _, d in paid.iterrows()) / basis
         row["dividends_ttm_per_share"] = per_share
         row["dividend_yield_ttm"] = per_share / p.close

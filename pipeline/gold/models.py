@@ -667,7 +667,7 @@ dividends_ttm AS (
     FROM based_bars b
     ASOF JOIN numbered_dividends latest ON latest.ticker = b.ticker AND latest.date <= b.date
     JOIN numbered_dividends d ON d.ticker = b.ticker AND d.n > latest.n - latest.per_year AND d.n <= latest.n
-                             AND d.date > b.date - (365 + 182 // latest.per_year)
+                             AND date_diff('day', d.date, b.date) < 365 + 182.0 / latest.per_year
     GROUP BY b.ticker, b.date
 ),
 priced AS (
@@ -791,8 +791,12 @@ curve AS (
 -- FMP dates an indicator at the start of its reference period; the period ends where the next one starts.
 observations AS (
     SELECT name, date AS period_start, value,
+           -- the newest period is as long as the one before it: in months when periods start on the 1st
            coalesce(lead(date) OVER by_period - 1,
-                    date + CAST(date - lag(date) OVER by_period AS INTEGER) - 1,
+                    CASE WHEN day(date) = 1 AND day(lag(date) OVER by_period) = 1
+                         THEN CAST(date + to_months(CAST(date_diff('month', lag(date) OVER by_period, date) AS INTEGER))
+                                   AS DATE) - 1
+                         ELSE date + CAST(date - lag(date) OVER by_period AS INTEGER) - 1 END,
                     CAST(date + INTERVAL 1 MONTH AS DATE) - 1) AS period_end
     FROM silver.fmp_economic_indicator
     WINDOW by_period AS (PARTITION BY name ORDER BY date)
