@@ -322,6 +322,30 @@ def test_failed_middle_window_is_fetched_again(lake: Lake, server: FakeFmpServer
     assert lake.run(server, [TREASURY_ENTRY], [], MON).requests == 0    # healed: back to the normal cadence
 
 
+def test_missing_first_window_is_fetched_again(lake: Lake, server: FakeFmpServer, data: DayData) -> None:
+    """A run killed while its first window was in flight, after later windows landed, leaves no file for the start
+    of history: no failed file marks the hole, so the planner compares the oldest good window with history_start."""
+    history_start = TREASURY_ENTRY.recipe.history_start
+    server.data = data
+    lake.run(server, [TREASURY_ENTRY], [], MON)
+    # as if the process died before writing the first window's file: neither the file nor its ledger row exist
+    (first,) = lake.ledger("dataset = 'treasury-rates' AND window_from = ?", [history_start])
+    (lake.store.root / first["bronze_path"]).unlink()
+    with lake.warehouse.transaction() as conn:
+        conn.execute("DELETE FROM ops.file_ingestions WHERE file_id = ?", [first["file_id"]])
+    cov = lake.coverage(TREASURY_ENTRY)
+    assert cov.coverage_to == MON and cov.first_window_from > history_start
+
+    seen = len(server.requests)
+    lake.run(server, [TREASURY_ENTRY], [], MON + dt.timedelta(days=1))
+    windows = [(d(p["from"]), d(p["to"])) for p in wire(server, TREASURY, seen)]
+    assert windows[0] == (first["window_from"], first["window_to"]), f"the first window was not re-requested: {windows}"
+    assert lake.coverage(TREASURY_ENTRY).first_window_from == history_start
+    seen = len(server.requests)
+    lake.run(server, [TREASURY_ENTRY], [], MON + dt.timedelta(days=2))
+    assert all(d(p["from"]) > history_start for p in wire(server, TREASURY, seen))    # healed: incremental again
+
+
 # -- B13: pagination guards ---------------------------------------------------------------------------------
 
 PAGED_DOC = {

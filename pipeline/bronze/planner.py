@@ -103,13 +103,22 @@ def plan_identity(entry: KeymapEntry, identity: DatasetIdentity, coverage: Cover
                                 skip_kind="not_due")
 
     if recipe.is_windowed:
+        history_start = first_window_start(entry, today)
+        missing_start: list[tuple[dt.date, dt.date]] = []
         if coverage is not None and coverage.coverage_to is not None:
             start = coverage.coverage_to - dt.timedelta(days=recipe.overlap_days)
             why = f"incremental from {start} (coverage to {coverage.coverage_to} minus {recipe.overlap_days} overlap day(s))"
+            first = coverage.first_window_from
+            if recipe.history_start is not None and first is not None and history_start < first:
+                # the oldest window never arrived (a run killed while later windows finished) or history_start moved
+                # earlier: fetch the history before the oldest good window too
+                missing_start = split_window(history_start, min(first - dt.timedelta(days=1), start - dt.timedelta(days=1)),
+                                             recipe.max_window_days)
+                why = f"history from {history_start} to {first} is missing; {why}"
         else:
-            start = first_window_start(entry, today)
+            start = history_start
             why = f"first fetch from history start {start}"
-        windows = split_window(start, today, recipe.max_window_days)
+        windows = missing_start + split_window(start, today, recipe.max_window_days)
         if not windows:
             return PlanDecision(entry, identity, False, f"nothing new: coverage already reaches {today}",
                                 skip_kind="nothing_new")

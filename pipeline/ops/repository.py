@@ -106,6 +106,7 @@ class Coverage:
     last_fetched_at: dt.datetime | None
     files: int
     last_as_of: dt.date | None = None   # planning date of the newest good fetch: cadence compares with this
+    first_window_from: dt.date | None = None   # start of the oldest good date window (a hole before it is missing)
 
 
 def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIdentity | None = None,
@@ -116,7 +117,9 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
     later windows succeeded) is a hole: until a later good file covers its start again, coverage_to is held
     just before the hole and last_as_of is NULL (due now), so the next run re-requests it. So are days that no
     good window covers at all, between two windows or after the last one up to its planning date: a run killed
-    mid-fetch leaves no file for its unfinished windows, yet its finished ones carry today's planning date.
+    mid-fetch leaves no file for its unfinished windows, yet its finished ones carry today's planning date. A
+    missing *first* window is visible through `first_window_from`, which the planner compares with the recipe's
+    history start.
 
     With `identity`, restrict to it (its ticker too, unless `ticker_wildcard`, which returns every ticker).
     """
@@ -130,7 +133,8 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
         WITH f AS (SELECT * FROM ops.file_ingestions WHERE {' AND '.join(where)}),
         good AS (
             SELECT domain, source, dataset, discriminator, ticker, min(coverage_from) AS cov_from,
-                   max(coverage_to) AS cov_to, max(fetched_at) AS last_fetch, count(*) AS files, max(as_of) AS last_as_of
+                   max(coverage_to) AS cov_to, max(fetched_at) AS last_fetch, count(*) AS files, max(as_of) AS last_as_of,
+                   min(window_from) AS first_from
             FROM f WHERE error_class IS NULL AND can_promote
             GROUP BY ALL
         ),
@@ -168,10 +172,11 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
         )
         SELECT domain, source, dataset, discriminator, ticker, cov_from,
                CASE WHEN hole_from IS NULL THEN cov_to ELSE least(cov_to, CAST(hole_from - 1 AS DATE)) END,
-               last_fetch, files, CASE WHEN hole_from IS NULL THEN last_as_of END
+               last_fetch, files, CASE WHEN hole_from IS NULL THEN last_as_of END, first_from
         FROM good LEFT JOIN first_hole USING (domain, source, dataset, discriminator, ticker)
     """, params).fetchall()
-    return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8], r[9]) for r in rows}
+    return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8], r[9], r[10])
+            for r in rows}
 
 
 def latest_silver_coverage(conn: duckdb.DuckDBPyConnection, tables: Sequence[str] | None = None) -> dict[DatasetIdentity, Coverage]:
