@@ -637,7 +637,8 @@ def _scan_and_vet(conn: duckdb.DuckDBPyConnection, shape: _Shape, readable: list
             # failed mid-read). The transaction is aborted: name the culprit(s) so the retry can be acted on.
             culprits = _unreadable_files(shape, readable, max_bytes)
             named = ", ".join(culprits[:5]) or "no single file (the batch as a whole)"
-            raise PromotionError(f"silver.{shape.spec.table}: reading the batch failed at {named}: {exc}; "
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PromotionError(f"silver.{shape.spec.table}: reading the batch failed at {named}: {reason}; "
                                  "nothing was committed") from exc
         conn.execute(VET_SQL)
     else:
