@@ -130,8 +130,9 @@ class PromotionResult:
 # ---- casting ---------------------------------------------------------------------------------------------
 
 # How each keymap type is read from the payload (the explicit `read_json` types; nothing is sniffed).
-# DOUBLE and DATE are converted by DuckDB's JSON reader itself: with `ignore_errors` a value it cannot convert ("", ".", "null", "n/a") becomes NULL, exactly like TRY_CAST, and numeric text
-# ("164000") and timestamps for dates ("2024-11-01 06:01:36", "...T06:01:36Z") convert. The other types are read as text and cast in
+# DOUBLE and DATE are converted by DuckDB's JSON reader itself: with `ignore_errors` a value it cannot convert
+# ("", ".", "null", "n/a") becomes NULL, exactly like TRY_CAST, and numeric text ("164000") and timestamps
+# for dates ("2024-11-01 06:01:36", "...T06:01:36Z") convert. The other types are read as text and cast in
 # SQL, because the reader would round 12.7 into an integer, call 164000 a boolean and drop a UTC offset.
 READ_TYPES: dict[str, str] = {
     "varchar": "VARCHAR", "double": "DOUBLE", "date": "DATE", "integer": "VARCHAR", "bigint": "VARCHAR",
@@ -246,12 +247,12 @@ ENVELOPE_COLUMNS: dict[str, str] = {
     "envelope_version": "VARCHAR", "file_id": "VARCHAR", "dataset": "VARCHAR", "ticker": "VARCHAR",
     "can_promote": "VARCHAR", "row_count": "VARCHAR", "body_sha256": "VARCHAR",
 }
+
+
 def _older(row: str, current_fetched_at: str, current_file_id: str) -> str:
     """SQL: the row's lineage (fetched_at, file_id) is older than the current Silver row's."""
     return (f"({row}._fetched_at < {current_fetched_at} OR "
             f"({row}._fetched_at = {current_fetched_at} AND {row}._file_id < {current_file_id}))")
-
-
 
 
 def _read_json_sql(shape: _Shape, max_bytes: int) -> str:
@@ -276,38 +277,38 @@ def _scan_sql(shape: _Shape, max_bytes: int) -> str:
     unchanged. This is exact when a key occurs once in the batch, the common case; keys that occur more
     than once are classified again by `_chain_sql`.
 
- `ignore_errors` turns a file that is not valid JSON (truncated,
-    empty, not UTF-8) into a record of NULLs (or no record) instead of failing the whole read, so one bad
-    file never costs the batch its single scan; such files are diagnosed one by one afterwards, and only
-    they. With `ignore_errors` a value the reader cannot convert to its explicit type is NULL (see
-    READ_TYPES), and a `content` that is not an array is NULL (caught by the row count check).
+    `ignore_errors` turns a file that is not valid JSON (truncated, empty, not UTF-8) into a record of NULLs
+    (or no record) instead of failing the whole read, so one bad file never costs the batch its single
+    scan; such files are diagnosed one by one afterwards, and only they. With `ignore_errors` a value the
+    reader cannot convert to its explicit type is NULL (see READ_TYPES), and a `content` that is not an
+    array is NULL (caught by the row count check).
     """
     read_types = shape.read_types
     exprs = {c.name: cast_sql(c, f"s.r.{quote(c.api)}", read_types[c.api]) for c in shape.payload_columns}
     if shape.envelope_ticker_column:
         exprs[shape.envelope_ticker_column] = "nullif(trim(s.ticker), '')"
-    select = ",\n                   ".join(f"{exprs[c.name]} AS {quote(c.name)}" for c in shape.spec.columns)
+    select = ",\n                       ".join(f"{exprs[c.name]} AS {quote(c.name)}" for c in shape.spec.columns)
     envelope = ", ".join(f"{quote(k)} := {quote(k)}" for k in ENVELOPE_COLUMNS)
     ok = " AND ".join(f"{quote(n)} IS NOT NULL" for n in shape.required)
     changed = " OR ".join(f"a.{quote(n)} IS DISTINCT FROM c.{quote(n)}" for n in shape.value_names) or "false"
     return f"""
         CREATE TEMP TABLE {_ROWS} AS
         WITH staged AS (
-        SELECT *, NOT ({ok}) AS _rejected
-        FROM (
-            SELECT b.file_id AS _file_id, b.fetched_at AS _fetched_at, s.ord AS _ord, s.env AS _env,
-                   {select}
+            SELECT *, NOT ({ok}) AS _rejected
             FROM (
-                -- unnests of unequal length are zipped and padded with NULL: the envelope lands on the first
-                -- row only, and a file without rows keeps that one row (with ord NULL)
-                SELECT filename, ticker,
-                       unnest(CASE WHEN len(content) > 0 THEN content ELSE [NULL] END) AS r,
-                       unnest(CASE WHEN len(content) > 0 THEN range(len(content)) ELSE [NULL] END) AS ord,
-                       unnest([struct_pack({envelope}, rows_read := len(content))]) AS env
-                FROM {_read_json_sql(shape, max_bytes)}
-            ) AS s
-            JOIN _promote_batch b ON b.filename = s.filename
-        )
+                SELECT b.file_id AS _file_id, b.fetched_at AS _fetched_at, s.ord AS _ord, s.env AS _env,
+                       {select}
+                FROM (
+                    -- unnests of unequal length are zipped and padded with NULL: the envelope lands on the
+                    -- first row only, and a file without rows keeps that one row (with ord NULL)
+                    SELECT filename, ticker,
+                           unnest(CASE WHEN len(content) > 0 THEN content ELSE [NULL] END) AS r,
+                           unnest(CASE WHEN len(content) > 0 THEN range(len(content)) ELSE [NULL] END) AS ord,
+                           unnest([struct_pack({envelope}, rows_read := len(content))]) AS env
+                    FROM {_read_json_sql(shape, max_bytes)}
+                ) AS s
+                JOIN _promote_batch b ON b.filename = s.filename
+            )
         )
         SELECT *, NULL::TIMESTAMP AS _valid_to, _action IN ('insert', 'update') AS _is_last,
                _action = 'update' AS _close
@@ -363,9 +364,9 @@ VET_SQL = f"""
 """
 """Vetting of the whole batch in one statement, from the scan's header rows and the ledger: a file promotes
 only when it is one Bronze envelope of this version, for the ledger's file id, dataset and ticker, with the
-body hash the ledger recorded, that may promote (an error record never may), and whose `content` is an array of as many
-rows as the fetch saw (fewer means it was not an array of objects, and such a file must fail, not promote
-as empty). Files the reader could not take as one JSON document get no verdict here (`_diagnose`)."""
+body hash the ledger recorded, that may promote (an error record never may), and whose `content` is an
+array of as many rows as the fetch saw (fewer means it was not an array of objects, and such a file must
+fail, not promote as empty). Files the reader could not take as one JSON document get no verdict here (`_diagnose`)."""
 
 
 def _repeated_keys_sql(shape: _Shape) -> str:
@@ -608,7 +609,8 @@ def _path_problem(root: str, bronze_path: str) -> tuple[str, str | None, int]:
     return path, None, st.st_size
 
 
-def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile], bronze_root: Path) -> tuple[list[str], int]:
+def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile],
+                    bronze_root: Path) -> tuple[list[str], int]:
     """The batch as a temp table with the file-system problem of each file; returns the readable paths and
     the largest file size in bytes."""
     root = os.path.realpath(bronze_root)
