@@ -35,7 +35,8 @@ def _rewrite(lake: Lake, path: str, **changes: Any) -> None:
     (lake.root / path).write_text(json.dumps(doc))
 
 
-def test_one_scan_promotes_the_good_files_and_names_each_bad_one(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_scan_promotes_the_good_files_and_names_each_bad_one(lake: Lake,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     good = [lake.add("historical-price-eod", [eod(t, "2024-11-01", 10 + i), eod(t, "2024-11-04", 11 + i)], day(0),
                      ticker=t)[0] for i, t in enumerate(("AAPL", "MSFT", "NVDA"))]
     truncated, truncated_path = lake.add("historical-price-eod", [eod("AMZN", "2024-11-01", 1)], day(0), ticker="AMZN")
@@ -60,7 +61,8 @@ def test_one_scan_promotes_the_good_files_and_names_each_bad_one(lake: Lake, mon
     assert set(errors) == {truncated.file_id, raw.file_id, other_ticker.file_id, other_body.file_id, not_array.file_id}
     assert errors[truncated.file_id].startswith("not valid JSON")
     assert errors[raw.file_id] == "not a Bronze envelope (envelope_version missing)"
-    assert "historical-price-eod/GOOG" in errors[other_ticker.file_id] and "historical-price-eod/TSLA" in errors[other_ticker.file_id]
+    assert errors[other_ticker.file_id] == ("the envelope is for prices/fmp/historical-price-eod//GOOG but its ledger "
+                                            "row says prices/fmp/historical-price-eod//TSLA")
     assert "body_sha256" in errors[other_body.file_id]
     assert "not an array" in errors[not_array.file_id]
     # only the two files the reader could not parse were opened one by one; the rest was vetted in SQL
