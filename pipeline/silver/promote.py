@@ -274,9 +274,10 @@ def _scan_sql(shape: _Shape, max_bytes: int) -> str:
     compared with Silver.
 
     Rows are unnested, cast and classified as they are read, so the payload is never held twice; the rows
-    of files that vetting then refuses are deleted (rare). The envelope fields are kept once per file, in
-    `_env` on its header row (its first row, or a row of its own with `_ord` NULL when `content` has no
-    row), which is all that vetting needs.
+    of files that vetting then refuses are deleted (rare). The envelope fields are kept once per file, as
+    one JSON value in `_env` on its header row (its first row, or a row of its own with `_ord` NULL when
+    `content` has no row), which is all that vetting needs; one mostly-NULL text column costs less to
+    store than a struct of a dozen mostly-NULL fields.
 
     `_action` is what a row does: rejected (NULL in a key or NOT NULL column), insert (key not in Silver),
     stale (older than the Silver row's lineage: never overwrites), update (values differ, NULL-safe) or
@@ -310,7 +311,7 @@ def _scan_sql(shape: _Shape, max_bytes: int) -> str:
                     SELECT filename, d.ticker AS ticker,
                            unnest(CASE WHEN len(d.content) > 0 THEN d.content ELSE [NULL] END) AS r,
                            unnest(CASE WHEN len(d.content) > 0 THEN range(len(d.content)) ELSE [NULL] END) AS ord,
-                           unnest([struct_pack({envelope}, rows_read := len(d.content))]) AS env
+                           unnest([to_json(struct_pack({envelope}, rows_read := len(d.content)))]) AS env
                     FROM {_read_json_sql(shape, max_bytes)}
                 ) AS s
                 JOIN _promote_batch b ON b.filename = s.filename
@@ -336,6 +337,7 @@ def _identity(alias: str) -> str:
     return f"concat_ws('/', {parts})"
 
 
+_ENV_STRUCTURE = json.dumps({**ENVELOPE_COLUMNS, "rows_read": "BIGINT"})
 VET_SQL = f"""
     CREATE TEMP TABLE {_FILES} AS
     SELECT b.ingestion_id, b.file_id, b.filename, b.fetched_at,
@@ -366,7 +368,7 @@ VET_SQL = f"""
     FROM _promote_batch b
     LEFT JOIN (
         -- one header per record; a file with several records is not one envelope (diagnosed, whichever row this is)
-        SELECT _file_id, count(*) AS records, first(_env) AS env
+        SELECT _file_id, count(*) AS records, json_transform(first(_env), {_sql_text(_ENV_STRUCTURE)}) AS env
         FROM {_ROWS} WHERE _env IS NOT NULL GROUP BY _file_id
     ) s ON s._file_id = b.file_id
     LEFT JOIN ops.file_ingestions l ON l.ingestion_id = b.ingestion_id
