@@ -61,6 +61,8 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     for phase in outcome.phases:
         if not phase.success:
             print(f"  run failed: {phase.name}: {phase.failure}")
+    for phase, why in outcome.not_needed:
+        print(f"Skipped {phase}: nothing to do ({why}).")
     print()
     print(f"Data: {settings.data_dir}  (bronze/ = raw API files, warehouse.duckdb = ops/silver/gold)")
     print("Next:")

@@ -3,6 +3,11 @@
 Partitioned (per-ticker) and unpartitioned assets go in separate runs, because a run that carries a partition
 range applies it to every asset in it. Per-ticker assets run as one run per chunk of tickers (a partition
 range with the single-run backfill policy), never one run per ticker.
+
+Bronze and Silver go in separate runs so that a phase with nothing to do is not launched at all: Silver runs
+only when the ledger holds files waiting for the selected tables (and tickers), Gold only when a Silver input
+moved since its last build. A quiet day (nothing due, nothing fetched) then costs the Bronze planning alone.
+A phase skipped for lack of work is a success and says why; a phase blocked by a failure upstream is not.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class RunOutcome:
     tickers: list[str] = field(default_factory=list)
     universe_reason: str = ""
     skipped: list[str] = field(default_factory=list)   # phases not run because something upstream failed
+    not_needed: list[tuple[str, str]] = field(default_factory=list)  # (phase, why) not run: nothing to do
 
     @property
     def success(self) -> bool:
@@ -149,7 +155,7 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
     source = "bundled sample source (FMP_API_KEY is unset)" if settings.uses_sample_source else settings.fmp_base_url
     echo(f"pipeline run: source {source}; as of {settings.today()}; data in {settings.data_dir}")
     if global_keys:
-        outcome.phases.append(_execute("global datasets", defs, global_keys, instance, None, echo))
+        _run_fetch_then_promote(settings, defs, instance, outcome, "global datasets", global_keys, None, echo)
 
     if ticker_keys:
         tickers, why = resolve_universe(settings)
@@ -162,13 +168,8 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
             if new:
                 instance.add_dynamic_partitions(tickers_partitions.name, new)
             echo(f"    universe: {len(tickers)} ticker(s) from {why}" + (f", {len(new)} new" if new else ""))
-            order = [t for t in instance.get_dynamic_partitions(tickers_partitions.name) if t in set(tickers)]
-            # A range spans partitions in their stored order: only ranges made of wanted tickers are sent.
-            chunks = _contiguous_chunks(instance.get_dynamic_partitions(tickers_partitions.name), set(order))
-            for i, (first, last) in enumerate(chunks, 1):
-                label = f"per-ticker datasets ({first}..{last})" + (f" [{i}/{len(chunks)}]" if len(chunks) > 1 else "")
-                outcome.phases.append(_execute(label, defs, ticker_keys, instance,
-                                               partition_range_tags(first, last), echo))
+            _run_fetch_then_promote(settings, defs, instance, outcome, "per-ticker datasets", ticker_keys, tickers,
+                                    echo)
 
     if gold_keys:
         # Gold reads Silver: a failed step or a failed ERROR check upstream blocks it, as it would in one run.
@@ -178,8 +179,100 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
             echo(f"==> gold: skipped, blocked by failures upstream: {'; '.join(blocked[:5])}")
             outcome.skipped.append("gold")
         else:
-            outcome.phases.append(_execute("gold", defs, gold_keys, instance, None, echo))
+            moved = gold_inputs_moved(settings, [k.path[-1] for k in gold_keys])
+            if moved:
+                echo(f"    gold inputs moved: {_describe_moved(moved)}")
+                outcome.phases.append(_execute("gold", defs, gold_keys, instance, None, echo))
+            else:
+                _not_needed(outcome, "gold", "no Silver input moved since the last successful build", echo)
     return outcome
+
+
+def _run_fetch_then_promote(settings: Settings, defs: dg.Definitions, instance: dg.DagsterInstance,
+                            outcome: RunOutcome, name: str, keys: list[dg.AssetKey], tickers: list[str] | None,
+                            echo: Callable[[str], None]) -> None:
+    """The Bronze run(s) of one scope, then its Silver run(s) if the ledger holds files waiting for them.
+
+    `tickers` is None for the global (unpartitioned) scope; otherwise the runs go per chunk of tickers.
+    Silver runs after a failed Bronze run too: the files the other Bronze steps wrote are promoted, and the
+    failed Bronze run already makes the outcome a failure.
+    """
+    bronze = [k for k in keys if k.path[0] == "bronze"]
+    silver = [k for k in keys if k.path[0] != "bronze"]
+    if bronze:
+        _execute_chunks(defs, instance, outcome, f"{name}: bronze", bronze, tickers, echo)
+    if not silver:
+        return
+    tables = [k.path[-1] for k in silver]
+    waiting = silver_files_waiting(settings, tables, tickers)
+    if not waiting:
+        _not_needed(outcome, f"{name}: silver", f"no Bronze file is waiting for {_table_list(tables)}", echo)
+        return
+    echo(f"    waiting for Silver: {', '.join(f'{n} file(s) for {t}' for t, n in sorted(waiting.items()))}")
+    # only the tables with work; a table without waiting files would promote nothing
+    chosen = [k for k in silver if k.path[-1] in waiting]
+    _execute_chunks(defs, instance, outcome, f"{name}: silver", chosen, tickers, echo)
+
+
+def _execute_chunks(defs: dg.Definitions, instance: dg.DagsterInstance, outcome: RunOutcome, label: str,
+                    keys: list[dg.AssetKey], tickers: list[str] | None, echo: Callable[[str], None]) -> None:
+    """One run for an unpartitioned scope; one run per contiguous chunk of wanted tickers otherwise."""
+    if tickers is None:
+        outcome.phases.append(_execute(label, defs, keys, instance, None, echo))
+        return
+    # A range spans partitions in their stored order: only ranges made of wanted tickers are sent.
+    chunks = _contiguous_chunks(instance.get_dynamic_partitions(tickers_partitions.name), set(tickers))
+    for i, (first, last) in enumerate(chunks, 1):
+        name = f"{label} ({first}..{last})" + (f" [{i}/{len(chunks)}]" if len(chunks) > 1 else "")
+        outcome.phases.append(_execute(name, defs, keys, instance, partition_range_tags(first, last), echo))
+
+
+def _not_needed(outcome: RunOutcome, phase: str, why: str, echo: Callable[[str], None]) -> None:
+    echo(f"==> {phase}: skipped, nothing to do: {why}")
+    outcome.not_needed.append((phase, why))
+
+
+def _table_list(tables: list[str]) -> str:
+    shown = ", ".join(f"silver.{t}" for t in tables[:4])
+    return shown + (f" and {len(tables) - 4} more table(s)" if len(tables) > 4 else "")
+
+
+WAITING_SQL = """
+    SELECT silver_table, count(*) AS files
+    FROM ops.file_ingestions
+    WHERE can_promote AND coalesce(silver_status, '') <> 'promoted'
+      AND silver_table IN (SELECT unnest($tables)) AND ($all_tickers OR ticker IN (SELECT unnest($tickers)))
+    GROUP BY ALL
+"""
+"""Files `promotable_files` would offer for these tables and tickers (failed promotions are retried, so they
+count), per table."""
+
+
+def silver_files_waiting(settings: Settings, tables: list[str], tickers: list[str] | None) -> dict[str, int]:
+    """Silver table -> number of Bronze files waiting to be promoted into it (for these tickers)."""
+    if not tables or not settings.warehouse_path.exists():
+        return {}
+    with Warehouse(settings.warehouse_path).connect() as conn:   # this process is the writer; wait if busy
+        rows = conn.execute(WAITING_SQL, {"tables": tables, "all_tickers": tickers is None,
+                                          "tickers": list(tickers or [])}).fetchall()
+    return dict(rows)
+
+
+def gold_inputs_moved(settings: Settings, names: list[str]) -> dict[str, str]:
+    """Gold asset -> why it needs a build (never built, or which Silver inputs moved), for the chosen assets."""
+    from pipeline.gold.build import moved_inputs
+
+    if not settings.warehouse_path.exists():
+        return {n: "never built successfully" for n in names}
+    with Warehouse(settings.warehouse_path).connect() as conn:
+        moved = moved_inputs(conn)
+    return {n: moved[n] for n in names if n in moved}
+
+
+def _describe_moved(moved: dict[str, str]) -> str:
+    items = [f"{name} ({why})" for name, why in sorted(moved.items())]
+    text = "; ".join(items[:3]) + (f"; and {len(items) - 3} more" if len(items) > 3 else "")
+    return text[:400]
 
 
 def _contiguous_chunks(order: list[str], wanted: set[str]) -> list[tuple[str, str]]:

@@ -1,11 +1,13 @@
-"""Set-based Silver promotion: many Bronze envelopes become one typed, de-duplicated MERGE with history and ledger.
+"""Set-based Silver promotion: many Bronze envelopes become typed, de-duplicated Silver rows with history and ledger.
 
-Why it is built this way (see DESIGN section 7 and the earlier system's defects B4, B5, B6, B8, B14, B15):
+Why it is built this way (the earlier system's defects B4, B5, B6, B8, B14, B15):
 
-- One `read_json` over every file of the batch, `content` unnested in SQL, and a handful of set statements over
-  temp tables. No Python loop ever touches a row, so a batch of thousands of files costs about as much as
-  DuckDB reading them.
-- Types come from the keymap, never from DuckDB sniffing a sample: `read_json` gets an explicit row type
+- One scan per batch: a single read over every file of the batch (`read_ndjson_objects` and one
+  `json_transform` per file) gives each file's envelope fields and its typed rows. Vetting is one SQL
+  statement over that scan and the ledger; the rest is a handful of set statements over temp tables. No
+  Python loop ever touches a row, and none touches a file's content unless the reader could not parse that
+  file, so a batch of thousands of files costs about what DuckDB reading them costs.
+- Types come from the keymap, never from DuckDB sniffing a sample: the rows get an explicit type
   (READ_TYPES) and the rest is cast in SQL, with rules that are the same for JSON and CSV payloads
   (`"164000"` is a number; `""`, `"."`, `"null"` and blanks are NULL; booleans stay three-valued; a
   fractional value is not rounded into an integer column; a timestamp's UTC offset is applied). A value
@@ -13,23 +15,28 @@ Why it is built this way (see DESIGN section 7 and the earlier system's defects 
 - Per-ticker tables take `ticker` from the envelope (the request), never from the payload.
 - Every row is merged by its full key; there is no per-dataset watermark that could drop a late row (B5).
 - Updates really happen (B4): within a batch the rows of one key form a chain ordered by (fetched_at,
-  file_id); each change in the chain is a version. The newest version is MERGEd into Silver, every version
-  is written to `<table>__history` with valid_from/valid_to, so restatements stay visible. A row whose
-  (fetched_at, file_id) is older than the lineage Silver already holds is *stale*: it never overwrites (the
-  MERGE repeats the guard) and is counted as a duplicate. Because versions are chained inside the batch,
-  promoting files one by one or all at once (replay) gives the same Silver and history.
+  file_id); each change in the chain is a version. The newest version is written to Silver (INSERT for a
+  new key, UPDATE for a changed one), every version is written to `<table>__history` with
+  valid_from/valid_to, so restatements stay visible. A row whose values equal Silver's is counted as
+  unchanged and not written at all. A row whose (fetched_at, file_id) is older than the lineage Silver
+  already holds is *stale*: it never overwrites (the UPDATE repeats the guard) and is counted as a
+  duplicate. Because versions are chained inside the batch, promoting files one by one or all at once
+  (replay) gives the same Silver and history.
 - Counts add up (B15): per file, rows_read = inserted + updated + unchanged + rejected + duplicates, where
   duplicates are rows that never become a version (repeated keys inside one file, keeping the last, and
   stale rows).
 
-Bad files: a file that is missing, is not valid JSON, is not a Bronze envelope, names another file id, says
-`can_promote: false`, or whose `content` is not an array (its row_count disagrees), is marked
-`silver_status='failed'` with `silver_error` naming the problem, and the rest of the batch is promoted. The
-file stays in Bronze and the ledger, and `promotable_files` offers it again, so nothing is lost. Errors that
-are not about one file (I/O, SQL) raise, and the caller's transaction rolls everything back.
+Bad files: a file that is missing, is not valid JSON, is not a Bronze envelope, names another file id or
+dataset identity than its ledger row, carries another body hash than the ledger recorded, says
+`can_promote: false` or records an error, or whose `content` is not an array (its row_count disagrees), is
+marked `silver_status='failed'` with `silver_error` naming the problem, and the rest of the batch is
+promoted. The file stays in Bronze and the ledger, and `promotable_files` offers it again, so nothing is
+lost. Errors that are not about one file's content (I/O under the reader, SQL) raise, and the caller's
+transaction rolls everything back.
 
-Schema drift: API fields seen in the first row of each file that no column maps are returned in
-`drift_fields` and recorded once per (table, field) in `ops.schema_drift` (migration 0002).
+Schema drift: API fields that no column maps, seen in the first row of the newest file of each dataset in
+the batch, are returned in `drift_fields` and recorded once per (table, field) in `ops.schema_drift`
+(migration 0002).
 
 The caller owns the transaction: `with warehouse.transaction() as conn: promote_files(conn, ...)`.
 """
@@ -37,8 +44,9 @@ The caller owns the transaction: `with warehouse.transaction() as conn: promote_
 from __future__ import annotations
 
 import datetime as dt
-import os
 import json
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +60,7 @@ from pipeline.keymap.model import Column, Keymap, SilverSpec
 from pipeline.ops.repository import PromotableFile
 from pipeline.silver.schema import ensure_table, history_table, qualified, quote
 
-# read_json's maximum_object_size: at least this, else the largest file of the batch (an envelope is one line).
+# The reader's maximum_object_size: at least this, else the largest file of the batch (one envelope per line).
 MIN_OBJECT_BYTES = 16 * 1024 * 1024
 # Text that means "no value" in a text column (compared after trimming whitespace and lower-casing); the
 # other types get NULL for these from their cast anyway.
@@ -123,11 +131,12 @@ class PromotionResult:
 
 # ---- casting ---------------------------------------------------------------------------------------------
 
-# How each keymap type is read from the payload (the explicit `read_json` types; nothing is sniffed).
-# DOUBLE and DATE are converted by DuckDB's JSON reader itself: with `ignore_errors` a value it cannot convert
-# ("", ".", "null", "n/a") becomes NULL, exactly like TRY_CAST, and numeric text ("164000") and timestamps
-# for dates ("2024-11-01 06:01:36", "...T06:01:36Z") convert. The other types are read as text and cast in
-# SQL, because the reader would round 12.7 into an integer, call 164000 a boolean and drop a UTC offset.
+# How each keymap type is read from the payload (the explicit `json_transform` types; nothing is sniffed).
+# DOUBLE and DATE are converted by DuckDB's JSON conversion itself (the one `read_json` uses): a value it
+# cannot convert ("", ".", "null", "n/a") becomes NULL, exactly like TRY_CAST, and numeric text ("164000")
+# and timestamps for dates ("2024-11-01 06:01:36", "...T06:01:36Z") convert. The other types are read as
+# text and cast in SQL, because the conversion would round 12.7 into an integer, call 164000 a boolean and
+# drop a UTC offset.
 READ_TYPES: dict[str, str] = {
     "varchar": "VARCHAR", "double": "DOUBLE", "date": "DATE", "integer": "VARCHAR", "bigint": "VARCHAR",
     "boolean": "VARCHAR", "timestamp": "VARCHAR", "json": "JSON",
@@ -233,29 +242,12 @@ def _shape(keymap: Keymap, table: str) -> _Shape:
 
 # ---- SQL -------------------------------------------------------------------------------------------------
 
-ENVELOPES_SQL = """
-    SELECT filename, try(json_extract_string(content, ['$.envelope_version', '$.file_id', '$.can_promote',
-                                                       '$.row_count', '$.content[0]'])) AS fields
-    FROM read_text($paths)
-"""
-"""One cheap pass over the raw text (yyjson parses ~1 GB/s): the envelope fields of every file, even empty or
-broken ones (`try` gives NULL for a file that is not JSON), and its first row, whose keys are the API
-fields checked for drift. A few values per file, checked in Python."""
-
-
-CONTENT_CHECK_SQL = f"""
-    UPDATE {_FILES} AS f
-    SET problem = 'content is not an array of ' || f.row_count || ' row objects (' || s.n || ' read)'
-    FROM (
-        SELECT f2.file_id, count(r._file_id) AS n
-        FROM {_FILES} f2 LEFT JOIN {_ROWS} r ON r._file_id = f2.file_id
-        WHERE f2.problem IS NULL
-        GROUP BY f2.file_id
-    ) AS s
-    WHERE f.file_id = s.file_id AND s.n <> f.row_count
-"""
-"""The envelope's row_count is what the fetch saw; fewer rows read means `content` was not an array of
-objects (the reader gives NULL for it), and such a file must fail, not promote as empty."""
+# The envelope fields the scan reads, each as the type it is vetted as.
+ENVELOPE_COLUMNS: dict[str, str] = {
+    "envelope_version": "VARCHAR", "file_id": "VARCHAR", "domain": "VARCHAR", "source": "VARCHAR",
+    "dataset": "VARCHAR", "discriminator": "VARCHAR", "ticker": "VARCHAR", "can_promote": "VARCHAR",
+    "row_count": "VARCHAR", "body_sha256": "VARCHAR", "error": "JSON",
+}
 
 
 def _older(row: str, current_fetched_at: str, current_file_id: str) -> str:
@@ -264,37 +256,69 @@ def _older(row: str, current_fetched_at: str, current_file_id: str) -> str:
             f"({row}._fetched_at = {current_fetched_at} AND {row}._file_id < {current_file_id}))")
 
 
-def _read_classify_sql(shape: _Shape, max_bytes: int) -> tuple[str, str]:
-    """One read_json over the good files, cast, checked and compared with Silver: one row per payload row.
+def _read_json_sql(shape: _Shape, max_bytes: int) -> str:
+    """The read of the scan: per file its name and `d`, the envelope fields and `content` with the table's
+    row type.
 
-    `_action` is what the row does: rejected (NULL in a key or NOT NULL column), insert (key not in Silver),
+    Each line is taken as raw JSON and converted by one `json_transform` (the reader's own conversion rules).
+    That is half the CPU of `read_json` with the same explicit columns, whose cost grows with every column
+    on every file (each file is a chunk of its own).
+    """
+    structure = json.dumps({**ENVELOPE_COLUMNS, "content": [shape.read_types or {"_none": "VARCHAR"}]})
+    return f"""(
+        SELECT filename, json_transform(json, {_sql_text(structure)}) AS d
+        FROM read_ndjson_objects($paths, filename = true, ignore_errors = true, maximum_object_size = {max_bytes})
+    )"""
+
+
+def _scan_sql(shape: _Shape, max_bytes: int) -> str:
+    """The one read of the batch: every file's envelope fields, and its rows typed, cast, checked and
+    compared with Silver.
+
+    Rows are unnested, cast and classified as they are read, so the payload is never held twice; the rows
+    of files that vetting then refuses are deleted (rare). The envelope fields are kept once per file, as
+    one JSON value in `_env` on its header row (its first row, or a row of its own with `_ord` NULL when
+    `content` has no row), which is all that vetting needs; one mostly-NULL text column costs less to
+    store than a struct of a dozen mostly-NULL fields.
+
+    `_action` is what a row does: rejected (NULL in a key or NOT NULL column), insert (key not in Silver),
     stale (older than the Silver row's lineage: never overwrites), update (values differ, NULL-safe) or
     unchanged. This is exact when a key occurs once in the batch, the common case; keys that occur more
     than once are classified again by `_chain_sql`.
+
+    `ignore_errors` turns a file that is not valid JSON (truncated, empty, not UTF-8) into a record of NULLs
+    (or no record) instead of failing the whole read, so one bad file never costs the batch its single
+    scan; such files are diagnosed one by one afterwards, and only they. With `ignore_errors` a value the
+    reader cannot convert to its explicit type is NULL (see READ_TYPES), and a `content` that is not an
+    array is NULL (caught by the row count check).
     """
     read_types = shape.read_types
-    exprs = {c.name: cast_sql(c, f"r.{quote(c.api)}", read_types[c.api]) for c in shape.payload_columns}
+    exprs = {c.name: cast_sql(c, f"s.r.{quote(c.api)}", read_types[c.api]) for c in shape.payload_columns}
     if shape.envelope_ticker_column:
-        exprs[shape.envelope_ticker_column] = "nullif(trim(env_ticker), '')"
+        exprs[shape.envelope_ticker_column] = "nullif(trim(s.ticker), '')"
     select = ",\n                       ".join(f"{exprs[c.name]} AS {quote(c.name)}" for c in shape.spec.columns)
+    envelope = ", ".join(f"{quote(k)} := d.{quote(k)}" for k in ENVELOPE_COLUMNS)
     ok = " AND ".join(f"{quote(n)} IS NOT NULL" for n in shape.required)
-    columns = "{'ticker': 'VARCHAR', 'content': " + _sql_text(shape.row_type + "[]") + "}"
     changed = " OR ".join(f"a.{quote(n)} IS DISTINCT FROM c.{quote(n)}" for n in shape.value_names) or "false"
     return f"""
-        CREATE TEMP TABLE _promote_staged AS
-        SELECT *, NOT ({ok}) AS _rejected
-        FROM (
-            SELECT f.file_id AS _file_id, f.fetched_at AS _fetched_at, s.ord AS _ord,
-                   {select}
-            FROM (
-                SELECT filename, ticker AS env_ticker, unnest(content) AS r, unnest(range(len(content))) AS ord
-                FROM read_json($paths, columns = {columns}, format = 'newline_delimited',
-                               ignore_errors = true, filename = true, maximum_object_size = {max_bytes})
-            ) AS s
-            JOIN {_FILES} f ON f.filename = s.filename
-        )
-    """, f"""
         CREATE TEMP TABLE {_ROWS} AS
+        WITH staged AS (
+            SELECT *, NOT ({ok}) AS _rejected
+            FROM (
+                SELECT b.file_id AS _file_id, b.fetched_at AS _fetched_at, s.ord AS _ord, s.env AS _env,
+                       {select}
+                FROM (
+                    -- unnests of unequal length are zipped and padded with NULL: the envelope lands on the
+                    -- first row only, and a file without rows keeps that one row (with ord NULL)
+                    SELECT filename, d.ticker AS ticker,
+                           unnest(CASE WHEN len(d.content) > 0 THEN d.content ELSE [NULL] END) AS r,
+                           unnest(CASE WHEN len(d.content) > 0 THEN range(len(d.content)) ELSE [NULL] END) AS ord,
+                           unnest([to_json(struct_pack({envelope}, rows_read := len(d.content)))]) AS env
+                    FROM {_read_json_sql(shape, max_bytes)}
+                ) AS s
+                JOIN _promote_batch b ON b.filename = s.filename
+            )
+        )
         SELECT *, NULL::TIMESTAMP AS _valid_to, _action IN ('insert', 'update') AS _is_last,
                _action = 'update' AS _close
         FROM (
@@ -304,9 +328,58 @@ def _read_classify_sql(shape: _Shape, max_bytes: int) -> tuple[str, str]:
                         WHEN {_older('a', 'c.fetched_at', 'c.bronze_file_id')} THEN 'stale'
                         WHEN {changed} THEN 'update'
                         ELSE 'unchanged' END AS _action
-            FROM _promote_staged a LEFT JOIN {qualified(shape.spec.table)} c ON {shape.key_join('a', 'c')}
+            FROM staged a LEFT JOIN {qualified(shape.spec.table)} c ON {shape.key_join('a', 'c')}
         )
     """
+
+
+def _identity(alias: str) -> str:
+    """SQL: a dataset identity as 'domain/source/dataset/discriminator/ticker' (empty parts kept)."""
+    parts = ", ".join(f"coalesce({alias}.{c}, '')" for c in ("domain", "source", "dataset", "discriminator", "ticker"))
+    return f"concat_ws('/', {parts})"
+
+
+_ENV_STRUCTURE = json.dumps({**ENVELOPE_COLUMNS, "rows_read": "BIGINT"})
+VET_SQL = f"""
+    CREATE TEMP TABLE {_FILES} AS
+    SELECT b.ingestion_id, b.file_id, b.filename, b.fetched_at,
+           CASE
+               WHEN b.problem IS NOT NULL THEN b.problem
+               WHEN s.records IS DISTINCT FROM 1 OR s.env.envelope_version IS NULL THEN NULL  -- diagnosed one by one
+               WHEN s.env.envelope_version <> '{ENVELOPE_VERSION}'
+                   THEN 'not a Bronze envelope (envelope_version ' || s.env.envelope_version || ')'
+               WHEN s.env.file_id IS DISTINCT FROM b.file_id
+                   THEN 'the envelope''s file_id ' || coalesce(s.env.file_id, 'missing') || ' differs from the ledger''s '
+                        || b.file_id
+               WHEN s.env.can_promote IS DISTINCT FROM 'true'
+                   THEN 'the envelope says can_promote = ' || coalesce(s.env.can_promote, 'null')
+               WHEN coalesce(json_type(s.env.error), 'NULL') <> 'NULL'
+                   THEN 'the envelope records an error: ' || s.env.error::VARCHAR
+               WHEN l.ingestion_id IS NOT NULL AND {_identity('s.env')} <> {_identity('l')}
+                   THEN 'the envelope is for ' || {_identity('s.env')} || ' but its ledger row says '
+                        || {_identity('l')}
+               WHEN nullif(s.env.body_sha256, '') <> nullif(l.body_sha256, '')
+                   THEN 'the envelope''s body_sha256 ' || s.env.body_sha256 || ' differs from the ledger''s '
+                        || l.body_sha256 || ' (the file changed after it was registered)'
+               WHEN coalesce(s.env.rows_read, 0) <> coalesce(TRY_CAST(s.env.row_count AS BIGINT), 0)
+                   THEN 'content is not an array of ' || coalesce(TRY_CAST(s.env.row_count AS BIGINT), 0)
+                        || ' row objects (' || coalesce(s.env.rows_read, 0) || ' read)'
+           END AS problem,
+           b.problem IS NULL AND (s.records IS DISTINCT FROM 1 OR s.env.envelope_version IS NULL) AS _diagnose,
+           coalesce(s.env.rows_read, 0) AS rows_read
+    FROM _promote_batch b
+    LEFT JOIN (
+        -- one header per record; a file with several records is not one envelope (diagnosed, whichever row this is)
+        SELECT _file_id, count(*) AS records, json_transform(first(_env), {_sql_text(_ENV_STRUCTURE)}) AS env
+        FROM {_ROWS} WHERE _env IS NOT NULL GROUP BY _file_id
+    ) s ON s._file_id = b.file_id
+    LEFT JOIN ops.file_ingestions l ON l.ingestion_id = b.ingestion_id
+"""
+"""Vetting of the whole batch in one statement, from the scan's header rows and the ledger: a file promotes
+only when it is one Bronze envelope of this version, for the ledger's file id and dataset identity, with
+the body hash the ledger recorded, that may promote and records no error, and whose `content` is an
+array of as many rows as the fetch saw (fewer means it was not an array of objects, and such a file must
+fail, not promote as empty). Files the reader could not take as one JSON document get no verdict here (`_diagnose`)."""
 
 
 def _repeated_keys_sql(shape: _Shape) -> str:
@@ -382,23 +455,35 @@ def _replace_repeated_sql(shape: _Shape) -> tuple[str, str]:
     """, f"INSERT INTO {_ROWS} BY NAME SELECT * FROM _promote_chain")
 
 
-def _merge_sql(shape: _Shape) -> str:
-    """MERGE the newest version of each changed key. The guard repeats the lineage rule: never older data."""
+
+
+def _insert_sql(shape: _Shape) -> str:
+    """Keys that were not in Silver when the batch was classified: a plain INSERT (the primary key refuses a
+    key that appeared meanwhile, so nothing is silently overwritten)."""
     names = [c.name for c in shape.spec.columns]
+    return f"""
+        INSERT INTO {qualified(shape.spec.table)}
+            ({shape.cols(names=names)}, bronze_file_id, run_id, fetched_at, promoted_at)
+        SELECT {shape.cols(names=names)}, _file_id, $run_id, _fetched_at, $promoted_at
+        FROM {_ROWS}
+        WHERE _is_last AND _cur_file_id IS NULL
+    """
+
+
+def _update_sql(shape: _Shape) -> str:
+    """The newest version of each changed key that Silver holds. The guard repeats the lineage rule (never
+    older data) and the value comparison, so unchanged rows are never rewritten."""
     sets = ", ".join(f"{quote(n)} = s.{quote(n)}" for n in shape.value_names)
     sets = (sets + ", " if sets else "") + ("bronze_file_id = s._file_id, run_id = $run_id, "
                                            "fetched_at = s._fetched_at, promoted_at = $promoted_at")
     changed = " OR ".join([f"t.{quote(n)} IS DISTINCT FROM s.{quote(n)}" for n in shape.value_names]
                           + ["t.bronze_file_id IS DISTINCT FROM s._file_id"])
     return f"""
-        MERGE INTO {qualified(shape.spec.table)} AS t
-        USING (SELECT * FROM {_ROWS} WHERE _is_last) AS s
-        ON {shape.key_join('t', 's')}
-        WHEN MATCHED AND NOT {_older('s', 't.fetched_at', 't.bronze_file_id')} AND ({changed})
-            THEN UPDATE SET {sets}
-        WHEN NOT MATCHED
-            THEN INSERT ({shape.cols(names=names)}, bronze_file_id, run_id, fetched_at, promoted_at)
-                 VALUES ({shape.cols('s.', names)}, s._file_id, $run_id, s._fetched_at, $promoted_at)
+        UPDATE {qualified(shape.spec.table)} AS t
+        SET {sets}
+        FROM (SELECT * FROM {_ROWS} WHERE _is_last AND _cur_file_id IS NOT NULL) AS s
+        WHERE {shape.key_join('t', 's')}
+          AND NOT {_older('s', 't.fetched_at', 't.bronze_file_id')} AND ({changed})
     """
 
 
@@ -470,13 +555,24 @@ LEDGER_FAILED_SQL = """
     WHERE l.file_id = f.file_id AND f.problem IS NOT NULL
 """
 
-DRIFT_SQL = """
+DRIFT_SAMPLE_SQL = f"""
+    SELECT f.filename
+    FROM {_FILES} f JOIN ops.file_ingestions l ON l.ingestion_id = f.ingestion_id
+    WHERE f.problem IS NULL AND f.rows_read > 0
+    QUALIFY row_number() OVER (PARTITION BY l.domain, l.source, l.dataset, l.discriminator
+                               ORDER BY f.fetched_at DESC, f.file_id DESC) = 1
+"""
+"""Schema drift is a property of a dataset, not of a file: the newest file of each dataset in the batch (the
+one most likely to show a field the API just added) stands for it. Reading the first row of every file
+again would be a second scan of the batch."""
+
+DRIFT_SQL = f"""
     CREATE TEMP TABLE _promote_drift AS
     SELECT field, arg_min(file_id, fetched_at) AS first_seen_file_id, min(fetched_at) AS first_seen_at
     FROM (
-        SELECT file_id, fetched_at, unnest(first_row_keys) AS field
-        FROM _promote_files
-        WHERE problem IS NULL
+        SELECT f.file_id, f.fetched_at, unnest(json_keys(t.content, '$.content[0]')) AS field
+        FROM read_text($paths) t JOIN {_FILES} f ON f.filename = t.filename
+        WHERE json_type(t.content, '$.content[0]') = 'OBJECT'
     )
     WHERE field NOT IN (SELECT unnest($mapped))
     GROUP BY field
@@ -495,112 +591,132 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+_TEMP_TABLES = ("_promote_batch", _FILES, _ROWS, "_promote_repeated", "_promote_chain",
+                "_promote_file_stats", "_promote_drift")
+
+
 def _drop_temp(conn: duckdb.DuckDBPyConnection) -> None:
-    for name in (_FILES, "_promote_staged", _ROWS, "_promote_repeated", "_promote_chain",
-                 "_promote_file_stats", "_promote_drift"):
+    for name in _TEMP_TABLES:
         conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
 
-@dataclass
-class _BatchFile:
-    file: PromotableFile
-    filename: str
-    problem: str | None = None
-    row_count: int = 0
-    first_row_keys: list[str] | None = None
-
-
-def _envelope_problem(fields: list | None, file_id: str) -> str | None:
-    """Why a file's envelope cannot promote (None when it can), from the ENVELOPES_SQL fields."""
-    if fields is None:
-        return "not valid JSON"
-    version, env_file_id, can_promote = fields[0], fields[1], fields[2]
-    if version != str(ENVELOPE_VERSION):
-        return f"not a Bronze envelope (envelope_version {version or 'missing'})"
-    if env_file_id != file_id:
-        return f"the envelope's file_id {env_file_id or 'missing'} differs from the ledger's {file_id}"
-    if can_promote != "true":
-        return f"the envelope says can_promote = {can_promote or 'null'}"
-    return None
-
-
-def _first_row_keys(text: str | None) -> list[str] | None:
-    if not text or not text.startswith("{"):
-        return None
+def _path_problem(root: str, bronze_path: str) -> tuple[str, str | None, int]:
+    """(absolute path, why it cannot be read or None, size in bytes). Only file-system facts: whatever is
+    inside the file is vetted in SQL. A file the scan could not open would fail the whole read, so a missing
+    or unreadable file is caught here."""
+    # lexical normalisation is enough (resolving every path costs syscalls per file): a ledger path with
+    # '..' that leaves the root is refused
+    path = os.path.normpath(os.path.join(root, bronze_path))
+    if not path.startswith(root + os.sep):
+        return path, f"Bronze path {bronze_path!r} points outside the Bronze root", 0
     try:
-        row = json.loads(text)
-    except ValueError:
-        return None
-    return list(row) if isinstance(row, dict) else None
+        st = os.stat(path)
+    except FileNotFoundError:
+        return path, f"Bronze file {bronze_path} is missing", 0
+    except OSError as exc:
+        return path, f"Bronze file {bronze_path} cannot be read: {exc.strerror or exc}", 0
+    if not stat.S_ISREG(st.st_mode):
+        return path, f"Bronze file {bronze_path} is not a regular file", 0
+    if not os.access(path, os.R_OK):
+        return path, f"Bronze file {bronze_path} cannot be read: permission denied", 0
+    return path, None, st.st_size
 
 
-def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile], bronze_root: Path | str) -> int:
-    """Check every file (exists, is an envelope of the ledger's file, may promote) and keep the batch as a
-    temp table with its problem per file. Returns the largest file size in bytes."""
-    # Bronze on an object store (an fsspec URL): DuckDB reads its URLs through the store's fsspec filesystem
-    located = (ObjectBronzeStore(str(bronze_root)).batch_locations(conn, [f.bronze_path for f in files])
-               if is_url(bronze_root) else None)
-    root = "" if located is not None else os.path.realpath(bronze_root)
-    batch: list[_BatchFile] = []
-    largest = 0
-    for i, f in enumerate(files):
-        if located is not None:
-            path, size, problem = located[i]
-            batch.append(_BatchFile(f, path, problem=problem))
-            largest = max(largest, size)
-            continue
-        # lexical normalisation is enough here (resolving every path costs syscalls per file): a ledger path
-        # with '..' that leaves the root is refused
-        path = os.path.normpath(os.path.join(root, f.bronze_path))
-        item = _BatchFile(f, path)
-        if not path.startswith(root + os.sep):
-            item.problem = f"Bronze path {f.bronze_path!r} points outside the Bronze root"
-        else:
-            try:
-                largest = max(largest, os.stat(path).st_size)
-            except FileNotFoundError:
-                item.problem = f"Bronze file {f.bronze_path} is missing"
-            except OSError as exc:
-                item.problem = f"Bronze file {f.bronze_path} cannot be read: {exc.strerror or exc}"
-        batch.append(item)
-    readable = [b.filename for b in batch if b.problem is None]
-    envelopes = dict(conn.execute(ENVELOPES_SQL, {"paths": readable}).fetchall()) if readable else {}
-    for item in batch:
-        if item.problem is not None:
-            continue
-        fields = envelopes.get(item.filename)
-        item.problem = _envelope_problem(fields, item.file.file_id)
-        if item.problem == "not valid JSON":
-            item.problem = _diagnose(item.filename) or item.problem
-        elif fields is not None:
-            item.row_count = int(fields[3]) if (fields[3] or "").isdigit() else 0
-            item.first_row_keys = _first_row_keys(fields[4])
-    conn.execute(f"""
-        CREATE TEMP TABLE {_FILES} AS
+def _register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile],
+                    bronze_root: Path | str) -> tuple[list[str], int]:
+    """The batch as a temp table with the file-system problem of each file; returns the readable paths and
+    the largest file size in bytes."""
+    if is_url(bronze_root):
+        # Bronze on an object store (an fsspec URL): DuckDB reads its URLs through the store's fsspec filesystem
+        located = ObjectBronzeStore(str(bronze_root)).batch_locations(conn, [f.bronze_path for f in files])
+        checked = [(path, problem, size) for path, size, problem in located]
+    else:
+        root = os.path.realpath(bronze_root)
+        checked = [_path_problem(root, f.bronze_path) for f in files]
+    conn.execute("""
+        CREATE TEMP TABLE _promote_batch AS
         SELECT unnest($ingestion_ids)::BIGINT AS ingestion_id, unnest($file_ids)::VARCHAR AS file_id,
                unnest($names)::VARCHAR AS filename, unnest($fetched)::TIMESTAMP AS fetched_at,
-               unnest($problems)::VARCHAR AS problem, unnest($row_counts)::BIGINT AS row_count,
-               unnest($keys)::VARCHAR[] AS first_row_keys
-    """, {"ingestion_ids": [b.file.ingestion_id for b in batch], "file_ids": [b.file.file_id for b in batch],
-          "names": [b.filename for b in batch], "fetched": [b.file.fetched_at for b in batch],
-          "problems": [b.problem for b in batch], "row_counts": [b.row_count for b in batch],
-          "keys": [b.first_row_keys for b in batch]})
-    return largest
+               unnest($problems)::VARCHAR AS problem
+    """, {"ingestion_ids": [f.ingestion_id for f in files], "file_ids": [f.file_id for f in files],
+          "names": [c[0] for c in checked], "fetched": [f.fetched_at for f in files],
+          "problems": [c[1] for c in checked]})
+    readable = [path for path, problem, _size in checked if problem is None]
+    return readable, max((size for _p, _problem, size in checked), default=0)
 
 
-def _diagnose(path: str) -> str | None:
-    """A precise reason for a file that is not valid JSON (only called for such files)."""
+def _scan_and_vet(conn: duckdb.DuckDBPyConnection, shape: _Shape, readable: list[str], largest: int) -> None:
+    """Read the batch once and vet every file in SQL; only files the reader could not parse are looked at
+    one by one (`_diagnose`)."""
+    if readable:
+        max_bytes = max(MIN_OBJECT_BYTES, largest + 1024)
+        try:
+            conn.execute(_scan_sql(shape, max_bytes), {"paths": readable})
+        except duckdb.Error as exc:
+            # The reader skips unparsable files, so this is I/O failing under it (a file vanished or the disk
+            # failed mid-read). The transaction is aborted: name the culprit(s) so the retry can be acted on.
+            culprits = _unreadable_files(shape, readable, max_bytes)
+            named = ", ".join(culprits[:5]) or "no single file (the batch as a whole)"
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PromotionError(f"silver.{shape.spec.table}: reading the batch failed at {named}: {reason}; "
+                                 "nothing was committed") from exc
+        conn.execute(VET_SQL)
+    else:
+        conn.execute(f"CREATE TEMP TABLE {_FILES} AS SELECT *, false AS _diagnose, 0 AS rows_read FROM _promote_batch")
+    unparsed = conn.execute(f"SELECT file_id, filename FROM {_FILES} WHERE _diagnose").fetchall()
+    if unparsed:
+        conn.execute(f"UPDATE {_FILES} SET problem = p.problem, _diagnose = false "
+                     "FROM (SELECT unnest($ids) AS file_id, unnest($problems) AS problem) AS p "
+                     f"WHERE {_FILES}.file_id = p.file_id",
+                     {"ids": [r[0] for r in unparsed], "problems": [_diagnose(r[1]) for r in unparsed]})
+
+
+def _diagnose(path: str) -> str:
+    """Why the reader could not take this file as one JSON envelope (only called for such files)."""
     try:
         with fsspec.open(path, "rb") as fh:     # a local path or an object-store URL
-            json.loads(fh.read())
-    except (OSError, ValueError) as exc:
+            data = fh.read()
+    except OSError as exc:
+        return f"Bronze file cannot be read: {exc.strerror or exc}"
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
         return f"not valid JSON: {exc}"
-    return None
+    if not isinstance(doc, dict) or doc.get("envelope_version") != ENVELOPE_VERSION:
+        version = doc.get("envelope_version") if isinstance(doc, dict) else None
+        return f"not a Bronze envelope (envelope_version {version or 'missing'})"
+    return "not a Bronze envelope on one line (the file holds a valid envelope spread over several lines)"
+
+
+def _unreadable_files(shape: _Shape, paths: list[str], max_bytes: int) -> list[str]:
+    """The files whose read fails, found by bisection in a scratch connection (failure path only)."""
+    scratch = duckdb.connect()
+    sql = f"SELECT count(*), sum(len(d.content)) FROM {_read_json_sql(shape, max_bytes)}"
+
+    def fails(chunk: list[str]) -> bool:
+        try:
+            scratch.execute(sql, {"paths": chunk}).fetchall()
+            return False
+        except duckdb.Error:
+            return True
+
+    def bisect(chunk: list[str]) -> list[str]:
+        if not fails(chunk):
+            return []
+        if len(chunk) == 1:
+            return chunk
+        mid = len(chunk) // 2
+        return bisect(chunk[:mid]) + bisect(chunk[mid:])
+
+    try:
+        return bisect(paths)
+    finally:
+        scratch.close()
 
 
 def promote_files(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, files: Sequence[PromotableFile],
-                  bronze_root: Path, run_id: str) -> PromotionResult:
-    """Promote Bronze files of one Silver table: MERGE, history and ledger in the caller's transaction.
+                  bronze_root: Path | str, run_id: str) -> PromotionResult:
+    """Promote Bronze files of one Silver table: Silver, history and ledger in the caller's transaction.
 
     Files that cannot promote are marked failed (see the module docstring); everything else raises, and the
     caller's rollback leaves Silver, history and ledger as they were.
@@ -623,20 +739,16 @@ def promote_files(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, f
             pass  # the transaction is aborted: the caller rolls back, temp tables die with the connection
 
 
-def _promote(conn: duckdb.DuckDBPyConnection, shape: _Shape, files: Sequence[PromotableFile], bronze_root: Path,
+def _promote(conn: duckdb.DuckDBPyConnection, shape: _Shape, files: Sequence[PromotableFile], bronze_root: Path | str,
              run_id: str, started_at: dt.datetime) -> PromotionResult:
     table = shape.spec.table
-    largest = _register_batch(conn, files, bronze_root)
-    good = [r[0] for r in conn.execute(f"SELECT filename FROM {_FILES} WHERE problem IS NULL").fetchall()]
-    if not good:
+    readable, largest = _register_batch(conn, files, bronze_root)
+    _scan_and_vet(conn, shape, readable, largest)
+    if not readable:
         return _finish(conn, shape, run_id, started_at, stats=[], drift=())
-    max_bytes = max(MIN_OBJECT_BYTES, largest + 1024)
-    read_sql, classify_sql = _read_classify_sql(shape, max_bytes)
-    conn.execute(read_sql, {"paths": good})
-    conn.execute(classify_sql)
-    conn.execute("DROP TABLE _promote_staged")
-    conn.execute(CONTENT_CHECK_SQL)
-    conn.execute(f"DELETE FROM {_ROWS} WHERE _file_id IN (SELECT file_id FROM {_FILES} WHERE problem IS NOT NULL)")
+    # header rows of files without rows, and the rows of refused files (rare: usually deletes nothing)
+    conn.execute(f"DELETE FROM {_ROWS} WHERE _ord IS NULL OR _file_id NOT IN "
+                 f"(SELECT file_id FROM {_FILES} WHERE problem IS NULL)")
     conn.execute(_repeated_keys_sql(shape))
     if conn.execute("SELECT count(*) FROM _promote_repeated").fetchone()[0]:
         conn.execute(_chain_sql(shape))
@@ -645,12 +757,14 @@ def _promote(conn: duckdb.DuckDBPyConnection, shape: _Shape, files: Sequence[Pro
 
     params = {"run_id": run_id, "promoted_at": _utc_now()}
     expected = conn.execute(f"SELECT count(*) FROM {_ROWS} WHERE _is_last").fetchone()[0]
-    conn.execute(_close_history_sql(shape))
-    merged = conn.execute(_merge_sql(shape), params).fetchone()[0]
-    if merged != expected:
-        raise PromotionError(f"silver.{table}: MERGE changed {merged} rows but {expected} keys have a new "
-                             "version; nothing was committed")
-    conn.execute(_insert_history_sql(shape), params)
+    if expected:
+        conn.execute(_close_history_sql(shape))
+        written = conn.execute(_insert_sql(shape), params).fetchone()[0]
+        written += conn.execute(_update_sql(shape), params).fetchone()[0]
+        if written != expected:
+            raise PromotionError(f"silver.{table}: {written} rows were written but {expected} keys have a new "
+                                 "version; nothing was committed")
+        conn.execute(_insert_history_sql(shape), params)
     conn.execute(f"CREATE TEMP TABLE _promote_file_stats AS {_file_stats_sql(shape)}")
     stats = conn.execute("SELECT * FROM _promote_file_stats ORDER BY ingestion_id").fetchall()
     drift = _record_drift(conn, shape, run_id)
@@ -659,7 +773,10 @@ def _promote(conn: duckdb.DuckDBPyConnection, shape: _Shape, files: Sequence[Pro
 
 def _record_drift(conn: duckdb.DuckDBPyConnection, shape: _Shape, run_id: str) -> tuple[str, ...]:
     """Unmapped fields of this batch; each is recorded once in ops.schema_drift (the first sighting wins)."""
-    conn.execute(DRIFT_SQL, {"mapped": list(shape.mapped_fields)})
+    sample = [r[0] for r in conn.execute(DRIFT_SAMPLE_SQL).fetchall()]
+    if not sample:
+        return ()
+    conn.execute(DRIFT_SQL, {"paths": sample, "mapped": list(shape.mapped_fields)})
     fields = tuple(r[0] for r in conn.execute("SELECT field FROM _promote_drift ORDER BY field").fetchall())
     if fields:
         conn.execute(RECORD_DRIFT_SQL, {"table": shape.spec.table, "recorded_at": _utc_now(), "run_id": run_id})

@@ -1,0 +1,111 @@
+"""`pipeline run` launches only the phases that have work, says which it skipped and why, and its exit code
+stays truthful.
+
+Real Dagster runs on a real instance in tmp, the bundled sample source, two tickers and a small selection
+that has every kind of phase: global Bronze and Silver, per-ticker Bronze and Silver, Gold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipeline.bronze.envelope import new_file_id
+from pipeline.bronze.store import BronzeStore
+from pipeline.cli import main
+from pipeline.ops.repository import file_record, register_files
+from pipeline.settings import get_settings
+from pipeline.warehouse import Warehouse, connection
+
+SELECT = ("bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/company/profile,silver/fmp_company_profile,"
+          "gold/dim_instrument_history")
+ENV_VARS = ("FMP_API_KEY", "FMP_BASE_URL", "FMP_PLAN", "PIPELINE_DATA_DIR", "PIPELINE_KEYMAP", "PIPELINE_AS_OF",
+            "PIPELINE_TICKERS", "DAGSTER_HOME")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "data"
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(root))
+    monkeypatch.setenv("PIPELINE_TICKERS", "AAPL,MSFT")
+    monkeypatch.setenv("PIPELINE_AS_OF", "2025-06-27")
+    monkeypatch.setattr(connection, "_migrated", set())
+    get_settings.cache_clear()
+    yield root
+    get_settings.cache_clear()
+
+
+def run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["run", "--select", SELECT])
+    return code, capsys.readouterr().out
+
+
+def dagster_runs(data_dir: Path) -> int:
+    with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+        return len(instance.get_runs())
+
+
+def add_restated_profile(data_dir: Path, ticker: str) -> str:
+    """A later fetch of a ticker's profile with a changed value, as the next day's Bronze run would write."""
+    store = BronzeStore(data_dir / "bronze")
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
+        path = conn.execute("SELECT bronze_path FROM ops.file_ingestions WHERE dataset = 'profile' AND ticker = ? "
+                            "AND can_promote ORDER BY fetched_at DESC LIMIT 1", [ticker]).fetchone()[0]
+    env = store.read(path)
+    content = [{**env.content[0], "price": float(env.content[0].get("price") or 0) + 1.0}]
+    later = dataclasses.replace(env, file_id=new_file_id(), fetched_at=env.fetched_at + dt.timedelta(hours=1),
+                                content=content)
+    new_path = store.write(later, journal="tests")
+    store.close_journal("tests")
+    with Warehouse(data_dir / "warehouse.duckdb").transaction() as conn:
+        register_files(conn, [file_record(later, new_path, "fmp_company_profile")])
+    return later.file_id
+
+
+def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
+        data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out = run(capsys)
+    assert code == 0, out
+    assert "==> global datasets: silver: 1 asset(s)" in out and "==> gold: 1 asset(s)" in out, out
+    assert "==> per-ticker datasets: silver (" in out
+    first_runs = dagster_runs(data_dir)
+
+    # nothing due, nothing fetched: only the two Bronze runs are launched
+    code, out = run(capsys)
+    assert code == 0, out
+    assert "==> global datasets: silver: skipped, nothing to do: no Bronze file is waiting for silver.fmp_treasury_rates" in out
+    assert ("==> per-ticker datasets: silver: skipped, nothing to do: no Bronze file is waiting for "
+            "silver.fmp_company_profile") in out
+    assert "==> gold: skipped, nothing to do: no Silver input moved since the last successful build" in out
+    assert "==> gold: 1 asset(s)" not in out
+    assert dagster_runs(data_dir) == first_runs + 2
+
+    # one new Bronze file for one ticker: its Silver phase and Gold run again, the global Silver phase does not
+    new_file = add_restated_profile(data_dir, "AAPL")
+    code, out = run(capsys)
+    assert code == 0, out
+    assert "waiting for Silver: 1 file(s) for fmp_company_profile" in out
+    assert "==> per-ticker datasets: silver (" in out and "==> gold: 1 asset(s)" in out
+    assert "==> global datasets: silver: skipped, nothing to do" in out
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
+        assert conn.execute("SELECT silver_status FROM ops.file_ingestions WHERE file_id = ?",
+                            [new_file]).fetchone() == ("promoted",)
+
+    # a Silver phase that fails blocks Gold, and the exit code says so
+    import pipeline.silver.promote as promote
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    add_restated_profile(data_dir, "MSFT")
+    monkeypatch.setattr(promote, "promote_files", broken)
+    code, out = run(capsys)
+    assert code == 1, out
+    assert "==> gold: skipped, blocked by failures upstream: per-ticker datasets: silver" in out
