@@ -50,7 +50,6 @@ class Dividend:
     yield_pct: float
 
 
-
 def _splits_until(comp: Company, until: dt.date | None) -> list[tuple[dt.date, float]]:
     """(split day, ratio) of the splits on or before `until` (every split when None), in catalogue order."""
     out = []
@@ -156,7 +155,6 @@ def generate_dividends(comp: Company, prices: Prices, as_of: dt.date) -> list[Di
                                 adj_dividend=round(raw / split_factor_on(comp, ex, until=as_of), 6),
                                 yield_pct=safe_div(raw * 4 * 100, close)))
     return out
-
 
 
 def total_return_factor(comp: Company, px: Prices, dividends: list[Dividend], as_of: dt.date) -> np.ndarray:
