@@ -40,7 +40,7 @@ def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
     if settings.tickers:
         return list(settings.tickers), "pinned by PIPELINE_TICKERS"
     if settings.uses_sample_source:
-        from pipeline.fmp.sample_source import SAMPLE_TICKERS
+        from pipeline.fmp.sample import SAMPLE_TICKERS
 
         return list(SAMPLE_TICKERS), "the bundled sample source's tickers (FMP_API_KEY is unset)"
     return None

@@ -30,7 +30,7 @@ from pipeline.bronze.planner import PlannedRequest
 from pipeline.bronze.store import BronzeStore, UnsafeNameError
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
-from pipeline.fmp.sample_source import SampleSource
+from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import KeymapEntry, load_keymap, parse_keymap
 from pipeline.ops import repository
 from pipeline.warehouse.connection import Warehouse
@@ -636,7 +636,7 @@ def test_window_reaching_the_row_cap_is_split_and_refetched(tmp_path):
     from pipeline.bronze.planner import plan_identity
     from pipeline.fmp.client import FmpClient
     from pipeline.fmp.ratelimit import RateLimiter
-    from pipeline.fmp.sample_source import sample_transport
+    from pipeline.fmp.sample import sample_transport
     from pipeline.keymap import load_keymap
     from pipeline.settings import PROJECT_ROOT
 
@@ -662,7 +662,7 @@ def test_window_reaching_the_row_cap_is_split_and_refetched(tmp_path):
 
 def test_a_refused_key_stops_the_run_early(tmp_path):
     """A wrong key fails every request alike: after a few refusals the rest are reported, not sent."""
-    from pipeline.fmp.sample_source import SampleSource
+    from pipeline.fmp.sample import SampleSource
     from pipeline_tests.fakes.fmp_server import sample_data
 
     entries = [e for e in KEYMAP if e.dataset in ("historical-price-eod", "profile", "dividends", "splits")]

@@ -29,7 +29,7 @@ import pytest
 
 from pipeline.bronze.store import BronzeStore
 from pipeline.definitions import build_definitions
-from pipeline.fmp.sample_source import SampleSource
+from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
 from pipeline.settings import load_settings
 from pipeline.warehouse.connection import Warehouse

@@ -41,7 +41,7 @@ from pipeline.bronze.planner import plan
 from pipeline.bronze.store import TMP_SUFFIX, BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
-from pipeline.fmp.sample_source import SampleSource
+from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
 from pipeline.ops import repository
 from pipeline.settings import PROJECT_ROOT

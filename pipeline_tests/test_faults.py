@@ -35,7 +35,7 @@ from pipeline.bronze.fetch import BronzeRunReport, run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
-from pipeline.fmp.sample_source import SampleSource
+from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import KeymapEntry, load_keymap
 from pipeline.ops import repository
 from pipeline.settings import PROJECT_ROOT

@@ -424,7 +424,7 @@ def test_from_settings_uses_the_sample_transport_without_a_key(monkeypatch: pyte
         return httpx.MockTransport(lambda request: httpx.Response(200, json=[{"url": str(request.url)}]))
 
     fake_module = types.SimpleNamespace(sample_transport=sample_transport, SAMPLE_TICKERS=("AAPL", "MSFT"))
-    monkeypatch.setitem(sys.modules, "pipeline.fmp.sample_source", fake_module)
+    monkeypatch.setitem(sys.modules, "pipeline.fmp.sample", fake_module)
     settings = Settings(fmp_api_key=None, as_of=dt.date(2025, 1, 3))
     with FmpClient.from_settings(settings, limiter=RateLimiter(1000)) as client:
         result = client.fetch(EOD, AAPL)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.fmp.sample_source import SAMPLE_TICKERS, SampleSource
+from pipeline.fmp.sample import SAMPLE_TICKERS, SampleSource
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 from pipeline_tests.oracle import (compare_frames, fundamentals, load_gold, load_silver, macro_daily,

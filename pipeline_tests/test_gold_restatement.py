@@ -9,7 +9,7 @@ from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
-from pipeline.fmp.sample_source import sample_transport
+from pipeline.fmp.sample import sample_transport
 from pipeline.gold.build import build, moved_inputs
 from pipeline.keymap import load_keymap
 from pipeline.ops import repository

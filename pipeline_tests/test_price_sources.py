@@ -15,7 +15,7 @@ from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
-from pipeline.fmp.sample_source import SampleSource
+from pipeline.fmp.sample import SampleSource
 from pipeline.gold.build import build
 from pipeline.keymap import load_keymap
 from pipeline.ops import repository

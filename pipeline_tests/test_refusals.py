@@ -26,7 +26,7 @@ from pipeline.fmp.client import (
     ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, FmpClient, classify_response,
 )
 from pipeline.fmp.ratelimit import RateLimiter
-from pipeline.fmp.sample_source import SampleSource
+from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import KeymapEntry, load_keymap
 from pipeline.ops import repository
 from pipeline.settings import PROJECT_ROOT

@@ -1,4 +1,4 @@
-"""Tests for the offline FMP stand-in (pipeline.fmp.sample_source)."""
+"""Tests for the offline FMP stand-in (pipeline.fmp.sample)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from pipeline.fmp.sample_source import SAMPLE_TICKERS, SampleSource, sample_transport
+from pipeline.fmp.sample import SAMPLE_TICKERS, SampleSource, sample_transport
 
 AS_OF = dt.date(2025, 9, 30)
 KEYMAP = Path(__file__).resolve().parents[1] / "dataset_keymap.yaml"

@@ -269,7 +269,7 @@ class FmpClient:
         kwargs: dict[str, Any] = {"calls_per_minute": settings.calls_per_minute,
                                   "max_concurrency": settings.max_concurrency}
         if settings.uses_sample_source:
-            from pipeline.fmp.sample_source import SAMPLE_TICKERS, sample_transport
+            from pipeline.fmp.sample import SAMPLE_TICKERS, sample_transport
 
             kwargs["transport"] = sample_transport(settings.today(), settings.tickers or SAMPLE_TICKERS)
             # The sample source is local: FMP's per-minute budget does not apply to it.

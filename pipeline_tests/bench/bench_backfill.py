@@ -127,7 +127,7 @@ class FakeServerProcess:
 
 
 def serve(n: int) -> None:
-    from pipeline.fmp.sample_source import SampleSource
+    from pipeline.fmp.sample import SampleSource
     from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 
     source = SampleSource(as_of=AS_OF, tickers=tickers(n))

@@ -134,7 +134,7 @@ def builtin_data(path: str, params: Mapping[str, str]) -> tuple[int, bytes, dict
 
 
 def sample_data(source) -> DataFn:
-    """Serve a `pipeline.fmp.sample_source.SampleSource` (its `respond` returns a SampleResponse)."""
+    """Serve a `pipeline.fmp.sample.SampleSource` (its `respond` returns a SampleResponse)."""
 
     def respond(path: str, params: Mapping[str, str]) -> tuple[int, bytes, dict[str, str]]:
         answer = source.respond(path, params)
@@ -145,7 +145,7 @@ def sample_data(source) -> DataFn:
 
 def _default_data() -> DataFn:
     """The bundled sample source as of today."""
-    from pipeline.fmp.sample_source import SampleSource
+    from pipeline.fmp.sample import SampleSource
 
     return sample_data(SampleSource(as_of=date.today()))
 
