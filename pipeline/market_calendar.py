@@ -45,7 +45,7 @@ def _covering(*days: np.datetime64) -> np.ndarray:
         return _sessions
     with _lock:
         if not (_span[0] <= lo and hi <= _span[1]):
-            import exchange_calendars                 # about a second: only when a calendar is needed
+            import exchange_calendars  # about a second: only when a calendar is needed
 
             first = min(lo, FIRST_YEAR, _span[0] or FIRST_YEAR)
             last = max(hi, dt.date.today().year + 1, _span[1])
