@@ -99,6 +99,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline.keymap import load_keymap
     from pipeline.settings import parse_tickers
     from pipeline.silver.replay import replay
+    from pipeline.text_table import text_table
     from pipeline.warehouse.connection import Warehouse
 
     settings = get_settings()
@@ -125,9 +126,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     for r in results:
         by_table.setdefault(r.table, []).append(r)
     print(f"replayed {len(by_table)} table(s) from Bronze in {time.monotonic() - started:.1f} s, 0 API calls (run {run_id})")
-    for table, rs in sorted(by_table.items()):
-        print(f"  silver.{table:32} files {sum(r.files for r in rs):>7,}  rows {sum(r.inserted for r in rs):>10,}  "
-              f"rejected {sum(r.rejected for r in rs):>6,}  failed files {sum(len(r.failed) for r in rs):>4}")
+    cells = [[f"silver.{table}", f"{sum(r.files for r in rs):,}", f"{sum(r.inserted for r in rs):,}",
+              f"{sum(r.rejected for r in rs):,}", f"{sum(len(r.failed) for r in rs):,}"]
+             for table, rs in sorted(by_table.items())]
+    for line in text_table(cells, ["table", "files", "rows", "rejected", "failed files"], "lrrrr"):
+        print(f"  {line}")
     failed = [f for r in results for f in r.failed]
     if failed:
         with warehouse.connect() as conn:

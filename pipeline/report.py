@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pipeline.runner import RunOutcome
 from pipeline.settings import Settings
+from pipeline.text_table import text_table
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
 
 TABLE_COUNTS_SQL = """
@@ -48,9 +49,8 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     else:
         print(f"Fetched {requests} response(s); {skipped} dataset/ticker pair(s) were not due.")
     print()
-    print(f"{'table':44} {'rows':>10}")
-    for schema, table, n in counts:
-        print(f"{schema + '.' + table:44} {n:>10,}")
+    for line in text_table([[f"{schema}.{table}", f"{n:,}"] for schema, table, n in counts], ["table", "rows"], "lr"):
+        print(line)
     checks = outcome.checks
     passed = sum(1 for c in checks if c[2])
     print()

@@ -24,7 +24,8 @@ from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.keymap import load_keymap
 from pipeline.ops import repository
-from pipeline.ops.coverage import coverage, trading_days
+from pipeline.ops.coverage import coverage
+from pipeline.ops.coverage.gaps import trading_days
 from pipeline.ops.status import EXIT_BUSY, EXIT_NOTHING, EXIT_OK, status
 from pipeline.settings import Settings, load_settings
 from pipeline.silver.promote import promote_files

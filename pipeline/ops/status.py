@@ -31,6 +31,7 @@ from pipeline.keymap.loader import load_keymap
 from pipeline.keymap.model import KeymapEntry
 from pipeline.ops import repository
 from pipeline.settings import Settings
+from pipeline.text_table import text_table
 from pipeline.universe import configured_tickers, universe_from_silver
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
 
@@ -118,10 +119,6 @@ def wrap(text: str, indent: int) -> list[str]:
 
 # ---- (a) recent runs ----------------------------------------------------------------------------------------
 
-RUN_HEADER = (f"{'run':8} {'job':16} {'mode':6} {'status':8} {'started (UTC)':16} {'took':>7} "
-              f"{'req':>5} {'files':>5} {'rows':>9} {'err':>4} {'skip':>5}")
-
-
 def job_name(job: str | None) -> str:
     """Dagster's ad-hoc materializations run as `__ephemeral_asset_job__`: say so in fewer characters."""
     if not job:
@@ -154,16 +151,15 @@ def with_last_registered(conn: duckdb.DuckDBPyConnection, runs: list[dict]) -> l
 
 def format_runs(runs: Sequence[dict]) -> list[str]:
     """One line per run (newest first, as the read model returns them); the message goes on its own line."""
-    lines = [RUN_HEADER, "-" * len(RUN_HEADER)]
+    cells, details = [], []
     for r in runs:
-        took = run_duration(r)
         errors = max(int(r["errors"] or 0), int(r["file_errors"] or 0))
-        lines.append(
-            f"{r['run_id'][:8]:8} {clip(job_name(r['job']), 16):16} {clip(r['source_mode'] or '-', 6):6} "
-            f"{clip(r['status'], 8):8} {fmt_ts(r['started_at']):16} {took:>7} {fmt_int(r['requests']):>5} "
-            f"{fmt_int(r['files']):>5} {fmt_int(r['bronze_rows']):>9} {errors:>4} {fmt_int(r['skipped']):>5}")
-        if r.get("message"):
-            lines.extend(wrap(f"↳ {r['message']}", 9))
+        cells.append([r["run_id"][:8], clip(job_name(r["job"]), 16), clip(r["source_mode"] or "-", 6),
+                      clip(r["status"], 8), fmt_ts(r["started_at"]), run_duration(r), fmt_int(r["requests"]),
+                      fmt_int(r["files"]), fmt_int(r["bronze_rows"]), f"{errors:,}", fmt_int(r["skipped"])])
+        details.append(wrap(f"↳ {r['message']}", 9) if r.get("message") else [])
+    headers = ["run", "job", "mode", "status", "started (UTC)", "took", "req", "files", "rows", "err", "skip"]
+    lines = text_table(cells, headers, "lllllrrrrrr", details)
     if not runs:
         lines.append("(no runs recorded yet)")
     return lines
@@ -184,10 +180,6 @@ def find_runs(conn: duckdb.DuckDBPyConnection, prefix: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-FILE_HEADER = (f"{'dataset':20} {'ticker/series':13} {'http':>4} {'error':11} {'rows':>6} {'coverage':22} "
-               f"{'silver i/u/=/rej':16}")
-
-
 def fmt_coverage(start: dt.date | None, end: dt.date | None) -> str:
     if start is None and end is None:
         return "-"
@@ -205,16 +197,13 @@ def silver_cell(f: dict) -> str:
 
 def format_files(files: Sequence[dict]) -> list[str]:
     """One line per Bronze file of the run, grouped by dataset and series, with what Silver did with it."""
-    lines = [FILE_HEADER, "-" * len(FILE_HEADER)]
     order = sorted(files, key=lambda f: (f["dataset"], f["discriminator"] or "", f["ticker"] or "",
                                          f["coverage_from"] or dt.date.min, f["ingestion_id"]))
-    for f in order:
-        series = " ".join(p for p in (f["ticker"], f["discriminator"]) if p) or "-"
-        lines.append(
-            f"{clip(f['dataset'], 20):20} {clip(series, 13):13} {fmt_int(f['status_code']):>4} "
-            f"{clip(f['error_class'] or '', 11):11} {fmt_int(f['bronze_rows']):>6} "
-            f"{fmt_coverage(f['coverage_from'], f['coverage_to']):22} {clip(silver_cell(f), 16)}".rstrip())
-    return lines
+    cells = [[clip(f["dataset"], 20), clip(" ".join(p for p in (f["ticker"], f["discriminator"]) if p) or "-", 13),
+              fmt_int(f["status_code"]), clip(f["error_class"] or "", 11), fmt_int(f["bronze_rows"]),
+              fmt_coverage(f["coverage_from"], f["coverage_to"]), clip(silver_cell(f), 16)] for f in order]
+    headers = ["dataset", "ticker/series", "http", "error", "rows", "coverage", "silver i/u/=/rej"]
+    return text_table(cells, headers, "llrlrll")
 
 
 def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
