@@ -10,6 +10,7 @@ revises some past EOD volume/vwap values; `extra_fields=True` adds new fields (s
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -55,10 +56,15 @@ class SampleSource:
         self._caches: dict[str, OrderedDict[str, Any]] = {}
         self._summary: dict[str, dict[str, Any]] = {}
         self._companies: dict[str, Company] = {}
-        # Prices are generated up to the anchor date even when as_of is earlier, then cut at as_of.
-        self._days = trading_days(PRICE_START, max(as_of, PRICE_ANCHOR))
-        self._dates = np.datetime_as_string(self._days, unit="D")
-        self._n_days = int(np.searchsorted(self._days, np.datetime64(as_of), side="right"))
+
+    @functools.cached_property
+    def _calendar(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """(trading days, their ISO strings, how many are on or before as_of), built on first use: the NYSE
+        calendar costs about a second to build, which a source that is never asked for prices need not pay.
+        Prices are generated up to the anchor date even when as_of is earlier, then cut at as_of."""
+        days = trading_days(PRICE_START, max(self.as_of, PRICE_ANCHOR))
+        return days, np.datetime_as_string(days, unit="D"), int(np.searchsorted(days, np.datetime64(self.as_of),
+                                                                                side="right"))
 
     # -- entry point ---------------------------------------------------------------------------------
     def respond(self, path: str, params: Mapping[str, str]) -> SampleResponse:
@@ -104,9 +110,9 @@ class SampleSource:
 
         def build() -> Prices:
             comp = self.company(symbol)
-            px = generate_prices(comp, self._days, self._dates, revised_before)
+            days, dates, n = self._calendar
+            px = generate_prices(comp, days, dates, revised_before)
             lo = int(np.searchsorted(px.days, np.datetime64(comp.first_trade))) if comp.first_trade else 0
-            n = self._n_days
             return Prices(px.days[lo:n], px.dates[lo:n], px.open[lo:n], px.high[lo:n], px.low[lo:n],
                           px.close[lo:n], px.volume[lo:n], px.vwap[lo:n])
 
