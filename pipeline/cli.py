@@ -1,4 +1,4 @@
-"""`pipeline demo | run | status | replay | coverage` (DESIGN section 4).
+"""`pipeline demo | run | status | replay | coverage`.
 
 `run` materializes the graph through Dagster (the same definitions, partitions and checks the schedule and
 the UI use) on a persistent instance, so its runs show up in `make ui`. It works from any directory: the

@@ -1,4 +1,4 @@
-"""The environment contract (DESIGN section 4), read once and validated.
+"""The environment contract, read once and validated.
 
 Every knob the pipeline reads from the environment lives here, so a wrong value fails at definitions
 load with a message that names the variable and the values it accepts, instead of deep inside a run.

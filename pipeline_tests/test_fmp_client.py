@@ -22,6 +22,7 @@ import pytest
 from pipeline.fmp.client import ERROR_CLASSES, FetchResult, FmpClient, FmpClientError, classify_response, parse_retry_after
 from pipeline.fmp.ratelimit import RateLimiter, process_limiter
 from pipeline.settings import Settings
+from pipeline_tests.client_helpers import fetch_many
 from pipeline_tests.fakes.fmp_server import (
     FakeFmpServer, builtin_data, error_body, error_message_200, html, max_in_window, plain_text_200, rate_limit,
     reset, status, timeout, truncated,
@@ -364,7 +365,7 @@ def test_server_never_sees_more_than_the_limit_in_any_window() -> None:
     with FakeFmpServer(api_key=KEY, data=builtin_data, calls_per_minute=limit, window_s=window) as fake:
         limiter = RateLimiter(limit, window_s=window, margin_s=0.05)
         with make_client(fake.base_url, limiter=limiter, max_concurrency=8, max_retries=0) as client:
-            results = [r for _, r in client.fetch_many((EOD, AAPL, "json") for _ in range(45))]
+            results = [r for _, r in fetch_many(client, ((EOD, AAPL, "json") for _ in range(45)))]
     assert all(r.ok for r in results), {r.error_class for r in results}
     assert max_in_window(fake.request_times(), window) <= limit
     assert len(fake.requests) == 45
@@ -398,7 +399,7 @@ def test_concurrency_is_bounded_and_used() -> None:
         with make_client(fake.base_url, max_concurrency=4) as client:
             client.fetch("profile", AAPL)  # warm up
             started = time.monotonic()
-            results = dict(client.fetch_many((EOD, {"symbol": f"T{i}"}, "json") for i in range(8)))
+            results = dict(fetch_many(client, ((EOD, {"symbol": f"T{i}"}, "json") for i in range(8))))
             elapsed = time.monotonic() - started
     assert sorted(results) == list(range(8)) and all(r.ok for r in results.values())
     assert results[5].params == {"symbol": "T5"}
@@ -409,7 +410,7 @@ def test_concurrency_is_bounded_and_used() -> None:
 def test_fetch_many_turns_failures_into_results(server: FakeFmpServer) -> None:
     server.add_faults(EOD, reset(), reset(), reset(), status(402, b"Premium"))
     with make_client(server.base_url, max_retries=0, max_concurrency=2) as client:
-        results = dict(client.fetch_many([(EOD, AAPL, "json")] * 6))
+        results = dict(fetch_many(client, [(EOD, AAPL, "json")] * 6))
     classes = sorted(r.error_class or "ok" for r in results.values())
     assert classes == ["ok", "ok", "plan_restricted", "transport", "transport", "transport"]
 

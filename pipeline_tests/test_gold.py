@@ -185,6 +185,11 @@ def silver_frames() -> dict[str, pd.DataFrame]:
     return frames
 
 
+def build_all(conn: duckdb.DuckDBPyConnection, run_id: str, *, full: bool = False) -> list[gold.GoldBuildResult]:
+    """Build every Gold table in GOLD_ASSETS order, as the Gold assets do one by one."""
+    return [gold.build(conn, n, run_id, full=full) for n in gold.GOLD_ASSETS]
+
+
 # ---- warehouse helpers ----------------------------------------------------------------------------------
 
 _file_counter = [0]
@@ -260,7 +265,7 @@ def built(template, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("gold_built") / "warehouse.duckdb"
     shutil.copy(template, path)
     with Warehouse(path).connect() as conn:
-        gold.build_all(conn, "run-1")
+        build_all(conn, "run-1")
     return path
 
 
@@ -530,7 +535,7 @@ def test_rerun_with_nothing_moved_is_noop(built, tmp_path):
     with Warehouse(path).connect() as conn:
         assert gold.moved_inputs(conn) == {}
         before = snapshot(conn)
-        results = gold.build_all(conn, "run-2")
+        results = build_all(conn, "run-2")
         assert {r.mode for r in results} == {"noop"} and all(r.rows_written == 0 for r in results)
         assert "no input moved" in results[0].reason
         assert_same_tables(before, snapshot(conn))
@@ -567,7 +572,7 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
         assert set(gold.moved_inputs(conn)) == {"fact_price_daily", "fact_valuation_daily", "fact_macro_daily",
                                                 "fact_fundamentals_quarterly", "fact_fundamentals_annual"}
 
-        results = {r.name: r for r in gold.build_all(conn, "run-incr")}
+        results = {r.name: r for r in build_all(conn, "run-incr")}
         assert results["fact_price_daily"].mode == "incremental"
         assert results["fact_price_daily"].tickers == ["AAA"]
         assert results["fact_price_daily"].rows_written == 305            # AAA only, over its full history
@@ -578,7 +583,7 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
         assert results["dim_instrument"].mode == "noop"
         assert gold.moved_inputs(conn) == {}
         incremental = snapshot(conn)
-        gold.build_all(conn, "run-full", full=True)
+        build_all(conn, "run-full", full=True)
         assert_same_tables(incremental, snapshot(conn))
 
 
@@ -597,7 +602,7 @@ def test_incremental_equals_full_after_global_input_moves(built, tmp_path):
         assert set(moved) == {"fact_macro_daily", "dim_instrument"}
         assert "economics|fmp|economic-indicators|unemploymentRate" in moved["fact_macro_daily"]
 
-        results = {r.name: r for r in gold.build_all(conn, "run-incr")}
+        results = {r.name: r for r in build_all(conn, "run-incr")}
         assert results["fact_macro_daily"].mode == "full" and results["dim_instrument"].mode == "full"
         assert results["fact_price_daily"].mode == "noop"
         macro = table(conn, "fact_macro_daily", "date")
@@ -607,7 +612,7 @@ def test_incremental_equals_full_after_global_input_moves(built, tmp_path):
         assert by_date.loc[dt.date(2023, 7, 10), "unemployment_rate"] == 3.9
         assert table(conn, "dim_instrument", "ticker").set_index("ticker").loc["DDD", "name"] == "Delta Corp"
         incremental = snapshot(conn)
-        gold.build_all(conn, "run-full", full=True)
+        build_all(conn, "run-full", full=True)
         assert_same_tables(incremental, snapshot(conn))
 
 

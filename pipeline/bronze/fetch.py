@@ -117,7 +117,7 @@ def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, 
         notes.append(incomplete)
     body_text = None
     if not result.ok and result.body:
-        # redacted: an error page may echo the request URL, key included (DESIGN section 4)
+        # redacted: an error page may echo the request URL, key included
         body_text = redact(result.body[:4000].decode("utf-8", errors="replace"))[:2000]
     return BronzeEnvelope(
         file_id=new_file_id(),

@@ -1,6 +1,6 @@
 """Request planning: from a keymap recipe and the ledger's watermark to the exact requests to send.
 
-This is where the earlier system lost data (defects B1, B2, B3), so the rules are explicit:
+Planning is where incremental fetching silently loses data, so the rules are explicit:
 - placeholders are expanded here, from the watermark, so the window on the wire is the incremental one:
   next `from` = last good coverage end minus `overlap_days`; the first run starts at the history start;
 - cadence compares the planning date of the last good fetch with today using `<`: with `min_age_days: 1`

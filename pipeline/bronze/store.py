@@ -208,18 +208,6 @@ class BronzeStore:
                 if name.endswith(".json") and not name.startswith("."):
                     yield os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
 
-    def remove_stale_temp_files(self) -> int:
-        """Temp files are leftovers of a crash mid-write; they never became data. Returns how many were removed."""
-        removed = 0
-        if not self.root.is_dir():
-            return 0
-        for dirpath, _dirnames, filenames in os.walk(self.root):
-            for name in filenames:
-                if name.startswith(".") and name.endswith(TMP_SUFFIX):
-                    os.unlink(os.path.join(dirpath, name))
-                    removed += 1
-        return removed
-
 
 class ObjectBronzeStore(BronzeStore):
     """Bronze on an fsspec URL (S3 and S3-compatible stores, GCS, Azure, memory://): write-once keys, the ledger
@@ -388,6 +376,3 @@ class ObjectBronzeStore(BronzeStore):
             if relative.startswith(JOURNAL_DIR + "/") or not name.endswith(".json") or name.startswith("."):
                 continue
             yield relative
-
-    def remove_stale_temp_files(self) -> int:
-        return 0    # no temp objects (see remove_journal_temp_files)

@@ -1,4 +1,4 @@
-"""The one HTTP client every FMP request goes through (DESIGN sections 5 and 6).
+"""The one HTTP client every FMP request goes through.
 
 Why it exists: FMP's failure modes do not map onto HTTP status codes (a throttled bulk call is a 200 with an
 error object, an unknown indicator is a 200 with the text `Invalid name`, an unknown path is a 404 with `[]`),
@@ -21,8 +21,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
@@ -186,7 +185,7 @@ def _plan_detail(text: str) -> str:
 
 
 def classify_response(status: int, body: bytes, expect: str = "json") -> _Verdict:
-    """Classify one HTTP response by status first, then (on 2xx) by body (DESIGN section 5, fmp_api.md 2.4)."""
+    """Classify one HTTP response by status first, then (on 2xx) by body (FMP answers errors with any status, even 200)."""
     if not 200 <= status < 300:
         is_json, parsed = _parse_json(body)
         detail = (_error_message_of(parsed) if is_json else None) or _snippet(body) or "(no body)"
@@ -366,32 +365,6 @@ class FmpClient:
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.retry_after_cap_s))
         return delay
-
-    def fetch_many(self, requests: Iterable[tuple[str, Mapping[str, str], str]]) -> Iterator[tuple[int, FetchResult]]:
-        """Fetch concurrently (at most max_concurrency in flight), yielding (index, result) as each completes.
-
-        Requests are pulled from the iterable lazily, so a long plan is never materialised as futures at once.
-        """
-        pending: dict[Future[FetchResult], int] = {}
-        source = iter(enumerate(requests))
-        executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="fmp-fetch")
-        try:
-            exhausted = False
-            while True:
-                while not exhausted and len(pending) < 2 * self.max_concurrency:
-                    item = next(source, None)
-                    if item is None:
-                        exhausted = True
-                        break
-                    index, (path, params, expect) = item
-                    pending[executor.submit(self.fetch, path, params, expect=expect)] = index
-                if not pending:
-                    return
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    yield pending.pop(future), future.result()
-        finally:
-            executor.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         self._http.close()

@@ -1,4 +1,4 @@
-"""A sliding-window rate limiter shared by every FMP request of the process (DESIGN section 6).
+"""A sliding-window rate limiter shared by every FMP request of the process.
 
 FMP enforces a per-minute ceiling per API key, and a key is shared by everything a process does, so the
 limiter is too: `process_limiter()` hands out one instance per process. A sliding window (a deque of send

@@ -14,7 +14,7 @@ Why it works this way:
   the SQL reads.
 
 `build` needs a connection that is not inside a transaction (`Warehouse.connect()`, not `transaction()`),
-because it runs its own transactions. `moved_inputs` and `input_watermarks_for` only read, so a sensor can
+because it runs its own transactions. `moved_inputs` only reads, so a sensor can
 call them on a read-only connection.
 """
 
@@ -70,11 +70,6 @@ def _model_or_error(name: str) -> GoldModel:
     if name not in models.MODELS:
         raise ValueError(f"unknown Gold table {name!r}; known: {', '.join(sorted(models.MODELS))}")
     return models.MODELS[name]
-
-
-def input_watermarks_for(conn: duckdb.DuckDBPyConnection, name: str) -> list[str]:
-    """The current watermark strings of every Silver input of a Gold table, sorted."""
-    return input_watermarks(conn, _model_or_error(name).inputs)
 
 
 def input_state(watermarks: list[str], revisions: list[str]) -> list[str]:
@@ -289,9 +284,3 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
     return GoldBuildResult(name=name, mode=plan.mode, rows_written=rows_written, tickers_touched=tickers_touched,
                            input_watermarks=current, row_count=int(row_count), reason=plan.reason,
                            build_id=build_id, tickers=list(plan.tickers or []), report=report)
-
-
-def build_all(conn: duckdb.DuckDBPyConnection, run_id: str, *, full: bool = False,
-              names: list[str] | None = None) -> list[GoldBuildResult]:
-    """Build several Gold tables in GOLD_ASSETS order (a convenience for the CLI and tests)."""
-    return [build(conn, n, run_id, full=full) for n in (names or list(GOLD_ASSETS))]

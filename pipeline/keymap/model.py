@@ -189,7 +189,7 @@ class KeymapEntry:
 
     @property
     def asset_name(self) -> str:
-        """Last part of the Bronze asset key (DESIGN section 3): the dataset as spelled in the keymap, plus
+        """Last part of the Bronze asset key: the dataset as spelled in the keymap, plus
         `__<discriminator>` when there is one."""
         return f"{self.dataset}__{self.discriminator}" if self.discriminator else self.dataset
 

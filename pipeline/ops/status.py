@@ -1,6 +1,6 @@
 """`pipeline status`: recent runs, one run's files, and what is due next (and why not). Read-only.
 
-Why it is shaped like this (DESIGN section 9): while a run holds the DuckDB file read-write, no other process
+Why it is shaped like this: while a run holds the DuckDB file read-write, no other process
 can even open it read-only. A status tool that waited would look hung exactly when people look at it (during
 a run), and one that opened the file read-write would block the run or migrate it. So status opens the
 warehouse read-only once, fails fast with a clear message and its own exit code when it is busy, never runs

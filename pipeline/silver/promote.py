@@ -1,6 +1,6 @@
 """Set-based Silver promotion: many Bronze envelopes become typed, de-duplicated Silver rows with history and ledger.
 
-Why it is built this way (the earlier system's defects B4, B5, B6, B8, B14, B15):
+Why it is built this way:
 
 - One scan per batch: a single read over every file of the batch (`read_ndjson_objects` and one
   `json_transform` per file) gives each file's envelope fields and its typed rows. Vetting is one SQL
@@ -11,10 +11,10 @@ Why it is built this way (the earlier system's defects B4, B5, B6, B8, B14, B15)
   (READ_TYPES) and the rest is cast in SQL, with rules that are the same for JSON and CSV payloads
   (`"164000"` is a number; `""`, `"."`, `"null"` and blanks are NULL; booleans stay three-valued; a
   fractional value is not rounded into an integer column; a timestamp's UTC offset is applied). A value
-  that cannot be cast is NULL; a NULL in a key or NOT NULL column rejects the row, counted per file (B6, B14).
+  that cannot be cast is NULL; a NULL in a key or NOT NULL column rejects the row, counted per file.
 - Per-ticker tables take `ticker` from the envelope (the request), never from the payload.
-- Every row is merged by its full key; there is no per-dataset watermark that could drop a late row (B5).
-- Updates really happen (B4): within a batch the rows of one key form a chain ordered by (fetched_at,
+- Every row is merged by its full key; there is no per-dataset watermark that could drop a late row.
+- Updates really happen: within a batch the rows of one key form a chain ordered by (fetched_at,
   file_id); each change in the chain is a version. The newest version is written to Silver (INSERT for a
   new key, UPDATE for a changed one), every version is written to `<table>__history` with
   valid_from/valid_to, so restatements stay visible. A row whose values equal Silver's is counted as
@@ -22,7 +22,7 @@ Why it is built this way (the earlier system's defects B4, B5, B6, B8, B14, B15)
   already holds is *stale*: it never overwrites (the UPDATE repeats the guard) and is counted as a
   duplicate. Because versions are chained inside the batch, promoting files one by one or all at once
   (replay) gives the same Silver and history.
-- Counts add up (B15): per file, rows_read = inserted + updated + unchanged + rejected + duplicates, where
+- Counts add up: per file, rows_read = inserted + updated + unchanged + rejected + duplicates, where
   duplicates are rows that never become a version (repeated keys inside one file, keeping the last, and
   stale rows).
 

@@ -1,9 +1,9 @@
 """Data-quality checks on Silver tables, as plain functions the Dagster asset checks call.
 
 Each returns a CheckOutcome (passed, description, metadata, severity) and reads only what it needs with
-set-based SQL, so the checks stay cheap on large tables. They catch exactly what went wrong silently in the
-earlier system: duplicate or NULL keys (B6, B8), types drifting from the keymap (B14), data that stopped
-arriving, ledger counts that do not add up (B15), and API fields nobody maps (schema drift, WARN only).
+set-based SQL, so the checks stay cheap on large tables. They catch what otherwise goes wrong silently in a
+warehouse: duplicate or NULL keys, types drifting from the keymap, data that stopped
+arriving, ledger counts that do not add up, and API fields nobody maps (schema drift, WARN only).
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
+from pipeline_tests.client_helpers import fetch_many
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, builtin_data, max_in_window
 
 LATENCY_S = 0.02
@@ -38,7 +39,7 @@ def _run(server: FakeFmpServer, limiter: RateLimiter, count: int) -> tuple[float
     """Send `count` requests through fetch_many; return (wall seconds, failures)."""
     with FmpClient(server.base_url, KEY, max_concurrency=CONCURRENCY, limiter=limiter, max_retries=0) as client:
         started = time.monotonic()
-        failures = sum(1 for _, r in client.fetch_many((PATH, {"symbol": "AAPL"}, "json") for _ in range(count))
+        failures = sum(1 for _, r in fetch_many(client, ((PATH, {"symbol": "AAPL"}, "json") for _ in range(count)))
                        if not r.ok)
         return time.monotonic() - started, failures
 
