@@ -1,7 +1,7 @@
 """Build Gold tables from Silver: incremental by default, recorded in `ops.gold_builds`.
 
 Why it works this way:
-- The earlier system recomputed every fact table from all of Silver on every run. Here a build compares the
+- Recomputing every fact table from all of Silver on every run does not scale. Here a build compares the
   Silver input watermarks now with those recorded by the table's last successful build. Only the tickers
   whose per-ticker identities moved are recomputed (their rows deleted and re-inserted in one transaction,
   each over its full history so windows equal a full rebuild); a moved global input (stock list, treasury,

@@ -1,7 +1,7 @@
 """Load and validate `dataset_keymap.yaml`.
 
-Every rule here exists because the earlier system accepted a keymap that then failed at run time (or, worse,
-silently wrote wrong data): unknown fields, keys that are not columns, tables shared with different keys.
+Every rule here stops a keymap that would load and then fail at run time (or, worse, silently write wrong
+data): unknown fields, keys that are not columns, tables shared with different keys.
 Each failure names the file, the entry (index and identity) and the field.
 """
 
