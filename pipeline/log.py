@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import sys
 
+from pipeline.redact import redact
 from pipeline.settings import Settings, get_settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-_APIKEY = re.compile(r"(apikey=)[^&\s'\"]+", re.IGNORECASE)
 
 
 class KeyScrubber(logging.Filter):
@@ -25,9 +24,7 @@ class KeyScrubber(logging.Filter):
         self.key = key
 
     def scrub(self, text: str) -> str:
-        if self.key:
-            text = text.replace(self.key, "***")
-        return _APIKEY.sub(r"\1***", text)
+        return redact(text, self.key)
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:

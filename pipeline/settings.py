@@ -15,15 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pipeline.keymap.model import PLAN_ORDER, TICKER_REGEX
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = Path(__file__).resolve().parent
 MARKET_TZ = ZoneInfo("America/New_York")
 
-PLANS = ("basic", "starter", "premium", "ultimate")
 DEFAULT_BASE_URL = "https://financialmodelingprep.com/stable"
 
 # Tickers travel into file paths, URLs and Dagster partition keys: keep them to a safe alphabet.
-TICKER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-^=]{0,19}$")
+TICKER_PATTERN = re.compile(rf"^{TICKER_REGEX}$")
 
 
 class SettingsError(ValueError):
@@ -137,8 +138,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
 
     plan = env.get("FMP_PLAN", "").strip().lower() or None
-    if plan is not None and plan not in PLANS:
-        raise SettingsError(f"FMP_PLAN={plan!r} is not a plan; use one of {', '.join(PLANS)} (or leave it unset)")
+    if plan is not None and plan not in PLAN_ORDER:
+        raise SettingsError(f"FMP_PLAN={plan!r} is not a plan; use one of {', '.join(PLAN_ORDER)} (or leave it unset)")
 
     base_url = env.get("FMP_BASE_URL", "").strip() or DEFAULT_BASE_URL
     if not re.match(r"^https?://[^\s/]+", base_url):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import duckdb
 
+from pipeline.keymap.model import TICKER_REGEX
 from pipeline.settings import Settings, UniverseSettings
 
 UNIVERSE_SQL = """
@@ -15,7 +16,7 @@ UNIVERSE_SQL = """
       AND ($include_etfs OR coalesce(c.is_etf, false) = false)
       AND (NOT $active_only OR c.is_actively_trading IS DISTINCT FROM false)
       AND coalesce(c.market_cap, 0) >= $min_cap
-      AND regexp_full_match(s.symbol, '[A-Za-z0-9][A-Za-z0-9.\\-^=]{0,19}')
+      AND regexp_full_match(s.symbol, $ticker_regex)
     ORDER BY c.market_cap DESC NULLS LAST, s.symbol
     LIMIT $max_tickers
 """
@@ -30,7 +31,7 @@ def universe_from_silver(conn: duckdb.DuckDBPyConnection, universe: UniverseSett
     rows = conn.execute(UNIVERSE_SQL, {
         "exchanges": list(universe.exchanges), "include_etfs": universe.include_etfs,
         "active_only": universe.actively_trading_only, "min_cap": universe.min_market_cap,
-        "max_tickers": universe.max_tickers,
+        "max_tickers": universe.max_tickers, "ticker_regex": TICKER_REGEX,
     }).fetchall()
     return [r[0] for r in rows]
 

@@ -18,17 +18,17 @@ import json
 import logging
 import math
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import httpx
 
 from pipeline.fmp.ratelimit import RateLimiter, process_limiter
+from pipeline.redact import redact
 
 if TYPE_CHECKING:
     from pipeline.settings import Settings
@@ -46,9 +46,6 @@ ERROR_DETAILS = (QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, END
 KEPT_HEADERS = ("content-type", "etag", "date", "retry-after", "content-length")
 SAMPLE_BASE_URL = "https://sample.fmp.invalid/stable"
 MAX_MESSAGE_CHARS = 300
-
-_APIKEY_IN_TEXT = re.compile(r"(apikey=)[^&\s\"'<>]+", re.IGNORECASE)
-
 
 class FmpClientError(RuntimeError):
     """An unexpected failure inside the client (never an HTTP or transport problem); its text is key-free."""
@@ -102,7 +99,7 @@ class _RedactApiKeyFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if "apikey" in message.lower():
-            record.msg = _APIKEY_IN_TEXT.sub(r"\1***", message)
+            record.msg = redact(message)
             record.args = ()
         return True
 
@@ -282,11 +279,8 @@ class FmpClient:
 
     # -- key hygiene ---------------------------------------------------------------------------------
     def redact(self, text: str) -> str:
-        """Remove the key (raw and URL-encoded) and any `apikey=...` value from a text."""
-        if self._api_key:
-            for form in {self._api_key, quote(self._api_key, safe=""), quote(self._api_key)}:
-                text = text.replace(form, "***")
-        return _APIKEY_IN_TEXT.sub(r"\1***", text)
+        """Remove this client's key (raw and URL-encoded) and any `apikey=...` value from a text."""
+        return redact(text, self._api_key)
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "unset"
