@@ -94,7 +94,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call)."""
     import uuid
 
-    from pipeline.bronze.fetch import register_unknown_files
+    from pipeline.bronze.recovery import register_unknown_files
     from pipeline.bronze.store import BronzeStore
     from pipeline.keymap import load_keymap
     from pipeline.settings import parse_tickers

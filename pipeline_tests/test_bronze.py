@@ -25,7 +25,9 @@ import pytest
 
 import pipeline
 from pipeline.bronze.envelope import BronzeEnvelope
-from pipeline.bronze.fetch import BronzeRunReport, dry_run, fetch_request, register_orphans, run_bronze
+from pipeline.bronze.fetch import dry_run, fetch_request, run_bronze
+from pipeline.bronze.recovery import register_orphans
+from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.planner import PlannedRequest
 from pipeline.bronze.store import BronzeStore, UnsafeNameError
 from pipeline.fmp.client import FmpClient

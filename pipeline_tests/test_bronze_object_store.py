@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bronze.fetch import register_orphans, register_unknown_files
+from pipeline.bronze.recovery import register_orphans, register_unknown_files
 from pipeline.bronze.store import BronzeStore, ObjectBronzeStore, UnsafeNameError
 from pipeline.settings import PROJECT_ROOT, SettingsError, load_settings
 from pipeline.warehouse.connection import Warehouse

@@ -31,7 +31,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.bronze.fetch import BronzeRunReport, run_bronze
+from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.bronze.fetch import QUOTA_REFUSALS_TO_STOP, BronzeRunReport, run_bronze
+from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.refusals import QUOTA_REFUSALS_TO_STOP
+from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.planner import plan
 from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import (

@@ -10,99 +10,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
+from pipeline.bronze.recovery import register_orphans
+from pipeline.bronze.refusals import NotSent, RunStops
+from pipeline.bronze.report import BronzeRunReport, EntryReport
 from pipeline.bronze.store import BronzeStore, validate_part
-from pipeline.fmp.client import (
-    ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, FetchResult, FmpClient,
-)
+from pipeline.fmp.client import FetchResult, FmpClient
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.ops import repository
-from pipeline.process import pid_alive
 from pipeline.warehouse.connection import Warehouse
 
 log = logging.getLogger("pipeline.bronze")
 
-# Error classes that fail the step (after everything that succeeded is persisted): the API or our
-# configuration is refusing us. A per-ticker answer such as an "Error Message" body or an empty body is
-# counted and reported, and does not fail the run. A 402 (`plan_restricted`) does not fail it either: the plan
-# lacks a symbol or an endpoint, which no rerun changes; the run skips what the plan lacks and says so.
-FAILING_ERRORS = frozenset({"transport", "rate_limited", "http_status", "auth", "invalid_body"})
-AUTH_REFUSALS_TO_STOP = 3
-QUOTA_REFUSALS_TO_STOP = 3       # consecutive: one success in between means the quota is not gone
-MAX_SKIP_REASONS = 5
 REGISTER_EVERY_FILES = 500
 REGISTER_EVERY_SECONDS = 5.0
-
-
-@dataclass
-class EntryReport:
-    """What happened to one keymap entry (one Bronze asset) in one run."""
-
-    entry: KeymapEntry
-    requests: int = 0
-    files: int = 0
-    rows: int = 0
-    bytes: int = 0
-    due: int = 0
-    skipped: Counter = field(default_factory=Counter)          # skip kind -> identities
-    skip_reasons: list[str] = field(default_factory=list)      # a few examples for the UI
-    failed: Counter = field(default_factory=Counter)           # error class -> files
-    failures: list[str] = field(default_factory=list)          # a few key-free messages
-    coverage_from: dt.date | None = None
-    coverage_to: dt.date | None = None
-    tickers_with_data: set[str] = field(default_factory=set)
-
-    @property
-    def hard_failures(self) -> int:
-        return sum(n for cls, n in self.failed.items() if cls in FAILING_ERRORS)
-
-    def add_skip_reason(self, reason: str) -> None:
-        """A refusal's reason goes first: it explains more than the "not due" examples planning leaves."""
-        if reason not in self.skip_reasons:
-            self.skip_reasons.insert(0, reason)
-            del self.skip_reasons[MAX_SKIP_REASONS:]
-
-    def add_file(self, env: BronzeEnvelope) -> None:
-        self.files += 1
-        self.bytes += env.bytes
-        if env.error_class:
-            self.failed[env.error_class] += 1
-            if len(self.failures) < 5:
-                who = env.identity.ticker or env.identity.discriminator or env.identity.dataset
-                self.failures.append(f"{who}: {env.error_class}: {env.error_message}")
-            return
-        self.rows += env.row_count
-        if env.can_promote and env.identity.ticker and env.row_count:
-            self.tickers_with_data.add(env.identity.ticker)
-        if env.coverage_from and (self.coverage_from is None or env.coverage_from < self.coverage_from):
-            self.coverage_from = env.coverage_from
-        if env.coverage_to and (self.coverage_to is None or env.coverage_to > self.coverage_to):
-            self.coverage_to = env.coverage_to
-
-
-@dataclass
-class BronzeRunReport:
-    run_id: str
-    source_mode: str
-    entries: dict[str, EntryReport]
-    orphans_registered: int = 0
-
-    @property
-    def requests(self) -> int:
-        return sum(r.requests for r in self.entries.values())
-
-    @property
-    def hard_failures(self) -> int:
-        return sum(r.hard_failures for r in self.entries.values())
 
 
 def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, run_id: str, *,
@@ -205,173 +131,6 @@ def _split_capped(result: FetchResult, request: PlannedRequest, entry: KeymapEnt
         params = expand_query(entry, request.identity, request.as_of, window_from=a, window_to=b)
         out.append(PlannedRequest(request.identity, request.path, params, request.as_of, a, b))
     return out
-
-
-def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None]) -> int:
-    """Register files that a crashed process wrote but never recorded; returns how many were registered."""
-    registered = 0
-    for journal in store.journals():
-        parts = journal.split(".")
-        pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
-        if pid != os.getpid() and pid > 0 and pid_alive(pid):
-            continue   # a live process is still writing this journal
-        paths = store.journal_paths(journal)
-        envelopes = {}
-        for rel in paths:
-            try:
-                envelopes[rel] = store.read(rel)
-            except (OSError, ValueError, KeyError) as exc:
-                log.error("Bronze file %s named in journal %s is unreadable, left unregistered: %s", rel, journal, exc)
-        known = repository.registered_file_ids(conn, [e.file_id for e in envelopes.values()])
-        records = [repository.file_record(env, rel, silver_table_of(env.identity))
-                   for rel, env in envelopes.items() if env.file_id not in known]
-        repository.register_files(conn, records)
-        registered += len(records)
-        store.remove_journal_temp_files(journal)   # a write cut between its temp file and the link
-        store.close_journal(journal)
-    return registered
-
-
-@dataclass(frozen=True)
-class NotSent:
-    """A planned request the run did not send, the skip kind it is counted under, and why."""
-
-    kind: str
-    reason: str
-
-
-class RunStops:
-    """What a run has stopped sending, and why: refusals that make the same requests pointless for the rest of it.
-
-    - a refused key (`auth`, AUTH_REFUSALS_TO_STOP answers): every remaining request, `not_sent_key_refused`;
-    - an exhausted quota (QUOTA_REFUSALS_TO_STOP consecutive quota refusals): every remaining request,
-      `not_sent_quota_exhausted`; a later run, once the quota has reset, plans them again;
-    - a 402 on one symbol: that ticker's remaining requests, `not_sent_symbol_not_in_plan`;
-    - a 402 on an endpoint: that path's remaining requests, `not_sent_endpoint_not_in_plan`;
-    - a 402 on another query parameter: that keymap entry's remaining requests, `not_sent_parameter_not_in_plan`.
-
-    Thread-safe: workers ask `not_sent` before sending and `observe` each answer, so a stop takes effect for
-    every request not yet on the wire. The refusals themselves stay Bronze error envelopes.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._key_refusals = 0
-        self._quota_streak = 0
-        self._run: NotSent | None = None
-        self._tickers: dict[str, NotSent] = {}
-        self._paths: dict[str, NotSent] = {}
-        self._entries: dict[str, NotSent] = {}
-
-    def not_sent(self, request: PlannedRequest, entry: KeymapEntry) -> NotSent | None:
-        with self._lock:
-            return (self._run or self._tickers.get(request.identity.ticker) or self._paths.get(request.path)
-                    or self._entries.get(entry.asset_name))
-
-    def observe(self, request: PlannedRequest, entry: KeymapEntry, envelopes: Sequence[BronzeEnvelope]) -> list[str]:
-        """Record one request's answers; returns a message for each stop they trigger (to log and report)."""
-        refused = next((env for env in envelopes if env.error_class), None)
-        quota = next((env for env in envelopes if env.error_detail == QUOTA_EXHAUSTED), None)
-        news: list[str] = []
-        with self._lock:
-            self._quota_streak = self._quota_streak + 1 if quota else 0
-            if refused is None:
-                return news
-            if refused.error_class == "auth":
-                self._key_refusals += 1
-                if self._key_refusals >= AUTH_REFUSALS_TO_STOP and self._run is None:
-                    self._run = NotSent("not_sent_key_refused",
-                                        f"not sent: FMP refused the API key {self._key_refusals} times "
-                                        f"({refused.error_message})")
-                    news.append(self._run.reason)
-            elif quota and self._quota_streak >= QUOTA_REFUSALS_TO_STOP and self._run is None:
-                self._run = NotSent("not_sent_quota_exhausted",
-                                    f"not sent: the FMP quota is exhausted ({self._quota_streak} consecutive "
-                                    f"refusals, last: {quota.error_message}); a run after the quota resets fetches "
-                                    "them")
-                news.append(self._run.reason)
-            detail, message = refused.error_detail, refused.error_message
-            ticker = request.identity.ticker
-            if detail == SYMBOL_NOT_IN_PLAN and ticker and ticker not in self._tickers:
-                self._tickers[ticker] = NotSent("not_sent_symbol_not_in_plan",
-                                                f"{ticker}: not sent: the FMP plan does not cover symbol {ticker} "
-                                                f"({message})")
-                news.append(self._tickers[ticker].reason)
-            elif detail == ENDPOINT_NOT_IN_PLAN and request.path not in self._paths:
-                self._paths[request.path] = NotSent("not_sent_endpoint_not_in_plan",
-                                                    f"{request.path}: not sent: the FMP plan does not include this "
-                                                    f"endpoint ({message})")
-                news.append(self._paths[request.path].reason)
-            elif detail == PARAMETER_NOT_IN_PLAN and entry.asset_name not in self._entries:
-                self._entries[entry.asset_name] = NotSent("not_sent_parameter_not_in_plan",
-                                                          f"{entry.asset_name}: not sent: the FMP plan refuses a query "
-                                                          f"parameter of this dataset ({message})")
-                news.append(self._entries[entry.asset_name].reason)
-        return news
-
-
-UNREADABLE_RUN_ID = "bronze-scan"
-
-
-def _unreadable_record(store: BronzeStore, rel: str, file_id: str, reason: str,
-                       silver_table_of: Callable[[DatasetIdentity], str | None]) -> dict:
-    """The ledger row of a Bronze file that cannot be read as its envelope: identity from its path, unpromotable,
-    so it is listed (with the reason) and never promoted and never counted as coverage, and stays on disk."""
-    parts = rel.split("/")   # <source>/<domain>/<dataset>[__<disc>]/<ticker or _global>/<day>/<file_id>.json
-    source, domain, dataset_dir, ticker_dir = parts[:4] if len(parts) == 6 else ("unknown", "unknown", "unknown", "")
-    dataset, _, discriminator = dataset_dir.partition("__")
-    ticker = "" if ticker_dir == "_global" else ticker_dir
-    identity = DatasetIdentity(domain, source, dataset, discriminator, ticker)
-    try:
-        size, mtime = store.size(rel) or 0, store.modified(rel) or dt.datetime.now(dt.UTC)
-    except OSError:
-        size, mtime = 0, dt.datetime.now(dt.UTC)
-    return {
-        "run_id": UNREADABLE_RUN_ID, "file_id": file_id, "domain": domain, "source": source, "dataset": dataset,
-        "discriminator": discriminator, "ticker": ticker, "bronze_path": rel, "request_path": None, "page": None,
-        "as_of": None, "window_from": None, "window_to": None, "status_code": None, "error_class": "invalid_body",
-        "error_message": f"unreadable Bronze file {rel}: {reason}"[:2000], "bronze_rows": 0, "bytes": size,
-        "body_sha256": None, "coverage_from": None, "coverage_to": None,
-        "fetched_at": mtime.replace(tzinfo=None), "elapsed_ms": None,
-        "can_promote": False, "silver_table": silver_table_of(identity),
-    }
-
-
-def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None],
-                           batch: int = 5000, problems: list[str] | None = None) -> int:
-    """Full scan: register every Bronze file the ledger does not know (a restored Bronze folder, a lost ledger).
-
-    A file that is not a readable envelope, or whose envelope names another file id, is registered too, as an
-    unpromotable `invalid_body` row whose message names the file and the reason (appended to `problems`): it
-    stays on disk and in the ledger for an operator to look at. Costs a walk of the whole Bronze tree, so it
-    belongs to repair and replay, not to every run.
-    """
-    known = {r[0] for r in conn.execute("SELECT file_id FROM ops.file_ingestions").fetchall()}
-    records: list[dict] = []
-    registered = 0
-    for rel in store.iter_files():
-        file_id = rel.rsplit("/", 1)[-1].removesuffix(".json")
-        if file_id in known:
-            continue
-        try:
-            env = store.read(rel)
-            reason = None if env.file_id == file_id else f"its envelope names file id {env.file_id!r}, not its own name"
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            empty = store.size(rel) == 0
-            reason = "empty file (0 bytes)" if empty else f"not a readable Bronze envelope ({type(exc).__name__}: {exc})"
-        if reason is not None:
-            record = _unreadable_record(store, rel, file_id, reason, silver_table_of)
-            log.error("%s; registered as unpromotable", record["error_message"])
-            if problems is not None:
-                problems.append(record["error_message"])
-            records.append(record)
-            continue
-        records.append(repository.file_record(env, rel, silver_table_of(env.identity)))
-        if len(records) >= batch:
-            registered += repository.register_files(conn, records)
-            records = []
-    registered += repository.register_files(conn, records)
-    return registered
 
 
 def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], warehouse: Warehouse, store: BronzeStore,

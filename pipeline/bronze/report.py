@@ -1,0 +1,79 @@
+"""What a Bronze step did, per keymap entry: requests, files, rows, skips and failures, for the asset metadata."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pipeline.bronze.envelope import BronzeEnvelope
+from pipeline.keymap.model import KeymapEntry
+
+# Error classes that fail the step (after everything that succeeded is persisted): the API or our
+# configuration is refusing us. A per-ticker answer such as an "Error Message" body or an empty body is
+# counted and reported, and does not fail the run. A 402 (`plan_restricted`) does not fail it either: the plan
+# lacks a symbol or an endpoint, which no rerun changes; the run skips what the plan lacks and says so.
+FAILING_ERRORS = frozenset({"transport", "rate_limited", "http_status", "auth", "invalid_body"})
+MAX_SKIP_REASONS = 5
+
+
+@dataclass
+class EntryReport:
+    """What happened to one keymap entry (one Bronze asset) in one run."""
+
+    entry: KeymapEntry
+    requests: int = 0
+    files: int = 0
+    rows: int = 0
+    bytes: int = 0
+    due: int = 0
+    skipped: Counter = field(default_factory=Counter)          # skip kind -> identities
+    skip_reasons: list[str] = field(default_factory=list)      # a few examples for the UI
+    failed: Counter = field(default_factory=Counter)           # error class -> files
+    failures: list[str] = field(default_factory=list)          # a few key-free messages
+    coverage_from: dt.date | None = None
+    coverage_to: dt.date | None = None
+    tickers_with_data: set[str] = field(default_factory=set)
+
+    @property
+    def hard_failures(self) -> int:
+        return sum(n for cls, n in self.failed.items() if cls in FAILING_ERRORS)
+
+    def add_skip_reason(self, reason: str) -> None:
+        """A refusal's reason goes first: it explains more than the "not due" examples planning leaves."""
+        if reason not in self.skip_reasons:
+            self.skip_reasons.insert(0, reason)
+            del self.skip_reasons[MAX_SKIP_REASONS:]
+
+    def add_file(self, env: BronzeEnvelope) -> None:
+        self.files += 1
+        self.bytes += env.bytes
+        if env.error_class:
+            self.failed[env.error_class] += 1
+            if len(self.failures) < 5:
+                who = env.identity.ticker or env.identity.discriminator or env.identity.dataset
+                self.failures.append(f"{who}: {env.error_class}: {env.error_message}")
+            return
+        self.rows += env.row_count
+        if env.can_promote and env.identity.ticker and env.row_count:
+            self.tickers_with_data.add(env.identity.ticker)
+        if env.coverage_from and (self.coverage_from is None or env.coverage_from < self.coverage_from):
+            self.coverage_from = env.coverage_from
+        if env.coverage_to and (self.coverage_to is None or env.coverage_to > self.coverage_to):
+            self.coverage_to = env.coverage_to
+
+
+@dataclass
+class BronzeRunReport:
+    run_id: str
+    source_mode: str
+    entries: dict[str, EntryReport]
+    orphans_registered: int = 0
+
+    @property
+    def requests(self) -> int:
+        return sum(r.requests for r in self.entries.values())
+
+    @property
+    def hard_failures(self) -> int:
+        return sum(r.hard_failures for r in self.entries.values())
