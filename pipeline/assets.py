@@ -3,8 +3,8 @@
 Bronze: one asset per keymap entry (`bronze/<domain>/<dataset>[__<disc>]`), grouped in two multi-assets (per
 ticker, partitioned by `tickers`; global, unpartitioned) so that one step fetches many datasets and tickers
 concurrently through one client, instead of one process per asset and ticker.
-Silver: one asset per table (`silver/<table>`), likewise in two multi-assets, with the keymap-generated checks
-evaluated in the same step. Gold: one asset per table (`gold/<name>`), reading DuckDB directly.
+Silver: one asset per table (`silver/<table>`), likewise in two multi-assets. Gold: one asset per table
+(`gold/<name>`), reading DuckDB directly. The data-quality checks are standalone asset checks (pipeline.checks).
 """
 
 
@@ -214,12 +214,10 @@ def promote_table(warehouse: WarehouseResource, keymap: Keymap, table: str, tick
 
 def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], settings: Settings,
                        per_ticker: bool) -> dg.AssetsDefinition:
-    from pipeline.checks import check_specs, evaluate, silver_check_defs
     from pipeline.silver.schema import qualified
 
     deps = bronze_keys_by_table(keymap)
-    specs, all_checks = [], []
-    checks_by_table = {t: silver_check_defs(keymap, t, settings.today) for t in tables}
+    specs = []
     for table in tables:
         entries = keymap.entries_for_table(table)
         spec = keymap.tables()[table]
@@ -234,17 +232,15 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
             metadata={"dagster/table_name": f"warehouse.silver.{table}", "dagster/column_schema": silver_column_schema(spec),
                       "key": dg.MetadataValue.json(list(spec.key)), "docs_url": dg.MetadataValue.url(entries[0].docs_url)},
         ))
-        all_checks += check_specs(silver_key(table), checks_by_table[table])
     by_key = {silver_key(t): t for t in tables}
 
     @dg.multi_asset(
-        name=name, specs=specs, check_specs=all_checks, can_subset=True, pool=DUCKDB_POOL,
+        name=name, specs=specs, can_subset=True, pool=DUCKDB_POOL,
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
     )
     def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
         tickers = partition_tickers(context)
-        selected_checks = set(context.selected_asset_check_keys)
         for key in sorted(context.selected_asset_keys, key=str):
             table = by_key.get(key)
             if table is None:
@@ -275,20 +271,20 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
                     "dagster/column_schema": silver_column_schema(spec),
                     "preview": dg.MetadataValue.md(preview),
                 })
-                yield from evaluate(conn, key, checks_by_table[table], selected_checks)
 
     return _silver
 
 
+def silver_groups(keymap: Keymap) -> dict[str, list[str]]:
+    """Silver multi-asset name -> its tables (per-ticker tables are partitioned, global ones are not)."""
+    groups = {"silver_per_ticker": sorted({e.silver.table for e in keymap.per_ticker_entries()}),
+              "silver_global": sorted({e.silver.table for e in keymap.global_entries()})}
+    return {name: tables for name, tables in groups.items() if tables}
+
+
 def build_silver_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
-    per_ticker = sorted({e.silver.table for e in keymap.per_ticker_entries()})
-    global_ = sorted({e.silver.table for e in keymap.global_entries()})
-    out = []
-    if per_ticker:
-        out.append(build_silver_asset("silver_per_ticker", keymap, per_ticker, settings, per_ticker=True))
-    if global_:
-        out.append(build_silver_asset("silver_global", keymap, global_, settings, per_ticker=False))
-    return out
+    return [build_silver_asset(name, keymap, tables, settings, per_ticker=name == "silver_per_ticker")
+            for name, tables in silver_groups(keymap).items()]
 
 
 # ---- Gold --------------------------------------------------------------------------------------------------
@@ -332,15 +328,13 @@ def gold_chart(conn) -> str | None:
 
 
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
-    from pipeline.checks import check_specs, evaluate, gold_check_defs
     from pipeline.gold.build import build
     from pipeline.silver.schema import ensure_table
 
     key = gold_key(name)
-    checks = gold_check_defs(name)
 
     @dg.asset(key=key, deps=[silver_key(t) for t in inputs], group_name="gold", kinds={"duckdb"},
-              tags={"layer": "gold"}, pool=DUCKDB_POOL, check_specs=check_specs(key, checks),
+              tags={"layer": "gold"}, pool=DUCKDB_POOL,
               description=GOLD_DESCRIPTIONS.get(name, name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
               metadata={"dagster/table_name": f"warehouse.gold.{name}"})
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
@@ -372,7 +366,6 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
                 if chart:
                     metadata["chart"] = dg.MetadataValue.md(chart)
             yield dg.MaterializeResult(metadata=metadata)
-            yield from evaluate(conn, key, checks, set(context.selected_asset_check_keys))
 
     return _gold
 

@@ -139,13 +139,20 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
     return silver_promotion_sensor
 
 
-def build_gold_promotion_sensor(settings: Settings) -> dg.SensorDefinition:
+def build_gold_promotion_sensor(settings: Settings,
+                                blocking_checks: dict[dg.AssetKey, list[dg.AssetCheckKey]] | None = None,
+                                ) -> dg.SensorDefinition:
+    """`blocking_checks`: Silver asset -> its blocking checks; Gold waits while one of them last failed."""
+    from pipeline.checks import failed_blocking_checks
     from pipeline.gold.build import GOLD_ASSETS, moved_inputs
+
+    blocking_checks = blocking_checks or {}
 
     @dg.sensor(name="gold_promotion_sensor", minimum_interval_seconds=SENSOR_INTERVAL_S,
                target=[gold_key(n) for n in GOLD_ASSETS], default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches exactly the Gold assets whose Silver input watermarks moved since their last "
-                           "successful build (ops.gold_builds).")
+                           "successful build (ops.gold_builds), unless the latest evaluation of a blocking check "
+                           "on one of their Silver inputs failed.")
     def gold_promotion_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         try:
             with Warehouse(settings.warehouse_path).reader() as conn:
@@ -154,7 +161,20 @@ def build_gold_promotion_sensor(settings: Settings) -> dg.SensorDefinition:
             return dg.SkipReason(f"watermarks not read, will retry next tick: {exc}")
         if not moved:
             return dg.SkipReason("no Gold input watermark moved since the last successful builds")
-        names = sorted(moved)
+        blocked: dict[str, list[str]] = {}
+        for name in sorted(moved):
+            keys = [k for t in GOLD_ASSETS[name] for k in blocking_checks.get(silver_key(t), [])]
+            failed = failed_blocking_checks(context.instance, keys)
+            if failed:
+                blocked[name] = [k.to_user_string() for k in failed]
+        for name, failed in blocked.items():
+            context.log.warning(f"gold/{name} waits: blocking check(s) failed in their latest evaluation: "
+                                f"{', '.join(failed)}")
+        names = sorted(n for n in moved if n not in blocked)
+        if not names:
+            shown = "; ".join(f"gold/{n}: {', '.join(f[:3])}" for n, f in blocked.items())
+            return dg.SkipReason("Gold inputs moved, but blocking checks on them failed in their latest evaluation "
+                                 f"(fix the data, then re-run the checks): {shown}")
         digest = hashlib.sha256("\n".join(f"{n}:{moved[n]}" for n in names).encode()).hexdigest()[:16]
         work = f"gold:{digest}"
         key = work_run_key(context.instance, work)

@@ -41,7 +41,7 @@ def setup(tmp_path):
 
 
 def materialize(defs, instance, keys, tags=None):
-    return dg.materialize(list(defs.assets), instance=instance, resources=defs.resources, selection=keys,
+    return dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources, selection=keys,
                           tags=tags or {}, raise_on_error=False)
 
 
