@@ -23,8 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	# installs the project's current dagster.yaml in $(DAGSTER_HOME) (pools, run monitoring, retries)
+	$(BIN)/python -c 'from pipeline.cli import ensure_dagster_home; from pipeline.settings import get_settings; ensure_dagster_home(get_settings())'
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: $(STAMP)

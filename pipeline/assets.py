@@ -9,21 +9,29 @@ Silver: one asset per table (`silver/<table>`), likewise in two multi-assets. Go
 
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
+import httpx
 from dagster import AssetExecutionContext
 
-from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.fetch import FAILING_ERRORS, run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
 from pipeline.ops.repository import record_run
 from pipeline.partitions import tickers_partitions
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
+from pipeline.warehouse.connection import WarehouseBusy
 from pipeline.warehouse.resource import WarehouseResource
 
 FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
 DUCKDB_POOL = "duckdb_writer"   # DuckDB allows one writing process: limit 1 in dagster.yaml
+
+# A Bronze step fails after the client's own per-request retries. When every failure was transient (network,
+# rate limit, busy warehouse) the step is retried after a growing pause; only what is still due is fetched again.
+BRONZE_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+TRANSIENT_ERRORS = frozenset({"transport", "rate_limited"})
 
 
 def bronze_key(entry: KeymapEntry) -> dg.AssetKey:
@@ -88,13 +96,14 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
         name=name, specs=specs, can_subset=True, pool=FMP_POOL,
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+        retry_policy=BRONZE_RETRY,
     )
     def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource, fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
         selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
         tickers = partition_tickers(context) or []
         if settings.uses_sample_source:
             context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
-        with fmp.client(settings) as client:
+        with fmp.client(settings) as client, _only_transient_errors_retry():
             report = run_bronze(
                 entries=selected, tickers=tickers, warehouse=warehouse.warehouse, store=BronzeStore(settings.bronze_dir),
                 client=client, run_id=context.run_id, today=settings.today(), fmp_plan=settings.fmp_plan,
@@ -109,13 +118,31 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
             yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=_bronze_metadata(rep, settings))
         if report.hard_failures:
             lines = [f for r in report.entries.values() for f in r.failures][:10]
+            kinds = {cls for r in report.entries.values() for cls, n in r.failed.items() if n and cls in FAILING_ERRORS}
+            transient = kinds <= TRANSIENT_ERRORS
             raise dg.Failure(
-                description=f"{report.hard_failures} Bronze request(s) failed after retries; everything that succeeded "
-                            "was written and registered. First failures:\n" + "\n".join(lines),
-                allow_retries=False,
+                description=f"{report.hard_failures} Bronze request(s) failed after retries ({', '.join(sorted(kinds))}); "
+                            "everything that succeeded was written and registered"
+                            + ("; the step is retried later" if transient else "") + ". First failures:\n"
+                            + "\n".join(lines),
+                allow_retries=transient,
             )
 
     return _bronze
+
+
+@contextmanager
+def _only_transient_errors_retry() -> Iterator[None]:
+    """Let the step's retry policy act on transient errors only: anything else is a bug or bad input, and
+    fails the step for good (with the original error as its cause)."""
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except (WarehouseBusy, httpx.TransportError):
+        raise
+    except Exception as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
 
 def build_bronze_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:

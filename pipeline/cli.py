@@ -20,12 +20,15 @@ from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_setting
 from pipeline.warehouse.migrations import MigrationError
 
 
+PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."   # first words of ./dagster.yaml
+
+
 def sync_instance_config(home: Path) -> bool:
     """Install the project's current dagster.yaml in `home`; returns whether the file changed.
 
-    A home's dagster.yaml that this project wrote earlier (same first line) is replaced when the project's
-    changed, so pools, run monitoring and retries are always the current ones; a file someone wrote by hand
-    for their own DAGSTER_HOME is left alone.
+    A home's dagster.yaml that this project wrote earlier (it starts with the marker) is replaced when the
+    project's changed, so pools, run monitoring and retries are always the current ones; a file someone wrote
+    by hand for their own DAGSTER_HOME is left alone.
     """
     source = PROJECT_ROOT / "dagster.yaml"
     config = home / "dagster.yaml"
@@ -34,7 +37,7 @@ def sync_instance_config(home: Path) -> bool:
     wanted = source.read_text()
     if config.exists():
         have = config.read_text()
-        if have == wanted or have.partition("\n")[0] != wanted.partition("\n")[0]:
+        if have == wanted or not have.startswith(PROJECT_CONFIG_MARKER):
             return False
     tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
     tmp.write_text(wanted)
