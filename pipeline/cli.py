@@ -141,7 +141,36 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.ops.status import status
 
-    return status(get_settings(), run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
+    settings = get_settings()
+    code = status(settings, run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
+    if not args.run:
+        print_automation(settings)
+    return code
+
+
+def print_automation(settings: Settings) -> None:
+    """What the sensors are waiting for (a run in progress, a pause after failures, parked for a person).
+
+    Read from the Dagster instance the UI and the daemon use; nothing is printed when it does not exist yet.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home")
+    if not (home / "history").exists() and not (home / "storage").exists():
+        return
+    _quiet_dagster()
+    import dagster as dg
+
+    from pipeline.sensors import automation_report
+
+    os.environ["DAGSTER_HOME"] = str(home.resolve())
+    try:
+        with dg.DagsterInstance.get() as instance:
+            lines = automation_report(instance)
+    except Exception as exc:  # noqa: BLE001 - status must still print what it could read
+        print(f"\nSensors: the Dagster instance in {home} could not be read: {exc}")
+        return
+    print("\nSensors: " + ("nothing waiting" if not lines else ""))
+    for line in lines:
+        print(f"  {line}")
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:

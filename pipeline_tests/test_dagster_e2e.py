@@ -132,17 +132,24 @@ def test_full_graph_sensors_and_checks(setup):
     assert per_ticker_req.tags["dagster/asset_partition_range_start"] == "AAPL"
     assert set(per_ticker_req.asset_selection) == {silver_key(e.silver.table) for e in keymap.per_ticker_entries()}
     # same files, next tick: the same run keys, which Dagster never launches twice
-    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert sorted(r.run_key for r in tick2.run_requests) == keys
-    # a run for that work failed: the retry gets a new key (a reused key would be skipped forever)
+    # a run for that work failed: after a pause the retry gets a new key (a reused key would be skipped forever)
     @dg.asset(name="always_fails")
     def always_fails():
         raise RuntimeError("promotion crashed")
 
     work = per_ticker_req.tags["pipeline/work"]
-    assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/work": work},
+    assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/scope": "silver:per_ticker"},
                               raise_on_error=False).success
-    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    assert {r.tags["pipeline/scope"] for r in tick3.run_requests} == {"silver:global"}
+    import pipeline.sensors as sensors
+
+    later = sensors.now() + sensors.RETRY_BASE_S + 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sensors, "now", lambda: later)
+        tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert f"{work}:retry-1" in {r.run_key for r in tick3.run_requests}
 
     # promote as the sensor asked
@@ -177,7 +184,7 @@ def test_universe_sensor_and_schedule(setup):
     sensor = next(s for s in defs.sensors if s.name == "ticker_universe_sensor")
     # PIPELINE_TICKERS pins the universe: with all three already present the sensor skips
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert not tick.dynamic_partitions_requests and "already partitions" in tick.skip_message
+    assert not tick.dynamic_partitions_requests and "are the partitions" in tick.skip_message
     instance.delete_dynamic_partition(tickers_partitions.name, "NVDA")
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
     assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
