@@ -61,9 +61,9 @@ def partition_tickers(context: AssetExecutionContext) -> list[str] | None:
     return list(context.partition_keys)
 
 
-def _bronze_metadata(report, settings: Settings) -> dict:
+def _bronze_metadata(report, fmp: FmpResource) -> dict:
     return {
-        "source": "bundled sample source" if settings.uses_sample_source else settings.fmp_base_url,
+        "source": fmp.source_label,
         "requests": report.requests,
         "files": report.files,
         "rows": report.rows,
@@ -101,21 +101,20 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
     def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource, fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
         selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
         tickers = partition_tickers(context) or []
-        if settings.uses_sample_source:
+        if fmp.uses_sample_source:
             context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
         with fmp.client(settings) as client, _only_transient_errors_retry():
             report = run_bronze(
                 entries=selected, tickers=tickers, warehouse=warehouse.warehouse, store=BronzeStore(settings.bronze_dir),
-                client=client, run_id=context.run_id, today=settings.today(), fmp_plan=settings.fmp_plan,
-                source_mode="sample" if settings.uses_sample_source else "fmp",
-                max_concurrency=settings.max_concurrency, job=context.job_name, log_fn=context.log.info,
+                client=client, run_id=context.run_id, today=settings.today(), fmp_plan=fmp.plan,
+                source_mode=fmp.source_mode, max_concurrency=fmp.max_concurrency, job=context.job_name, log_fn=context.log.info,
                 orphan_entries=list(all_entries) or None,   # a crash may leave files of the other Bronze step
             )
         for entry in selected:
             rep = report.entries[entry.asset_name]
             if rep.skipped.get("plan"):
                 context.log.warning(f"{bronze_key(entry).to_user_string()}: {rep.skip_reasons[0]}")
-            yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=_bronze_metadata(rep, settings))
+            yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=_bronze_metadata(rep, fmp))
         if report.hard_failures:
             lines = [f for r in report.entries.values() for f in r.failures][:10]
             kinds = {cls for r in report.entries.values() for cls, n in r.failed.items() if n and cls in FAILING_ERRORS}

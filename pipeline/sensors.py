@@ -22,7 +22,8 @@ from pipeline.ops import repository
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import Settings
 from pipeline.universe import configured_tickers, universe_from_silver
-from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
+from pipeline.warehouse.connection import WarehouseBusy, WarehouseMissing
+from pipeline.warehouse.resource import WarehouseResource
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -135,13 +136,13 @@ def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
                description="Keeps the `tickers` partitions equal to the universe (PIPELINE_TICKERS, the sample "
                            "source, or the Silver stock list filtered by the universe settings): adds new tickers, "
                            "removes tickers that left (their data and history stay; they are no longer fetched).")
-    def ticker_universe_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def ticker_universe_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
         fixed = configured_tickers(settings)
         if fixed is not None:
             wanted, why = fixed
         else:
             try:
-                with Warehouse(settings.warehouse_path).reader() as conn:
+                with warehouse.reader() as conn:
                     wanted = universe_from_silver(conn, settings.universe)
             except (WarehouseBusy, WarehouseMissing) as exc:
                 return dg.SkipReason(f"universe not read: {exc}")
@@ -186,9 +187,9 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
                            "(global tables, per-ticker tables) at a time; failed runs are retried after a growing "
                            f"pause (from {RETRY_BASE_S} s, at most {RETRY_CAP_S // 60} min) and after "
                            f"{MAX_FAILURES} failures in a row the scope waits for a person.")
-    def silver_promotion_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def silver_promotion_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
         try:
-            with Warehouse(settings.warehouse_path).reader() as conn:
+            with warehouse.reader() as conn:
                 files = repository.promotable_files(conn, tables=list(keymap.tables()))
         except (WarehouseBusy, WarehouseMissing) as exc:
             return dg.SkipReason(f"ledger not read, will retry next tick: {exc}")
@@ -253,9 +254,9 @@ def build_gold_promotion_sensor(settings: Settings,
                description="Launches exactly the Gold assets whose Silver input watermarks moved since their last "
                            "successful build (ops.gold_builds), unless the latest evaluation of a blocking check "
                            "on one of their Silver inputs failed.")
-    def gold_promotion_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    def gold_promotion_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
         try:
-            with Warehouse(settings.warehouse_path).reader() as conn:
+            with warehouse.reader() as conn:
                 moved = moved_inputs(conn)
         except (WarehouseBusy, WarehouseMissing) as exc:
             return dg.SkipReason(f"watermarks not read, will retry next tick: {exc}")

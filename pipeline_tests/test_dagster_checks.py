@@ -29,7 +29,7 @@ def evaluations(result) -> dict[tuple[str, str], bool]:
 def gold_tick(defs, instance):
     sensor = next(s for s in defs.sensors if s.name == "gold_promotion_sensor")
     return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
-                                                        definitions=defs))
+                                                        definitions=defs, resources=defs.resources))
 
 
 def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp_path, monkeypatch):

@@ -124,7 +124,7 @@ def test_full_graph_sensors_and_checks(setup):
 
     # the promotion sensor sees the waiting files and batches them into two runs (global, per ticker)
     sensor = next(s for s in defs.sensors if s.name == "silver_promotion_sensor")
-    ctx = dg.build_sensor_context(instance=instance, definitions=defs)
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
     tick = sensor.evaluate_tick(ctx)
     keys = sorted(r.run_key for r in tick.run_requests)
     assert len(keys) == 2 and keys[0].startswith("silver:global:") and keys[1].startswith("silver:per_ticker:")
@@ -132,7 +132,7 @@ def test_full_graph_sensors_and_checks(setup):
     assert per_ticker_req.tags["dagster/asset_partition_range_start"] == "AAPL"
     assert set(per_ticker_req.asset_selection) == {silver_key(e.silver.table) for e in keymap.per_ticker_entries()}
     # same files, next tick: the same run keys, which Dagster never launches twice
-    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert sorted(r.run_key for r in tick2.run_requests) == keys
     # a run for that work failed: after a pause the retry gets a new key (a reused key would be skipped forever)
     @dg.asset(name="always_fails")
@@ -142,14 +142,14 @@ def test_full_graph_sensors_and_checks(setup):
     work = per_ticker_req.tags["pipeline/work"]
     assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/scope": "silver:per_ticker"},
                               raise_on_error=False).success
-    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert {r.tags["pipeline/scope"] for r in tick3.run_requests} == {"silver:global"}
     import pipeline.sensors as sensors
 
     later = sensors.now() + sensors.RETRY_BASE_S + 1
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sensors, "now", lambda: later)
-        tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+        tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert f"{work}:retry-1" in {r.run_key for r in tick3.run_requests}
 
     # promote as the sensor asked
@@ -166,7 +166,7 @@ def test_full_graph_sensors_and_checks(setup):
 
     # gold sensor: every gold asset has moved inputs before its first build
     gold_sensor = next(s for s in defs.sensors if s.name == "gold_promotion_sensor")
-    gt = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    gt = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert len(gt.run_requests) == 1
     gold_keys = set(gt.run_requests[0].asset_selection)
     assert gold_key("fact_price_daily") in gold_keys
@@ -175,7 +175,7 @@ def test_full_graph_sensors_and_checks(setup):
     gold_failed = [(e.asset_key.to_user_string(), e.check_name) for e in r3.get_asset_check_evaluations() if not e.passed]
     assert gold_failed == []
     # nothing moved now: the gold sensor skips with a reason
-    gt2 = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    gt2 = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert not gt2.run_requests and "no Gold input watermark moved" in (gt2.skip_message or "")
 
 
@@ -183,10 +183,10 @@ def test_universe_sensor_and_schedule(setup):
     settings, keymap, defs, instance = setup
     sensor = next(s for s in defs.sensors if s.name == "ticker_universe_sensor")
     # PIPELINE_TICKERS pins the universe: with all three already present the sensor skips
-    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert not tick.dynamic_partitions_requests and "are the partitions" in tick.skip_message
     instance.delete_dynamic_partition(tickers_partitions.name, "NVDA")
-    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
 
     schedule = defs.schedules[0] if not callable(getattr(defs, "get_schedule_def", None)) else defs.get_schedule_def("daily_refresh")

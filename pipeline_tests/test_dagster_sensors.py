@@ -17,7 +17,7 @@ from pipeline_tests.test_dagster_e2e import TICKERS, make_env, materialize, rang
 def tick(defs, instance, name: str):
     sensor = next(s for s in defs.sensors if s.name == name)
     return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
-                                                        definitions=defs))
+                                                        definitions=defs, resources=defs.resources))
 
 
 def scope_run(instance, scope: str, status: dg.DagsterRunStatus) -> dg.DagsterRun:
