@@ -17,7 +17,7 @@ from pipeline.assets import bronze_key, gold_key, silver_key
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.partitions import tickers_partitions
-from pipeline.settings import load_settings
+from pipeline.settings import PROJECT_ROOT, load_settings
 
 AS_OF = "2026-11-20"
 TICKERS = ["AAPL", "MSFT", "NVDA"]
@@ -189,7 +189,7 @@ def test_universe_sensor_and_schedule(setup):
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
 
-    schedule = defs.schedules[0] if not callable(getattr(defs, "get_schedule_def", None)) else defs.get_schedule_def("daily_refresh")
+    schedule = next(s for s in defs.schedules if s.name == "daily_refresh")
     when = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
     data = schedule.evaluate_tick(ctx)
@@ -205,14 +205,16 @@ def test_dagster_cli_materializes_bronze(tmp_path):
     env = {**os.environ, **make_env(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
     env.pop("FMP_API_KEY", None)
     Path(env["DAGSTER_HOME"]).mkdir()
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     # the partitions must exist in the instance the CLI uses
     subprocess.run([sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
                     f"'tickers', {TICKERS!r})"], env=env, check=True, cwd=tmp_path)
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "pipeline.definitions",
-         "--select", "bronze/prices/historical-price-eod", "--partition-range", "AAPL...NVDA"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "bronze/prices/historical-price-eod",
+         "--partition-range", "AAPL...NVDA"],
+        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]   # e.g. a superseded command
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
     try:
         tickers = {r[0] for r in con.execute("SELECT DISTINCT ticker FROM ops.file_ingestions").fetchall()}
@@ -222,15 +224,15 @@ def test_dagster_cli_materializes_bronze(tmp_path):
 
 
 @pytest.mark.slow
-def test_dagster_definitions_validate_cli(tmp_path):
-    """What CI users run to gate a change: the code location loads and validates from workspace.yaml."""
-    from pipeline.settings import PROJECT_ROOT
-
+def test_dg_check_defs(tmp_path):
+    """What CI users run to gate a change: `dg check defs` loads and validates the project's definitions."""
     env = {**os.environ, "PIPELINE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
-    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
-                           str(PROJECT_ROOT / "workspace.yaml")], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    (tmp_path / "dagster.yaml").write_text("")
+    proc = subprocess.run([str(Path(sys.executable).parent / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "All definitions loaded successfully" in proc.stdout + proc.stderr
+    assert "Warning" not in proc.stdout + proc.stderr   # no superseded command, no venv mismatch
 
 
 def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
@@ -255,3 +257,19 @@ def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
         con.close()
     assert status == "failed" and "silver.fmp_price_eod" in message and "disk full" in message
     assert waiting == 3   # nothing was lost: the files still wait for promotion
+
+
+def test_the_instance_always_gets_the_projects_current_dagster_yaml(tmp_path):
+    """`make ui` and `pipeline` install the project's dagster.yaml in DAGSTER_HOME every time it changed."""
+    from pipeline.cli import sync_instance_config
+
+    current = (PROJECT_ROOT / "dagster.yaml").read_text()
+    home = tmp_path / "home"
+    home.mkdir()
+    assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
+    assert not sync_instance_config(home)                      # unchanged: nothing written
+    stale = current.replace("free_slots_after_run_end_seconds", "# (an older file)\n  old_key")
+    (home / "dagster.yaml").write_text(stale)                   # written by an older checkout
+    assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")   # someone's own instance settings
+    assert not sync_instance_config(home) and "enabled: true" in (home / "dagster.yaml").read_text()
