@@ -8,6 +8,9 @@ Silver: one asset per table (`silver/<table>`), likewise in two multi-assets. Go
 """
 
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -44,6 +47,24 @@ def silver_key(table: str) -> dg.AssetKey:
 
 def gold_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["gold", name])
+
+
+def code_version(*parts: object) -> str:
+    """A short hash of what defines an asset (its keymap entries, its Gold SQL): Dagster shows an asset whose
+    definition changed since its last materialization as changed, and reports the version on each run."""
+    text = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def entry_fingerprint(entry: KeymapEntry) -> dict:
+    """The keymap entry without its position in the file (reordering the YAML changes nothing)."""
+    return {k: v for k, v in dataclasses.asdict(entry).items() if k != "index"}
+
+
+def entry_tags(entry: KeymapEntry) -> dict[str, str]:
+    return {"domain": entry.domain, "source": entry.source, "ticker_scope": entry.ticker_scope,
+            "min_plan": entry.recipe.min_plan}
 
 
 def entry_description(entry: KeymapEntry) -> str:
@@ -84,7 +105,7 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
     specs = [
         dg.AssetSpec(
             bronze_key(e), group_name=e.domain, description=entry_description(e), kinds={"fmp", "json"},
-            tags={"layer": "bronze", "domain": e.domain}, skippable=True,
+            tags={"layer": "bronze", **entry_tags(e)}, skippable=True, code_version=code_version(entry_fingerprint(e)),
             metadata={"fmp_path": e.recipe.path, "docs_url": dg.MetadataValue.url(e.docs_url),
                       "min_age_days": e.recipe.min_age_days, "ticker_scope": e.ticker_scope},
         )
@@ -192,6 +213,16 @@ def silver_column_schema(spec) -> dg.TableSchema:
     return column_schema(cols)
 
 
+def gold_column_schema(model) -> dg.TableSchema:
+    """The Gold table's declared columns (shown before the first build), with descriptions when the model has them."""
+    descriptions = getattr(model, "descriptions", None) or {}
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, dtype, description=descriptions.get(name),
+                       constraints=dg.TableColumnConstraints(nullable=name not in model.key))
+        for name, dtype in model.columns
+    ])
+
+
 def table_preview(conn, qualified_table: str, order_by: str, limit: int = 5) -> str:
     frame = conn.execute(f"SELECT * FROM {qualified_table} ORDER BY {order_by} LIMIT {limit}").df()
     frame = frame.loc[:, [c for c in frame.columns if c not in ("run_id", "bronze_file_id")]].iloc[:, :10]
@@ -254,7 +285,8 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
                        + f"\n\nHistory of every changed version: `silver.{table}__history`.")
         specs.append(dg.AssetSpec(
             silver_key(table), deps=deps[table], group_name=domains[0], description=description, kinds={"duckdb"},
-            tags={"layer": "silver", "domain": domains[0]}, skippable=True,
+            tags={"layer": "silver", **entry_tags(entries[0])}, skippable=True,
+            code_version=code_version(spec, *[entry_fingerprint(e) for e in entries]),
             metadata={"dagster/table_name": f"warehouse.silver.{table}", "dagster/column_schema": silver_column_schema(spec),
                       "key": dg.MetadataValue.json(list(spec.key)), "docs_url": dg.MetadataValue.url(entries[0].docs_url)},
         ))
@@ -355,14 +387,18 @@ def gold_chart(conn) -> str | None:
 
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
     from pipeline.gold.build import build
+    from pipeline.gold.models import MODELS
     from pipeline.silver.schema import ensure_table
 
     key = gold_key(name)
+    model = MODELS[name]
 
     @dg.asset(key=key, deps=[silver_key(t) for t in inputs], group_name="gold", kinds={"duckdb"},
-              tags={"layer": "gold"}, pool=DUCKDB_POOL,
+              tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"}, pool=DUCKDB_POOL,
+              code_version=code_version(model),
               description=GOLD_DESCRIPTIONS.get(name, name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
-              metadata={"dagster/table_name": f"warehouse.gold.{name}"})
+              metadata={"dagster/table_name": f"warehouse.gold.{name}", "dagster/column_schema": gold_column_schema(model),
+                        "key": dg.MetadataValue.json(list(model.key))})
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as conn:
             for table in inputs:   # a Silver input that was never promoted reads as empty, not as an error
@@ -375,9 +411,6 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
             record_run(conn, context.run_id, job=context.job_name, source_mode=None, status="success",
                        rows=result.rows_written, finished=True)
             context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})")
-            schema = conn.execute("SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
-                                  "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position",
-                                  [name]).fetchall()
             metadata = {
                 "mode": result.mode, "reason": result.reason, "rows_written": result.rows_written,
                 "tickers_touched": result.tickers_touched if result.tickers_touched is not None else 0,
@@ -385,7 +418,7 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
                 "input_identities": len(result.input_watermarks),
                 "dagster/row_count": result.row_count,
                 "dagster/table_name": f"warehouse.gold.{name}",
-                "dagster/column_schema": column_schema([tuple(r) for r in schema]),
+                "dagster/column_schema": gold_column_schema(model),   # the table is created from the model
             }
             if name == "fact_valuation_daily":
                 chart = gold_chart(conn)

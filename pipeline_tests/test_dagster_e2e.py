@@ -273,3 +273,30 @@ def test_the_instance_always_gets_the_projects_current_dagster_yaml(tmp_path):
     assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")   # someone's own instance settings
     assert not sync_instance_config(home) and "enabled: true" in (home / "dagster.yaml").read_text()
+
+
+def test_assets_carry_code_versions_tags_and_gold_schemas_before_any_run(setup):
+    """The UI shows what defines each asset before anything ran: a code version that moves only when the keymap
+    entry or the Gold SQL changes, the keymap's tags, and the Gold tables' declared columns."""
+    import dataclasses
+
+    from pipeline.assets import code_version, entry_fingerprint
+    from pipeline.gold.models import MODELS
+
+    settings, keymap, defs, instance = setup
+    graph = defs.resolve_asset_graph()
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    node = graph.get(bronze_key(eod))
+    assert node.code_version == code_version(entry_fingerprint(eod))
+    assert code_version(entry_fingerprint(dataclasses.replace(eod, index=eod.index + 7))) == node.code_version
+    changed = dataclasses.replace(eod, recipe=dataclasses.replace(eod.recipe, min_age_days=eod.recipe.min_age_days + 1))
+    assert code_version(entry_fingerprint(changed)) != node.code_version
+    assert node.tags["domain"] == "prices" and node.tags["ticker_scope"] == "per_ticker"
+    assert graph.get(silver_key("fmp_price_eod")).code_version
+    gold = graph.get(gold_key("fact_price_daily"))
+    model = MODELS["fact_price_daily"]
+    assert gold.code_version == code_version(model)
+    assert code_version(dataclasses.replace(model, sql=model.sql + "\n")) != gold.code_version
+    columns = gold.metadata["dagster/column_schema"].columns
+    assert [c.name for c in columns] == list(model.column_names)
+    assert instance.get_latest_materialization_event(gold_key("fact_price_daily")) is None   # nothing ran yet
