@@ -279,6 +279,10 @@ def build_gold_promotion_sensor(settings: Settings,
         state = scope_state(context.instance, "gold")
         if reason := state.blocker(now()):
             return dg.SkipReason(f"Gold inputs moved ({', '.join(names)}), not launched: {reason}")
+        promoting = [s for s in ("silver:global", "silver:per_ticker") if scope_state(context.instance, s).active_run]
+        if promoting:   # build once on the promoted data, not now and again right after
+            return dg.SkipReason(f"Gold inputs moved ({', '.join(names)}); waiting for the Silver promotion in "
+                                 f"progress ({', '.join(promoting)})")
         digest = hashlib.sha256("\n".join(f"{n}:{moved[n]}" for n in names).encode()).hexdigest()[:16]
         work = f"gold:{digest}"
         for name in names:

@@ -117,3 +117,14 @@ def test_tickers_leaving_the_universe_are_removed_but_a_mass_exit_is_refused(set
     data = tick(defs, instance, "ticker_universe_sensor")
     assert not data.dynamic_partitions_requests and "10 of 13 tickers left the universe at once" in data.skip_message
     assert set(TICKERS) <= set(instance.get_dynamic_partitions(tickers_partitions.name))
+
+
+def test_gold_waits_for_a_silver_promotion_in_progress(setup):
+    settings, keymap, defs, instance = setup
+    assert materialize(defs, instance, [bronze_key(e) for e in keymap.global_entries()]).success
+    assert tick(defs, instance, "gold_promotion_sensor").run_requests   # never built: everything moved
+    running = scope_run(instance, "silver:global", dg.DagsterRunStatus.STARTED)
+    data = tick(defs, instance, "gold_promotion_sensor")
+    assert not data.run_requests and "waiting for the Silver promotion in progress (silver:global)" in data.skip_message
+    instance.report_dagster_event(_run_success_event(running), running.run_id)
+    assert tick(defs, instance, "gold_promotion_sensor").run_requests
