@@ -23,9 +23,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 ui: $(STAMP)
-	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	# installs the project's current dagster.yaml in $(DAGSTER_HOME) (pools, run monitoring, retries)
+	$(BIN)/python -c 'from pipeline.cli import ensure_dagster_home; from pipeline.settings import get_settings; ensure_dagster_home(get_settings())'
+	$(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 bench: $(STAMP)
 	$(BIN)/python -m pipeline_tests.bench.run_all

@@ -3,27 +3,38 @@
 Bronze: one asset per keymap entry (`bronze/<domain>/<dataset>[__<disc>]`), grouped in two multi-assets (per
 ticker, partitioned by `tickers`; global, unpartitioned) so that one step fetches many datasets and tickers
 concurrently through one client, instead of one process per asset and ticker.
-Silver: one asset per table (`silver/<table>`), likewise in two multi-assets, with the keymap-generated checks
-evaluated in the same step. Gold: one asset per table (`gold/<name>`), reading DuckDB directly.
+Silver: one asset per table (`silver/<table>`), likewise in two multi-assets. Gold: one asset per table
+(`gold/<name>`), reading DuckDB directly. The data-quality checks are standalone asset checks (pipeline.checks).
 """
 
 
+import dataclasses
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import dagster as dg
+import httpx
 from dagster import AssetExecutionContext
 
-from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.fetch import FAILING_ERRORS, run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
 from pipeline.ops.repository import record_run
 from pipeline.partitions import tickers_partitions
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
+from pipeline.warehouse.connection import WarehouseBusy
 from pipeline.warehouse.resource import WarehouseResource
 
 FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
 DUCKDB_POOL = "duckdb_writer"   # DuckDB allows one writing process: limit 1 in dagster.yaml
+
+# A Bronze step fails after the client's own per-request retries. When every failure was transient (network,
+# rate limit, busy warehouse) the step is retried after a growing pause; only what is still due is fetched again.
+BRONZE_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+TRANSIENT_ERRORS = frozenset({"transport", "rate_limited"})
 
 
 def bronze_key(entry: KeymapEntry) -> dg.AssetKey:
@@ -36,6 +47,24 @@ def silver_key(table: str) -> dg.AssetKey:
 
 def gold_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["gold", name])
+
+
+def code_version(*parts: object) -> str:
+    """A short hash of what defines an asset (its keymap entries, its Gold SQL): Dagster shows an asset whose
+    definition changed since its last materialization as changed, and reports the version on each run."""
+    text = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def entry_fingerprint(entry: KeymapEntry) -> dict:
+    """The keymap entry without its position in the file (reordering the YAML changes nothing)."""
+    return {k: v for k, v in dataclasses.asdict(entry).items() if k != "index"}
+
+
+def entry_tags(entry: KeymapEntry) -> dict[str, str]:
+    return {"domain": entry.domain, "source": entry.source, "ticker_scope": entry.ticker_scope,
+            "min_plan": entry.recipe.min_plan}
 
 
 def entry_description(entry: KeymapEntry) -> str:
@@ -53,9 +82,9 @@ def partition_tickers(context: AssetExecutionContext) -> list[str] | None:
     return list(context.partition_keys)
 
 
-def _bronze_metadata(report, settings: Settings) -> dict:
+def _bronze_metadata(report, fmp: FmpResource) -> dict:
     return {
-        "source": "bundled sample source" if settings.uses_sample_source else settings.fmp_base_url,
+        "source": fmp.source_label,
         "requests": report.requests,
         "files": report.files,
         "rows": report.rows,
@@ -76,7 +105,7 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
     specs = [
         dg.AssetSpec(
             bronze_key(e), group_name=e.domain, description=entry_description(e), kinds={"fmp", "json"},
-            tags={"layer": "bronze", "domain": e.domain}, skippable=True,
+            tags={"layer": "bronze", **entry_tags(e)}, skippable=True, code_version=code_version(entry_fingerprint(e)),
             metadata={"fmp_path": e.recipe.path, "docs_url": dg.MetadataValue.url(e.docs_url),
                       "min_age_days": e.recipe.min_age_days, "ticker_scope": e.ticker_scope},
         )
@@ -88,34 +117,53 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
         name=name, specs=specs, can_subset=True, pool=FMP_POOL,
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+        retry_policy=BRONZE_RETRY,
     )
     def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource, fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
         selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
         tickers = partition_tickers(context) or []
-        if settings.uses_sample_source:
+        if fmp.uses_sample_source:
             context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
-        with fmp.client(settings) as client:
+        with fmp.client(settings) as client, _only_transient_errors_retry():
             report = run_bronze(
-                entries=selected, tickers=tickers, warehouse=warehouse.warehouse, store=BronzeStore.at(settings.bronze_location),
-                client=client, run_id=context.run_id, today=settings.today(), fmp_plan=settings.fmp_plan,
-                source_mode="sample" if settings.uses_sample_source else "fmp",
-                max_concurrency=settings.max_concurrency, job=context.job_name, log_fn=context.log.info,
+                entries=selected, tickers=tickers, warehouse=warehouse.warehouse,
+                store=BronzeStore.at(settings.bronze_location), client=client, run_id=context.run_id,
+                today=settings.today(), fmp_plan=fmp.plan, source_mode=fmp.source_mode,
+                max_concurrency=fmp.max_concurrency, job=context.job_name, log_fn=context.log.info,
                 orphan_entries=list(all_entries) or None,   # a crash may leave files of the other Bronze step
             )
         for entry in selected:
             rep = report.entries[entry.asset_name]
             if any(k == "plan" or k.startswith("not_sent_") for k in rep.skipped):
                 context.log.warning(f"{bronze_key(entry).to_user_string()}: {rep.skip_reasons[0]}")
-            yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=_bronze_metadata(rep, settings))
+            yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=_bronze_metadata(rep, fmp))
         if report.hard_failures:
             lines = [f for r in report.entries.values() for f in r.failures][:10]
+            kinds = {cls for r in report.entries.values() for cls, n in r.failed.items() if n and cls in FAILING_ERRORS}
+            transient = kinds <= TRANSIENT_ERRORS
             raise dg.Failure(
-                description=f"{report.hard_failures} Bronze request(s) failed after retries; everything that succeeded "
-                            "was written and registered. First failures:\n" + "\n".join(lines),
-                allow_retries=False,
+                description=f"{report.hard_failures} Bronze request(s) failed after retries ({', '.join(sorted(kinds))}); "
+                            "everything that succeeded was written and registered"
+                            + ("; the step is retried later" if transient else "") + ". First failures:\n"
+                            + "\n".join(lines),
+                allow_retries=transient,
             )
 
     return _bronze
+
+
+@contextmanager
+def _only_transient_errors_retry() -> Iterator[None]:
+    """Let the step's retry policy act on transient errors only: anything else is a bug or bad input, and
+    fails the step for good (with the original error as its cause)."""
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except (WarehouseBusy, httpx.TransportError):
+        raise
+    except Exception as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
 
 def build_bronze_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
@@ -166,6 +214,16 @@ def silver_column_schema(spec) -> dg.TableSchema:
     return column_schema(cols)
 
 
+def gold_column_schema(model) -> dg.TableSchema:
+    """The Gold table's declared columns (shown before the first build), with descriptions when the model has them."""
+    descriptions = getattr(model, "descriptions", None) or {}
+    return dg.TableSchema(columns=[
+        dg.TableColumn(name, dtype, description=descriptions.get(name),
+                       constraints=dg.TableColumnConstraints(nullable=name not in model.key))
+        for name, dtype in model.columns
+    ])
+
+
 def table_preview(conn, qualified_table: str, order_by: str, limit: int = 5) -> str:
     frame = conn.execute(f"SELECT * FROM {qualified_table} ORDER BY {order_by} LIMIT {limit}").df()
     frame = frame.loc[:, [c for c in frame.columns if c not in ("run_id", "bronze_file_id")]].iloc[:, :10]
@@ -214,12 +272,10 @@ def promote_table(warehouse: WarehouseResource, keymap: Keymap, table: str, tick
 
 def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], settings: Settings,
                        per_ticker: bool) -> dg.AssetsDefinition:
-    from pipeline.checks import check_specs, evaluate, silver_check_defs
     from pipeline.silver.schema import qualified
 
     deps = bronze_keys_by_table(keymap)
-    specs, all_checks = [], []
-    checks_by_table = {t: silver_check_defs(keymap, t, settings.today) for t in tables}
+    specs = []
     for table in tables:
         entries = keymap.entries_for_table(table)
         spec = keymap.tables()[table]
@@ -230,21 +286,20 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
                        + f"\n\nHistory of every changed version: `silver.{table}__history`.")
         specs.append(dg.AssetSpec(
             silver_key(table), deps=deps[table], group_name=domains[0], description=description, kinds={"duckdb"},
-            tags={"layer": "silver", "domain": domains[0]}, skippable=True,
+            tags={"layer": "silver", **entry_tags(entries[0])}, skippable=True,
+            code_version=code_version(spec, *[entry_fingerprint(e) for e in entries]),
             metadata={"dagster/table_name": f"warehouse.silver.{table}", "dagster/column_schema": silver_column_schema(spec),
                       "key": dg.MetadataValue.json(list(spec.key)), "docs_url": dg.MetadataValue.url(entries[0].docs_url)},
         ))
-        all_checks += check_specs(silver_key(table), checks_by_table[table])
     by_key = {silver_key(t): t for t in tables}
 
     @dg.multi_asset(
-        name=name, specs=specs, check_specs=all_checks, can_subset=True, pool=DUCKDB_POOL,
+        name=name, specs=specs, can_subset=True, pool=DUCKDB_POOL,
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
     )
     def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
         tickers = partition_tickers(context)
-        selected_checks = set(context.selected_asset_check_keys)
         for key in sorted(context.selected_asset_keys, key=str):
             table = by_key.get(key)
             if table is None:
@@ -275,20 +330,20 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
                     "dagster/column_schema": silver_column_schema(spec),
                     "preview": dg.MetadataValue.md(preview),
                 })
-                yield from evaluate(conn, key, checks_by_table[table], selected_checks)
 
     return _silver
 
 
+def silver_groups(keymap: Keymap) -> dict[str, list[str]]:
+    """Silver multi-asset name -> its tables (per-ticker tables are partitioned, global ones are not)."""
+    groups = {"silver_per_ticker": sorted({e.silver.table for e in keymap.per_ticker_entries()}),
+              "silver_global": sorted({e.silver.table for e in keymap.global_entries()})}
+    return {name: tables for name, tables in groups.items() if tables}
+
+
 def build_silver_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
-    per_ticker = sorted({e.silver.table for e in keymap.per_ticker_entries()})
-    global_ = sorted({e.silver.table for e in keymap.global_entries()})
-    out = []
-    if per_ticker:
-        out.append(build_silver_asset("silver_per_ticker", keymap, per_ticker, settings, per_ticker=True))
-    if global_:
-        out.append(build_silver_asset("silver_global", keymap, global_, settings, per_ticker=False))
-    return out
+    return [build_silver_asset(name, keymap, tables, settings, per_ticker=name == "silver_per_ticker")
+            for name, tables in silver_groups(keymap).items()]
 
 
 # ---- Gold --------------------------------------------------------------------------------------------------
@@ -337,17 +392,19 @@ def gold_chart(conn) -> str | None:
 
 
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
-    from pipeline.checks import check_specs, evaluate, gold_check_defs
     from pipeline.gold.build import build
+    from pipeline.gold.models import MODELS, resolve
     from pipeline.silver.schema import ensure_table
 
     key = gold_key(name)
-    checks = gold_check_defs(name)
+    model = MODELS[name]
 
     @dg.asset(key=key, deps=[silver_key(t) for t in inputs], group_name="gold", kinds={"duckdb"},
-              tags={"layer": "gold"}, pool=DUCKDB_POOL, check_specs=check_specs(key, checks),
+              tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"}, pool=DUCKDB_POOL,
+              code_version=code_version(model),
               description=GOLD_DESCRIPTIONS.get(name, name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
-              metadata={"dagster/table_name": f"warehouse.gold.{name}"})
+              metadata={"dagster/table_name": f"warehouse.gold.{name}", "dagster/column_schema": gold_column_schema(model),
+                        "key": dg.MetadataValue.json(list(model.key))})
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as conn:
             for table in inputs:   # a Silver input that was never promoted reads as empty, not as an error
@@ -364,9 +421,6 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
             if derived:
                 context.log.warning(f"gold.{name}: {derived} bar(s) derived from /full and the splits (no as-traded "
                                     "row from /non-split-adjusted: the plan lacks it or the day is missing there)")
-            schema = conn.execute("SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
-                                  "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position",
-                                  [name]).fetchall()
             metadata = {
                 "mode": result.mode, "reason": result.reason, "rows_written": result.rows_written,
                 "tickers_touched": result.tickers_touched if result.tickers_touched is not None else 0,
@@ -375,14 +429,14 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
                 **{key: int(value) for key, value in result.report.items()},
                 "dagster/row_count": result.row_count,
                 "dagster/table_name": f"warehouse.gold.{name}",
-                "dagster/column_schema": column_schema([tuple(r) for r in schema]),
+                # the table is created from the model (the macro model has a column set per indicator in Silver)
+                "dagster/column_schema": gold_column_schema(resolve(conn, name)),
             }
             if name == "fact_valuation_daily":
                 chart = gold_chart(conn)
                 if chart:
                     metadata["chart"] = dg.MetadataValue.md(chart)
             yield dg.MaterializeResult(metadata=metadata)
-            yield from evaluate(conn, key, checks, set(context.selected_asset_check_keys))
 
     return _gold
 

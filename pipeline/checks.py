@@ -1,14 +1,20 @@
 """Asset checks: generated from the keymap for every Silver table, plus the Gold checks.
 
-Checks are declared as check specs on the Silver and Gold assets and evaluated in the same step that
-materializes them (a check per step would cost a process launch each under the multiprocess executor).
-ERROR checks are blocking: a failure fails the step and stops downstream assets; WARN checks only report.
+The checks are standalone Dagster asset checks, so they run on their own against the current warehouse
+(select them in the UI, `dg launch`, `pipeline check`) as well as after the assets they guard in the same
+run. One check step per Silver multi-asset and one for Gold (not one per table: each step costs a process
+launch under the multiprocess executor). ERROR checks are blocking: a failure fails the check step, and
+Dagster skips the assets downstream of that step in the same run; the Gold sensor also refuses to launch
+Gold while the latest evaluation of a blocking check on one of its inputs failed. WARN checks only report.
+
+The checks read through the warehouse's fail-fast reader: while another process writes the file the step
+raises and its retry policy tries again later, instead of reporting a failed check.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -18,6 +24,8 @@ from pipeline.gold.quality import GOLD_CHECKS
 from pipeline.silver.quality import CheckOutcome
 from pipeline.keymap.model import Keymap
 from pipeline.silver import quality as silver_quality
+from pipeline.warehouse.connection import WarehouseMissing
+from pipeline.warehouse.resource import WarehouseResource
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
@@ -56,12 +64,15 @@ def silver_check_defs(keymap: Keymap, table: str, today: Callable[[], dt.date]) 
 
 
 def gold_check_defs(name: str) -> list[CheckDef]:
+    """The Gold checks of one table; a callable may carry `severity = "WARN"` (default ERROR)."""
     out = []
     for fn in GOLD_CHECKS.get(name, ()):
         check_name = fn.__name__.removeprefix("check_").split("__")[0]
         doc = (fn.__doc__ or check_name).strip().splitlines()[0]
-        severity = WARN if getattr(fn, "severity", "ERROR") == "WARN" else ERROR
-        out.append(CheckDef(check_name, severity, doc, fn))
+        severity = str(getattr(fn, "severity", "ERROR")).upper()
+        if severity not in ("ERROR", "WARN"):
+            raise ValueError(f"Gold check {fn.__name__} on {name}: severity must be 'ERROR' or 'WARN', not {severity!r}")
+        out.append(CheckDef(check_name, dg.AssetCheckSeverity(severity), doc, fn))
     return out
 
 
@@ -77,7 +88,7 @@ def evaluate(conn: duckdb.DuckDBPyConnection, asset_key: dg.AssetKey, defs: list
             continue
         try:
             outcome = d.run(conn)
-        except duckdb.Error as exc:
+        except duckdb.Error as exc:   # e.g. the table was never built: the check cannot vouch for it
             outcome = CheckOutcome(False, f"check could not run: {exc}", {})
         yield dg.AssetCheckResult(
             asset_key=asset_key, check_name=d.name, passed=outcome.passed, severity=d.severity,
@@ -94,3 +105,73 @@ def _metadata_value(value):
     if isinstance(value, (int, float, str, bool)) or value is None:
         return value if value is not None else "None"
     return str(value)
+
+
+# ---- Dagster asset checks, one step per group of assets ------------------------------------------------
+
+CHECK_RETRY = dg.RetryPolicy(max_retries=4, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+
+
+def build_check_group(name: str, defs_by_asset: Mapping[dg.AssetKey, Sequence[CheckDef]],
+                      pool: str | None = None) -> dg.AssetChecksDefinition:
+    """One standalone, subsettable check step evaluating the selected checks of several assets.
+
+    Reads through the warehouse's fail-fast reader; a busy warehouse raises (the retry policy backs off and
+    tries again) rather than reporting a failed check.
+    """
+    specs = [s for key, defs in defs_by_asset.items() for s in check_specs(key, list(defs))]
+
+    @dg.multi_asset_check(name=name, specs=specs, can_subset=True, pool=pool, retry_policy=CHECK_RETRY,
+                          description=f"Data-quality checks of {len(defs_by_asset)} asset(s), on the current warehouse.")
+    def _checks(context, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
+        selected = set(context.selected_asset_check_keys)
+        try:
+            with warehouse.reader() as conn:
+                for key, defs in defs_by_asset.items():
+                    yield from evaluate(conn, key, list(defs), selected)
+        except WarehouseMissing as exc:
+            for ck in sorted(selected, key=str):
+                d = next(d for d in defs_by_asset[ck.asset_key] if d.name == ck.name)
+                yield dg.AssetCheckResult(asset_key=ck.asset_key, check_name=ck.name, passed=False,
+                                          severity=d.severity, description=str(exc))
+
+    return _checks
+
+
+def build_asset_checks(keymap: Keymap, today: Callable[[], dt.date]) -> list[dg.AssetChecksDefinition]:
+    """Every Silver and Gold check, grouped like the multi-assets that materialize the tables."""
+    from pipeline.assets import DUCKDB_POOL, gold_key, silver_groups, silver_key
+    from pipeline.gold.build import GOLD_ASSETS
+
+    out = []
+    for group, tables in silver_groups(keymap).items():
+        out.append(build_check_group(f"{group}_checks", {silver_key(t): silver_check_defs(keymap, t, today)
+                                                         for t in tables}, pool=DUCKDB_POOL))
+    gold = {gold_key(n): gold_check_defs(n) for n in GOLD_ASSETS}
+    gold = {k: v for k, v in gold.items() if v}
+    if gold:
+        out.append(build_check_group("gold_checks", gold, pool=DUCKDB_POOL))
+    return out
+
+
+def blocking_check_keys(checks: Sequence[dg.AssetChecksDefinition]) -> dict[dg.AssetKey, list[dg.AssetCheckKey]]:
+    """asset -> the keys of its blocking checks (what gates the assets downstream of it)."""
+    out: dict[dg.AssetKey, list[dg.AssetCheckKey]] = {}
+    for checks_def in checks:
+        for spec in checks_def.check_specs:
+            if spec.blocking:
+                out.setdefault(spec.asset_key, []).append(spec.key)
+    return out
+
+
+def failed_blocking_checks(instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey]) -> list[dg.AssetCheckKey]:
+    """The blocking checks among `keys` whose latest evaluation failed (from the instance's event log)."""
+    if not keys:
+        return []
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
+    failed = []
+    for key, record in latest.items():
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        if evaluation is not None and not evaluation.passed and evaluation.severity == ERROR:
+            failed.append(key)
+    return sorted(failed, key=str)

@@ -1,4 +1,4 @@
-"""`pipeline demo | run | status | replay | coverage`.
+"""`pipeline demo | run | check | status | replay | coverage`.
 
 `run` materializes the graph through Dagster (the same definitions, partitions and checks the schedule and
 the UI use) on a persistent instance, so its runs show up in `make ui`. It works from any directory: the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -19,6 +18,31 @@ from pathlib import Path
 from pipeline.keymap.loader import KeymapError
 from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from pipeline.warehouse.migrations import MigrationError
+
+
+PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."   # first words of ./dagster.yaml
+
+
+def sync_instance_config(home: Path) -> bool:
+    """Install the project's current dagster.yaml in `home`; returns whether the file changed.
+
+    A home's dagster.yaml that this project wrote earlier (it starts with the marker) is replaced when the
+    project's changed, so pools, run monitoring and retries are always the current ones; a file someone wrote
+    by hand for their own DAGSTER_HOME is left alone.
+    """
+    source = PROJECT_ROOT / "dagster.yaml"
+    config = home / "dagster.yaml"
+    if not source.exists():
+        return False
+    wanted = source.read_text()
+    if config.exists():
+        have = config.read_text()
+        if have == wanted or not have.startswith(PROJECT_CONFIG_MARKER):
+            return False
+    tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
+    tmp.write_text(wanted)
+    os.replace(tmp, config)
+    return True
 
 
 def ensure_dagster_home(settings: Settings) -> Path:
@@ -36,11 +60,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
     os.environ["DAGSTER_HOME"] = str(home)
     with open(home / ".init.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)       # released when the file closes
-        config = home / "dagster.yaml"
-        if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
-            tmp = home / f".dagster.yaml.{os.getpid()}.tmp"
-            shutil.copyfile(PROJECT_ROOT / "dagster.yaml", tmp)
-            os.replace(tmp, config)
+        sync_instance_config(home)
         if not (home / ".initialized").exists():
             with dg.DagsterInstance.get() as instance:   # creates the run, event log and schedule storage
                 instance.get_runs(limit=1)
@@ -73,10 +93,84 @@ def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
     return 0 if outcome.success else 1
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run every asset check (or those of --select) against the current warehouse, through Dagster."""
+    import dagster as dg
+
+    from pipeline.definitions import build_definitions
+    from pipeline.keymap import load_keymap
+
+    settings = get_settings()
+    _quiet_dagster()
+    if not settings.warehouse_path.exists():
+        print(f"pipeline check: no warehouse at {settings.warehouse_path}; create it with `pipeline demo` or "
+              "`pipeline run`", file=sys.stderr)
+        return 1
+    ensure_dagster_home(settings)
+    defs = build_definitions(settings, load_keymap(settings.keymap_path))
+    selection = dg.AssetSelection.all_asset_checks()
+    if args.select:
+        graph = defs.resolve_asset_graph()
+        assets = dg.AssetSelection.from_coercible(args.select.split(",")).resolve(graph)
+        selection = dg.AssetSelection.checks(*[k for k in graph.asset_check_keys if k.asset_key in assets])
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
+                                selection=selection, raise_on_error=False, tags={"pipeline/trigger": "pipeline check"},
+                                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
+    evaluations = sorted(result.get_asset_check_evaluations(), key=lambda e: (e.asset_key.to_user_string(), e.check_name))
+    failed_error = 0
+    for e in evaluations:
+        if e.passed:
+            continue
+        failed_error += e.severity == dg.AssetCheckSeverity.ERROR
+        print(f"  {e.severity.value:5} {e.asset_key.to_user_string()} {e.check_name}: {e.description or 'failed'}")
+    passed = sum(e.passed for e in evaluations)
+    print(f"pipeline check: {passed}/{len(evaluations)} check(s) passed, {failed_error} ERROR check(s) failed, "
+          f"{len(evaluations) - passed - failed_error} WARN; run {result.run_id[:8]} in {time.monotonic() - started:.1f} s")
+    if not evaluations:
+        print("pipeline check: no check matched the selection", file=sys.stderr)
+        return 1
+    crashed = [str(ev.message) for ev in result.all_events if ev.is_step_failure
+               and "blocking asset check" not in str(ev.message)]
+    for message in crashed:
+        print(f"pipeline check: a check step failed: {message[:500]}", file=sys.stderr)
+    return 1 if failed_error or crashed else 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline.ops.status import status
 
-    return status(get_settings(), run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
+    settings = get_settings()
+    code = status(settings, run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
+    if not args.run:
+        print_automation(settings)
+    return code
+
+
+def print_automation(settings: Settings) -> None:
+    """What the sensors are waiting for (a run in progress, a pause after failures, parked for a person).
+
+    Read from the Dagster instance the UI and the daemon use; nothing is printed when it does not exist yet.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or settings.data_dir / "dagster_home")
+    if not (home / "history").exists() and not (home / "storage").exists():
+        return
+    _quiet_dagster()
+    import dagster as dg
+
+    from pipeline.sensors import automation_report
+
+    os.environ["DAGSTER_HOME"] = str(home.resolve())
+    try:
+        with dg.DagsterInstance.get() as instance:
+            lines = automation_report(instance)
+    except Exception as exc:  # noqa: BLE001 - status must still print what it could read
+        print(f"\nSensors: the Dagster instance in {home} could not be read: {exc}")
+        return
+    print("\nSensors: " + ("nothing waiting" if not lines else ""))
+    for line in lines:
+        print(f"  {line}")
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -156,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="run on the bundled sample source and print a summary")
     p_demo.add_argument("--select", help=argparse.SUPPRESS)
     p_demo.set_defaults(func=lambda a: cmd_run(a, demo=True))
+
+    p_check = sub.add_parser("check", help="run every asset check against the current warehouse through Dagster; "
+                                           "exit 1 when an ERROR check fails")
+    p_check.add_argument("--select", help="only the checks of these assets (Dagster asset selection syntax)")
+    p_check.set_defaults(func=cmd_check)
 
     p_status = sub.add_parser("status", help="recent runs, one run's files, and what is due next (read-only)",
                               epilog=READONLY_EXIT_CODES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pipeline.assets import build_bronze_assets, build_gold_assets, build_silver_assets
+from pipeline.checks import blocking_check_keys, build_asset_checks
 from pipeline.keymap import Keymap, load_keymap
 from pipeline.resources import build_resources
 from pipeline.schedules import build_daily_refresh
@@ -18,12 +19,14 @@ from pipeline.settings import Settings, get_settings
 
 def build_definitions(settings: Settings, keymap: Keymap) -> dg.Definitions:
     assets = [*build_bronze_assets(keymap, settings), *build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
+    checks = build_asset_checks(keymap, settings.today)
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         sensors=[
             build_ticker_universe_sensor(settings),
             build_silver_promotion_sensor(keymap, settings),
-            build_gold_promotion_sensor(settings),
+            build_gold_promotion_sensor(settings, blocking_check_keys(checks)),
         ],
         schedules=[build_daily_refresh(keymap)],
         resources=build_resources(settings),

@@ -1,26 +1,64 @@
-"""Dagster resources: the warehouse and the FMP client, both configured from the settings."""
+"""Dagster resources: the warehouse and the FMP client, configured from the settings (the environment contract).
+
+FmpResource is the one place that decides between the real API and the bundled sample source: no key, sample
+source. Its fields show in the UI (Deployment -> Resources), the key only as the name of its environment variable.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 import dagster as dg
+from pydantic import Field
 
 from pipeline.fmp.client import FmpClient
-from pipeline.settings import Settings, get_settings
+from pipeline.settings import DEFAULT_BASE_URL, Settings
 from pipeline.warehouse.resource import WarehouseResource
+
+SAMPLE_SOURCE_LABEL = "bundled sample source"
 
 
 class FmpResource(dg.ConfigurableResource):
-    """Hands a step one FMP client for the run (connection reuse, one rate limiter per process).
+    """Hands a step one FMP client for the run (connection reuse, one rate limiter per process)."""
 
-    With no FMP_API_KEY the client talks to the bundled sample source instead of the network.
-    """
+    api_key: str | None = Field(default=None, description="FMP API key, from the FMP_API_KEY environment variable. "
+                                                          "Unset: requests go to the bundled sample source.")
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="Where FMP requests go (FMP_BASE_URL).")
+    plan: str | None = Field(default=None, description="FMP plan (FMP_PLAN): recipes above it are skipped, visibly.")
+    calls_per_minute: int = Field(default=300, description="Request ceiling per minute and process "
+                                                          "(FMP_CALLS_PER_MINUTE).")
+    max_concurrency: int = Field(default=8, description="Requests in flight at once (FMP_MAX_CONCURRENCY).")
 
-    def client(self, settings: Settings | None = None) -> FmpClient:
-        return FmpClient.from_settings(settings or get_settings())
+    @property
+    def key(self) -> str | None:
+        return (self.api_key or "").strip() or None
+
+    @property
+    def uses_sample_source(self) -> bool:
+        return self.key is None
+
+    @property
+    def source_mode(self) -> str:
+        return "sample" if self.uses_sample_source else "fmp"
+
+    @property
+    def source_label(self) -> str:
+        return SAMPLE_SOURCE_LABEL if self.uses_sample_source else self.base_url
+
+    def client(self, settings: Settings) -> FmpClient:
+        """A client for this configuration; `settings` supply the day and the tickers the sample source serves."""
+        return FmpClient.from_settings(dataclasses.replace(
+            settings, fmp_api_key=self.key, fmp_base_url=self.base_url.rstrip("/"), fmp_plan=self.plan,
+            calls_per_minute=self.calls_per_minute, max_concurrency=self.max_concurrency))
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
         "warehouse": WarehouseResource(database=str(settings.warehouse_path)),
-        "fmp": FmpResource(),
+        "fmp": FmpResource(
+            # the key is never written into the config the UI shows: only the variable's name is
+            api_key=dg.EnvVar("FMP_API_KEY") if settings.fmp_api_key else None,
+            base_url=settings.fmp_base_url, plan=settings.fmp_plan,
+            calls_per_minute=settings.calls_per_minute, max_concurrency=settings.max_concurrency,
+        ),
     }

@@ -71,7 +71,7 @@ def _execute(name: str, defs: dg.Definitions, keys: list[dg.AssetKey], instance:
              tags: dict[str, str] | None, echo: Callable[[str], None]) -> PhaseResult:
     echo(f"==> {name}: {len(keys)} asset(s)")
     tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    result = dg.materialize(list(defs.assets or []), instance=instance, resources=defs.resources, selection=keys,
+    result = dg.materialize([*(defs.assets or []), *(defs.asset_checks or [])], instance=instance, resources=defs.resources, selection=keys,
                             tags=tags, raise_on_error=False, run_config=RUN_CONFIG)
     checks = [(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
               for e in result.get_asset_check_evaluations()]

@@ -1,14 +1,18 @@
 """Sensors (names are a contract): ticker universe, Silver promotion, Gold promotion.
 
-All three read the warehouse through a fail-fast read-only connection: while a run writes the file they
-skip the tick with a reason (keeping their cursor) instead of hanging past the sensor timeout, and they
-never migrate.
+All three read the warehouse through a fail-fast read-only connection: while a run writes the file they skip
+the tick with a reason instead of hanging past the sensor timeout, and they never migrate. They keep no cursor:
+the ledger says what waits, and the tags of earlier runs (`pipeline/scope`) say whether a run for that scope is
+queued or running, how many failed in a row, and so how long to wait before the next attempt (or that a person
+must look first).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import defaultdict
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -18,11 +22,13 @@ from pipeline.ops import repository
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import Settings
 from pipeline.universe import configured_tickers, universe_from_silver
-from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
+from pipeline.warehouse.connection import WarehouseBusy, WarehouseMissing
+from pipeline.warehouse.resource import WarehouseResource
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 SENSOR_INTERVAL_S = 30
+MAX_REMOVED_SHARE = 0.5   # more tickers leaving at once looks like a broken stock list, not a universe change
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
@@ -38,46 +44,134 @@ def ordered_range(keys: list[str], wanted: set[str]) -> tuple[str, str] | None:
     return keys[min(positions)], keys[max(positions)]
 
 
-WORK_TAG = "pipeline/work"
+WORK_TAG = "pipeline/work"     # the work a run does: its scope and the newest Bronze file (or Gold inputs) it covers
+SCOPE_TAG = "pipeline/scope"   # what a sensor launches one run at a time: silver:global, silver:per_ticker, gold
 FAILED_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                   dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
+RETRY_BASE_S = 60        # wait after the first failed run of a scope; doubles with every further failure
+RETRY_CAP_S = 30 * 60    # never wait longer than this between attempts
+MAX_FAILURES = 5         # failed runs in a row after which the scope waits for a person ("parked")
 
 
-def work_run_key(instance: dg.DagsterInstance, work: str) -> str | None:
-    """The run key for a piece of work, or None when a run for it is queued, running or succeeded.
+def now() -> float:
+    """The sensors' clock (tests move it instead of sleeping)."""
+    return time.time()
 
-    Dagster never reuses a run key, even after a failed run, so a retry of failed work needs a new key: when
-    every earlier run for this work failed or was canceled, the key gets a `:retry-N` suffix.
-    """
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={WORK_TAG: work}), limit=50)
-    if not runs:
-        return work
-    if any(r.status not in FAILED_STATUSES for r in runs):
+
+@dataclass(frozen=True)
+class ScopeState:
+    """What the runs of one scope say about launching another: one at a time, backoff after failures, parking."""
+
+    scope: str
+    active_run: str | None = None          # a queued or running run of the scope
+    failures: int = 0                      # failed or canceled runs in a row since the scope's last success
+    last_failed_run: str | None = None
+    last_failure_at: float | None = None
+
+    @property
+    def parked(self) -> bool:
+        return self.failures >= MAX_FAILURES
+
+    @property
+    def retry_delay_s(self) -> float:
+        return 0.0 if not self.failures else min(RETRY_BASE_S * 2 ** (self.failures - 1), RETRY_CAP_S)
+
+    def wait_s(self, at: float) -> float:
+        if not self.failures or self.last_failure_at is None:
+            return 0.0
+        return max(0.0, self.last_failure_at + self.retry_delay_s - at)
+
+    def run_key(self, work: str) -> str:
+        """Dagster never reuses a run key, even after a failed run: a retry of failed work gets a new one."""
+        return work if not self.failures else f"{work}:retry-{self.failures}"
+
+    def blocker(self, at: float) -> str | None:
+        """Why no run may be launched for this scope now, or None."""
+        if self.active_run:
+            return f"{self.scope}: run {self.active_run[:8]} is queued or running"
+        if self.parked:
+            return (f"{self.scope}: parked after {self.failures} failed runs in a row (last {self.last_failed_run[:8]}); "
+                    "fix the cause, then re-execute that run (UI: Runs -> Re-execute); its success resumes the sensor")
+        wait = self.wait_s(at)
+        if wait > 0:
+            return (f"{self.scope}: {self.failures} failed run(s) in a row (last {self.last_failed_run[:8]}); "
+                    f"retry {self.failures + 1} of {MAX_FAILURES} in {wait / 60:.1f} min")
         return None
-    return f"{work}:retry-{len(runs)}"
+
+
+def scope_state(instance: dg.DagsterInstance, scope: str) -> ScopeState:
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={SCOPE_TAG: scope}), limit=MAX_FAILURES + 50)
+    active = next((r.dagster_run.run_id for r in records if r.dagster_run.status in ACTIVE_STATUSES), None)
+    failures, last_run, last_at = 0, None, None
+    for record in records:   # newest first
+        status = record.dagster_run.status
+        if status in ACTIVE_STATUSES:
+            continue
+        if status not in FAILED_STATUSES:
+            break
+        failures += 1
+        if last_run is None:
+            last_run = record.dagster_run.run_id
+            last_at = record.end_time or record.update_timestamp.timestamp()
+    return ScopeState(scope, active, failures, last_run, last_at)
+
+
+def scope_tags(scope: str, work: str, trigger: str) -> dict[str, str]:
+    return {SCOPE_TAG: scope, WORK_TAG: work, "pipeline/trigger": trigger}
+
+
+SCOPES = ("silver:global", "silver:per_ticker", "gold")
+
+
+def automation_report(instance: dg.DagsterInstance) -> list[str]:
+    """One line per scope that waits: a queued or running run, a backoff after failures, or parked."""
+    at = now()
+    return [reason for scope in SCOPES if (reason := scope_state(instance, scope).blocker(at))]
 
 
 def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
     @dg.sensor(name="ticker_universe_sensor", minimum_interval_seconds=300,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Adds tickers to the `tickers` partitions from PIPELINE_TICKERS, the sample source, or the "
-                           "Silver stock list filtered by the universe settings.")
-    def ticker_universe_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+               description="Keeps the `tickers` partitions equal to the universe (PIPELINE_TICKERS, the sample "
+                           "source, or the Silver stock list filtered by the universe settings): adds new tickers, "
+                           "removes tickers that left (their data and history stay; they are no longer fetched).")
+    def ticker_universe_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
         fixed = configured_tickers(settings)
         if fixed is not None:
             wanted, why = fixed
         else:
             try:
-                with Warehouse(settings.warehouse_path).reader() as conn:
+                with warehouse.reader() as conn:
                     wanted = universe_from_silver(conn, settings.universe)
             except (WarehouseBusy, WarehouseMissing) as exc:
                 return dg.SkipReason(f"universe not read: {exc}")
             why = "Silver stock list filtered by the universe settings"
-        have = set(context.instance.get_dynamic_partitions(tickers_partitions.name))
-        new = [t for t in wanted if t not in have]
-        if not new:
-            return dg.SkipReason(f"all {len(wanted)} ticker(s) from {why} are already partitions")
-        context.log.info(f"adding {len(new)} ticker(s) from {why}: {', '.join(new[:20])}")
-        return dg.SensorResult(dynamic_partitions_requests=[tickers_partitions.build_add_request(new)])
+        if not wanted:
+            return dg.SkipReason(f"the universe from {why} is empty: no partition added or removed")
+        have = context.instance.get_dynamic_partitions(tickers_partitions.name)
+        new = [t for t in wanted if t not in set(have)]
+        gone = [t for t in have if t not in set(wanted)]
+        refused = ""
+        if gone and len(gone) > MAX_REMOVED_SHARE * len(have):
+            refused = (f"{len(gone)} of {len(have)} tickers left the universe at once: not removed (a truncated "
+                       "stock list?); delete the partitions by hand in the UI if this is intended")
+            context.log.warning(refused)
+            gone = []
+        if not new and not gone:
+            return dg.SkipReason(refused or f"the {len(wanted)} ticker(s) from {why} are the partitions")
+        requests = []
+        if new:
+            context.log.info(f"adding {len(new)} ticker(s) from {why}: {', '.join(new[:20])}")
+            requests.append(tickers_partitions.build_add_request(new))
+        if gone:
+            # the schedule and the sensors only launch work for partitions: a removed ticker is no longer fetched
+            # or promoted. Its Bronze files, Silver and Gold rows and its run history stay; if it comes back, its
+            # watermarks resume where they were.
+            context.log.info(f"removing {len(gone)} ticker(s) that left the universe (their data stays): "
+                             f"{', '.join(gone[:20])}")
+            requests.append(tickers_partitions.build_delete_request(gone))
+        return dg.SensorResult(dynamic_partitions_requests=requests)
 
     return ticker_universe_sensor
 
@@ -89,81 +183,112 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
     @dg.sensor(name="silver_promotion_sensor", minimum_interval_seconds=SENSOR_INTERVAL_S, target=targets,
                default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches Silver promotion for exactly the tables and tickers that have promotable, "
-                           "not yet promoted Bronze files in ops.file_ingestions, batched into few runs.")
-    def silver_promotion_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-        cursor = int(context.cursor or 0)
+                           "not yet promoted Bronze files in ops.file_ingestions, in at most one run per scope "
+                           "(global tables, per-ticker tables) at a time; failed runs are retried after a growing "
+                           f"pause (from {RETRY_BASE_S} s, at most {RETRY_CAP_S // 60} min) and after "
+                           f"{MAX_FAILURES} failures in a row the scope waits for a person.")
+    def silver_promotion_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
         try:
-            with Warehouse(settings.warehouse_path).reader() as conn:
+            with warehouse.reader() as conn:
                 files = repository.promotable_files(conn, tables=list(keymap.tables()))
         except (WarehouseBusy, WarehouseMissing) as exc:
             return dg.SkipReason(f"ledger not read, will retry next tick: {exc}")
         if not files:
             return dg.SkipReason("no promotable Bronze files waiting for Silver")
-        newest = max(f.ingestion_id for f in files)
-        tables_global: set[str] = set()
+        at = now()
+        tables_global: dict[str, int] = {}
         tables_ticker: dict[str, set[str]] = defaultdict(set)
+        newest_ticker = 0
         for f in files:
             if f.silver_table in per_ticker_tables:
                 tables_ticker[f.silver_table].add(f.ticker)
+                newest_ticker = max(newest_ticker, f.ingestion_id)
             else:
-                tables_global.add(f.silver_table)
+                tables_global[f.silver_table] = max(tables_global.get(f.silver_table, 0), f.ingestion_id)
         requests: list[dg.RunRequest] = []
         waiting: list[str] = []
         if tables_global:
-            work = f"silver:global:{newest}"
-            key = work_run_key(context.instance, work)
-            if key:
-                requests.append(dg.RunRequest(
-                    run_key=key, asset_selection=[silver_key(t) for t in sorted(tables_global)],
-                    tags={WORK_TAG: work, "pipeline/trigger": "silver_promotion_sensor"}))
+            state = scope_state(context.instance, "silver:global")
+            work = f"silver:global:{max(tables_global.values())}"
+            if reason := state.blocker(at):
+                waiting.append(reason)
             else:
-                waiting.append(f"global tables up to file #{newest} are being promoted")
+                requests.append(dg.RunRequest(
+                    run_key=state.run_key(work), asset_selection=[silver_key(t) for t in sorted(tables_global)],
+                    tags=scope_tags("silver:global", work, "silver_promotion_sensor")))
         if tables_ticker:
             keys = context.instance.get_dynamic_partitions(tickers_partitions.name)
             wanted = set().union(*tables_ticker.values())
             span = ordered_range(keys, wanted)
-            work = f"silver:per_ticker:{newest}"
-            key = work_run_key(context.instance, work) if span else None
+            state = scope_state(context.instance, "silver:per_ticker")
+            work = f"silver:per_ticker:{newest_ticker}"
             if span is None:
                 waiting.append(f"files wait for tickers that are not partitions yet: {', '.join(sorted(wanted)[:10])}")
-            elif key:
-                requests.append(dg.RunRequest(
-                    run_key=key, asset_selection=[silver_key(t) for t in sorted(tables_ticker)],
-                    tags={**partition_range_tags(*span), WORK_TAG: work, "pipeline/trigger": "silver_promotion_sensor"}))
+            elif reason := state.blocker(at):
+                waiting.append(reason)
             else:
-                waiting.append(f"per-ticker tables up to file #{newest} are being promoted")
+                requests.append(dg.RunRequest(
+                    run_key=state.run_key(work), asset_selection=[silver_key(t) for t in sorted(tables_ticker)],
+                    tags={**partition_range_tags(*span), **scope_tags("silver:per_ticker", work,
+                                                                       "silver_promotion_sensor")}))
+        for reason in waiting:
+            context.log.info(f"not launched: {reason}")
         if not requests:
             return dg.SkipReason("; ".join(waiting) or "nothing to promote")
-        return dg.SensorResult(run_requests=requests, cursor=str(max(newest, cursor)))
+        return dg.SensorResult(run_requests=requests)
 
     return silver_promotion_sensor
 
 
-def build_gold_promotion_sensor(settings: Settings) -> dg.SensorDefinition:
+def build_gold_promotion_sensor(settings: Settings,
+                                blocking_checks: dict[dg.AssetKey, list[dg.AssetCheckKey]] | None = None,
+                                ) -> dg.SensorDefinition:
+    """`blocking_checks`: Silver asset -> its blocking checks; Gold waits while one of them last failed."""
+    from pipeline.checks import failed_blocking_checks
     from pipeline.gold.build import GOLD_ASSETS, moved_inputs
+
+    blocking_checks = blocking_checks or {}
 
     @dg.sensor(name="gold_promotion_sensor", minimum_interval_seconds=SENSOR_INTERVAL_S,
                target=[gold_key(n) for n in GOLD_ASSETS], default_status=dg.DefaultSensorStatus.RUNNING,
                description="Launches exactly the Gold assets whose Silver input watermarks moved since their last "
-                           "successful build (ops.gold_builds).")
-    def gold_promotion_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+                           "successful build (ops.gold_builds), unless the latest evaluation of a blocking check "
+                           "on one of their Silver inputs failed.")
+    def gold_promotion_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
         try:
-            with Warehouse(settings.warehouse_path).reader() as conn:
+            with warehouse.reader() as conn:
                 moved = moved_inputs(conn)
         except (WarehouseBusy, WarehouseMissing) as exc:
             return dg.SkipReason(f"watermarks not read, will retry next tick: {exc}")
         if not moved:
             return dg.SkipReason("no Gold input watermark moved since the last successful builds")
-        names = sorted(moved)
+        blocked: dict[str, list[str]] = {}
+        for name in sorted(moved):
+            keys = [k for t in GOLD_ASSETS[name] for k in blocking_checks.get(silver_key(t), [])]
+            failed = failed_blocking_checks(context.instance, keys)
+            if failed:
+                blocked[name] = [k.to_user_string() for k in failed]
+        for name, failed in blocked.items():
+            context.log.warning(f"gold/{name} waits: blocking check(s) failed in their latest evaluation: "
+                                f"{', '.join(failed)}")
+        names = sorted(n for n in moved if n not in blocked)
+        if not names:
+            shown = "; ".join(f"gold/{n}: {', '.join(f[:3])}" for n, f in blocked.items())
+            return dg.SkipReason("Gold inputs moved, but blocking checks on them failed in their latest evaluation "
+                                 f"(fix the data, then re-run the checks): {shown}")
+        state = scope_state(context.instance, "gold")
+        if reason := state.blocker(now()):
+            return dg.SkipReason(f"Gold inputs moved ({', '.join(names)}), not launched: {reason}")
+        promoting = [s for s in ("silver:global", "silver:per_ticker") if scope_state(context.instance, s).active_run]
+        if promoting:   # build once on the promoted data, not now and again right after
+            return dg.SkipReason(f"Gold inputs moved ({', '.join(names)}); waiting for the Silver promotion in "
+                                 f"progress ({', '.join(promoting)})")
         digest = hashlib.sha256("\n".join(f"{n}:{moved[n]}" for n in names).encode()).hexdigest()[:16]
         work = f"gold:{digest}"
-        key = work_run_key(context.instance, work)
-        if key is None:
-            return dg.SkipReason(f"a run for the moved Gold inputs ({', '.join(names)}) is queued, running or done")
         for name in names:
             context.log.info(f"gold/{name}: {moved[name]}")
         return dg.SensorResult(run_requests=[dg.RunRequest(
-            run_key=key, asset_selection=[gold_key(n) for n in names],
-            tags={WORK_TAG: work, "pipeline/trigger": "gold_promotion_sensor"})])
+            run_key=state.run_key(work), asset_selection=[gold_key(n) for n in names],
+            tags=scope_tags("gold", work, "gold_promotion_sensor"))])
 
     return gold_promotion_sensor

@@ -219,7 +219,7 @@ def test_hostile_dagster_partition_key_fails_the_step_naming_it_and_writes_nothi
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         for key in ("../evil", "A/B", ".."):
             instance.add_dynamic_partitions(tickers_partitions.name, [key])   # e.g. added by hand in the UI
-            result = dg.materialize(list(defs.assets), instance=instance, resources=defs.resources,
+            result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
                                     selection=[bronze_key(EOD_ENTRY)], partition_key=key, raise_on_error=False)
             assert not result.success
             failures = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]

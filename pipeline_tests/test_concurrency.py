@@ -143,6 +143,7 @@ def test_sensors_skip_within_seconds_while_another_process_writes(busy_warehouse
         for name in ("silver_promotion_sensor", "gold_promotion_sensor", "ticker_universe_sensor"):
             started = time.monotonic()
             tick = sensors[name].evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
+                                                                       resources={"warehouse": defs.resources["warehouse"]},
                                                                        cursor="7"))
             elapsed = time.monotonic() - started
             assert elapsed < SENSOR_DEADLINE_S, f"{name} took {elapsed:.1f} s"

@@ -17,7 +17,7 @@ from pipeline.assets import bronze_key, gold_key, silver_key
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.partitions import tickers_partitions
-from pipeline.settings import load_settings
+from pipeline.settings import PROJECT_ROOT, load_settings
 
 AS_OF = "2026-11-20"
 TICKERS = ["AAPL", "MSFT", "NVDA"]
@@ -41,7 +41,7 @@ def setup(tmp_path):
 
 
 def materialize(defs, instance, keys, tags=None):
-    return dg.materialize(list(defs.assets), instance=instance, resources=defs.resources, selection=keys,
+    return dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources, selection=keys,
                           tags=tags or {}, raise_on_error=False)
 
 
@@ -124,7 +124,7 @@ def test_full_graph_sensors_and_checks(setup):
 
     # the promotion sensor sees the waiting files and batches them into two runs (global, per ticker)
     sensor = next(s for s in defs.sensors if s.name == "silver_promotion_sensor")
-    ctx = dg.build_sensor_context(instance=instance, definitions=defs)
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
     tick = sensor.evaluate_tick(ctx)
     keys = sorted(r.run_key for r in tick.run_requests)
     assert len(keys) == 2 and keys[0].startswith("silver:global:") and keys[1].startswith("silver:per_ticker:")
@@ -132,17 +132,24 @@ def test_full_graph_sensors_and_checks(setup):
     assert per_ticker_req.tags["dagster/asset_partition_range_start"] == "AAPL"
     assert set(per_ticker_req.asset_selection) == {silver_key(e.silver.table) for e in keymap.per_ticker_entries()}
     # same files, next tick: the same run keys, which Dagster never launches twice
-    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert sorted(r.run_key for r in tick2.run_requests) == keys
-    # a run for that work failed: the retry gets a new key (a reused key would be skipped forever)
+    # a run for that work failed: after a pause the retry gets a new key (a reused key would be skipped forever)
     @dg.asset(name="always_fails")
     def always_fails():
         raise RuntimeError("promotion crashed")
 
     work = per_ticker_req.tags["pipeline/work"]
-    assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/work": work},
+    assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/scope": "silver:per_ticker"},
                               raise_on_error=False).success
-    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert {r.tags["pipeline/scope"] for r in tick3.run_requests} == {"silver:global"}
+    import pipeline.sensors as sensors
+
+    later = sensors.now() + sensors.RETRY_BASE_S + 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sensors, "now", lambda: later)
+        tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert f"{work}:retry-1" in {r.run_key for r in tick3.run_requests}
 
     # promote as the sensor asked
@@ -159,7 +166,7 @@ def test_full_graph_sensors_and_checks(setup):
 
     # gold sensor: every gold asset has moved inputs before its first build
     gold_sensor = next(s for s in defs.sensors if s.name == "gold_promotion_sensor")
-    gt = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    gt = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert len(gt.run_requests) == 1
     gold_keys = set(gt.run_requests[0].asset_selection)
     assert gold_key("fact_price_daily") in gold_keys
@@ -168,7 +175,7 @@ def test_full_graph_sensors_and_checks(setup):
     gold_failed = [(e.asset_key.to_user_string(), e.check_name) for e in r3.get_asset_check_evaluations() if not e.passed]
     assert gold_failed == []
     # nothing moved now: the gold sensor skips with a reason
-    gt2 = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    gt2 = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert not gt2.run_requests and "no Gold input watermark moved" in (gt2.skip_message or "")
 
 
@@ -176,13 +183,13 @@ def test_universe_sensor_and_schedule(setup):
     settings, keymap, defs, instance = setup
     sensor = next(s for s in defs.sensors if s.name == "ticker_universe_sensor")
     # PIPELINE_TICKERS pins the universe: with all three already present the sensor skips
-    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
-    assert not tick.dynamic_partitions_requests and "already partitions" in tick.skip_message
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert not tick.dynamic_partitions_requests and "are the partitions" in tick.skip_message
     instance.delete_dynamic_partition(tickers_partitions.name, "NVDA")
-    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
 
-    schedule = defs.schedules[0] if not callable(getattr(defs, "get_schedule_def", None)) else defs.get_schedule_def("daily_refresh")
+    schedule = next(s for s in defs.schedules if s.name == "daily_refresh")
     when = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
     data = schedule.evaluate_tick(ctx)
@@ -198,14 +205,16 @@ def test_dagster_cli_materializes_bronze(tmp_path):
     env = {**os.environ, **make_env(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
     env.pop("FMP_API_KEY", None)
     Path(env["DAGSTER_HOME"]).mkdir()
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     # the partitions must exist in the instance the CLI uses
     subprocess.run([sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
                     f"'tickers', {TICKERS!r})"], env=env, check=True, cwd=tmp_path)
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "pipeline.definitions",
-         "--select", "bronze/prices/historical-price-eod", "--partition-range", "AAPL...NVDA"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "bronze/prices/historical-price-eod",
+         "--partition-range", "AAPL...NVDA"],
+        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]   # e.g. a superseded command
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
     try:
         tickers = {r[0] for r in con.execute("SELECT DISTINCT ticker FROM ops.file_ingestions").fetchall()}
@@ -215,15 +224,15 @@ def test_dagster_cli_materializes_bronze(tmp_path):
 
 
 @pytest.mark.slow
-def test_dagster_definitions_validate_cli(tmp_path):
-    """What CI users run to gate a change: the code location loads and validates from workspace.yaml."""
-    from pipeline.settings import PROJECT_ROOT
-
+def test_dg_check_defs(tmp_path):
+    """What CI users run to gate a change: `dg check defs` loads and validates the project's definitions."""
     env = {**os.environ, "PIPELINE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
-    proc = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
-                           str(PROJECT_ROOT / "workspace.yaml")], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    (tmp_path / "dagster.yaml").write_text("")
+    proc = subprocess.run([str(Path(sys.executable).parent / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "All definitions loaded successfully" in proc.stdout + proc.stderr
+    assert "Warning" not in proc.stdout + proc.stderr   # no superseded command, no venv mismatch
 
 
 def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
@@ -248,3 +257,46 @@ def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
         con.close()
     assert status == "failed" and "silver.fmp_price_eod" in message and "disk full" in message
     assert waiting == 3   # nothing was lost: the files still wait for promotion
+
+
+def test_the_instance_always_gets_the_projects_current_dagster_yaml(tmp_path):
+    """`make ui` and `pipeline` install the project's dagster.yaml in DAGSTER_HOME every time it changed."""
+    from pipeline.cli import sync_instance_config
+
+    current = (PROJECT_ROOT / "dagster.yaml").read_text()
+    home = tmp_path / "home"
+    home.mkdir()
+    assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
+    assert not sync_instance_config(home)                      # unchanged: nothing written
+    stale = current.replace("free_slots_after_run_end_seconds", "# (an older file)\n  old_key")
+    (home / "dagster.yaml").write_text(stale)                   # written by an older checkout
+    assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")   # someone's own instance settings
+    assert not sync_instance_config(home) and "enabled: true" in (home / "dagster.yaml").read_text()
+
+
+def test_assets_carry_code_versions_tags_and_gold_schemas_before_any_run(setup):
+    """The UI shows what defines each asset before anything ran: a code version that moves only when the keymap
+    entry or the Gold SQL changes, the keymap's tags, and the Gold tables' declared columns."""
+    import dataclasses
+
+    from pipeline.assets import code_version, entry_fingerprint
+    from pipeline.gold.models import MODELS
+
+    settings, keymap, defs, instance = setup
+    graph = defs.resolve_asset_graph()
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    node = graph.get(bronze_key(eod))
+    assert node.code_version == code_version(entry_fingerprint(eod))
+    assert code_version(entry_fingerprint(dataclasses.replace(eod, index=eod.index + 7))) == node.code_version
+    changed = dataclasses.replace(eod, recipe=dataclasses.replace(eod.recipe, min_age_days=eod.recipe.min_age_days + 1))
+    assert code_version(entry_fingerprint(changed)) != node.code_version
+    assert node.tags["domain"] == "prices" and node.tags["ticker_scope"] == "per_ticker"
+    assert graph.get(silver_key("fmp_price_eod")).code_version
+    gold = graph.get(gold_key("fact_price_daily"))
+    model = MODELS["fact_price_daily"]
+    assert gold.code_version == code_version(model)
+    assert code_version(dataclasses.replace(model, sql=model.sql + "\n")) != gold.code_version
+    columns = gold.metadata["dagster/column_schema"].columns
+    assert [c.name for c in columns] == list(model.column_names)
+    assert instance.get_latest_materialization_event(gold_key("fact_price_daily")) is None   # nothing ran yet

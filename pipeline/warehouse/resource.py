@@ -1,21 +1,40 @@
-"""The Dagster resource around the warehouse: assets ask it for short connections and transactions."""
+"""The Dagster resource around the warehouse: dagster-duckdb's DuckDBResource, plus migrations, transactions and
+a fail-fast reader.
+
+Write connections come from DuckDBResource.get_connection (it retries a locked file with exponential backoff for
+about 100 s; the `duckdb_writer` pool keeps Dagster's own writers from contending at all). Migrations are applied
+once, when a run's step initialises the resource; sensors get the same resource but never migrate and only read.
+DuckDB refuses two connections to one file with different settings in one process, so a step uses either this
+resource's connections or a plain `Warehouse` at a time (Bronze hands `warehouse` to the fetch code), never both
+open together.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import dagster as dg
 import duckdb
+from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy, _is_lock_error
 
 
-class WarehouseResource(dg.ConfigurableResource):
-    """Path of the DuckDB file; migrations are applied on the first write connection of each process."""
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse file (`database`): short write connections, transactions, fail-fast readers."""
 
-    database: str
-    lock_wait_s: float = 600.0
+    lock_wait_s: float = Field(default=600.0, description="How long the plain `Warehouse` used by Bronze waits for "
+                                                          "the file lock before giving up.")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """Apply pending migrations once per process, for run steps only (a sensor tick must not write)."""
+        if context.dagster_run is None:
+            return
+        with self.connect():
+            pass
 
     @property
     def warehouse(self) -> Warehouse:
@@ -23,15 +42,36 @@ class WarehouseResource(dg.ConfigurableResource):
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.warehouse.connect() as conn:
+        """A short read-write connection, migrated; closed on exit, also when the block raises."""
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        opened = self.get_connection()
+        try:
+            conn = opened.__enter__()
+        except duckdb.IOException as exc:
+            if _is_lock_error(exc):
+                raise WarehouseBusy(f"warehouse {self.database} stayed locked by another process: {exc}") from exc
+            raise
+        try:
+            self.warehouse.ensure_migrated(conn)   # no-op once this process migrated the file
             yield conn
+        finally:
+            conn.close()                           # get_connection does not close it when the block raises
+            opened.__exit__(None, None, None)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self.warehouse.transaction() as conn:
-            yield conn
+        """BEGIN; COMMIT when the block succeeds, ROLLBACK and re-raise when it fails."""
+        with self.connect() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Read-only, never migrates, fails fast with WarehouseBusy / WarehouseMissing (for sensors and checks)."""
         with self.warehouse.reader() as conn:
             yield conn
