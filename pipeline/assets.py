@@ -18,7 +18,8 @@ import dagster as dg
 import httpx
 from dagster import AssetExecutionContext
 
-from pipeline.bronze.fetch import FAILING_ERRORS, run_bronze
+from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.report import FAILING_ERRORS
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
 from pipeline.ops.repository import record_run
