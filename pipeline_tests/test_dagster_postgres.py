@@ -84,7 +84,8 @@ def launch(defs, instance, sensor_name: str, request: dg.RunRequest) -> dg.Execu
 def tick(defs, instance, name: str, cursor: str | None = None):
     sensor = next(s for s in defs.sensors if s.name == name)
     return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
-                                                        definitions=defs, cursor=cursor))
+                                                        definitions=defs, cursor=cursor,
+                                                        resources={"warehouse": defs.resources["warehouse"]}))
 
 
 def test_the_shipped_config_puts_every_dagster_store_in_postgres(pg_setup):
