@@ -30,6 +30,7 @@ from pipeline.gold import models
 from pipeline.gold.models import GoldModel
 from pipeline.keymap.model import DatasetWatermark
 from pipeline.ops.repository import input_revisions, input_state_by_table, input_watermarks
+from pipeline.warehouse.dialect import next_id_sql, portable_ddl
 
 log = logging.getLogger("pipeline.gold")
 
@@ -193,7 +194,7 @@ def _ensure_table(conn: duckdb.DuckDBPyConnection, model: GoldModel) -> bool:
         return True
     if have:
         conn.execute(f"DROP TABLE {model.qualified}")
-    conn.execute(model.ddl())
+    conn.execute(portable_ddl(conn, model.ddl()))   # no PRIMARY KEY on a DuckLake
     return False
 
 
@@ -210,9 +211,9 @@ def _start(conn: duckdb.DuckDBPyConnection, name: str, run_id: str) -> int:
             SET status = 'failed', finished_at = ?, error_message = 'abandoned: the build never finished'
             WHERE asset = ? AND status = 'running'
         """, [_now(), name])
-        build_id = conn.execute("""
-            INSERT INTO ops.gold_builds (asset, run_id, input_watermarks, status, started_at)
-            VALUES (?, ?, [], 'running', ?)
+        build_id = conn.execute(f"""
+            INSERT INTO ops.gold_builds (build_id, asset, run_id, input_watermarks, status, started_at)
+            VALUES ({next_id_sql(conn, 'ops.gold_build_seq', 'ops.gold_builds', 'build_id')}, ?, ?, [], 'running', ?)
             RETURNING build_id
         """, [name, run_id, _now()]).fetchall()[0][0]
         conn.execute("COMMIT")

@@ -1,0 +1,162 @@
+"""Opening a DuckLake with a PostgreSQL catalog, offline, and the advisory locks its writers share.
+
+Extensions: DuckDB would download `ducklake` and `postgres_scanner` from extensions.duckdb.org, which these
+machines cannot reach. The registry packages duckdb-extension-ducklake / duckdb-extension-postgres (the
+`ducklake` extra) ship the binaries; they are LOADed from their installed files with auto-install and
+auto-load off. The postgres binary must be loaded under the file name `postgres_scanner.duckdb_extension`,
+because DuckDB derives the entry point (`postgres_scanner_duckdb_cpp_init`) from the file name, so it is
+copied once into a per-user cache folder.
+
+Locks (PostgreSQL session advisory locks on the catalog database, one session per thread):
+
+- `catalog_init`: around ATTACH and migrations. Two processes attaching a catalog that does not exist yet
+  race on creating its tables, and the loser fails; concurrent `CREATE TABLE IF NOT EXISTS` conflict too.
+- `write(None)`: exclusive write lock, the default for every write connection. Ledger registration, run
+  records, Gold builds and migrations take it, so their ids (max + 1) grow in commit order and they never
+  conflict.
+- `write(scopes)`: the write lock shared, plus one exclusive lock per scope (e.g. a Silver table and
+  ticker). Writers of disjoint scopes run at once; DuckLake may refuse one commit when both changed the same
+  table, and the caller reruns it. Writers of one scope never overlap, so a key is never inserted twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+LAKE_PREFIX = "ducklake:"
+CATALOG_PREFIX = "ducklake:postgres:"
+LAKE_ALIAS = "lake"
+_INIT_KEY = "pipeline:ducklake-catalog-init"
+_WRITE_KEY = "pipeline:warehouse-write"
+_copy_lock = threading.Lock()
+_sessions = threading.local()   # dsn -> this thread's lock session, shared by every Warehouse of that lake
+
+
+class LakeUnavailable(RuntimeError):
+    """The DuckLake extensions are not installed (or do not match the installed DuckDB)."""
+
+
+def redacted(spec: str) -> str:
+    """A lake spec safe for logs and errors: passwords in a conninfo or URL replaced by ***."""
+    spec = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", spec, flags=re.IGNORECASE)
+    return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", spec)
+
+
+def conninfo(spec: str) -> str:
+    """The libpq conninfo (key=value pairs or a postgresql:// URL) of a `ducklake:postgres:` spec."""
+    return spec.removeprefix(CATALOG_PREFIX)
+
+
+def _package_extension(package: str, name: str) -> Path:
+    try:
+        module = __import__(package)
+    except ImportError as exc:
+        raise LakeUnavailable(f"the DuckLake warehouse needs the {package.replace('_', '-')} package "
+                              f"(pip install -e '.[ducklake]'): {exc}") from None
+    path = Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
+    if not path.is_file():
+        raise LakeUnavailable(f"{package} has no extension for DuckDB {duckdb.__version__} at {path}; install the "
+                              "extension package version that matches duckdb (constraints.txt pins both)")
+    return path
+
+
+def extension_files() -> tuple[Path, Path]:
+    """(postgres_scanner, ducklake) extension files, the first copied under the name DuckDB expects."""
+    postgres = _package_extension("duckdb_extension_postgres", "postgres")
+    ducklake = _package_extension("duckdb_extension_ducklake", "ducklake")
+    folder = Path(tempfile.gettempdir()) / f"pipeline-duckdb-extensions-{os.getuid()}" / f"v{duckdb.__version__}"
+    target = folder / "postgres_scanner.duckdb_extension"
+    with _copy_lock:
+        if not target.is_file() or target.stat().st_size != postgres.stat().st_size:
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f".postgres_scanner.{os.getpid()}.tmp"
+            shutil.copyfile(postgres, partial)
+            os.replace(partial, target)   # atomic: a concurrent process never loads half a file
+    return target, ducklake
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def open_lake(spec: str, data_path: str | None, locks: LakeLocks | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as `lake` and in use, so `ops.x` means `lake.ops.x`."""
+    postgres, ducklake = extension_files()
+    if data_path and "://" not in data_path:
+        Path(data_path).mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
+                                               "autoload_known_extensions": False})
+    try:
+        conn.execute(f"LOAD {_sql_text(str(postgres))}")
+        conn.execute(f"LOAD {_sql_text(str(ducklake))}")
+        attach = f"ATTACH {_sql_text(spec)} AS {LAKE_ALIAS} (DATA_PATH {_sql_text(data_path or '')})"
+        if locks is not None:
+            with locks.catalog_init():
+                conn.execute(attach)
+        else:
+            conn.execute(attach)
+        conn.execute(f"USE {LAKE_ALIAS}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class LakeLocks:
+    """PostgreSQL advisory locks on the lake's catalog database. One session per thread and catalog, shared by
+    all `Warehouse` objects of the thread, so a thread that holds a lock and opens another connection re-enters
+    its own lock instead of waiting for itself."""
+
+    def __init__(self, spec: str) -> None:
+        self.dsn = conninfo(spec)
+
+    def _cursor(self):
+        by_dsn = _sessions.__dict__.setdefault("by_dsn", {})
+        conn = by_dsn.get(self.dsn)
+        if conn is None or conn.closed:
+            try:
+                import psycopg2
+            except ImportError as exc:
+                raise LakeUnavailable(f"the DuckLake warehouse needs psycopg2 (pip install -e '.[ducklake]'): {exc}") from None
+            conn = psycopg2.connect(self.dsn, application_name="pipeline-warehouse-locks")
+            conn.autocommit = True
+            by_dsn[self.dsn] = conn
+        return conn.cursor()
+
+    @contextmanager
+    def _held(self, keys: Sequence[tuple[str, bool]]) -> Iterator[None]:
+        """Take (key, shared) locks in order; release in reverse, also when the block fails."""
+        cur = self._cursor()
+        taken: list[tuple[str, bool]] = []
+        try:
+            for key, shared in keys:
+                cur.execute(f"SELECT pg_advisory_lock{'_shared' if shared else ''}(hashtext(%s))", [key])
+                taken.append((key, shared))
+            yield
+        finally:
+            for key, shared in reversed(taken):
+                cur.execute(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}(hashtext(%s))", [key])
+            cur.close()
+
+    @contextmanager
+    def catalog_init(self) -> Iterator[None]:
+        with self._held([(_INIT_KEY, False)]):
+            yield
+
+    @contextmanager
+    def write(self, scopes: Sequence[str] | None = None) -> Iterator[None]:
+        if scopes is None:
+            keys = [(_WRITE_KEY, False)]
+        else:   # sorted: two writers of overlapping scopes take them in one order, so they cannot deadlock
+            keys = [(_WRITE_KEY, True)] + [(f"pipeline:scope:{s}", False) for s in sorted(set(scopes))]
+        with self._held(keys):
+            yield
