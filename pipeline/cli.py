@@ -108,7 +108,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"pipeline replay: unknown table {args.table!r}; tables: {', '.join(sorted(keymap.tables()))}", file=sys.stderr)
         return 1
     tickers = list(parse_tickers(args.tickers, "--tickers")) if args.tickers else None
-    warehouse = Warehouse(settings.warehouse_path)
+    warehouse = Warehouse.from_settings(settings)
     by_identity = {e.identity: e.silver.table for e in keymap}
     problems: list[str] = []
     with warehouse.transaction() as conn:

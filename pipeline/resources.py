@@ -21,6 +21,6 @@ class FmpResource(dg.ConfigurableResource):
 
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
-        "warehouse": WarehouseResource(database=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(database=settings.warehouse_target, data_path=settings.warehouse_data_path or ""),
         "fmp": FmpResource(),
     }

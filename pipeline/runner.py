@@ -99,8 +99,8 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
         instance.report_run_failed(run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died "
                                         "before the run finished")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-    if dead and settings.warehouse_path.exists():
-        with Warehouse(settings.warehouse_path).transaction() as conn:
+    if dead and Warehouse.from_settings(settings).exists():
+        with Warehouse.from_settings(settings).transaction() as conn:
             conn.execute("""
                 UPDATE ops.runs
                 SET status = 'failed', finished_at = now() AT TIME ZONE 'UTC',
@@ -119,7 +119,7 @@ def resolve_universe(settings: Settings) -> tuple[list[str], str]:
         return fixed
     why = "Silver stock list filtered by the universe settings"
     try:
-        with Warehouse(settings.warehouse_path).connect() as conn:   # this process is the writer; wait if busy
+        with Warehouse.from_settings(settings).connect() as conn:   # this process is the writer; wait if busy
             return universe_from_silver(conn, settings.universe), why
     except WarehouseBusy as exc:
         return [], f"{why}, which could not be read ({exc})"

@@ -67,7 +67,7 @@ def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
             wanted, why = fixed
         else:
             try:
-                with Warehouse(settings.warehouse_path).reader() as conn:
+                with Warehouse.from_settings(settings).reader() as conn:
                     wanted = universe_from_silver(conn, settings.universe)
             except (WarehouseBusy, WarehouseMissing) as exc:
                 return dg.SkipReason(f"universe not read: {exc}")
@@ -93,7 +93,7 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
     def silver_promotion_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         cursor = int(context.cursor or 0)
         try:
-            with Warehouse(settings.warehouse_path).reader() as conn:
+            with Warehouse.from_settings(settings).reader() as conn:
                 files = repository.promotable_files(conn, tables=list(keymap.tables()))
         except (WarehouseBusy, WarehouseMissing) as exc:
             return dg.SkipReason(f"ledger not read, will retry next tick: {exc}")
@@ -148,7 +148,7 @@ def build_gold_promotion_sensor(settings: Settings) -> dg.SensorDefinition:
                            "successful build (ops.gold_builds).")
     def gold_promotion_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
         try:
-            with Warehouse(settings.warehouse_path).reader() as conn:
+            with Warehouse.from_settings(settings).reader() as conn:
                 moved = moved_inputs(conn)
         except (WarehouseBusy, WarehouseMissing) as exc:
             return dg.SkipReason(f"watermarks not read, will retry next tick: {exc}")

@@ -211,11 +211,12 @@ def _start(conn: duckdb.DuckDBPyConnection, name: str, run_id: str) -> int:
             SET status = 'failed', finished_at = ?, error_message = 'abandoned: the build never finished'
             WHERE asset = ? AND status = 'running'
         """, [_now(), name])
-        build_id = conn.execute(f"""
+        # the id first, then the row: a DuckLake has neither sequences nor INSERT ... RETURNING
+        build_id = conn.execute(f"SELECT {next_id_sql(conn, 'ops.gold_build_seq', 'ops.gold_builds', 'build_id')}").fetchone()[0]
+        conn.execute("""
             INSERT INTO ops.gold_builds (build_id, asset, run_id, input_watermarks, status, started_at)
-            VALUES ({next_id_sql(conn, 'ops.gold_build_seq', 'ops.gold_builds', 'build_id')}, ?, ?, [], 'running', ?)
-            RETURNING build_id
-        """, [name, run_id, _now()]).fetchall()[0][0]
+            VALUES (?, ?, ?, [], 'running', ?)
+        """, [build_id, name, run_id, _now()])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

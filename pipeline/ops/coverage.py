@@ -495,7 +495,7 @@ def html_table(rows: Sequence[SeriesCoverage]) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
-def render_html(rows: Sequence[SeriesCoverage], *, warehouse: Path, as_of: dt.date) -> str:
+def render_html(rows: Sequence[SeriesCoverage], *, warehouse: Path | str, as_of: dt.date) -> str:
     drawn, omitted = heatmap_rows(rows)
     legend = "".join(f'<span style="background:{c}"></span>{t}' for c, t in (
         (share_colour(1, 0), "none present"), (share_colour(2, 1), "half"), (share_colour(1, 1), "all present"),
@@ -544,7 +544,7 @@ def coverage(settings: Settings, *, html_path: str | Path | None = None, dataset
             print("(no Bronze files recorded for these datasets yet)", file=out)
         print(f"\n{summary_line(rows)}", file=out)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_html(rows, warehouse=settings.warehouse_path, as_of=settings.today()),
+        target.write_text(render_html(rows, warehouse=settings.warehouse_label, as_of=settings.today()),
                           encoding="utf-8")
         print(f"HTML report: {target}", file=out)
         return EXIT_OK

@@ -16,7 +16,7 @@ import duckdb
 _SEQUENCE = re.compile(r"CREATE\s+SEQUENCE\b[^;]*;", re.IGNORECASE)
 _UNIQUE_INDEX = re.compile(r"CREATE\s+UNIQUE\s+INDEX\b[^;]*;", re.IGNORECASE)
 _NEXTVAL_DEFAULT = re.compile(r"\s+DEFAULT\s+nextval\(\s*'[^']*'\s*\)", re.IGNORECASE)
-_TABLE_KEY = re.compile(r",\s*PRIMARY\s+KEY\s*\([^)]*\)", re.IGNORECASE)
+_TABLE_KEY = re.compile(r",([ \t]*--[^\n]*)?\s*PRIMARY\s+KEY\s*\([^)]*\)", re.IGNORECASE)
 _COLUMN_KEY = re.compile(r"\s+PRIMARY\s+KEY\b(?!\s*\()", re.IGNORECASE)
 
 
@@ -28,7 +28,8 @@ def is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
 
 def lake_ddl(sql: str) -> str:
     """`sql` without the constraints, indexes and sequences DuckLake refuses; comments and the rest unchanged."""
-    for pattern in (_SEQUENCE, _UNIQUE_INDEX, _NEXTVAL_DEFAULT, _TABLE_KEY, _COLUMN_KEY):
+    sql = _TABLE_KEY.sub(lambda m: m.group(1) or "", sql)   # keep a comment that followed the last column
+    for pattern in (_SEQUENCE, _UNIQUE_INDEX, _NEXTVAL_DEFAULT, _COLUMN_KEY):
         sql = pattern.sub("", sql)
     return sql
 
