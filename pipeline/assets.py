@@ -21,9 +21,10 @@ from pipeline.partitions import tickers_partitions
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
 from pipeline.warehouse.resource import WarehouseResource
+from pipeline.warehouse.connection import retry_conflicts
+from pipeline.warehouse.lake import silver_scopes, writer_pool
 
 FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
-DUCKDB_POOL = "duckdb_writer"   # DuckDB allows one writing process: limit 1 in dagster.yaml
 
 
 def bronze_key(entry: KeymapEntry) -> dg.AssetKey:
@@ -188,13 +189,18 @@ def promote_table(warehouse: WarehouseResource, keymap: Keymap, table: str, tick
         added = ensure_table(conn, keymap.tables()[table])
     if added:
         log_fn(f"silver.{table}: added column(s) {', '.join(added)} from the keymap")
-    while True:
-        with warehouse.transaction() as conn:
+    scopes = silver_scopes(table, tickers)
+
+    def promote_batch():
+        with warehouse.transaction(scopes) as conn:
             files = promotable_files(conn, tables=[table], tickers=tickers)
             batch = files[:PROMOTE_BATCH_FILES]
-            if not batch:
-                break
-            result = promote_files(conn, keymap, table, batch, bronze_root, run_id)
+            return files, (promote_files(conn, keymap, table, batch, bronze_root, run_id) if batch else None)
+
+    while True:
+        files, result = retry_conflicts(promote_batch, log_fn=log_fn)   # a DuckLake commit may meet a concurrent one
+        if result is None:
+            break
         meta = result.metadata()
         for k in totals:
             totals[k] += meta.get(k) or 0
@@ -238,7 +244,7 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
     by_key = {silver_key(t): t for t in tables}
 
     @dg.multi_asset(
-        name=name, specs=specs, check_specs=all_checks, can_subset=True, pool=DUCKDB_POOL,
+        name=name, specs=specs, check_specs=all_checks, can_subset=True, pool=writer_pool(settings.uses_lake),
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
     )
@@ -345,7 +351,7 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
     checks = gold_check_defs(name)
 
     @dg.asset(key=key, deps=[silver_key(t) for t in inputs], group_name="gold", kinds={"duckdb"},
-              tags={"layer": "gold"}, pool=DUCKDB_POOL, check_specs=check_specs(key, checks),
+              tags={"layer": "gold"}, pool=writer_pool(settings.uses_lake), check_specs=check_specs(key, checks),
               description=GOLD_DESCRIPTIONS.get(name, name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
               metadata={"dagster/table_name": f"warehouse.gold.{name}"})
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):

@@ -111,6 +111,23 @@ def open_lake(spec: str, data_path: str | None, locks: LakeLocks | None) -> duck
     return conn
 
 
+SHARED = "shared:"   # a scope taken in shared mode: excludes the writers of the whole scope, not each other
+
+
+def silver_scopes(table: str, tickers: Sequence[str] | None) -> list[str]:
+    """Lock scopes of one Silver promotion: the whole table, or the table shared plus each of its tickers.
+    Promotions of one ticker never overlap (so one key is never inserted twice), disjoint tickers do."""
+    if not tickers:
+        return [f"silver.{table}"]
+    return [f"{SHARED}silver.{table}"] + [f"silver.{table}:{t}" for t in tickers]
+
+
+def writer_pool(uses_lake: bool) -> str | None:
+    """The Dagster pool of steps that write the warehouse: `duckdb_writer` (limit 1 in dagster.yaml: one
+    writing process per DuckDB file); none on a lake, whose writers coordinate through the catalog's locks."""
+    return None if uses_lake else "duckdb_writer"
+
+
 class LakeLocks:
     """PostgreSQL advisory locks on the lake's catalog database. One session per thread and catalog, shared by
     all `Warehouse` objects of the thread, so a thread that holds a lock and opens another connection re-enters
@@ -157,6 +174,7 @@ class LakeLocks:
         if scopes is None:
             keys = [(_WRITE_KEY, False)]
         else:   # sorted: two writers of overlapping scopes take them in one order, so they cannot deadlock
-            keys = [(_WRITE_KEY, True)] + [(f"pipeline:scope:{s}", False) for s in sorted(set(scopes))]
+            keys = [(_WRITE_KEY, True)] + [(f"pipeline:scope:{s.removeprefix(SHARED)}", s.startswith(SHARED))
+                                           for s in sorted(set(scopes))]
         with self._held(keys):
             yield
