@@ -43,7 +43,7 @@ AS_OF = "2025-06-27"
 TICKERS = "AAPL,MSFT"
 KEY = "ducklake-test-key"
 SELECT = ("bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/prices/historical-price-eod,"
-          "silver/fmp_price_eod,bronze/company/profile,silver/fmp_company_profile,gold/fact_price_daily")
+          "silver/fmp_price_eod,bronze/company/profile,silver/fmp_company_profile,gold/dim_instrument,gold/fact_price_daily")
 RUN_TIMEOUT_S = 300
 IGNORED = {name for name, _ in LINEAGE_COLUMNS} | {"valid_from", "valid_to"}   # differ between any two runs
 
@@ -205,14 +205,16 @@ def finish(procs: list[subprocess.Popen], logs: list[Path]) -> None:
 
 
 def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
-    """Silver (current and history), Gold and the ledger without what differs between any two runs."""
+    """Silver (current and history), Gold and the ledger without what differs between any two runs (lineage,
+    fetch and build times)."""
     out: dict[str, list[tuple]] = {}
     tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
                           "WHERE table_schema IN ('silver', 'gold') ORDER BY ALL").fetchall()
     for schema, table in tables:
-        cols = [c for (c,) in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
-                                           "AND table_name = ? ORDER BY ordinal_position", [schema, table]).fetchall()
-                if c not in IGNORED]
+        cols = [c for c, t in conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                           "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                                           [schema, table]).fetchall()
+                if c not in IGNORED and t != "TIMESTAMP"]   # timestamps are fetch and build times
         out[f"{schema}.{table}"] = conn.execute(
             f"SELECT {', '.join(cols)} FROM {schema}.{table} ORDER BY ALL").fetchall()
     out["ledger"] = conn.execute("""

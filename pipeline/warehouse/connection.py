@@ -188,6 +188,12 @@ class Warehouse:
         if self.lake:
             conn = open_lake(self.lake, self.data_path, self._locks)
             try:
+                migrated = conn.execute("""
+                    SELECT count(*) FROM information_schema.tables
+                    WHERE table_schema = 'ops' AND table_name = 'file_ingestions'
+                """).fetchone()[0]
+                if not migrated:
+                    raise WarehouseMissing(f"warehouse {self} has no ledger yet; run `pipeline run` first")
                 yield conn
             finally:
                 conn.close()
