@@ -292,3 +292,24 @@ def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(lake: dict[str, st
     for name in serial:
         if name.startswith("silver.") and not name.endswith(history_table("")):
             assert replayed[name] == serial[name], f"{name} after replay"
+
+
+# ---- data files on an S3-compatible server ----------------------------------------------------------------------
+
+from pipeline_tests.test_bronze_object_store import S3_ENV, s3_endpoint  # noqa: E402,F401 - the moto server fixture
+
+
+def test_a_lake_with_its_data_on_s3_migrates_writes_and_reads(lake: dict[str, str], s3_endpoint: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import s3fs
+
+    for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+        monkeypatch.setenv(name, value)
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint)
+    fs.mkdir("lake-data")
+    warehouse = Warehouse(lake["PIPELINE_WAREHOUSE"], data_path="s3://lake-data/lake/")
+    with warehouse.transaction() as conn:
+        conn.execute("CREATE TABLE silver.numbers AS SELECT range AS i FROM range(100000)")
+    with warehouse.reader() as conn:
+        assert conn.execute("SELECT count(*), sum(i) FROM silver.numbers").fetchone() == (100000, 4999950000)
+    assert [p for p in fs.find("lake-data/lake/") if p.endswith(".parquet")], "no Parquet file written to S3"

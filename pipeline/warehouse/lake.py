@@ -5,7 +5,8 @@ machines cannot reach. The registry packages duckdb-extension-ducklake / duckdb-
 `ducklake` extra) ship the binaries; they are LOADed from their installed files with auto-install and
 auto-load off. The postgres binary must be loaded under the file name `postgres_scanner.duckdb_extension`,
 because DuckDB derives the entry point (`postgres_scanner_duckdb_cpp_init`) from the file name, so it is
-copied once into a per-user cache folder.
+copied once into a per-user cache folder. A data path on s3:// also loads `httpfs`
+(duckdb-extension-httpfs) with a secret built from the usual AWS_* variables.
 
 Locks (PostgreSQL session advisory locks on the catalog database, one session per thread):
 
@@ -84,6 +85,22 @@ def extension_files() -> tuple[Path, Path]:
     return target, ducklake
 
 
+def _s3_secret_sql() -> str:
+    """A DuckDB S3 secret from the usual AWS variables (the same ones the Bronze store's s3fs reads)."""
+    env = os.environ
+    parts = ["TYPE s3"]
+    for option, names in (("KEY_ID", ("AWS_ACCESS_KEY_ID",)), ("SECRET", ("AWS_SECRET_ACCESS_KEY",)),
+                          ("SESSION_TOKEN", ("AWS_SESSION_TOKEN",)), ("REGION", ("AWS_REGION", "AWS_DEFAULT_REGION"))):
+        value = next((env[n] for n in names if env.get(n)), None)
+        if value:
+            parts.append(f"{option} {_sql_text(value)}")
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
+    if endpoint:   # an S3-compatible server: host[:port], path-style URLs, TLS as the URL says
+        parts += [f"ENDPOINT {_sql_text(endpoint.split('://', 1)[-1].rstrip('/'))}", "URL_STYLE 'path'",
+                  f"USE_SSL {str(not endpoint.startswith('http://')).lower()}"]
+    return f"CREATE OR REPLACE SECRET pipeline_lake_s3 ({', '.join(parts)})"
+
+
 def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -98,6 +115,9 @@ def open_lake(spec: str, data_path: str | None, locks: LakeLocks | None) -> duck
     try:
         conn.execute(f"LOAD {_sql_text(str(postgres))}")
         conn.execute(f"LOAD {_sql_text(str(ducklake))}")
+        if data_path and data_path.startswith("s3://"):   # DuckLake writes its Parquet files through httpfs
+            conn.execute(f"LOAD {_sql_text(str(_package_extension('duckdb_extension_httpfs', 'httpfs')))}")
+            conn.execute(_s3_secret_sql())
         attach = f"ATTACH {_sql_text(spec)} AS {LAKE_ALIAS} (DATA_PATH {_sql_text(data_path or '')})"
         if locks is not None:
             with locks.catalog_init():
