@@ -51,14 +51,8 @@ IGNORED = {name for name, _ in LINEAGE_COLUMNS} | {"valid_from", "valid_to"}   #
 @pytest.fixture()
 def lake(tmp_path: Path) -> Iterator[dict[str, str]]:
     """PIPELINE_WAREHOUSE / PIPELINE_WAREHOUSE_DATA_PATH of a lake in a fresh database and folder."""
-    reason = postgres_server.unavailable_reason()
-    if reason:
-        if postgres_server.required():
-            pytest.fail(f"{reason}; {postgres_server.REQUIRE_VARIABLE}=1 requires it")
-        pytest.skip(reason)
-    with postgres_server.fresh_database("pipeline_lake") as url:
-        yield {"PIPELINE_WAREHOUSE": f"ducklake:postgres:{url}",
-               "PIPELINE_WAREHOUSE_DATA_PATH": str(tmp_path / "lake_data")}
+    with postgres_server.fresh_lake(tmp_path / "lake_data") as env:
+        yield env
 
 
 def lake_warehouse(lake: dict[str, str]) -> Warehouse:
