@@ -701,7 +701,8 @@ def test_quality_check_fails_on_corrupted_table(built, tmp_path, case):
 
 def test_gold_on_a_ducklake_equals_the_file(built_conn, tmp_path):
     """The same Silver fixture on a DuckLake (PostgreSQL catalog): full build equal to the file's, the ledger
-    records it, every quality check passes, and a rerun with nothing moved is a noop."""
+    records it, every quality check passes, a rerun with nothing moved is a noop, and a duplicated key fails
+    the key check."""
     from pipeline_tests import postgres_server
 
     frames = silver_frames()
@@ -724,5 +725,9 @@ def test_gold_on_a_ducklake_equals_the_file(built_conn, tmp_path):
             again = gold.build_all(conn, "run-2")
             assert {r.mode for r in again} == {"noop"}
             builds = conn.execute("SELECT build_id, status FROM ops.gold_builds ORDER BY build_id").fetchall()
+            # no PRIMARY KEY on a lake: a key written twice is caught by the ERROR check instead
+            conn.execute("INSERT INTO gold.fact_price_daily SELECT * FROM gold.fact_price_daily LIMIT 1")
+            outcome = quality.check_key_unique(conn, "fact_price_daily")
+            assert not outcome.passed and outcome.metadata["offending_rows"] == 1
         assert [b for b, _ in builds] == list(range(1, 2 * len(gold.GOLD_ASSETS) + 1))
         assert {s for _, s in builds} == {"success"}
