@@ -40,6 +40,7 @@ _INIT_KEY = "pipeline:ducklake-catalog-init"
 _WRITE_KEY = "pipeline:warehouse-write"
 _copy_lock = threading.Lock()
 _sessions = threading.local()   # dsn -> this thread's lock session, shared by every Warehouse of that lake
+_ready: set[str] = set()        # catalogs this process has seen created: their ATTACH needs no lock
 
 
 class LakeUnavailable(RuntimeError):
@@ -119,7 +120,7 @@ def open_lake(spec: str, data_path: str | None, locks: LakeLocks | None) -> duck
             conn.execute(f"LOAD {_sql_text(str(_package_extension('duckdb_extension_httpfs', 'httpfs')))}")
             conn.execute(_s3_secret_sql())
         attach = f"ATTACH {_sql_text(spec)} AS {LAKE_ALIAS} (DATA_PATH {_sql_text(data_path or '')})"
-        if locks is not None:
+        if locks is not None and not locks.catalog_ready():
             with locks.catalog_init():
                 conn.execute(attach)
         else:
@@ -183,6 +184,20 @@ class LakeLocks:
             for key, shared in reversed(taken):
                 cur.execute(f"SELECT pg_advisory_unlock{'_shared' if shared else ''}(hashtext(%s))", [key])
             cur.close()
+
+    def catalog_ready(self) -> bool:
+        """Whether DuckLake's catalog tables exist already (then attaching creates nothing and cannot race)."""
+        if self.dsn in _ready:
+            return True
+        cur = self._cursor()
+        try:
+            cur.execute("SELECT to_regclass('ducklake_metadata') IS NOT NULL")
+            ready = bool(cur.fetchone()[0])
+        finally:
+            cur.close()
+        if ready:
+            _ready.add(self.dsn)
+        return ready
 
     @contextmanager
     def catalog_init(self) -> Iterator[None]:
