@@ -106,8 +106,30 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+_instances: dict[tuple[int, str, str | None], duckdb.DuckDBPyConnection] = {}
+_instances_lock = threading.Lock()
+
+
 def open_lake(spec: str, data_path: str | None, locks: LakeLocks | None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the lake attached as `lake` and in use, so `ops.x` means `lake.ops.x`."""
+    """A connection to the lake, with `lake` in use so `ops.x` means `lake.ops.x`; close it when done.
+
+    Loading the extensions and attaching costs about 0.3 s, more than a short transaction, so each process
+    keeps one in-memory DuckDB with the lake attached and hands out its cursors: separate connections of one
+    database (own transactions, own temp tables), each reading the catalog's latest snapshot when its
+    transaction starts."""
+    key = (os.getpid(), spec, data_path)   # never reuse an instance inherited through fork
+    with _instances_lock:
+        root = _instances.get(key)
+        if root is None:
+            root = _attach(spec, data_path, locks)
+            _instances[key] = root
+    conn = root.cursor()
+    conn.execute(f"USE {LAKE_ALIAS}")
+    return conn
+
+
+def _attach(spec: str, data_path: str | None, locks: LakeLocks | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the extensions loaded and the lake attached as `lake`."""
     postgres, ducklake = extension_files()
     if data_path and "://" not in data_path:
         Path(data_path).mkdir(parents=True, exist_ok=True)
