@@ -77,6 +77,18 @@ def test_settings_select_the_backend_and_name_the_variable(tmp_path: Path) -> No
         load_settings({"PIPELINE_WAREHOUSE_DATA_PATH": str(tmp_path)})
 
 
+def test_writing_steps_use_the_writer_pool_on_the_file_only(tmp_path: Path) -> None:
+    from pipeline.assets import build_gold_assets, build_silver_assets
+
+    file = load_settings({"PIPELINE_DATA_DIR": str(tmp_path)})
+    lake = load_settings({"PIPELINE_DATA_DIR": str(tmp_path), "PIPELINE_WAREHOUSE": "ducklake:postgres:dbname=w",
+                          "PIPELINE_WAREHOUSE_DATA_PATH": str(tmp_path / "lake")})
+    keymap = load_keymap(file.keymap_path)
+    for settings, pool in ((file, "duckdb_writer"), (lake, None)):
+        writers = [*build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
+        assert {a.op.pool for a in writers} == {pool}
+
+
 def test_lake_ddl_drops_only_keys_indexes_and_sequences() -> None:
     for m in migrations.discover(migrations.default_migrations_dir()):
         sql = lake_ddl(m.sql)
