@@ -282,7 +282,12 @@ def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(lake: dict[str, st
         ids = conn.execute("SELECT count(*), count(DISTINCT ingestion_id), count(DISTINCT file_id) "
                            "FROM ops.file_ingestions").fetchone()
         runs = conn.execute("SELECT DISTINCT status FROM ops.runs").fetchall()
+        # the sensors' cursor: ids grow in the order the registrations committed
+        out_of_order = conn.execute("""
+            SELECT count(*) FROM (SELECT registered_at < lag(registered_at) OVER (ORDER BY ingestion_id) AS back
+                                  FROM ops.file_ingestions) WHERE back""").fetchone()[0]
     assert ids[0] == ids[1] == ids[2]
+    assert out_of_order == 0
     assert runs == [("success",)]
     assert concurrent.keys() == serial.keys()
     for name in serial:
