@@ -28,9 +28,10 @@ from pipeline.resources import FmpResource
 from pipeline.settings import Settings
 from pipeline.warehouse.connection import WarehouseBusy
 from pipeline.warehouse.resource import WarehouseResource
+from pipeline.warehouse.connection import retry_conflicts
+from pipeline.warehouse.lake import silver_scopes, writer_pool
 
 FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
-DUCKDB_POOL = "duckdb_writer"   # DuckDB allows one writing process: limit 1 in dagster.yaml
 
 # A Bronze step fails after the client's own per-request retries. When every failure was transient (network,
 # rate limit, busy warehouse) the step is retried after a growing pause; only what is still due is fetched again.
@@ -247,13 +248,18 @@ def promote_table(warehouse: WarehouseResource, keymap: Keymap, table: str, tick
         added = ensure_table(conn, keymap.tables()[table])
     if added:
         log_fn(f"silver.{table}: added column(s) {', '.join(added)} from the keymap")
-    while True:
-        with warehouse.transaction() as conn:
+    scopes = silver_scopes(table, tickers)
+
+    def promote_batch():
+        with warehouse.transaction(scopes) as conn:
             files = promotable_files(conn, tables=[table], tickers=tickers)
             batch = files[:PROMOTE_BATCH_FILES]
-            if not batch:
-                break
-            result = promote_files(conn, keymap, table, batch, bronze_root, run_id)
+            return files, (promote_files(conn, keymap, table, batch, bronze_root, run_id) if batch else None)
+
+    while True:
+        files, result = retry_conflicts(promote_batch, log_fn=log_fn)   # a DuckLake commit may meet a concurrent one
+        if result is None:
+            break
         meta = result.metadata()
         for k in totals:
             totals[k] += meta.get(k) or 0
@@ -295,7 +301,7 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
     by_key = {silver_key(t): t for t in tables}
 
     @dg.multi_asset(
-        name=name, specs=specs, can_subset=True, pool=DUCKDB_POOL,
+        name=name, specs=specs, can_subset=True, pool=writer_pool(settings.uses_lake),
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
     )
@@ -401,8 +407,8 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
     model = MODELS[name]
 
     @dg.asset(key=key, deps=[silver_key(t) for t in inputs], group_name="gold", kinds={"duckdb"},
-              tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"}, pool=DUCKDB_POOL,
-              code_version=code_version(model),
+              tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
+              pool=writer_pool(settings.uses_lake), code_version=code_version(model),
               description=GOLD_DESCRIPTIONS.get(name, name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
               metadata={"dagster/table_name": f"warehouse.gold.{name}", "dagster/column_schema": gold_column_schema(model),
                         "key": dg.MetadataValue.json(list(model.key))})

@@ -102,8 +102,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     _quiet_dagster()
-    if not settings.warehouse_path.exists():
-        print(f"pipeline check: no warehouse at {settings.warehouse_path}; create it with `pipeline demo` or "
+    if not Warehouse.from_settings(settings).exists():
+        print(f"pipeline check: no warehouse at {settings.warehouse_label}; create it with `pipeline demo` or "
               "`pipeline run`", file=sys.stderr)
         return 1
     ensure_dagster_home(settings)
@@ -203,7 +203,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"pipeline replay: unknown table {args.table!r}; tables: {', '.join(sorted(keymap.tables()))}", file=sys.stderr)
         return 1
     tickers = list(parse_tickers(args.tickers, "--tickers")) if args.tickers else None
-    warehouse = Warehouse(settings.warehouse_path)
+    warehouse = Warehouse.from_settings(settings)
     by_identity = {e.identity: e.silver.table for e in keymap}
     problems: list[str] = []
     with warehouse.transaction() as conn:

@@ -31,7 +31,7 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     if outcome.tickers:
         print(f"Tickers ({len(outcome.tickers)}, {outcome.universe_reason}): {', '.join(outcome.tickers)}")
     try:
-        with Warehouse(settings.warehouse_path).reader() as conn:
+        with Warehouse.from_settings(settings).reader() as conn:
             counts = table_counts(conn)
             last = conn.execute("SELECT requests, skipped, files, errors FROM ops.runs ORDER BY started_at DESC LIMIT 1").fetchall()
             fetched = conn.execute("""

@@ -54,7 +54,7 @@ class FmpResource(dg.ConfigurableResource):
 
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
-        "warehouse": WarehouseResource(database=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(database=settings.warehouse_target, data_path=settings.warehouse_data_path or ""),
         "fmp": FmpResource(
             # the key is never written into the config the UI shows: only the variable's name is
             api_key=dg.EnvVar("FMP_API_KEY") if settings.fmp_api_key else None,

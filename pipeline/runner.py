@@ -105,8 +105,8 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
         instance.report_run_failed(run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died "
                                         "before the run finished")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-    if dead and settings.warehouse_path.exists():
-        with Warehouse(settings.warehouse_path).transaction() as conn:
+    if dead and Warehouse.from_settings(settings).exists():
+        with Warehouse.from_settings(settings).transaction() as conn:
             conn.execute("""
                 UPDATE ops.runs
                 SET status = 'failed', finished_at = now() AT TIME ZONE 'UTC',
@@ -125,7 +125,7 @@ def resolve_universe(settings: Settings) -> tuple[list[str], str]:
         return fixed
     why = "Silver stock list filtered by the universe settings"
     try:
-        with Warehouse(settings.warehouse_path).connect() as conn:   # this process is the writer; wait if busy
+        with Warehouse.from_settings(settings).connect() as conn:   # this process is the writer; wait if busy
             return universe_from_silver(conn, settings.universe), why
     except WarehouseBusy as exc:
         return [], f"{why}, which could not be read ({exc})"
@@ -250,9 +250,10 @@ count), per table."""
 
 def silver_files_waiting(settings: Settings, tables: list[str], tickers: list[str] | None) -> dict[str, int]:
     """Silver table -> number of Bronze files waiting to be promoted into it (for these tickers)."""
-    if not tables or not settings.warehouse_path.exists():
+    warehouse = Warehouse.from_settings(settings)
+    if not tables or not warehouse.exists():
         return {}
-    with Warehouse(settings.warehouse_path).connect() as conn:   # this process is the writer; wait if busy
+    with warehouse.connect() as conn:   # this process is the writer; wait if busy
         rows = conn.execute(WAITING_SQL, {"tables": tables, "all_tickers": tickers is None,
                                           "tickers": list(tickers or [])}).fetchall()
     return dict(rows)
@@ -262,9 +263,10 @@ def gold_inputs_moved(settings: Settings, names: list[str]) -> dict[str, str]:
     """Gold asset -> why it needs a build (never built, or which Silver inputs moved), for the chosen assets."""
     from pipeline.gold.build import moved_inputs
 
-    if not settings.warehouse_path.exists():
+    warehouse = Warehouse.from_settings(settings)
+    if not warehouse.exists():
         return {n: "never built successfully" for n in names}
-    with Warehouse(settings.warehouse_path).connect() as conn:
+    with warehouse.connect() as conn:
         moved = moved_inputs(conn)
     return {n: moved[n] for n in names if n in moved}
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -56,6 +57,26 @@ class Settings:
     env: str = "PROD"
     universe: UniverseSettings = UniverseSettings()
     bronze_url: str | None = None
+    warehouse_file: Path | None = None        # PIPELINE_WAREHOUSE as a DuckDB file path
+    warehouse_lake: str | None = field(default=None, repr=False)   # ducklake:postgres:<conninfo> (may hold a password)
+    warehouse_data_path: str | None = None    # PIPELINE_WAREHOUSE_DATA_PATH: the lake's data files
+
+    @property
+    def uses_lake(self) -> bool:
+        return self.warehouse_lake is not None
+
+    @property
+    def warehouse_label(self) -> str:
+        """The warehouse as shown to people: the file path, or the lake without its password."""
+        if not self.warehouse_lake:
+            return str(self.warehouse_path)
+        shown = re.sub(r"(password\s*=\s*)\S+", r"\1***", self.warehouse_lake, flags=re.IGNORECASE)
+        return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", shown) + f" (data {self.warehouse_data_path})"
+
+    @property
+    def warehouse_target(self) -> str:
+        """What `Warehouse(...)` opens: the DuckDB file path, or the `ducklake:postgres:...` spec."""
+        return self.warehouse_lake or str(self.warehouse_path)
 
     @property
     def bronze_location(self) -> str:
@@ -74,7 +95,9 @@ class Settings:
 
     @property
     def warehouse_path(self) -> Path:
-        return self.data_dir / "warehouse.duckdb"
+        """The DuckDB file (PIPELINE_WAREHOUSE, default `<PIPELINE_DATA_DIR>/warehouse.duckdb`). On a lake
+        nothing lives here; use `warehouse_target`."""
+        return self.warehouse_file or self.data_dir / "warehouse.duckdb"
 
     @property
     def logs_dir(self) -> Path:
@@ -179,6 +202,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     environment = env.get("ENV", "").strip().upper() or "PROD"
     bronze_url = _bronze_url(env.get("PIPELINE_BRONZE_URL", "").strip())
+    warehouse_file, warehouse_lake, warehouse_data_path = _warehouse(
+        env.get("PIPELINE_WAREHOUSE", "").strip(), env.get("PIPELINE_WAREHOUSE_DATA_PATH", "").strip())
 
     return Settings(
         fmp_api_key=env.get("FMP_API_KEY", "").strip() or None,
@@ -193,7 +218,41 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env=environment,
         universe=universe,
         bronze_url=bronze_url,
+        warehouse_file=warehouse_file,
+        warehouse_lake=warehouse_lake,
+        warehouse_data_path=warehouse_data_path,
     )
+
+
+LAKE_CATALOG_PREFIX = "ducklake:postgres:"
+
+
+def _warehouse(raw: str, raw_data_path: str) -> tuple[Path | None, str | None, str | None]:
+    """PIPELINE_WAREHOUSE: unset for `<PIPELINE_DATA_DIR>/warehouse.duckdb`, a DuckDB file path, or
+    `ducklake:postgres:<libpq conninfo or postgresql:// URL>` for a DuckLake whose catalog is that PostgreSQL
+    database; a lake also needs PIPELINE_WAREHOUSE_DATA_PATH (a local folder or s3://bucket/prefix/)."""
+    if not raw.startswith("ducklake:"):
+        if raw_data_path:
+            raise SettingsError("PIPELINE_WAREHOUSE_DATA_PATH is set, but PIPELINE_WAREHOUSE does not name a DuckLake; "
+                                "set PIPELINE_WAREHOUSE=ducklake:postgres:<conninfo> or unset the data path")
+        return (Path(raw).expanduser().resolve() if raw else None), None, None
+    shown = re.sub(r"(password\s*=\s*)\S+", r"\1***", raw, flags=re.IGNORECASE)
+    shown = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", shown)
+    if not raw.startswith(LAKE_CATALOG_PREFIX) or not raw.removeprefix(LAKE_CATALOG_PREFIX).strip():
+        raise SettingsError(f"PIPELINE_WAREHOUSE={shown!r}: only a PostgreSQL catalog is supported; use "
+                            "ducklake:postgres:dbname=NAME host=HOST user=USER (or ducklake:postgres:postgresql://...)")
+    if not raw_data_path:
+        raise SettingsError(f"PIPELINE_WAREHOUSE={shown!r} names a DuckLake, which needs PIPELINE_WAREHOUSE_DATA_PATH: "
+                            "the folder (or s3://bucket/prefix/) where its data files live")
+    if "://" in raw_data_path and not raw_data_path.startswith("s3://"):
+        raise SettingsError(f"PIPELINE_WAREHOUSE_DATA_PATH={raw_data_path!r}: use a local folder or an s3:// URL")
+    data_path = raw_data_path if "://" in raw_data_path else str(Path(raw_data_path).expanduser().resolve())
+    missing = [p for p in ("duckdb_extension_ducklake", "duckdb_extension_postgres", "psycopg2")
+               if importlib.util.find_spec(p) is None]
+    if missing:
+        raise SettingsError(f"PIPELINE_WAREHOUSE={shown!r} needs {', '.join(missing)}; install the project's "
+                            "ducklake extra (pip install -e '.[ducklake]')")
+    return None, raw, data_path.rstrip("/") + "/"
 
 
 def _bronze_url(raw: str) -> str | None:

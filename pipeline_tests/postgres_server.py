@@ -84,3 +84,23 @@ def fresh_database(prefix: str = "pipeline_test") -> Iterator[str]:
         with admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def require_server() -> None:
+    """Skip the calling test with the reason when no server answers; fail instead when CI requires it."""
+    import pytest
+
+    reason = unavailable_reason()
+    if reason:
+        if required():
+            pytest.fail(f"{reason}; {REQUIRE_VARIABLE}=1 requires it")
+        pytest.skip(reason)
+
+
+@contextmanager
+def fresh_lake(data_dir) -> Iterator[dict[str, str]]:
+    """PIPELINE_WAREHOUSE / PIPELINE_WAREHOUSE_DATA_PATH of a DuckLake whose catalog is a fresh database and
+    whose data files go to `data_dir`; skips (or fails, see `require_server`) without a server."""
+    require_server()
+    with fresh_database("pipeline_lake") as url:
+        yield {"PIPELINE_WAREHOUSE": f"ducklake:postgres:{url}", "PIPELINE_WAREHOUSE_DATA_PATH": str(data_dir)}

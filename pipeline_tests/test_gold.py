@@ -22,6 +22,7 @@ from pipeline.gold import quality
 from pipeline.keymap.loader import load_keymap
 from pipeline.silver.schema import ensure_table
 from pipeline.warehouse.connection import Warehouse
+from pipeline.warehouse.dialect import next_id_sql
 
 KEYMAP = Path(__file__).resolve().parents[1] / "dataset_keymap.yaml"
 FETCHED = dt.datetime(2024, 3, 1, 12, 0)
@@ -215,10 +216,11 @@ def ledger(conn: duckdb.DuckDBPyConnection, table: str, ticker: str, cov_from, c
         discriminator = "non-split-adjusted"
     _file_counter[0] += 1
     n = _file_counter[0]
-    conn.execute("""
-        INSERT INTO ops.file_ingestions (run_id, file_id, domain, source, dataset, discriminator, ticker,
+    next_id = next_id_sql(conn, "ops.file_ingestion_seq", "ops.file_ingestions", "ingestion_id")
+    conn.execute(f"""
+        INSERT INTO ops.file_ingestions (ingestion_id, run_id, file_id, domain, source, dataset, discriminator, ticker,
             bronze_path, coverage_from, coverage_to, fetched_at, can_promote, silver_table, silver_status)
-        VALUES ('r', ?, ?, 'fmp', ?, ?, ?, ?, ?, ?, ?, true, ?, 'promoted')
+        VALUES ({next_id}, 'r', ?, ?, 'fmp', ?, ?, ?, ?, ?, ?, ?, true, ?, 'promoted')
     """, [f"file-{n}-{table}-{ticker}-{discriminator}", domain, dataset, discriminator, ticker, f"x/{n}.json",
           cov_from, cov_to, FETCHED, table])
 
@@ -700,3 +702,37 @@ def test_quality_check_fails_on_corrupted_table(built, tmp_path, case):
         conn.close()
     assert not outcome.passed
     assert outcome.metadata["offending_rows"] == 1 and len(outcome.metadata["examples"]) == 1
+
+
+def test_gold_on_a_ducklake_equals_the_file(built_conn, tmp_path):
+    """The same Silver fixture on a DuckLake (PostgreSQL catalog): full build equal to the file's, the ledger
+    records it, every quality check passes, a rerun with nothing moved is a noop, and a duplicated key fails
+    the key check."""
+    from pipeline_tests import postgres_server
+
+    frames = silver_frames()
+    specs = load_keymap(KEYMAP).tables()
+    with postgres_server.fresh_lake(tmp_path / "lake_data") as env:
+        lake = Warehouse(env["PIPELINE_WAREHOUSE"], data_path=env["PIPELINE_WAREHOUSE_DATA_PATH"])
+        with lake.transaction() as conn:
+            for name in specs:
+                ensure_table(conn, specs[name])
+            for name, df in frames.items():
+                write_silver(conn, name, df)
+            seed_ledger(conn, frames)
+        with lake.connect() as conn:
+            results = gold.build_all(conn, "run-1")
+            assert {r.mode for r in results} == {"full"}
+            assert_same_tables(snapshot(built_conn), snapshot(conn))
+            for name, checks in quality.GOLD_CHECKS.items():
+                for check in checks:
+                    assert check(conn).passed, name
+            again = gold.build_all(conn, "run-2")
+            assert {r.mode for r in again} == {"noop"}
+            builds = conn.execute("SELECT build_id, status FROM ops.gold_builds ORDER BY build_id").fetchall()
+            # no PRIMARY KEY on a lake: a key written twice is caught by the ERROR check instead
+            conn.execute("INSERT INTO gold.fact_price_daily SELECT * FROM gold.fact_price_daily LIMIT 1")
+            outcome = quality.check_key_unique(conn, "fact_price_daily")
+            assert not outcome.passed and outcome.metadata["offending_rows"] == 1
+        assert [b for b, _ in builds] == list(range(1, 2 * len(gold.GOLD_ASSETS) + 1))
+        assert {s for _, s in builds} == {"success"}

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import duckdb
@@ -29,6 +30,7 @@ from pipeline.silver import quality
 from pipeline.silver.promote import PromotionResult, promote_files
 from pipeline.silver.replay import replay
 from pipeline.warehouse.connection import Warehouse
+from pipeline_tests import postgres_server
 
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
 T0 = dt.datetime(2024, 11, 1, 21, 0, tzinfo=dt.UTC)
@@ -42,10 +44,10 @@ def day(n: int) -> dt.datetime:
 class Lake:
     """A Bronze folder plus a warehouse file in tmp_path, with helpers to add files and promote them."""
 
-    def __init__(self, tmp_path: Path, keymap: Keymap = KEYMAP) -> None:
+    def __init__(self, tmp_path: Path, keymap: Keymap = KEYMAP, warehouse: Warehouse | None = None) -> None:
         self.root = tmp_path / "bronze"
         self.store = BronzeStore(self.root)
-        self.warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+        self.warehouse = warehouse or Warehouse(tmp_path / "warehouse.duckdb")
         self.keymap = keymap
 
     def entry(self, dataset: str, discriminator: str = "") -> KeymapEntry:
@@ -96,9 +98,14 @@ def eod(ticker: str, date: str, close: Any, **extra: Any) -> dict:
     return row
 
 
-@pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake(tmp_path)
+@pytest.fixture(params=["file", "ducklake"])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake]:
+    """The tests that take this fixture run on the DuckDB file and on a DuckLake (PostgreSQL catalog)."""
+    if request.param == "file":
+        yield Lake(tmp_path)
+        return
+    with postgres_server.fresh_lake(tmp_path / "lake_data") as env:
+        yield Lake(tmp_path, warehouse=Warehouse(env["PIPELINE_WAREHOUSE"], data_path=env["PIPELINE_WAREHOUSE_DATA_PATH"]))
 
 
 # ---- casting ----------------------------------------------------------------------------------------------
@@ -330,8 +337,9 @@ def test_bad_files_fail_alone_and_the_rest_promotes(lake: Lake) -> None:
     (lake.root / broken_path).write_text('{"envelope_version": 1, "file_id": "trunc')
     refused, _ = lake.add("historical-price-eod", [], day(0), ticker="AMZN", can_promote=False, register=False)
     with lake.warehouse.transaction() as conn:      # the ledger says promotable, the envelope says no
-        conn.execute("INSERT INTO ops.file_ingestions (run_id, file_id, domain, source, dataset, bronze_path, "
-                     "fetched_at, can_promote, silver_table) SELECT run_id, ?, domain, source, dataset, ?, fetched_at, "
+        conn.execute("INSERT INTO ops.file_ingestions (ingestion_id, run_id, file_id, domain, source, dataset, "
+                     "bronze_path, fetched_at, can_promote, silver_table) SELECT (SELECT max(ingestion_id) + 1 FROM "
+                     "ops.file_ingestions), run_id, ?, domain, source, dataset, ?, fetched_at, "
                      "true, silver_table FROM ops.file_ingestions WHERE file_id = ?",
                      [refused.file_id, lake.store.relative_path(refused.identity, refused.fetched_at, refused.file_id),
                       good.file_id])

@@ -30,6 +30,7 @@ from pipeline.gold import models
 from pipeline.gold.models import GoldModel
 from pipeline.keymap.model import DatasetWatermark
 from pipeline.ops.repository import input_revisions, input_state_by_table, input_watermarks
+from pipeline.warehouse.dialect import next_id_sql, portable_ddl
 
 log = logging.getLogger("pipeline.gold")
 
@@ -188,7 +189,7 @@ def _ensure_table(conn: duckdb.DuckDBPyConnection, model: GoldModel) -> bool:
         return True
     if have:
         conn.execute(f"DROP TABLE {model.qualified}")
-    conn.execute(model.ddl())
+    conn.execute(portable_ddl(conn, model.ddl()))   # no PRIMARY KEY on a DuckLake
     return False
 
 
@@ -205,11 +206,12 @@ def _start(conn: duckdb.DuckDBPyConnection, name: str, run_id: str) -> int:
             SET status = 'failed', finished_at = ?, error_message = 'abandoned: the build never finished'
             WHERE asset = ? AND status = 'running'
         """, [_now(), name])
-        build_id = conn.execute("""
-            INSERT INTO ops.gold_builds (asset, run_id, input_watermarks, status, started_at)
-            VALUES (?, ?, [], 'running', ?)
-            RETURNING build_id
-        """, [name, run_id, _now()]).fetchall()[0][0]
+        # the id first, then the row: a DuckLake has neither sequences nor INSERT ... RETURNING
+        build_id = conn.execute(f"SELECT {next_id_sql(conn, 'ops.gold_build_seq', 'ops.gold_builds', 'build_id')}").fetchone()[0]
+        conn.execute("""
+            INSERT INTO ops.gold_builds (build_id, asset, run_id, input_watermarks, status, started_at)
+            VALUES (?, ?, ?, [], 'running', ?)
+        """, [build_id, name, run_id, _now()])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 import duckdb
 
+from pipeline.gold import models
 from pipeline.silver.quality import CheckOutcome
 
 EXAMPLES = 5
@@ -227,6 +228,21 @@ def check_tickers_in_dim(conn: duckdb.DuckDBPyConnection, table: str) -> CheckOu
     return _outcome(conn, sql, "every ticker exists in gold.dim_instrument", table)
 
 
+def check_key_unique(conn: duckdb.DuckDBPyConnection, name: str) -> CheckOutcome:
+    """No key twice. On the DuckDB file the PRIMARY KEY already refuses it; a DuckLake has no keys, so this
+    check is what proves the build's delete-and-insert kept them unique."""
+    key = ", ".join(models.MODELS[name].key)
+    sql = f"SELECT {key}, count(*) AS copies FROM gold.{name} GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL"
+    return _outcome(conn, sql, f"every key ({key}) is unique", f"gold.{name}")
+
+
+def _key_unique(name: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome]:
+    def check(conn: duckdb.DuckDBPyConnection) -> CheckOutcome:
+        return check_key_unique(conn, name)
+    check.__name__ = f"check_key_unique__{name}"
+    return check
+
+
 def _in_dim(table: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome]:
     def check(conn: duckdb.DuckDBPyConnection) -> CheckOutcome:
         return check_tickers_in_dim(conn, table)
@@ -254,3 +270,4 @@ GOLD_CHECKS: dict[str, tuple[Callable[[duckdb.DuckDBPyConnection], CheckOutcome]
                              check_market_cap_matches_fmp, _in_dim("gold.fact_valuation_daily")),
     "fact_macro_daily": (check_macro_no_lookahead,),
 }
+GOLD_CHECKS = {name: (_key_unique(name), *GOLD_CHECKS.get(name, ())) for name in models.MODELS}

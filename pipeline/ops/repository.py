@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipeline.bronze.envelope import BronzeEnvelope
 from pipeline.keymap.model import DatasetIdentity, DatasetWatermark
+from pipeline.warehouse.dialect import is_lake
 
 IDENTITY_COLUMNS = ("domain", "source", "dataset", "discriminator", "ticker")
 
@@ -64,10 +65,15 @@ _FRAME_TYPES = {
 
 
 def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[dict]) -> int:
-    """Upsert ledger rows keyed by (run_id, file_id): a rerun updates, never duplicates. Returns rows written."""
+    """Upsert ledger rows keyed by (run_id, file_id): a rerun updates, never duplicates. Returns rows written.
+
+    A MERGE, not INSERT ... ON CONFLICT, because a DuckLake has no key to conflict on. There the new rows'
+    ingestion ids (a sequence on the file) are max + n, which grow in commit order because registrations
+    hold the lake's exclusive write lock."""
     if not records:
         return 0
     frame = pd.DataFrame.from_records(list(records), columns=list(BRONZE_COLUMNS))
+    frame = frame.drop_duplicates(["run_id", "file_id"], keep="last")   # a MERGE source may name a row once
     for col, dtype in _FRAME_TYPES.items():
         frame[col] = frame[col].astype(dtype)
     for col in ("as_of", "window_from", "window_to", "coverage_from", "coverage_to"):
@@ -79,11 +85,18 @@ def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[dict]) -> 
             f"CAST({c} AS DATE) AS {c}" if c in ("as_of", "window_from", "window_to", "coverage_from", "coverage_to")
             else f"CAST({c} AS TIMESTAMP) AS {c}" if c == "fetched_at" else c
             for c in BRONZE_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in BRONZE_COLUMNS if c not in ("run_id", "file_id"))
+        updates = ", ".join(f"{c} = s.{c}" for c in BRONZE_COLUMNS if c not in ("run_id", "file_id"))
+        values = ", ".join(f"s.{c}" for c in BRONZE_COLUMNS)
+        if is_lake(conn):
+            casts += (", (SELECT coalesce(max(ingestion_id), 0) FROM ops.file_ingestions)"
+                      " + row_number() OVER () AS ingestion_id")
+            cols, values = cols + ", ingestion_id", values + ", s.ingestion_id"
         conn.execute(f"""
-            INSERT INTO ops.file_ingestions ({cols})
-            SELECT {casts} FROM _incoming_files
-            ON CONFLICT (run_id, file_id) DO UPDATE SET {updates}
+            MERGE INTO ops.file_ingestions AS t
+            USING (SELECT {casts} FROM _incoming_files) AS s
+            ON t.run_id = s.run_id AND t.file_id = s.file_id
+            WHEN MATCHED THEN UPDATE SET {updates}
+            WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})
         """)
     finally:
         conn.unregister("_incoming_files")
@@ -299,21 +312,29 @@ def record_run(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None,
     """Create or update a run record; counts add up across the steps of one run."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     conn.execute("""
-        INSERT INTO ops.runs (run_id, job, source_mode, started_at, finished_at, status, requests, skipped, files, rows, errors, message)
-        VALUES ($run_id, $job, $mode, $now, CASE WHEN $finished THEN $now END, $status, $requests, $skipped, $files, $rows, $errors, $message)
-        ON CONFLICT (run_id) DO UPDATE SET
-            job = coalesce(excluded.job, ops.runs.job),
-            source_mode = coalesce(excluded.source_mode, ops.runs.source_mode),
-            finished_at = CASE WHEN $finished THEN $now ELSE ops.runs.finished_at END,
-            status = CASE WHEN ops.runs.status = 'failed' THEN 'failed'
-                          WHEN ops.runs.status = 'partial' AND excluded.status = 'success' THEN 'partial'
-                          ELSE excluded.status END,
-            requests = ops.runs.requests + excluded.requests,
-            skipped = ops.runs.skipped + excluded.skipped,
-            files = ops.runs.files + excluded.files,
-            rows = ops.runs.rows + excluded.rows,
-            errors = ops.runs.errors + excluded.errors,
-            message = coalesce(excluded.message, ops.runs.message)
+        MERGE INTO ops.runs AS t
+        USING (SELECT $run_id AS run_id, $job AS job, $mode AS source_mode, $now AS started_at,
+                      CASE WHEN $finished THEN $now END AS finished_at, $status AS status,
+                      $requests AS requests, $skipped AS skipped, $files AS files, $rows AS rows,
+                      $errors AS errors, $message AS message) AS s
+        ON t.run_id = s.run_id
+        WHEN MATCHED THEN UPDATE SET
+            job = coalesce(s.job, t.job),
+            source_mode = coalesce(s.source_mode, t.source_mode),
+            finished_at = CASE WHEN $finished THEN $now ELSE t.finished_at END,
+            status = CASE WHEN t.status = 'failed' THEN 'failed'
+                          WHEN t.status = 'partial' AND s.status = 'success' THEN 'partial'
+                          ELSE s.status END,
+            requests = t.requests + s.requests,
+            skipped = t.skipped + s.skipped,
+            files = t.files + s.files,
+            rows = t.rows + s.rows,
+            errors = t.errors + s.errors,
+            message = coalesce(s.message, t.message)
+        WHEN NOT MATCHED THEN INSERT (run_id, job, source_mode, started_at, finished_at, status, requests, skipped,
+                                      files, rows, errors, message)
+            VALUES (s.run_id, s.job, s.source_mode, s.started_at, s.finished_at, s.status, s.requests, s.skipped,
+                    s.files, s.rows, s.errors, s.message)
     """, {"run_id": run_id, "job": job, "mode": source_mode, "now": now, "finished": finished, "status": status,
           "requests": requests, "skipped": skipped, "files": files, "rows": rows, "errors": errors, "message": message})
 

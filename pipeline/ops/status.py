@@ -51,13 +51,13 @@ class NoLedger(RuntimeError):
 @contextmanager
 def ledger_reader(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection to a warehouse that has a ledger; raises WarehouseBusy/WarehouseMissing/NoLedger."""
-    with Warehouse(settings.warehouse_path).reader() as conn:
+    with Warehouse.from_settings(settings).reader() as conn:
         have = conn.execute("""
             SELECT count(*) FROM information_schema.tables
             WHERE table_schema = 'ops' AND table_name IN ('runs', 'file_ingestions')
         """).fetchone()[0]
         if have < 2:
-            raise NoLedger(f"warehouse {settings.warehouse_path} has no ops ledger yet")
+            raise NoLedger(f"warehouse {settings.warehouse_label} has no ops ledger yet")
         yield conn
 
 
@@ -75,7 +75,7 @@ def run_readonly(settings: Settings, what: str, body: Callable[[duckdb.DuckDBPyC
         print(f"pipeline {what}: " + BUSY_MESSAGE.format(what=what), file=sys.stderr)
         return EXIT_BUSY
     except (WarehouseMissing, NoLedger):
-        print(f"pipeline {what}: no warehouse at {settings.warehouse_path} yet.\n"
+        print(f"pipeline {what}: no warehouse at {settings.warehouse_label} yet.\n"
               f"  Create it with `pipeline demo` (bundled sample data, no API key) or `pipeline run`\n"
               f"  (set PIPELINE_DATA_DIR to look elsewhere).", file=out)
         return EXIT_NOTHING
@@ -314,7 +314,7 @@ def status(settings: Settings, *, run_id: str | None = None, limit: int = 10, sh
         if run_id:
             return print_run(conn, run_id, out)
         runs = with_last_registered(conn, repository.run_overviews(conn, limit=max(1, limit)))
-        print(f"Warehouse {settings.warehouse_path}", file=out)
+        print(f"Warehouse {settings.warehouse_label}", file=out)
         print(f"\nRecent runs (newest first, up to {max(1, limit)}; `--run ID` shows a run's files)", file=out)
         for line in format_runs(runs):
             print(line, file=out)

@@ -580,8 +580,8 @@ DRIFT_SQL = f"""
 
 RECORD_DRIFT_SQL = """
     INSERT INTO ops.schema_drift (silver_table, field, first_seen_file_id, first_seen_at, recorded_at, run_id)
-    SELECT $table, field, first_seen_file_id, first_seen_at, $recorded_at, $run_id FROM _promote_drift
-    ON CONFLICT (silver_table, field) DO NOTHING
+    SELECT $table, field, first_seen_file_id, first_seen_at, $recorded_at, $run_id FROM _promote_drift AS d
+    WHERE NOT EXISTS (SELECT 1 FROM ops.schema_drift AS s WHERE s.silver_table = $table AND s.field = d.field)
 """
 
 

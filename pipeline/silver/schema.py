@@ -9,6 +9,7 @@ from __future__ import annotations
 import duckdb
 
 from pipeline.keymap.model import SilverSpec
+from pipeline.warehouse.dialect import portable_ddl
 
 LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("bronze_file_id", "VARCHAR NOT NULL"),
@@ -75,7 +76,7 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> list[str]
     conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
     have = existing_columns(conn, spec.table)
     if not have:
-        conn.execute(table_ddl(spec))
+        conn.execute(portable_ddl(conn, table_ddl(spec)))   # no PRIMARY KEY on a DuckLake
         conn.execute(history_ddl(spec))
         return []
     key = existing_key(conn, spec.table)

@@ -1,9 +1,17 @@
-"""The DuckDB warehouse file: short write connections, fail-fast readers, transactions, migrations on first use.
+"""The warehouse: short write connections, fail-fast readers, transactions, migrations on first use.
 
-DuckDB lets one process hold a file read-write, and while it does, other processes cannot even open it
-read-only. So: writers wait (bounded, with backoff) for the lock instead of dying; readers (sensors, `pipeline
-status`) fail fast with `WarehouseBusy` so they can skip with a reason; nobody holds a connection during
-network I/O.
+Two backends, chosen by PIPELINE_WAREHOUSE:
+
+- A DuckDB file (the default). DuckDB lets one process hold a file read-write, and while it does, other
+  processes cannot even open it read-only. So: writers wait (bounded, with backoff) for the lock instead of
+  dying; readers (sensors, `pipeline status`) fail fast with `WarehouseBusy` so they can skip with a reason;
+  nobody holds a connection during network I/O.
+- A DuckLake (`ducklake:postgres:<libpq conninfo>`, data files under PIPELINE_WAREHOUSE_DATA_PATH). Each
+  connection is an in-memory DuckDB that loads the ducklake and postgres extensions from their installed
+  packages, ATTACHes the lake and USEs it, so `ops`, `silver` and `gold` resolve as on the file. There is no
+  file lock: readers never wait and never see `WarehouseBusy`. Writers coordinate through PostgreSQL advisory
+  locks on the catalog database (see `LakeLocks`), because DuckLake has no keys that would stop two writers
+  from inserting one key twice, and it aborts a commit when another transaction changed the same table.
 """
 
 from __future__ import annotations
@@ -12,13 +20,17 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
 from pipeline.warehouse import migrations
+from pipeline.warehouse.lake import LAKE_PREFIX, LakeLocks, open_lake, redacted
+
+T = TypeVar("T")
 
 log = logging.getLogger("pipeline.warehouse")
 
@@ -30,23 +42,76 @@ class WarehouseBusy(RuntimeError):
     """Another process holds the warehouse file; try again later."""
 
 
+class WriteConflict(RuntimeError):
+    """DuckLake refused a commit because another transaction changed the same table; rerun the transaction."""
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, WriteConflict) or (isinstance(exc, duckdb.Error) and "Transaction conflict" in str(exc))
+
+
+def retry_conflicts(work: Callable[[], T], *, attempts: int = 12, first_delay_s: float = 0.05,
+                    log_fn: Callable[[str], None] | None = None) -> T:
+    """Run `work` (one whole transaction) again, with jittered backoff, when it fails on a DuckLake write
+    conflict; any other error, and the last conflict, propagate. On the DuckDB file there are no conflicts."""
+    delay = first_delay_s
+    for attempt in range(1, attempts + 1):
+        try:
+            return work()
+        except Exception as exc:
+            if not is_write_conflict(exc) or attempt == attempts:
+                raise
+            (log_fn or log.info)(f"write conflict with a concurrent writer (attempt {attempt}/{attempts}); "
+                                 f"retrying in {delay:.2f} s")
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
 def _is_lock_error(exc: BaseException) -> bool:
     text = str(exc)
     return "lock" in text.lower() or "Conflicting" in text
 
 
 class Warehouse:
-    """Owns one DuckDB file under PIPELINE_DATA_DIR."""
+    """One DuckDB file (a path), or one DuckLake (`ducklake:postgres:<conninfo>` with `data_path`)."""
 
-    def __init__(self, path: str | Path, *, migrations_dir: Path | None = None, lock_wait_s: float = 600.0) -> None:
-        self.path = Path(path)
+    def __init__(self, path: str | Path, *, data_path: str | None = None, migrations_dir: Path | None = None,
+                 lock_wait_s: float = 600.0) -> None:
+        self.lake: str | None = str(path) if str(path).startswith(LAKE_PREFIX) else None
+        self.path = Path("/nonexistent-ducklake") if self.lake else Path(path)
+        if self.lake and not data_path:
+            raise ValueError(f"a DuckLake warehouse needs a data path: {redacted(self.lake)}")
+        self.data_path = data_path
         self.migrations_dir = migrations_dir
         self.lock_wait_s = lock_wait_s
+        self._locks = LakeLocks(self.lake) if self.lake else None
+
+    @classmethod
+    def from_settings(cls, settings) -> Warehouse:
+        """The warehouse PIPELINE_WAREHOUSE (and PIPELINE_WAREHOUSE_DATA_PATH) select."""
+        return cls(settings.warehouse_target, data_path=settings.warehouse_data_path)
 
     def __repr__(self) -> str:
-        return f"Warehouse({str(self.path)!r})"
+        return f"Warehouse({redacted(self.lake) if self.lake else str(self.path)!r})"
+
+    def exists(self) -> bool:
+        """Whether there is anything to read yet (a lake's catalog is created on first attach)."""
+        return True if self.lake else self.path.exists()
+
+    @contextmanager
+    def write_lock(self, scopes: Sequence[str] | None = None) -> Iterator[None]:
+        """On a lake: exclusive by default; with `scopes`, shared with other scoped writers but exclusive per
+        scope (Silver promotion of disjoint tickers). On the file: nothing, the file lock serializes writers."""
+        if self._locks is None:
+            yield
+            return
+        with self._locks.write(scopes):
+            yield
 
     def _open_write(self) -> duckdb.DuckDBPyConnection:
+        if self.lake:
+            return open_lake(self.lake, self.data_path, self._locks)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.lock_wait_s
         delay = 0.05
@@ -66,45 +131,73 @@ class Warehouse:
 
     def ensure_migrated(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Apply pending migrations once per process (cheap no-op afterwards)."""
-        key = str(self.path.resolve())
+        key = self.lake or str(self.path.resolve())
         if key in _migrated:
             return
         with _migrate_lock:
             if key in _migrated:
                 return
-            applied = migrations.migrate(conn, self.migrations_dir)
+            if self._locks is not None:
+                with self._locks.catalog_init():   # two processes creating the same tables race
+                    applied = migrations.migrate(conn, self.migrations_dir)
+            else:
+                applied = migrations.migrate(conn, self.migrations_dir)
             for m in applied:
-                log.info("applied migration %04d_%s to %s", m.version, m.name, self.path)
+                log.info("applied migration %04d_%s to %s", m.version, m.name, self)
             _migrated.add(key)
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short read-write connection, migrated; closed on exit."""
-        conn = self._open_write()
-        try:
-            self.ensure_migrated(conn)
-            yield conn
-        finally:
-            conn.close()
+    def connect(self, scopes: Sequence[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short read-write connection, migrated; closed on exit. On a lake it holds the write lock
+        (`write_lock(scopes)`) until it closes."""
+        with self.write_lock(scopes):
+            conn = self._open_write()
+            try:
+                self.ensure_migrated(conn)
+                yield conn
+            finally:
+                conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """BEGIN; COMMIT when the block succeeds, ROLLBACK and re-raise when it fails."""
-        with self.connect() as conn:
+    def transaction(self, scopes: Sequence[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """BEGIN; COMMIT when the block succeeds, ROLLBACK and re-raise when it fails.
+
+        A commit a lake refuses because a concurrent writer changed the same table raises `WriteConflict`;
+        nothing of the block is kept, and the caller may rerun it (`retry_conflicts`)."""
+        with self.connect(scopes) as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except duckdb.Error as exc:
+                if is_write_conflict(exc):
+                    raise WriteConflict(f"{self}: {exc}") from exc
+                raise
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A read-only connection that fails fast with WarehouseBusy when a writer holds the file.
 
-        Never migrates: a reader of a database that was never created gets WarehouseMissing.
+        Never migrates: a reader of a database that was never created gets WarehouseMissing. A lake reader
+        neither waits nor fails for writers: it reads the last committed snapshot.
         """
+        if self.lake:
+            conn = open_lake(self.lake, self.data_path, self._locks)
+            try:
+                migrated = conn.execute("""
+                    SELECT count(*) FROM information_schema.tables
+                    WHERE table_schema = 'ops' AND table_name = 'file_ingestions'
+                """).fetchone()[0]
+                if not migrated:
+                    raise WarehouseMissing(f"warehouse {self} has no ledger yet; run `pipeline run` first")
+                yield conn
+            finally:
+                conn.close()
+            return
         if not self.path.exists():
             raise WarehouseMissing(f"warehouse {self.path} does not exist yet; run `pipeline run` or `pipeline demo` first")
         try:

@@ -1,5 +1,8 @@
 """Ordered, checksummed migrations: `migrations/NNNN_name.sql`, one transaction each.
 
+The files are written for the DuckDB file; on a DuckLake they run without the keys, indexes and sequences it
+lacks (pipeline.warehouse.dialect), and the recorded checksum stays the file's.
+
 A fresh database and an old one must end with the same history, so an applied migration may never change or
 disappear, and two files may not claim one version. Any of these stops the process with the file's name.
 """
@@ -14,6 +17,7 @@ from pathlib import Path
 import duckdb
 
 from pipeline.settings import PACKAGE_ROOT, PROJECT_ROOT
+from pipeline.warehouse.dialect import portable_ddl
 
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -108,12 +112,12 @@ def migrate(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> list
     todo = pending(conn, folder)
     if not todo:
         return []
-    conn.execute(LEDGER_DDL)
+    conn.execute(portable_ddl(conn, LEDGER_DDL))
     done: list[Migration] = []
     for migration in todo:
         conn.execute("BEGIN TRANSACTION")
         try:
-            conn.execute(migration.sql)
+            conn.execute(portable_ddl(conn, migration.sql))   # the checksum is the file's, as written
             conn.execute(
                 "INSERT INTO ops.schema_migrations VALUES (?, ?, ?, now() AT TIME ZONE 'UTC')",
                 [migration.version, migration.name, migration.checksum],

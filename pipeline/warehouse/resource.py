@@ -11,7 +11,7 @@ open together.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,8 +24,12 @@ from pipeline.warehouse.connection import Warehouse, WarehouseBusy, _is_lock_err
 
 
 class WarehouseResource(DuckDBResource):
-    """The DuckDB warehouse file (`database`): short write connections, transactions, fail-fast readers."""
+    """The warehouse (`database`: a DuckDB file, or `ducklake:postgres:<conninfo>`): short write connections,
+    transactions, fail-fast readers. On a DuckLake the plain `Warehouse` does the work (it attaches the lake and
+    coordinates writers through the catalog's advisory locks); DuckDBResource's file connection is for the file."""
 
+    data_path: str = Field(default="", description="Where a DuckLake keeps its data files (PIPELINE_WAREHOUSE_DATA_PATH); "
+                                                   "empty for the DuckDB file.")
     lock_wait_s: float = Field(default=600.0, description="How long the plain `Warehouse` used by Bronze waits for "
                                                           "the file lock before giving up.")
 
@@ -37,12 +41,20 @@ class WarehouseResource(DuckDBResource):
             pass
 
     @property
+    def is_lake(self) -> bool:
+        return self.database.startswith("ducklake:")
+
+    @property
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.database, lock_wait_s=self.lock_wait_s)
+        return Warehouse(self.database, data_path=self.data_path or None, lock_wait_s=self.lock_wait_s)
 
     @contextmanager
-    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, scopes: Sequence[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short read-write connection, migrated; closed on exit, also when the block raises."""
+        if self.is_lake:
+            with self.warehouse.connect(scopes) as conn:
+                yield conn
+            return
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         opened = self.get_connection()
         try:
@@ -59,8 +71,13 @@ class WarehouseResource(DuckDBResource):
             opened.__exit__(None, None, None)
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """BEGIN; COMMIT when the block succeeds, ROLLBACK and re-raise when it fails."""
+    def transaction(self, scopes: Sequence[str] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """BEGIN; COMMIT when the block succeeds, ROLLBACK and re-raise when it fails (`scopes`: on a DuckLake, the
+        writer scopes this transaction locks; see Warehouse.write_lock)."""
+        if self.is_lake:
+            with self.warehouse.transaction(scopes) as conn:
+                yield conn
+            return
         with self.connect() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:

@@ -67,8 +67,9 @@ def peak_rss_mib() -> float:
 
 # ---- data --------------------------------------------------------------------------------------------------
 
-def generate(workdir: Path, tickers: int, windows: int, rows: int) -> None:
-    """Write tickers x windows EOD envelopes of `rows` rows each and register them in the ledger."""
+def generate(workdir: Path, tickers: int, windows: int, rows: int, warehouses: list[Warehouse] | None = None) -> None:
+    """Write tickers x windows EOD envelopes of `rows` rows each and register them in the ledger (of each of
+    `warehouses`, default the DuckDB file in `workdir`)."""
     keymap = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
     entry = next(e for e in keymap if e.silver.table == TABLE)
     store = BronzeStore(workdir / "bronze")
@@ -94,9 +95,9 @@ def generate(workdir: Path, tickers: int, windows: int, rows: int) -> None:
                 error_class=None, error_message=None, can_promote=True)
             path = store.write(env, journal="bench")
             records.append(repository.file_record(env, path, TABLE))
-    warehouse = Warehouse(workdir / "warehouse.duckdb")
-    with warehouse.transaction() as conn:
-        repository.register_files(conn, records)
+    for warehouse in warehouses or [Warehouse(workdir / "warehouse.duckdb")]:
+        with warehouse.transaction() as conn:
+            repository.register_files(conn, records)
     store.close_journal("bench")
 
 

@@ -127,9 +127,24 @@ def run_backfill(quick: bool) -> list[Line]:
     return out
 
 
+def run_lake(quick: bool) -> list[Line]:
+    from pipeline_tests.bench import bench_lake
+
+    res = bench_lake.main(quick=quick)
+    base = res["file_1"]
+    out = [Line("lake", "Silver promotion, DuckDB file, 1 writer", f"{base['rows_per_s']:,.0f} rows/s", "baseline", None)]
+    if res.get("lake_skipped"):
+        return out + [Line("lake", "DuckLake writers", "skipped: no PostgreSQL", "", None)]
+    for key, label in (("lake_1", "DuckLake, 1 writer / file"), ("lake_2", "DuckLake, 2 concurrent writers / file")):
+        r = res[key]
+        out.append(Line("lake", label, f"{r['ratio']:.2f} ({r['rows_per_s']:,.0f} rows/s, {r['conflicts']} retries)",
+                        "measured", None))
+    return out
+
+
 BENCHES: dict[str, Callable[[bool], list[Line]]] = {
     "client": run_client, "silver": run_silver, "ledger": run_ledger, "definitions": run_definitions,
-    "backfill": run_backfill,
+    "backfill": run_backfill, "lake": run_lake,
 }
 
 

@@ -80,7 +80,7 @@ def coverage(settings: Settings, *, html_path: str | Path | None = None, dataset
             print("(no Bronze files recorded for these datasets yet)", file=out)
         print(f"\n{summary_line(rows)}", file=out)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_html(rows, warehouse=settings.warehouse_path, as_of=settings.today()),
+        target.write_text(render_html(rows, warehouse=settings.warehouse_label, as_of=settings.today()),
                           encoding="utf-8")
         print(f"HTML report: {target}", file=out)
         return EXIT_OK

@@ -144,7 +144,7 @@ def table_row(s: SeriesCoverage) -> dict:
             "gap": s.has_gaps}
 
 
-def render_html(rows: Sequence[SeriesCoverage], *, warehouse: Path, as_of: dt.date) -> str:
+def render_html(rows: Sequence[SeriesCoverage], *, warehouse: Path | str, as_of: dt.date) -> str:
     drawn, omitted = heatmap_rows(rows)
     legend = [(share_colour(e, p), text) for e, p, text in (
         (1, 0, "none present"), (2, 1, "half"), (1, 1, "all present"), (0, 1, "rows, no cadence"),
