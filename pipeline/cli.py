@@ -99,6 +99,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     from pipeline.definitions import build_definitions
     from pipeline.keymap import load_keymap
+    from pipeline.warehouse.connection import Warehouse
 
     settings = get_settings()
     _quiet_dagster()
