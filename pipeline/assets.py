@@ -26,10 +26,9 @@ from pipeline.ops.repository import record_run
 from pipeline.partitions import tickers_partitions
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
-from pipeline.warehouse.connection import WarehouseBusy
-from pipeline.warehouse.resource import WarehouseResource
-from pipeline.warehouse.connection import retry_conflicts
+from pipeline.warehouse.connection import WarehouseBusy, retry_conflicts
 from pipeline.warehouse.lake import silver_scopes, writer_pool
+from pipeline.warehouse.resource import WarehouseResource
 
 FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
 

@@ -21,9 +21,9 @@ import dagster as dg
 import duckdb
 
 from pipeline.gold.quality import GOLD_CHECKS
-from pipeline.silver.quality import CheckOutcome
 from pipeline.keymap.model import Keymap
 from pipeline.silver import quality as silver_quality
+from pipeline.silver.quality import CheckOutcome
 from pipeline.warehouse.connection import WarehouseMissing
 from pipeline.warehouse.resource import WarehouseResource
 
@@ -138,19 +138,21 @@ def build_check_group(name: str, defs_by_asset: Mapping[dg.AssetKey, Sequence[Ch
     return _checks
 
 
-def build_asset_checks(keymap: Keymap, today: Callable[[], dt.date]) -> list[dg.AssetChecksDefinition]:
-    """Every Silver and Gold check, grouped like the multi-assets that materialize the tables."""
-    from pipeline.assets import DUCKDB_POOL, gold_key, silver_groups, silver_key
+def build_asset_checks(keymap: Keymap, today: Callable[[], dt.date],
+                       pool: str | None = "duckdb_writer") -> list[dg.AssetChecksDefinition]:
+    """Every Silver and Gold check, grouped like the multi-assets that materialize the tables (in the writers'
+    pool on the DuckDB file, where a reader cannot open the file while a writer holds it)."""
+    from pipeline.assets import gold_key, silver_groups, silver_key
     from pipeline.gold.build import GOLD_ASSETS
 
     out = []
     for group, tables in silver_groups(keymap).items():
         out.append(build_check_group(f"{group}_checks", {silver_key(t): silver_check_defs(keymap, t, today)
-                                                         for t in tables}, pool=DUCKDB_POOL))
+                                                         for t in tables}, pool=pool))
     gold = {gold_key(n): gold_check_defs(n) for n in GOLD_ASSETS}
     gold = {k: v for k, v in gold.items() if v}
     if gold:
-        out.append(build_check_group("gold_checks", gold, pool=DUCKDB_POOL))
+        out.append(build_check_group("gold_checks", gold, pool=pool))
     return out
 
 

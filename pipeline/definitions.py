@@ -13,13 +13,18 @@ from pipeline.checks import blocking_check_keys, build_asset_checks
 from pipeline.keymap import Keymap, load_keymap
 from pipeline.resources import build_resources
 from pipeline.schedules import build_daily_refresh
-from pipeline.sensors import build_gold_promotion_sensor, build_silver_promotion_sensor, build_ticker_universe_sensor
+from pipeline.sensors import (
+    build_gold_promotion_sensor,
+    build_silver_promotion_sensor,
+    build_ticker_universe_sensor,
+)
 from pipeline.settings import Settings, get_settings
+from pipeline.warehouse.lake import writer_pool
 
 
 def build_definitions(settings: Settings, keymap: Keymap) -> dg.Definitions:
     assets = [*build_bronze_assets(keymap, settings), *build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
-    checks = build_asset_checks(keymap, settings.today)
+    checks = build_asset_checks(keymap, settings.today, writer_pool(settings.uses_lake))
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,

@@ -15,9 +15,10 @@ import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
-from pipeline.assets import DUCKDB_POOL, bronze_key
+from pipeline.assets import bronze_key
 from pipeline.keymap import load_keymap
 from pipeline.settings import PROJECT_ROOT, load_settings
+from pipeline.warehouse.lake import DUCKDB_POOL
 from pipeline_tests.dagster_dev import dagster_dev, wait_for
 
 pytestmark = pytest.mark.slow

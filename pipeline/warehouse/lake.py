@@ -165,10 +165,13 @@ def silver_scopes(table: str, tickers: Sequence[str] | None) -> list[str]:
     return [f"{SHARED}silver.{table}"] + [f"silver.{table}:{t}" for t in tickers]
 
 
+DUCKDB_POOL = "duckdb_writer"
+
+
 def writer_pool(uses_lake: bool) -> str | None:
     """The Dagster pool of steps that write the warehouse: `duckdb_writer` (limit 1 in dagster.yaml: one
     writing process per DuckDB file); none on a lake, whose writers coordinate through the catalog's locks."""
-    return None if uses_lake else "duckdb_writer"
+    return None if uses_lake else DUCKDB_POOL
 
 
 class LakeLocks:
