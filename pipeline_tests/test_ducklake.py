@@ -29,7 +29,7 @@ import duckdb
 import pytest
 
 from pipeline.definitions import build_definitions
-from pipeline.fmp.sample_source import SampleSource
+from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
 from pipeline.settings import SettingsError, load_settings
 from pipeline.silver.schema import LINEAGE_COLUMNS, history_table
@@ -264,7 +264,8 @@ def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(lake: dict[str, st
     (tmp_path / "sensor_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "sensor_home")) as instance:
         while any(p.poll() is None for p in procs):
-            tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor="0"))
+            tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor="0",
+                                                                     resources={"warehouse": defs.resources["warehouse"]}))
             ticks.append(tick.skip_message or "")
             if len(ticks) == 3:   # mid-run: status reads the lake while the runs write
                 status_codes.append(subprocess.run(pipeline_cmd("status", "--no-plan"), env=env,

@@ -721,13 +721,13 @@ def test_gold_on_a_ducklake_equals_the_file(built_conn, tmp_path):
                 write_silver(conn, name, df)
             seed_ledger(conn, frames)
         with lake.connect() as conn:
-            results = gold.build_all(conn, "run-1")
+            results = build_all(conn, "run-1")
             assert {r.mode for r in results} == {"full"}
             assert_same_tables(snapshot(built_conn), snapshot(conn))
             for name, checks in quality.GOLD_CHECKS.items():
                 for check in checks:
                     assert check(conn).passed, name
-            again = gold.build_all(conn, "run-2")
+            again = build_all(conn, "run-2")
             assert {r.mode for r in again} == {"noop"}
             builds = conn.execute("SELECT build_id, status FROM ops.gold_builds ORDER BY build_id").fetchall()
             # no PRIMARY KEY on a lake: a key written twice is caught by the ERROR check instead
