@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.ops.status import status
+    from pipeline.status import status
 
     return status(get_settings(), run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
 

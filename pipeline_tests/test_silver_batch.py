@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.bronze.envelope import new_file_id
-from pipeline.ops.repository import file_record, register_files
+from pipeline.bronze.envelope import file_record, new_file_id
+from pipeline.ops.file_ingestions import register_files
 from pipeline.silver import promote as promote_mod
 from pipeline.silver.promote import PromotionError
 from pipeline_tests.test_silver import Lake, day, eod

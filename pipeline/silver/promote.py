@@ -57,7 +57,8 @@ import fsspec
 from pipeline.bronze.envelope import ENVELOPE_VERSION
 from pipeline.bronze.store import ObjectBronzeStore, is_url
 from pipeline.keymap.model import Column, Keymap, SilverSpec
-from pipeline.ops.repository import PromotableFile
+from pipeline.ops import file_ingestions, schema_drift
+from pipeline.ops.file_ingestions import PromotableFile
 from pipeline.silver.schema import ensure_table, history_table, qualified, quote
 
 # The reader's maximum_object_size: at least this, else the largest file of the batch (one envelope per line).
@@ -534,27 +535,6 @@ def _file_stats_sql(shape: _Shape) -> str:
     """
 
 
-LEDGER_PROMOTED_SQL = """
-    UPDATE ops.file_ingestions AS l
-    SET silver_status = 'promoted', silver_run_id = $run_id,
-        silver_rows_read = s.rows_read, silver_inserted = s.inserted, silver_updated = s.updated,
-        silver_unchanged = s.unchanged, silver_rejected = s.rejected, silver_duplicates = s.duplicates,
-        silver_coverage_from = s.coverage_from, silver_coverage_to = s.coverage_to,
-        silver_started_at = $started_at, silver_finished_at = $finished_at, silver_error = NULL
-    FROM _promote_file_stats AS s
-    WHERE l.file_id = s.file_id
-"""
-
-LEDGER_FAILED_SQL = """
-    UPDATE ops.file_ingestions AS l
-    SET silver_status = 'failed', silver_run_id = $run_id,
-        silver_rows_read = NULL, silver_inserted = NULL, silver_updated = NULL, silver_unchanged = NULL,
-        silver_rejected = NULL, silver_duplicates = NULL, silver_coverage_from = NULL, silver_coverage_to = NULL,
-        silver_started_at = $started_at, silver_finished_at = $finished_at, silver_error = f.problem
-    FROM _promote_files AS f
-    WHERE l.file_id = f.file_id AND f.problem IS NOT NULL
-"""
-
 DRIFT_SAMPLE_SQL = f"""
     SELECT f.filename
     FROM {_FILES} f JOIN ops.file_ingestions l ON l.ingestion_id = f.ingestion_id
@@ -577,13 +557,6 @@ DRIFT_SQL = f"""
     WHERE field NOT IN (SELECT unnest($mapped))
     GROUP BY field
 """
-
-RECORD_DRIFT_SQL = """
-    INSERT INTO ops.schema_drift (silver_table, field, first_seen_file_id, first_seen_at, recorded_at, run_id)
-    SELECT $table, field, first_seen_file_id, first_seen_at, $recorded_at, $run_id FROM _promote_drift
-    ON CONFLICT (silver_table, field) DO NOTHING
-"""
-
 
 # ---- the entry point -------------------------------------------------------------------------------------
 
@@ -779,17 +752,17 @@ def _record_drift(conn: duckdb.DuckDBPyConnection, shape: _Shape, run_id: str) -
     conn.execute(DRIFT_SQL, {"paths": sample, "mapped": list(shape.mapped_fields)})
     fields = tuple(r[0] for r in conn.execute("SELECT field FROM _promote_drift ORDER BY field").fetchall())
     if fields:
-        conn.execute(RECORD_DRIFT_SQL, {"table": shape.spec.table, "recorded_at": _utc_now(), "run_id": run_id})
+        schema_drift.record_drift(conn, shape.spec.table, "_promote_drift", run_id=run_id, recorded_at=_utc_now())
     return fields
 
 
 def _finish(conn: duckdb.DuckDBPyConnection, shape: _Shape, run_id: str, started_at: dt.datetime, *,
             stats: list[tuple], drift: tuple[str, ...]) -> PromotionResult:
     """Write the ledger rows of the batch (promoted and failed) and build the result."""
-    params = {"run_id": run_id, "started_at": started_at, "finished_at": _utc_now()}
+    times = {"run_id": run_id, "started_at": started_at, "finished_at": _utc_now()}
     if stats:
-        conn.execute(LEDGER_PROMOTED_SQL, params)
-    conn.execute(LEDGER_FAILED_SQL, params)
+        file_ingestions.mark_promoted(conn, "_promote_file_stats", **times)
+    file_ingestions.mark_failed(conn, _FILES, **times)
     failed = conn.execute(f"SELECT ingestion_id, file_id, problem FROM {_FILES} WHERE problem IS NOT NULL").fetchall()
 
     outcomes = [FileOutcome(r[0], r[1], "promoted", *r[2:]) for r in stats]
