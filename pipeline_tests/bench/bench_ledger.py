@@ -250,7 +250,8 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
         with warehouse.reader() as conn:
             out = {}
             for entry in keymap:
-                out.update(file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+                out.update(file_ingestions.latest_bronze_coverage(conn, entry.identity,
+                                                                  ticker_wildcard=entry.per_ticker))
             return out
 
     times["latest_bronze_coverage (27 entries)"], cov = _median(coverage, reps)
