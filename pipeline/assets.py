@@ -22,7 +22,7 @@ from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.report import FAILING_ERRORS
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
-from pipeline.ops.repository import record_run
+from pipeline.ops.runs import record_run
 from pipeline.partitions import tickers_partitions
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
@@ -234,7 +234,7 @@ def table_preview(conn, qualified_table: str, order_by: str, limit: int = 5) -> 
 def promote_table(warehouse: WarehouseResource, keymap: Keymap, table: str, tickers: list[str] | None,
                   bronze_root, run_id: str, log_fn) -> dict:
     """Promote every waiting file of one table (for some tickers), in batches; returns summed metadata."""
-    from pipeline.ops.repository import promotable_files
+    from pipeline.ops.file_ingestions import promotable_files
     from pipeline.silver.promote import promote_files
     from pipeline.silver.schema import ensure_table
 

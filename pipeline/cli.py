@@ -140,7 +140,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from pipeline.ops.status import status
+    from pipeline.status import status
 
     settings = get_settings()
     code = status(settings, run_id=args.run, limit=args.limit, show_plan=not args.no_plan)

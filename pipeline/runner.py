@@ -21,6 +21,7 @@ import dagster as dg
 
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
+from pipeline.ops import runs
 from pipeline.partitions import tickers_partitions
 from pipeline.process import pid_alive
 from pipeline.schedules import TICKERS_PER_RUN
@@ -107,12 +108,7 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
     if dead and Warehouse.from_settings(settings).exists():
         with Warehouse.from_settings(settings).transaction() as conn:
-            conn.execute("""
-                UPDATE ops.runs
-                SET status = 'failed', finished_at = now() AT TIME ZONE 'UTC',
-                    message = coalesce(message || '; ', '') || 'abandoned: the process died before the run finished'
-                WHERE status = 'running' AND run_id IN (SELECT unnest(?))
-            """, [[r.run_id for r in dead]])
+            runs.fail_abandoned(conn, [r.run_id for r in dead])
     if dead:
         echo(f"closed {len(dead)} run(s) left unfinished by a process that died: "
              f"{', '.join(r.run_id[:8] for r in dead)}")

@@ -18,7 +18,7 @@ import dagster as dg
 
 from pipeline.assets import gold_key, silver_key
 from pipeline.keymap.model import Keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import Settings
 from pipeline.universe import configured_tickers, universe_from_silver
@@ -190,7 +190,7 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
     def silver_promotion_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
         try:
             with warehouse.reader() as conn:
-                files = repository.promotable_files(conn, tables=list(keymap.tables()))
+                files = file_ingestions.promotable_files(conn, tables=list(keymap.tables()))
         except (WarehouseBusy, WarehouseMissing) as exc:
             return dg.SkipReason(f"ledger not read, will retry next tick: {exc}")
         if not files:

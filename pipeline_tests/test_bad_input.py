@@ -25,12 +25,12 @@ import duckdb
 import pytest
 
 from pipeline.assets import bronze_key
-from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, new_file_id
+from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, file_record, new_file_id
 from pipeline.bronze.store import BronzeStore
 from pipeline.cli import main
 from pipeline.definitions import build_definitions
 from pipeline.keymap import KeymapEntry, load_keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import PROJECT_ROOT, get_settings, load_settings
 from pipeline.warehouse import MigrationError, Warehouse, connection, migrations
@@ -150,7 +150,7 @@ def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
     # the good files promote
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
         silver = conn.execute("SELECT ticker, date, close FROM silver.fmp_price_eod ORDER BY ticker").fetchall()
-        coverage = repository.latest_bronze_coverage(conn, EOD_ENTRY.identity, ticker_wildcard=True)
+        coverage = file_ingestions.latest_bronze_coverage(conn, EOD_ENTRY.identity, ticker_wildcard=True)
     assert silver == [("AAPL", DAY, 10.0), ("MSFT", DAY, 11.0)]
     # nothing is lost: every file stays on disk unchanged and has exactly one ledger row
     assert files_under(store.root) == before
@@ -296,7 +296,7 @@ def test_tampered_shipped_migration_stops_warehouse_and_cli_with_data_untouched(
     with Warehouse(db, migrations_dir=folder).transaction() as conn:
         for t in ("AAPL", "MSFT"):
             env = envelope(t, [eod_row(t, 1.0)])
-            repository.register_files(conn, [repository.file_record(env, store.write(env, "j"), "fmp_price_eod")])
+            file_ingestions.register_files(conn, [file_record(env, store.write(env, "j"), "fmp_price_eod")])
     store.close_journal("j")
     before = _counts(db)
     assert before["ops.file_ingestions"] == 2

@@ -26,15 +26,17 @@ import pytest
 import pipeline
 from pipeline.bronze.envelope import BronzeEnvelope
 from pipeline.bronze.fetch import dry_run, fetch_request, run_bronze
+from pipeline.bronze.planner import PlannedRequest
 from pipeline.bronze.recovery import register_orphans
 from pipeline.bronze.report import BronzeRunReport
-from pipeline.bronze.planner import PlannedRequest
 from pipeline.bronze.store import BronzeStore, UnsafeNameError
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import KeymapEntry, load_keymap, parse_keymap
-from pipeline.ops import repository
+from pipeline.ledger_types import Coverage
+from pipeline.ops import file_ingestions
+from pipeline.ops.runs import get_run
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, error_message_200, rate_limit, status
 
@@ -98,9 +100,9 @@ class Lake:
                               client=client, run_id=run_id or str(uuid.uuid4()), today=today, fmp_plan=fmp_plan,
                               source_mode="fmp", max_concurrency=4)
 
-    def coverage(self, e: KeymapEntry, ticker: str = "") -> repository.Coverage | None:
+    def coverage(self, e: KeymapEntry, ticker: str = "") -> Coverage | None:
         with self.warehouse.connect() as conn:
-            cov = repository.latest_bronze_coverage(conn, e.identity, ticker_wildcard=e.per_ticker)
+            cov = file_ingestions.latest_bronze_coverage(conn, e.identity, ticker_wildcard=e.per_ticker)
         return cov.get(e.identity.with_ticker(ticker))
 
     def ledger(self, where: str = "true", params: Sequence[Any] = ()) -> list[dict]:
@@ -230,7 +232,7 @@ def test_four_consecutive_daily_runs_fetch_every_day_and_a_rerun_fetches_nothing
     assert rep.due == 0 and rep.skipped == {"not_due": 2}
     assert all("not due" in r and "min_age_days=1" in r and "0 day(s) old" in r for r in rep.skip_reasons)
     with lake.warehouse.connect() as conn:
-        run = repository.get_run(conn, run_id)
+        run = get_run(conn, run_id)
     assert run["status"] == "success" and run["requests"] == 0 and run["skipped"] == 2 and "nothing due" in run["message"]
 
 
@@ -273,7 +275,7 @@ def test_failed_fetch_keeps_the_watermark_and_the_next_run_refetches_the_window(
     assert rep.failed == {error_class: 1} and rep.rows == 0
     assert report.hard_failures == (1 if hard else 0)
     with lake.warehouse.connect() as conn:
-        assert repository.get_run(conn, run_id)["status"] == ("partial" if hard else "success")
+        assert get_run(conn, run_id)["status"] == ("partial" if hard else "success")
 
     # the next run (same day) asks for the same window again and gets the data
     seen = len(server.requests)
@@ -469,17 +471,17 @@ def test_file_written_but_never_registered_is_registered_once_on_the_next_run(la
 
 def test_crash_between_write_and_register_is_repaired_and_not_refetched(
         lake: Lake, server: FakeFmpServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_register = repository.register_files
+    real_register = file_ingestions.register_files
 
     def crash(conn, records):
         if records:
             raise RuntimeError("simulated crash before the ledger write")
         return real_register(conn, records)
 
-    monkeypatch.setattr(repository, "register_files", crash)
+    monkeypatch.setattr(file_ingestions, "register_files", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         lake.run(server, [EOD_ENTRY], ["AAPL", "MSFT"], MON)
-    monkeypatch.setattr(repository, "register_files", real_register)
+    monkeypatch.setattr(file_ingestions, "register_files", real_register)
     written = list(lake.store.iter_files())
     assert len(written) == 2 and lake.ledger() == [] and len(lake.store.journals()) == 1
 
@@ -570,7 +572,7 @@ def test_api_key_never_reaches_disk_logs_or_envelopes(lake: Lake, server: FakeFm
             raise RuntimeError("simulated crash")
 
     data.as_of = TUE
-    monkeypatch.setattr(repository, "register_files", crash)
+    monkeypatch.setattr(file_ingestions, "register_files", crash)
     with pytest.raises(RuntimeError):
         lake.run(server, [EOD_ENTRY], ["AAPL"], TUE)
     monkeypatch.undo()

@@ -17,7 +17,6 @@ import textwrap
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 

@@ -43,7 +43,7 @@ from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
@@ -352,20 +352,20 @@ def test_windows_a_killed_fetch_never_wrote_are_fetched_again_the_same_day(serve
     with warehouse.transaction() as conn:
         windows = conn.execute("SELECT window_from, window_to FROM ops.file_ingestions ORDER BY window_from").fetchall()
         assert len(windows) > 5 and windows[-1][1] == dt.date.fromisoformat(AS_OF)
-        complete = repository.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
+        complete = file_ingestions.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
         assert complete.last_as_of == dt.date.fromisoformat(AS_OF)          # complete: not due again today
         # the kill: the third window and the last two were never written
         lost = [windows[2], *windows[-2:]]
         for window_from, _ in lost:
             conn.execute("DELETE FROM ops.file_ingestions WHERE window_from = ?", [window_from])
-        cov = repository.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
+        cov = file_ingestions.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
     assert cov.last_as_of is None and cov.coverage_to <= windows[1][1]     # due now, from before the first gap
     (decision,) = plan([TREASURY], [], {TREASURY.identity: cov}, dt.date.fromisoformat(AS_OF), None)
     assert decision.due and decision.requests[0].window_from <= windows[2][0]
 
     fetch(server, tmp_path, [TREASURY])
     with warehouse.connect() as conn:
-        cov = repository.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
+        cov = file_ingestions.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
     assert cov.last_as_of == dt.date.fromisoformat(AS_OF) and cov.coverage_to == complete.coverage_to
 
 

@@ -20,7 +20,6 @@ import pytest
 from pipeline.assets import bronze_key, gold_key, silver_key
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
-from pipeline.partitions import tickers_partitions
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline_tests import postgres_server
 from pipeline_tests.test_dagster_e2e import TICKERS, make_env, range_tags

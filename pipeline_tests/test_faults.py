@@ -38,13 +38,27 @@ from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import KeymapEntry, load_keymap
-from pipeline.ops import repository
+from pipeline.ledger_types import Coverage
+from pipeline.ops import file_ingestions
+from pipeline.ops.runs import get_run
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.fmp_server import (
-    INVALID_KEY_MESSAGE, PREMIUM_SYMBOL_TEXT, FakeFmpServer, Fault, error_body, error_message_200, html, plain_text_200, rate_limit, reset,
-    sample_data, status, timeout, truncated,
+    INVALID_KEY_MESSAGE,
+    PREMIUM_SYMBOL_TEXT,
+    FakeFmpServer,
+    Fault,
+    error_body,
+    error_message_200,
+    html,
+    plain_text_200,
+    rate_limit,
+    reset,
+    sample_data,
+    status,
+    timeout,
+    truncated,
 )
 
 KEY = "FAULT-MATRIX-KEY-42"
@@ -134,9 +148,9 @@ class Lake:
                               client=fmp, run_id=run_id or str(uuid.uuid4()), today=DAY, fmp_plan=None,
                               source_mode="fmp", max_concurrency=1)
 
-    def coverage(self, ticker: str) -> repository.Coverage | None:
+    def coverage(self, ticker: str) -> Coverage | None:
         with self.warehouse.connect() as conn:
-            cov = repository.latest_bronze_coverage(conn, EOD_ENTRY.identity, ticker_wildcard=True)
+            cov = file_ingestions.latest_bronze_coverage(conn, EOD_ENTRY.identity, ticker_wildcard=True)
         return cov.get(EOD_ENTRY.identity.with_ticker(ticker))
 
     def ledger(self, where: str = "true", params: Sequence[Any] = ()) -> list[dict]:
@@ -147,11 +161,11 @@ class Lake:
 
     def run_status(self, run_id: str) -> str:
         with self.warehouse.connect() as conn:
-            return repository.get_run(conn, run_id)["status"]
+            return get_run(conn, run_id)["status"]
 
     def promote(self) -> None:
         with self.warehouse.transaction() as conn:
-            files = repository.promotable_files(conn, tables=[TABLE])
+            files = file_ingestions.promotable_files(conn, tables=[TABLE])
             result = promote_files(conn, KEYMAP, TABLE, files, self.store.root, f"promote-{uuid.uuid4()}")
         assert not result.failed and result.balanced
 

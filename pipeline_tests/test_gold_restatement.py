@@ -12,7 +12,7 @@ from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import sample_transport
 from pipeline.gold.build import build, moved_inputs
 from pipeline.keymap import load_keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
 from pipeline.warehouse import Warehouse
@@ -31,7 +31,7 @@ def fetch_and_promote(tmp_path, entries, day: dt.date, revision: int, run_id: st
     keymap = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
     for table in sorted({e.silver.table for e in entries}):
         with warehouse.transaction() as conn:
-            files = repository.promotable_files(conn, tables=[table])
+            files = file_ingestions.promotable_files(conn, tables=[table])
             if files:
                 promote_files(conn, keymap, table, files, tmp_path / "bronze", run_id)
 

@@ -3,6 +3,7 @@ errors never move, the promotable-file queue, Gold input watermarks, and run rec
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Iterator
@@ -11,9 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, new_file_id
+from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, file_record, new_file_id
 from pipeline.keymap.model import DatasetIdentity, DatasetWatermark
-from pipeline.ops import repository as repo
+from pipeline.ops import file_ingestions
+from pipeline.ops.runs import fail_abandoned, get_run, record_run, run_overviews
 from pipeline.warehouse import Warehouse
 
 EOD = DatasetIdentity("prices", "fmp", "historical-price-eod")
@@ -51,7 +53,7 @@ def envelope(identity: DatasetIdentity, *, run_id: str = "run-1", coverage: tupl
 
 
 def register(conn: duckdb.DuckDBPyConnection, env: BronzeEnvelope, table: str | None = "fmp_price_eod") -> BronzeEnvelope:
-    repo.register_files(conn, [repo.file_record(env, f"bronze/{env.file_id}.json", table)])
+    file_ingestions.register_files(conn, [file_record(env, f"bronze/{env.file_id}.json", table)])
     return env
 
 
@@ -72,21 +74,21 @@ def test_register_same_file_twice_gives_one_row_and_keeps_ingestion_id(conn: duc
     env = register(conn, envelope(AAPL, coverage=(D(2024, 1, 2), D(2024, 3, 28))))
     first_id = ingestion_id(conn, env)
     register(conn, envelope(MSFT))                      # another file in between
-    record = repo.file_record(env, f"bronze/{env.file_id}.json", "fmp_price_eod") | {"bronze_rows": 42}
-    assert repo.register_files(conn, [record]) == 1
+    record = dataclasses.replace(file_record(env, f"bronze/{env.file_id}.json", "fmp_price_eod"), bronze_rows=42)
+    assert file_ingestions.register_files(conn, [record]) == 1
     rows = conn.execute("SELECT ingestion_id, bronze_rows, coverage_from, coverage_to, fetched_at FROM ops.file_ingestions "
                         "WHERE file_id = ?", [env.file_id]).fetchall()
     assert rows == [(first_id, 42, D(2024, 1, 2), D(2024, 3, 28), T0.replace(tzinfo=None))]
     assert conn.execute("SELECT count(*) FROM ops.file_ingestions").fetchone()[0] == 2
-    assert repo.registered_file_ids(conn, [env.file_id, "nope"]) == {env.file_id}
-    assert repo.registered_file_ids(conn, []) == set()
-    assert repo.register_files(conn, []) == 0
+    assert file_ingestions.registered_file_ids(conn, [env.file_id, "nope"]) == {env.file_id}
+    assert file_ingestions.registered_file_ids(conn, []) == set()
+    assert file_ingestions.register_files(conn, []) == 0
 
 
 def test_register_batch_with_a_repeated_file_keeps_one_row(conn: duckdb.DuckDBPyConnection) -> None:
     env = envelope(AAPL)
-    record = repo.file_record(env, "bronze/x.json", "fmp_price_eod")
-    repo.register_files(conn, [record, record | {"bronze_rows": 7}])
+    record = file_record(env, "bronze/x.json", "fmp_price_eod")
+    file_ingestions.register_files(conn, [record, dataclasses.replace(record, bronze_rows=7)])
     assert conn.execute("SELECT count(*) FROM ops.file_ingestions").fetchall() == [(1,)]
 
 
@@ -95,7 +97,7 @@ def test_file_record_is_key_free_and_utc(conn: duckdb.DuckDBPyConnection) -> Non
     env = register(conn, envelope(AAPL, fetched_at=local, error_class="http_500"))
     row = conn.execute("SELECT fetched_at, error_class, can_promote, status_code, as_of FROM ops.file_ingestions").fetchone()
     assert row == (dt.datetime(2024, 4, 1, 12, 0), "http_500", False, 500, D(2024, 4, 1))
-    assert "apikey" not in str(repo.file_record(env, "p", None)).lower()
+    assert "apikey" not in str(file_record(env, "p", None)).lower()
 
 
 def test_missing_discriminator_and_ticker_stored_as_empty_and_matched(conn: duckdb.DuckDBPyConnection) -> None:
@@ -104,11 +106,11 @@ def test_missing_discriminator_and_ticker_stored_as_empty_and_matched(conn: duck
     register(conn, envelope(GDP, coverage=(D(2024, 1, 1), D(2024, 3, 31))), "fmp_economic_indicator")
     assert conn.execute("SELECT discriminator, ticker FROM ops.file_ingestions WHERE dataset = 'stock-list'").fetchall() == [("", "")]
     assert conn.execute("SELECT ticker FROM ops.file_ingestions WHERE dataset = 'economic-indicators'").fetchall() == [("",)]
-    cov = repo.latest_bronze_coverage(conn, STOCKS)
+    cov = file_ingestions.latest_bronze_coverage(conn, STOCKS)
     assert list(cov) == [STOCKS] and cov[STOCKS].coverage_to == D(2024, 4, 1)
-    assert list(repo.latest_bronze_coverage(conn, GDP)) == [GDP]
+    assert list(file_ingestions.latest_bronze_coverage(conn, GDP)) == [GDP]
     # The other spelling of "missing" finds the same row.
-    assert STOCKS in repo.latest_bronze_coverage(conn, DatasetIdentity("market", "fmp", "stock-list", None, None))  # type: ignore[arg-type]
+    assert STOCKS in file_ingestions.latest_bronze_coverage(conn, DatasetIdentity("market", "fmp", "stock-list", None, None))  # type: ignore[arg-type]
 
 
 # ---- Bronze coverage -----------------------------------------------------------------------------------------
@@ -125,18 +127,18 @@ def test_latest_bronze_coverage_ignores_errors_and_unpromotable_files(conn: duck
     register(conn, envelope(MSFT, coverage=(D(2023, 6, 1), D(2023, 12, 29))))
     register(conn, envelope(EOD.with_ticker("NVDA"), error_class="http_429"))   # errors only: no coverage at all
 
-    cov = repo.latest_bronze_coverage(conn, AAPL)
+    cov = file_ingestions.latest_bronze_coverage(conn, AAPL)
     assert list(cov) == [AAPL]
     c = cov[AAPL]
     assert (c.coverage_from, c.coverage_to, c.files) == (D(2024, 1, 2), D(2024, 2, 29), 2)
     assert c.last_fetched_at == (T0 + dt.timedelta(days=1)).replace(tzinfo=None)
     assert c.last_as_of == D(2024, 3, 1)
 
-    every = repo.latest_bronze_coverage(conn, EOD, ticker_wildcard=True)
+    every = file_ingestions.latest_bronze_coverage(conn, EOD, ticker_wildcard=True)
     assert set(every) == {AAPL, MSFT}
     assert every[MSFT].coverage_to == D(2023, 12, 29)
-    assert set(repo.latest_bronze_coverage(conn)) == {AAPL, MSFT}
-    assert repo.latest_bronze_coverage(conn, EOD) == {}      # the ticker-less identity has no files of its own
+    assert set(file_ingestions.latest_bronze_coverage(conn)) == {AAPL, MSFT}
+    assert file_ingestions.latest_bronze_coverage(conn, EOD) == {}      # the ticker-less identity has no files of its own
 
 
 # ---- promotion queue -----------------------------------------------------------------------------------------
@@ -153,19 +155,19 @@ def test_promotable_files_filters(conn: duckdb.DuckDBPyConnection) -> None:
     mark(conn, done, "promoted")
     mark(conn, failed, "failed")
 
-    def ids(files: list[repo.PromotableFile]) -> list[str]:
+    def ids(files: list[file_ingestions.PromotableFile]) -> list[str]:
         return [f.file_id for f in files]
 
-    everything = repo.promotable_files(conn)
+    everything = file_ingestions.promotable_files(conn)
     assert ids(everything) == [a1.file_id, m1.file_id, g1.file_id, failed.file_id, a2.file_id]
     assert [f.ingestion_id for f in everything] == sorted(f.ingestion_id for f in everything)
-    assert ids(repo.promotable_files(conn, tables=["fmp_price_eod"])) == [a1.file_id, m1.file_id, failed.file_id, a2.file_id]
-    assert ids(repo.promotable_files(conn, tables=["fmp_economic_indicator"])) == [g1.file_id]
-    assert ids(repo.promotable_files(conn, tables=[])) == []
-    assert ids(repo.promotable_files(conn, tables=["fmp_price_eod"], tickers=["MSFT"])) == [m1.file_id, failed.file_id]
-    assert ids(repo.promotable_files(conn, tickers=[""])) == [g1.file_id]
+    assert ids(file_ingestions.promotable_files(conn, tables=["fmp_price_eod"])) == [a1.file_id, m1.file_id, failed.file_id, a2.file_id]
+    assert ids(file_ingestions.promotable_files(conn, tables=["fmp_economic_indicator"])) == [g1.file_id]
+    assert ids(file_ingestions.promotable_files(conn, tables=[])) == []
+    assert ids(file_ingestions.promotable_files(conn, tables=["fmp_price_eod"], tickers=["MSFT"])) == [m1.file_id, failed.file_id]
+    assert ids(file_ingestions.promotable_files(conn, tickers=[""])) == [g1.file_id]
     after = ingestion_id(conn, g1)
-    assert ids(repo.promotable_files(conn, after_ingestion_id=after)) == [failed.file_id, a2.file_id]
+    assert ids(file_ingestions.promotable_files(conn, after_ingestion_id=after)) == [failed.file_id, a2.file_id]
     f = everything[0]
     assert (f.run_id, f.silver_table, f.ticker, f.bronze_path) == ("run-1", "fmp_price_eod", "AAPL", f"bronze/{a1.file_id}.json")
     assert f.fetched_at == T0.replace(tzinfo=None)
@@ -186,53 +188,64 @@ def test_input_watermarks_strings(conn: duckdb.DuckDBPyConnection) -> None:
     mark(conn, m1, "promoted", coverage=(D(2024, 1, 3), D(2024, 3, 27)))
     mark(conn, pending, "failed")
 
-    marks = repo.input_watermarks(conn, ["fmp_price_eod", "fmp_stock_list"])
+    marks = file_ingestions.input_watermarks(conn, ["fmp_price_eod", "fmp_stock_list"])
     assert marks == [
         "market|fmp|stock-list||@coverage_from=2024-05-06;coverage_to=2024-05-06",
         "prices|fmp|historical-price-eod||AAPL@coverage_from=2024-01-02;coverage_to=2024-02-29",
         "prices|fmp|historical-price-eod||MSFT@coverage_from=2024-01-03;coverage_to=2024-03-27",
     ]
     assert all(str(DatasetWatermark.parse(m)) == m for m in marks)
-    assert repo.input_watermarks(conn, ["fmp_economic_indicator"]) == [
+    assert file_ingestions.input_watermarks(conn, ["fmp_economic_indicator"]) == [
         "economics|fmp|economic-indicators|GDP|@coverage_from=2023-01-01;coverage_to=2023-12-31"]
-    assert repo.input_watermarks(conn, ["no_such_table"]) == []
+    assert file_ingestions.input_watermarks(conn, ["no_such_table"]) == []
 
     # A new snapshot moves the snapshot watermark.
     snap2 = register(conn, envelope(STOCKS, fetched_at=dt.datetime(2024, 5, 13, 1, 0, tzinfo=dt.UTC)), "fmp_stock_list")
     mark(conn, snap2, "promoted")
-    assert repo.input_watermarks(conn, ["fmp_stock_list"]) == [
+    assert file_ingestions.input_watermarks(conn, ["fmp_stock_list"]) == [
         "market|fmp|stock-list||@coverage_from=2024-05-06;coverage_to=2024-05-13"]
 
-    silver = repo.latest_silver_coverage(conn, ["fmp_price_eod"])
+    silver = file_ingestions.latest_silver_coverage(conn, ["fmp_price_eod"])
     assert set(silver) == {AAPL, MSFT}
     assert (silver[MSFT].coverage_from, silver[MSFT].coverage_to, silver[AAPL].files) == (D(2024, 1, 3), D(2024, 3, 27), 2)
-    assert set(repo.latest_silver_coverage(conn)) == {AAPL, MSFT, STOCKS, GDP}
+    assert set(file_ingestions.latest_silver_coverage(conn)) == {AAPL, MSFT, STOCKS, GDP}
 
 
 # ---- runs ----------------------------------------------------------------------------------------------------
 
 def test_record_run_accumulates_across_steps(conn: duckdb.DuckDBPyConnection) -> None:
-    repo.record_run(conn, "r1", job="daily", source_mode="sample", status="running", requests=5, files=4, rows=100)
-    repo.record_run(conn, "r1", job=None, source_mode=None, status="partial", requests=3, skipped=2, files=2, rows=10,
+    record_run(conn, "r1", job="daily", source_mode="sample", status="running", requests=5, files=4, rows=100)
+    record_run(conn, "r1", job=None, source_mode=None, status="partial", requests=3, skipped=2, files=2, rows=10,
                     errors=1, message="1 request failed")
-    repo.record_run(conn, "r1", job=None, source_mode=None, status="success", requests=1, finished=True)
-    run = repo.get_run(conn, "r1")
+    record_run(conn, "r1", job=None, source_mode=None, status="success", requests=1, finished=True)
+    run = get_run(conn, "r1")
     assert run is not None
     assert (run["job"], run["source_mode"], run["status"]) == ("daily", "sample", "partial")   # partial is not undone
     assert (run["requests"], run["skipped"], run["files"], run["rows"], run["errors"]) == (9, 2, 6, 110, 1)
     assert run["message"] == "1 request failed"
     assert run["finished_at"] is not None and run["started_at"] <= run["finished_at"]
 
-    repo.record_run(conn, "r2", job="daily", source_mode="fmp", status="failed", errors=1)
-    repo.record_run(conn, "r2", job=None, source_mode=None, status="success")
-    r2 = repo.get_run(conn, "r2")
+    record_run(conn, "r2", job="daily", source_mode="fmp", status="failed", errors=1)
+    record_run(conn, "r2", job=None, source_mode=None, status="success")
+    r2 = get_run(conn, "r2")
     assert r2 is not None and r2["status"] == "failed" and r2["finished_at"] is None      # failed sticks
-    assert repo.get_run(conn, "absent") is None
+    assert get_run(conn, "absent") is None
+
+
+def test_abandoned_runs_are_failed_and_finished_ones_kept(conn: duckdb.DuckDBPyConnection) -> None:
+    record_run(conn, "dead", job="daily", source_mode="fmp", status="running", message="3 requests refused")
+    record_run(conn, "done", job="daily", source_mode="fmp", status="success", finished=True)
+    fail_abandoned(conn, ["dead", "done", "absent"])
+    dead, done = get_run(conn, "dead"), get_run(conn, "done")
+    assert dead is not None and dead["status"] == "failed" and dead["finished_at"] is not None
+    assert dead["message"] == "3 requests refused; abandoned: the process died before the run finished"
+    assert done is not None and done["status"] == "success" and done["message"] is None
+    assert get_run(conn, "absent") is None
 
 
 def test_run_overviews_newest_first_with_file_counts(conn: duckdb.DuckDBPyConnection) -> None:
     for run_id in ("old", "mid", "new"):
-        repo.record_run(conn, run_id, job="daily", source_mode="sample", status="success")
+        record_run(conn, run_id, job="daily", source_mode="sample", status="success")
         time.sleep(0.002)   # distinct started_at
     for _ in range(3):
         register(conn, envelope(AAPL, run_id="old", rows=10))
@@ -241,22 +254,22 @@ def test_run_overviews_newest_first_with_file_counts(conn: duckdb.DuckDBPyConnec
     mark(conn, promoted, "promoted", run_id="new")
     assert err.error_class
 
-    overviews = repo.run_overviews(conn)
+    overviews = run_overviews(conn)
     assert [o["run_id"] for o in overviews] == ["new", "mid", "old"]
     by_id = {o["run_id"]: o for o in overviews}
     assert (by_id["old"]["files"], by_id["old"]["bronze_rows"], by_id["old"]["file_errors"], by_id["old"]["promoted"]) == (4, 30, 1, 0)
     assert (by_id["mid"]["files"], by_id["mid"]["bronze_rows"], by_id["mid"]["file_errors"]) == (0, 0, 0)
     assert (by_id["new"]["files"], by_id["new"]["promoted"]) == (1, 1)
-    assert [o["run_id"] for o in repo.run_overviews(conn, limit=2)] == ["new", "mid"]
+    assert [o["run_id"] for o in run_overviews(conn, limit=2)] == ["new", "mid"]
 
 
 def test_file_ingestions_for_run(conn: duckdb.DuckDBPyConnection) -> None:
     fetched = register(conn, envelope(AAPL, run_id="fetch-run", coverage=(D(2024, 1, 2), D(2024, 1, 31))))
     other = register(conn, envelope(MSFT, run_id="other-run"))
     mark(conn, other, "promoted", run_id="promo-run")
-    rows = repo.file_ingestions_for_run(conn, "fetch-run")
+    rows = file_ingestions.file_ingestions_for_run(conn, "fetch-run")
     assert [r["file_id"] for r in rows] == [fetched.file_id]
     assert rows[0]["ticker"] == "AAPL" and rows[0]["coverage_to"] == D(2024, 1, 31) and rows[0]["silver_status"] is None
     # A promotion run sees the files it promoted, although another run fetched them.
-    assert [r["file_id"] for r in repo.file_ingestions_for_run(conn, "promo-run")] == [other.file_id]
-    assert repo.file_ingestions_for_run(conn, "nobody") == []
+    assert [r["file_id"] for r in file_ingestions.file_ingestions_for_run(conn, "promo-run")] == [other.file_id]
+    assert file_ingestions.file_ingestions_for_run(conn, "nobody") == []

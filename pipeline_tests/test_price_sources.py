@@ -18,7 +18,7 @@ from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import SampleSource
 from pipeline.gold.build import build
 from pipeline.keymap import load_keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
 from pipeline.silver.schema import ensure_table
@@ -43,7 +43,7 @@ def fetch_and_promote(data_dir: Path, day: dt.date, *, restrict: tuple[str, ...]
                        client=client, run_id=f"run-{day}", today=day, fmp_plan=None, source_mode="fmp")
     for table in sorted({e.silver.table for e in ENTRIES}):
         with warehouse.transaction() as conn:
-            files = repository.promotable_files(conn, tables=[table])
+            files = file_ingestions.promotable_files(conn, tables=[table])
             if files:
                 promote_files(conn, KEYMAP, table, files, data_dir / "bronze", f"run-{day}")
 

@@ -20,22 +20,32 @@ from typing import Any
 import pytest
 
 from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.planner import plan
 from pipeline.bronze.refusals import QUOTA_REFUSALS_TO_STOP
 from pipeline.bronze.report import BronzeRunReport
-from pipeline.bronze.planner import plan
 from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import (
-    ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, FmpClient, classify_response,
+    ENDPOINT_NOT_IN_PLAN,
+    PARAMETER_NOT_IN_PLAN,
+    QUOTA_EXHAUSTED,
+    SYMBOL_NOT_IN_PLAN,
+    FmpClient,
+    classify_response,
 )
 from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import KeymapEntry, load_keymap
-from pipeline.ops import repository
+from pipeline.ops.runs import get_run
 from pipeline.settings import PROJECT_ROOT
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.fmp_server import (
-    BANDWIDTH_LIMIT_MESSAGE, LIMIT_REACH_MESSAGE, PREMIUM_SYMBOL_TEXT, RESTRICTED_ENDPOINT_MESSAGE, FakeFmpServer,
-    error_body, sample_data,
+    BANDWIDTH_LIMIT_MESSAGE,
+    LIMIT_REACH_MESSAGE,
+    PREMIUM_SYMBOL_TEXT,
+    RESTRICTED_ENDPOINT_MESSAGE,
+    FakeFmpServer,
+    error_body,
+    sample_data,
 )
 
 KEY = "REFUSALS-KEY-7"
@@ -85,7 +95,7 @@ class Lake:
 
     def run_row(self, run_id: str) -> dict:
         with self.warehouse.connect() as conn:
-            return repository.get_run(conn, run_id)
+            return get_run(conn, run_id)
 
     def good_files_per_request(self) -> dict[tuple[str, str, dt.date | None], int]:
         """Promotable files per planned request (dataset, ticker, window): each must exist exactly once."""

@@ -15,10 +15,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline.bronze.envelope import new_file_id
+from pipeline.bronze.envelope import file_record, new_file_id
 from pipeline.bronze.store import BronzeStore
 from pipeline.cli import main
-from pipeline.ops.repository import file_record, register_files
+from pipeline.ops.file_ingestions import register_files
 from pipeline.settings import get_settings
 from pipeline.warehouse import Warehouse, connection
 

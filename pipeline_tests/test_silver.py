@@ -18,12 +18,12 @@ from typing import Any
 import duckdb
 import pytest
 
-from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, new_file_id
+from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, file_record, new_file_id
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap import load_keymap
 from pipeline.keymap.model import Column, DatasetIdentity, Keymap, KeymapEntry, SilverSpec
-from pipeline.ops import repository
-from pipeline.ops.repository import file_record, register_files
+from pipeline.ops import file_ingestions
+from pipeline.ops.file_ingestions import register_files
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver import promote as promote_mod
 from pipeline.silver import quality
@@ -78,7 +78,7 @@ class Lake:
 
     def promote(self, table: str, run_id: str = "promote-run") -> PromotionResult:
         with self.warehouse.transaction() as conn:
-            files = repository.promotable_files(conn, tables=[table])
+            files = file_ingestions.promotable_files(conn, tables=[table])
             return promote_files(conn, self.keymap, table, files, self.root, run_id)
 
     def rows(self, sql: str, params: Any = None) -> list[tuple]:

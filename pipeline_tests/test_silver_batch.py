@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.bronze.envelope import new_file_id
-from pipeline.ops.repository import file_record, register_files
-from pipeline.silver import promote as promote_mod
+from pipeline.bronze.envelope import file_record, new_file_id
+from pipeline.ops.file_ingestions import register_files
+from pipeline.silver import batch
 from pipeline.silver.promote import PromotionError
 from pipeline_tests.test_silver import Lake, day, eod
 
@@ -50,8 +50,8 @@ def test_one_scan_promotes_the_good_files_and_names_each_bad_one(lake: Lake,
     not_array, _ = lake.add("historical-price-eod", eod("AMD", "2024-11-01", 1), day(0), ticker="AMD")
 
     diagnosed: list[str] = []
-    real_diagnose = promote_mod._diagnose
-    monkeypatch.setattr(promote_mod, "_diagnose", lambda path: diagnosed.append(Path(path).name) or real_diagnose(path))
+    real_diagnose = batch._diagnose
+    monkeypatch.setattr(batch, "_diagnose", lambda path: diagnosed.append(Path(path).name) or real_diagnose(path))
     result = lake.promote("fmp_price_eod")
 
     assert result.files == 3 and result.inserted == 6 and result.balanced
@@ -108,7 +108,7 @@ def test_a_read_that_fails_under_the_reader_names_the_file_and_commits_nothing(
     DuckDB aborts the transaction, so the error names the culprit and nothing is written."""
     lake.add("historical-price-eod", [eod("AAPL", "2024-11-01", 10)], day(0), ticker="AAPL")
     gone, gone_path = lake.add("historical-price-eod", [eod("MSFT", "2024-11-01", 11)], day(0), ticker="MSFT")
-    real_check = promote_mod._path_problem
+    real_check = batch._path_problem
 
     def vanishing(root: str, bronze_path: str) -> tuple[str, str | None, int]:
         path, problem, size = real_check(root, bronze_path)
@@ -116,7 +116,7 @@ def test_a_read_that_fails_under_the_reader_names_the_file_and_commits_nothing(
             Path(path).unlink()                   # checked as present, gone by the time the reader opens it
         return path, problem, size
 
-    monkeypatch.setattr(promote_mod, "_path_problem", vanishing)
+    monkeypatch.setattr(batch, "_path_problem", vanishing)
     with pytest.raises(PromotionError, match=rf"reading the batch failed at .*{gone.file_id}.*nothing was committed"):
         lake.promote("fmp_price_eod")
     assert lake.rows("SELECT count(*) FROM ops.file_ingestions WHERE silver_status IS NOT NULL") == [(0,)]

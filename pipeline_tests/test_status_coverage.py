@@ -23,12 +23,13 @@ from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.keymap import load_keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.ops.coverage import coverage
 from pipeline.ops.coverage.gaps import trading_days
-from pipeline.ops.status import EXIT_BUSY, EXIT_NOTHING, EXIT_OK, status
+from pipeline.ops.reader import EXIT_BUSY, EXIT_NOTHING, EXIT_OK
 from pipeline.settings import Settings, load_settings
 from pipeline.silver.promote import promote_files
+from pipeline.status import status
 from pipeline.warehouse.connection import Warehouse
 
 AS_OF = "2024-06-28"
@@ -57,7 +58,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> dict:
                        run_id=run_id, today=settings.today(), fmp_plan=None, source_mode="sample", job="test")
     with wh.transaction() as conn:
         for table in sorted({e.silver.table for e in entries}):
-            promote_files(conn, keymap, table, repository.promotable_files(conn, tables=[table]),
+            promote_files(conn, keymap, table, file_ingestions.promotable_files(conn, tables=[table]),
                           settings.bronze_dir, "silver-run-1")
         conn.execute("""
             DELETE FROM silver.fmp_price_eod

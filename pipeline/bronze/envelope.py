@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.keymap.model import DatasetIdentity
+from pipeline.ledger_types import FileRecord
 
 ENVELOPE_VERSION = 1
 ERROR_BODY_LIMIT = 2000
@@ -174,3 +175,18 @@ def coverage_of(content: Any, date_field: str | None) -> tuple[dt.date | None, d
     if not dates:
         return None, None
     return min(dates), max(dates)
+
+
+def file_record(envelope: BronzeEnvelope, bronze_path: str, silver_table: str | None) -> FileRecord:
+    """The ledger row of one Bronze file (Bronze columns only; `fetched_at` as naive UTC)."""
+    ident, request = envelope.identity, envelope.request
+    return FileRecord(
+        run_id=envelope.run_id, file_id=envelope.file_id, domain=ident.domain, source=ident.source,
+        dataset=ident.dataset, discriminator=ident.discriminator, ticker=ident.ticker, bronze_path=bronze_path,
+        request_path=request.path, page=request.page, as_of=request.as_of, window_from=request.window_from,
+        window_to=request.window_to, status_code=envelope.status_code, error_class=envelope.error_class,
+        error_message=envelope.error_message, bronze_rows=envelope.row_count, bytes=envelope.bytes,
+        body_sha256=envelope.body_sha256, coverage_from=envelope.coverage_from, coverage_to=envelope.coverage_to,
+        fetched_at=envelope.fetched_at.astimezone(dt.UTC).replace(tzinfo=None), elapsed_ms=envelope.elapsed_ms,
+        can_promote=envelope.can_promote, silver_table=silver_table,
+    )

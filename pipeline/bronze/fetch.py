@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, new_file_id
+from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.recovery import register_orphans
 from pipeline.bronze.refusals import NotSent, RunStops
@@ -22,7 +22,8 @@ from pipeline.bronze.report import BronzeRunReport, EntryReport
 from pipeline.bronze.store import BronzeStore, validate_part
 from pipeline.fmp.client import FetchResult, FmpClient
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
-from pipeline.ops import repository
+from pipeline.ledger_types import Coverage
+from pipeline.ops import file_ingestions, runs
 from pipeline.warehouse.connection import Warehouse
 
 log = logging.getLogger("pipeline.bronze")
@@ -157,7 +158,7 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
     with warehouse.transaction() as conn:
         orphans = register_orphans(conn, store, silver_table_of)
         coverage = planning_coverage(conn, entries)
-        repository.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
+        runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
 
@@ -185,7 +186,7 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
         nonlocal pending, last_flush
         if pending:
             with warehouse.transaction() as conn:
-                repository.register_files(conn, pending)
+                file_ingestions.register_files(conn, pending)
             pending = []
         last_flush = time.monotonic()
 
@@ -229,7 +230,7 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
                     for env, rel in written:
                         rep.requests += 1
                         rep.add_file(env)
-                        pending.append(repository.file_record(env, rel, entry.silver.table))
+                        pending.append(file_record(env, rel, entry.silver.table))
                     done_tasks += 1
                     item = next(queue, None)
                     if item is not None:
@@ -249,7 +250,7 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
     report = BronzeRunReport(run_id, source_mode, reports, orphans)
     failed = report.hard_failures
     with warehouse.transaction() as conn:
-        repository.record_run(
+        runs.record_run(
             conn, run_id, job=job, source_mode=source_mode,
             status="partial" if failed else "success",
             requests=report.requests,
@@ -269,9 +270,9 @@ def dry_run(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, tod
     return plan(entries, tickers, planning_coverage(conn, entries), today, fmp_plan)
 
 
-def planning_coverage(conn, entries: Sequence[KeymapEntry]) -> dict[DatasetIdentity, repository.Coverage]:
+def planning_coverage(conn, entries: Sequence[KeymapEntry]) -> dict[DatasetIdentity, Coverage]:
     """Good coverage of every identity of `entries` (every ticker of per-ticker entries): what planning reads."""
-    coverage: dict[DatasetIdentity, repository.Coverage] = {}
+    coverage: dict[DatasetIdentity, Coverage] = {}
     for entry in entries:
-        coverage.update(repository.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+        coverage.update(file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
     return coverage

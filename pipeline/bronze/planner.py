@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
-from pipeline.ops.repository import Coverage
+from pipeline.ledger_types import Coverage
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ import logging
 import os
 from collections.abc import Callable
 
+from pipeline.bronze.envelope import file_record
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import DatasetIdentity
-from pipeline.ops import repository
+from pipeline.ledger_types import FileRecord
+from pipeline.ops import file_ingestions
 from pipeline.process import pid_alive
 
 log = logging.getLogger("pipeline.bronze")
@@ -36,10 +38,10 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
                 envelopes[rel] = store.read(rel)
             except (OSError, ValueError, KeyError) as exc:
                 log.error("Bronze file %s named in journal %s is unreadable, left unregistered: %s", rel, journal, exc)
-        known = repository.registered_file_ids(conn, [e.file_id for e in envelopes.values()])
-        records = [repository.file_record(env, rel, silver_table_of(env.identity))
+        known = file_ingestions.registered_file_ids(conn, [e.file_id for e in envelopes.values()])
+        records = [file_record(env, rel, silver_table_of(env.identity))
                    for rel, env in envelopes.items() if env.file_id not in known]
-        repository.register_files(conn, records)
+        file_ingestions.register_files(conn, records)
         registered += len(records)
         store.remove_journal_temp_files(journal)   # a write cut between its temp file and the link
         store.close_journal(journal)
@@ -50,7 +52,7 @@ UNREADABLE_RUN_ID = "bronze-scan"
 
 
 def _unreadable_record(store: BronzeStore, rel: str, file_id: str, reason: str,
-                       silver_table_of: Callable[[DatasetIdentity], str | None]) -> dict:
+                       silver_table_of: Callable[[DatasetIdentity], str | None]) -> FileRecord:
     """The ledger row of a Bronze file that cannot be read as its envelope: identity from its path, unpromotable,
     so it is listed (with the reason) and never promoted and never counted as coverage, and stays on disk."""
     parts = rel.split("/")   # <source>/<domain>/<dataset>[__<disc>]/<ticker or _global>/<day>/<file_id>.json
@@ -62,15 +64,14 @@ def _unreadable_record(store: BronzeStore, rel: str, file_id: str, reason: str,
         size, mtime = store.size(rel) or 0, store.modified(rel) or dt.datetime.now(dt.UTC)
     except OSError:
         size, mtime = 0, dt.datetime.now(dt.UTC)
-    return {
-        "run_id": UNREADABLE_RUN_ID, "file_id": file_id, "domain": domain, "source": source, "dataset": dataset,
-        "discriminator": discriminator, "ticker": ticker, "bronze_path": rel, "request_path": None, "page": None,
-        "as_of": None, "window_from": None, "window_to": None, "status_code": None, "error_class": "invalid_body",
-        "error_message": f"unreadable Bronze file {rel}: {reason}"[:2000], "bronze_rows": 0, "bytes": size,
-        "body_sha256": None, "coverage_from": None, "coverage_to": None,
-        "fetched_at": mtime.replace(tzinfo=None), "elapsed_ms": None,
-        "can_promote": False, "silver_table": silver_table_of(identity),
-    }
+    return FileRecord(
+        run_id=UNREADABLE_RUN_ID, file_id=file_id, domain=domain, source=source, dataset=dataset,
+        discriminator=discriminator, ticker=ticker, bronze_path=rel, request_path=None, page=None, as_of=None,
+        window_from=None, window_to=None, status_code=None, error_class="invalid_body",
+        error_message=f"unreadable Bronze file {rel}: {reason}"[:2000], bronze_rows=0, bytes=size,
+        body_sha256=None, coverage_from=None, coverage_to=None, fetched_at=mtime.replace(tzinfo=None),
+        elapsed_ms=None, can_promote=False, silver_table=silver_table_of(identity),
+    )
 
 
 def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None],
@@ -83,7 +84,7 @@ def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[
     belongs to repair and replay, not to every run.
     """
     known = {r[0] for r in conn.execute("SELECT file_id FROM ops.file_ingestions").fetchall()}
-    records: list[dict] = []
+    records: list[FileRecord] = []
     registered = 0
     for rel in store.iter_files():
         file_id = rel.rsplit("/", 1)[-1].removesuffix(".json")
@@ -97,14 +98,14 @@ def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[
             reason = "empty file (0 bytes)" if empty else f"not a readable Bronze envelope ({type(exc).__name__}: {exc})"
         if reason is not None:
             record = _unreadable_record(store, rel, file_id, reason, silver_table_of)
-            log.error("%s; registered as unpromotable", record["error_message"])
+            log.error("%s; registered as unpromotable", record.error_message)
             if problems is not None:
-                problems.append(record["error_message"])
+                problems.append(record.error_message)
             records.append(record)
             continue
-        records.append(repository.file_record(env, rel, silver_table_of(env.identity)))
+        records.append(file_record(env, rel, silver_table_of(env.identity)))
         if len(records) >= batch:
-            registered += repository.register_files(conn, records)
+            registered += file_ingestions.register_files(conn, records)
             records = []
-    registered += repository.register_files(conn, records)
+    registered += file_ingestions.register_files(conn, records)
     return registered

@@ -20,7 +20,6 @@ call them on a read-only connection.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
@@ -28,9 +27,10 @@ import duckdb
 
 from pipeline.gold import models
 from pipeline.gold.models import GoldModel
-from pipeline.keymap.model import DatasetWatermark
-from pipeline.ops.repository import input_revisions, input_state_by_table, input_watermarks
-from pipeline.warehouse.dialect import next_id_sql, portable_ddl
+from pipeline.keymap.model import DatasetIdentity
+from pipeline.ops.file_ingestions import input_revisions, input_state_by_table, input_watermarks
+from pipeline.ops.gold_builds import finish_build, last_successful_inputs, start_build
+from pipeline.warehouse.dialect import portable_ddl
 
 log = logging.getLogger("pipeline.gold")
 
@@ -63,10 +63,6 @@ class BuildPlan:
     reason: str
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
 def _model_or_error(name: str) -> GoldModel:
     if name not in models.MODELS:
         raise ValueError(f"unknown Gold table {name!r}; known: {', '.join(sorted(models.MODELS))}")
@@ -90,13 +86,7 @@ def current_state(conn: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> t
 
 def last_successful_state(conn: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     """Gold table -> input state (watermarks + revisions) recorded by its latest successful build."""
-    rows = conn.execute("""
-        SELECT asset, input_watermarks, coalesce(input_revisions, [])
-        FROM ops.gold_builds
-        WHERE status = 'success'
-        QUALIFY row_number() OVER (PARTITION BY asset ORDER BY build_id DESC) = 1
-    """).fetchall()
-    return {asset: input_state(list(marks), list(revs)) for asset, marks, revs in rows}
+    return {asset: input_state(marks, revs) for asset, (marks, revs) in last_successful_inputs(conn).items()}
 
 
 def _identity_changes(before: list[str], now: list[str]) -> dict[str, tuple[str | None, str | None]]:
@@ -154,11 +144,6 @@ def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return moved
 
 
-def _ticker_of(identity_key: str) -> str:
-    """The ticker part of 'domain|source|dataset|discriminator|ticker' ('' for a global identity)."""
-    return DatasetWatermark.parse(f"{identity_key}@coverage_from=;coverage_to=").identity.ticker
-
-
 def plan_build(model: GoldModel, previous: list[str] | None, current: list[str], *, full: bool,
                table_ready: bool) -> BuildPlan:
     """Decide full / incremental (which tickers) / noop from the watermark difference."""
@@ -171,7 +156,7 @@ def plan_build(model: GoldModel, previous: list[str] | None, current: list[str],
     changes = _identity_changes(previous, current)
     if not changes:
         return BuildPlan(NOOP, [], "no input moved since the last successful build")
-    tickers = {_ticker_of(ident) for ident in changes}
+    tickers = {DatasetIdentity.from_key(ident).ticker for ident in changes}
     if not model.per_ticker or "" in tickers:
         return BuildPlan(FULL, None, ("a global input moved; " if "" in tickers else "") + _describe(changes))
     return BuildPlan(INCREMENTAL, sorted(tickers), _describe(changes))
@@ -201,35 +186,12 @@ def _start(conn: duckdb.DuckDBPyConnection, name: str, run_id: str) -> int:
         raise RuntimeError("gold build needs a connection outside a transaction (Warehouse.connect(), "
                            "not Warehouse.transaction())") from exc
     try:
-        conn.execute("""
-            UPDATE ops.gold_builds
-            SET status = 'failed', finished_at = ?, error_message = 'abandoned: the build never finished'
-            WHERE asset = ? AND status = 'running'
-        """, [_now(), name])
-        # the id first, then the row: a DuckLake has neither sequences nor INSERT ... RETURNING
-        build_id = conn.execute(f"SELECT {next_id_sql(conn, 'ops.gold_build_seq', 'ops.gold_builds', 'build_id')}").fetchone()[0]
-        conn.execute("""
-            INSERT INTO ops.gold_builds (build_id, asset, run_id, input_watermarks, status, started_at)
-            VALUES (?, ?, ?, [], 'running', ?)
-        """, [build_id, name, run_id, _now()])
+        build_id = start_build(conn, name, run_id)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    return int(build_id)
-
-
-def _finish(conn: duckdb.DuckDBPyConnection, build_id: int, status: str, *, mode: str | None = None,
-            watermarks: list[str] | None = None, revisions: list[str] | None = None,
-            tickers_touched: int | None = None,
-            rows_written: int | None = None, error: str | None = None) -> None:
-    conn.execute("""
-        UPDATE ops.gold_builds
-        SET status = ?, mode = coalesce(?, mode), input_watermarks = coalesce(?, input_watermarks),
-            input_revisions = coalesce(?, input_revisions),
-            tickers_touched = ?, rows_written = ?, finished_at = ?, error_message = ?
-        WHERE build_id = ?
-    """, [status, mode, watermarks, revisions, tickers_touched, rows_written, _now(), error, build_id])
+    return build_id
 
 
 def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
@@ -271,14 +233,13 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
             tickers_touched = conn.execute(f"SELECT count(DISTINCT ticker) FROM {model.qualified}").fetchall()[0][0]
         else:
             tickers_touched = len(plan.tickers)
-        _finish(conn, build_id, "success", mode=plan.mode, watermarks=current, revisions=revisions,
-                tickers_touched=tickers_touched,
-                rows_written=rows_written)
+        finish_build(conn, build_id, "success", mode=plan.mode, watermarks=current, revisions=revisions,
+                     tickers_touched=tickers_touched, rows_written=rows_written)
         conn.execute("COMMIT")
     except BaseException as exc:
         _rollback_quietly(conn)
         try:
-            _finish(conn, build_id, "failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+            finish_build(conn, build_id, "failed", error=f"{type(exc).__name__}: {exc}"[:4000])
         except duckdb.Error:
             log.exception("could not mark gold build %s of %s as failed", build_id, name)
         raise

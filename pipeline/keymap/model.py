@@ -52,6 +52,14 @@ class DatasetIdentity:
     def key(self) -> str:
         return "|".join((self.domain, self.source, self.dataset, self.discriminator, self.ticker))
 
+    @classmethod
+    def from_key(cls, key: str) -> DatasetIdentity:
+        """The identity of a `key` string ('domain|source|dataset|discriminator|ticker')."""
+        parts = key.split("|")
+        if len(parts) != 5:
+            raise ValueError(f"not a dataset identity key: {key!r}")
+        return cls(*parts)
+
     def without_ticker(self) -> DatasetIdentity:
         return DatasetIdentity(self.domain, self.source, self.dataset, self.discriminator, "")
 
@@ -79,15 +87,14 @@ class DatasetWatermark:
     @classmethod
     def parse(cls, text: str) -> DatasetWatermark:
         ident_part, _, cov = text.partition("@")
-        parts = ident_part.split("|")
-        if len(parts) != 5 or not cov:
+        if len(ident_part.split("|")) != 5 or not cov:
             raise ValueError(f"not a dataset watermark: {text!r}")
         fields = dict(item.split("=", 1) for item in cov.split(";"))
 
         def date_or_none(v: str) -> dt.date | None:
             return dt.date.fromisoformat(v) if v else None
 
-        return cls(DatasetIdentity(*parts), date_or_none(fields.get("coverage_from", "")),
+        return cls(DatasetIdentity.from_key(ident_part), date_or_none(fields.get("coverage_from", "")),
                    date_or_none(fields.get("coverage_to", "")))
 
 

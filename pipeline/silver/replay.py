@@ -19,20 +19,12 @@ from pathlib import Path
 import duckdb
 
 from pipeline.keymap.model import Keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.silver.promote import PromotionError, PromotionResult, promote_files
 from pipeline.silver.schema import ensure_table, history_table, qualified
 
 BATCH_FILES = 5000
 
-RESET_LEDGER_SQL = """
-    UPDATE ops.file_ingestions
-    SET silver_status = NULL, silver_run_id = NULL, silver_rows_read = NULL, silver_inserted = NULL,
-        silver_updated = NULL, silver_unchanged = NULL, silver_rejected = NULL, silver_duplicates = NULL,
-        silver_coverage_from = NULL, silver_coverage_to = NULL, silver_started_at = NULL,
-        silver_finished_at = NULL, silver_error = NULL
-    WHERE silver_table = $table AND ($all_tickers OR ticker IN (SELECT unnest($tickers)))
-"""
 
 
 def replay(warehouse_or_conn, keymap: Keymap, bronze_root: Path, run_id: str, tables: Sequence[str] | None = None,
@@ -70,8 +62,8 @@ def _replay(conn: duckdb.DuckDBPyConnection, keymap: Keymap, bronze_root: Path, 
         spec = specs[table]
         ensure_table(conn, spec)
         _delete_scope(conn, table, tickers)
-        conn.execute(RESET_LEDGER_SQL, {"table": table, "all_tickers": tickers is None, "tickers": list(tickers or [])})
-        files = repository.promotable_files(conn, tables=[table], tickers=tickers)
+        file_ingestions.reset_silver(conn, table, tickers)
+        files = file_ingestions.promotable_files(conn, tables=[table], tickers=tickers)
         # Fetch order, so every version lands in history in the order the API published it.
         files.sort(key=lambda f: (f.fetched_at, f.file_id))
         for start in range(0, len(files), batch_files):

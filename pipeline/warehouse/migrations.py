@@ -5,6 +5,9 @@ lacks (pipeline.warehouse.dialect), and the recorded checksum stays the file's.
 
 A fresh database and an old one must end with the same history, so an applied migration may never change or
 disappear, and two files may not claim one version. Any of these stops the process with the file's name.
+
+This module is the only writer of `ops.schema_migrations`: migrations own their ledger, because they must run
+before any other `ops` table exists. Every other `ops.*` table is written only by `pipeline.ops`.
 """
 
 from __future__ import annotations

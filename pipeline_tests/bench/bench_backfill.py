@@ -146,7 +146,7 @@ def phase_library() -> dict:
     from pipeline.bronze.store import BronzeStore
     from pipeline.fmp.client import FmpClient
     from pipeline.keymap import load_keymap
-    from pipeline.ops import repository
+    from pipeline.ops import file_ingestions
     from pipeline.settings import load_settings
     from pipeline.silver.promote import promote_files
     from pipeline.warehouse.connection import Warehouse
@@ -163,7 +163,7 @@ def phase_library() -> dict:
     bronze_s = time.perf_counter() - started
     for table in sorted(keymap.tables()):
         with warehouse.connect() as conn:
-            files = repository.promotable_files(conn, tables=[table])
+            files = file_ingestions.promotable_files(conn, tables=[table])
         for i in range(0, len(files), BATCH_FILES):
             with warehouse.transaction() as conn:
                 promote_files(conn, keymap, table, files[i:i + BATCH_FILES], settings.bronze_dir, "bench-library-silver")

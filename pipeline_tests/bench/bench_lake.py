@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from pipeline.keymap import load_keymap
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
 from pipeline.warehouse.connection import Warehouse, retry_conflicts
@@ -54,7 +54,7 @@ def writer(target: str, data_path: str | None, workdir: Path, tickers: list[str]
 
         def promote_group():
             with warehouse.transaction(silver_scopes(TABLE, group)) as conn:
-                files = repository.promotable_files(conn, tables=[TABLE], tickers=group)
+                files = file_ingestions.promotable_files(conn, tables=[TABLE], tickers=group)
                 return promote_files(conn, keymap, TABLE, files, workdir / "bronze", "bench-lake")
 
         rows += retry_conflicts(promote_group, attempts=30, log_fn=count).rows_read

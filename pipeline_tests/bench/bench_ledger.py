@@ -196,9 +196,9 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
 
     from pipeline.definitions import build_definitions
     from pipeline.keymap import load_keymap
-    from pipeline.ops import repository
-    from pipeline.ops.status import status
+    from pipeline.ops import file_ingestions
     from pipeline.partitions import tickers_partitions
+    from pipeline.status import status
     from pipeline.warehouse.connection import Warehouse
 
     settings = _settings(data_dir)
@@ -241,7 +241,7 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
 
     def promotable():
         with warehouse.reader() as conn:
-            return repository.promotable_files(conn, tables=tables)
+            return file_ingestions.promotable_files(conn, tables=tables)
 
     times["promotable_files (all tables)"], files = _median(promotable, reps)
     notes["promotable_files (all tables)"] = f"{len(files):,} file(s)"
@@ -250,7 +250,8 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
         with warehouse.reader() as conn:
             out = {}
             for entry in keymap:
-                out.update(repository.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+                out.update(file_ingestions.latest_bronze_coverage(conn, entry.identity,
+                                                                  ticker_wildcard=entry.per_ticker))
             return out
 
     times["latest_bronze_coverage (27 entries)"], cov = _median(coverage, reps)

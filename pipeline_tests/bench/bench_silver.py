@@ -32,11 +32,11 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, new_file_id
+from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, file_record, new_file_id
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap import load_keymap
 from pipeline.keymap.model import DatasetIdentity
-from pipeline.ops import repository
+from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
 from pipeline.warehouse.connection import Warehouse
@@ -94,10 +94,10 @@ def generate(workdir: Path, tickers: int, windows: int, rows: int, warehouses: l
                 row_count=rows, coverage_from=start, coverage_to=start + dt.timedelta(days=rows - 1),
                 error_class=None, error_message=None, can_promote=True)
             path = store.write(env, journal="bench")
-            records.append(repository.file_record(env, path, TABLE))
+            records.append(file_record(env, path, TABLE))
     for warehouse in warehouses or [Warehouse(workdir / "warehouse.duckdb")]:
         with warehouse.transaction() as conn:
-            repository.register_files(conn, records)
+            file_ingestions.register_files(conn, records)
     store.close_journal("bench")
 
 
@@ -124,7 +124,7 @@ def _promote_all(workdir: Path, run_id: str) -> dict:
     keymap = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
     warehouse = Warehouse(workdir / "warehouse.duckdb")
     with warehouse.connect() as conn:
-        files = repository.promotable_files(conn, tables=[TABLE])
+        files = file_ingestions.promotable_files(conn, tables=[TABLE])
         conn.execute("SELECT 1 FROM read_json($p, format = 'auto') LIMIT 1",
                      {"p": [str(workdir / "bronze" / files[0].bronze_path)]})  # load the extension
     totals = dict.fromkeys(("rows_read", "inserted", "updated", "unchanged", "rejected", "duplicates"), 0)

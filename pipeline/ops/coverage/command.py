@@ -1,6 +1,6 @@
 """`pipeline coverage`: per dataset and ticker, what we hold, what failed, and where the real holes are.
 
-Read-only, with the same busy/missing behaviour and exit codes as `pipeline status` (pipeline.ops.status):
+Read-only, with the same busy/missing behaviour and exit codes as `pipeline status` (pipeline.ops.reader):
 0 printed (gaps are reported, not an error), 1 no warehouse yet or unknown `--dataset`, 3 busy.
 The ledger and Silver are read by `readers`, gaps found by `gaps`, and the table and HTML drawn by `report`.
 """
@@ -20,7 +20,7 @@ from pipeline.ops.coverage.gaps import fill_silver
 from pipeline.ops.coverage.model import SeriesCoverage
 from pipeline.ops.coverage.readers import IDENTITY_COLUMNS, ledger_series, silver_columns, silver_dates
 from pipeline.ops.coverage.report import format_table, render_html, summary_line
-from pipeline.ops.status import EXIT_NOTHING, EXIT_OK, run_readonly, wrap
+from pipeline.ops.reader import EXIT_NOTHING, EXIT_OK, run_readonly, wrap
 from pipeline.settings import Settings
 
 

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from pipeline.keymap.model import KeymapEntry
-from pipeline.ops.status import entry_label
+from pipeline.ops.reader import entry_label
 
 GAP_RULES = ("trading", "fiscal-q", "fiscal-y", "monthly", "quarterly")
 

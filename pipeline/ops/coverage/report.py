@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 
 from pipeline.ops.coverage.model import GAP_RULES, Month, SeriesCoverage
-from pipeline.ops.status import clip, wrap
+from pipeline.ops.reader import clip, wrap
 from pipeline.text_table import text_table
 
 MAX_HEATMAP_ROWS = 400

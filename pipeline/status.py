@@ -1,26 +1,16 @@
 """`pipeline status`: recent runs, one run's files, and what is due next (and why not). Read-only.
 
-Why it is shaped like this: while a run holds the DuckDB file read-write, no other process
-can even open it read-only. A status tool that waited would look hung exactly when people look at it (during
-a run), and one that opened the file read-write would block the run or migrate it. So status opens the
-warehouse read-only once, fails fast with a clear message and its own exit code when it is busy, never runs
-migrations, and prints from the ledger (`ops.runs`, `ops.file_ingestions`) and the dry-run planner.
-
-Exit codes (shared with `pipeline coverage`):
-  0  printed
-  1  nothing to show: the warehouse does not exist yet (run `pipeline demo` or `pipeline run`), it has no
-     ledger yet, or `--run` matched no run (or several)
-  2  configuration error (bad environment variable; raised by the CLI)
-  3  busy: a run is writing the warehouse; status does not wait, try again in a moment
+It prints from the ledger (`ops.runs`, `ops.file_ingestions`) and the Bronze dry-run planner, on a read-only
+connection that fails fast while a run writes the warehouse (see `pipeline.ops.reader` for why, and for the
+exit codes it shares with `pipeline coverage`). It lives outside `pipeline.ops` because it asks the Bronze
+planner what is due, and the ledger package never imports Bronze.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import sys
-import textwrap
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TextIO
 
 import duckdb
@@ -29,64 +19,14 @@ from pipeline.bronze.fetch import dry_run
 from pipeline.bronze.planner import PlanDecision
 from pipeline.keymap.loader import load_keymap
 from pipeline.keymap.model import KeymapEntry
-from pipeline.ops import repository
+from pipeline.ops.file_ingestions import file_ingestions_for_run
+from pipeline.ops.reader import EXIT_NOTHING, EXIT_OK, clip, entry_label, run_readonly, wrap
+from pipeline.ops.runs import get_run, run_overviews
 from pipeline.settings import Settings
 from pipeline.text_table import text_table
 from pipeline.universe import configured_tickers, universe_from_silver
-from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
-
-EXIT_OK = 0
-EXIT_NOTHING = 1
-EXIT_BUSY = 3
-
-WIDTH = 100
-BUSY_MESSAGE = ("the warehouse is being written by a run; {what} is read-only and will not wait "
-                "— try again in a moment")
-
-
-class NoLedger(RuntimeError):
-    """The warehouse file exists but its ops schema was never migrated (no run has written it yet)."""
-
-
-@contextmanager
-def ledger_reader(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection to a warehouse that has a ledger; raises WarehouseBusy/WarehouseMissing/NoLedger."""
-    with Warehouse.from_settings(settings).reader() as conn:
-        have = conn.execute("""
-            SELECT count(*) FROM information_schema.tables
-            WHERE table_schema = 'ops' AND table_name IN ('runs', 'file_ingestions')
-        """).fetchone()[0]
-        if have < 2:
-            raise NoLedger(f"warehouse {settings.warehouse_label} has no ops ledger yet")
-        yield conn
-
-
-def run_readonly(settings: Settings, what: str, body: Callable[[duckdb.DuckDBPyConnection], int],
-                 out: TextIO | None = None) -> int:
-    """Run `body` on a read-only ledger connection and map the ways that can fail to exit codes.
-
-    One place for the busy/missing behaviour, so status and coverage cannot drift apart.
-    """
-    out = out or sys.stdout
-    try:
-        with ledger_reader(settings) as conn:
-            return body(conn)
-    except WarehouseBusy:
-        print(f"pipeline {what}: " + BUSY_MESSAGE.format(what=what), file=sys.stderr)
-        return EXIT_BUSY
-    except (WarehouseMissing, NoLedger):
-        print(f"pipeline {what}: no warehouse at {settings.warehouse_label} yet.\n"
-              f"  Create it with `pipeline demo` (bundled sample data, no API key) or `pipeline run`\n"
-              f"  (set PIPELINE_DATA_DIR to look elsewhere).", file=out)
-        return EXIT_NOTHING
-
 
 # ---- formatting helpers -----------------------------------------------------------------------------------
-
-def clip(text: object, width: int) -> str:
-    """Fit text into a column: long values end in an ellipsis instead of breaking the table."""
-    s = "" if text is None else str(text)
-    return s if len(s) <= width else s[: max(0, width - 1)] + "…"
 
 
 def fmt_duration(started: dt.datetime | None, finished: dt.datetime | None) -> str:
@@ -106,15 +46,6 @@ def fmt_ts(value: dt.datetime | None) -> str:
 
 def fmt_int(value: object) -> str:
     return "-" if value is None else f"{int(value):,}"
-
-
-def entry_label(dataset: str, discriminator: str | None) -> str:
-    """`income-statement [annual]`: how a keymap entry is named in tables."""
-    return f"{dataset} [{discriminator}]" if discriminator else dataset
-
-
-def wrap(text: str, indent: int) -> list[str]:
-    return textwrap.wrap(text, WIDTH, initial_indent=" " * indent, subsequent_indent=" " * (indent + 2)) or [""]
 
 
 # ---- (a) recent runs ----------------------------------------------------------------------------------------
@@ -217,10 +148,10 @@ def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
             print(f"  {run_id}", file=out)
         return EXIT_NOTHING
     run_id = prefix if prefix in matches else matches[0]
-    run = repository.get_run(conn, run_id)
+    run = get_run(conn, run_id)
     if run:
         run = with_last_registered(conn, [run])[0]
-    files = repository.file_ingestions_for_run(conn, run_id)
+    files = file_ingestions_for_run(conn, run_id)
     print(f"Run {run_id}", file=out)
     if run:
         print(f"  job {job_name(run['job'])}, source {run['source_mode'] or '-'}, status {run['status']}, "
@@ -313,7 +244,7 @@ def status(settings: Settings, *, run_id: str | None = None, limit: int = 10, sh
     def body(conn: duckdb.DuckDBPyConnection) -> int:
         if run_id:
             return print_run(conn, run_id, out)
-        runs = with_last_registered(conn, repository.run_overviews(conn, limit=max(1, limit)))
+        runs = with_last_registered(conn, run_overviews(conn, limit=max(1, limit)))
         print(f"Warehouse {settings.warehouse_label}", file=out)
         print(f"\nRecent runs (newest first, up to {max(1, limit)}; `--run ID` shows a run's files)", file=out)
         for line in format_runs(runs):

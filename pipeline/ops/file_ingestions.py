@@ -1,11 +1,16 @@
-"""The ops ledger: writes and queries over `ops.file_ingestions`, `ops.runs` and `ops.gold_builds`.
+"""`ops.file_ingestions`, one row per Bronze file: its only writer, and the queries over it.
 
-Every function takes an open DuckDB connection, so the caller decides how long it lives (short, never during
-network I/O) and whether it is read-only. Set-based SQL throughout: the ledger grows to millions of rows.
+Bronze registers files (`register_files`), Silver promotion marks them promoted or failed (`mark_promoted`,
+`mark_failed`) and replay resets them (`reset_silver`); the planner, the sensors and Gold read coverage,
+promotable files and input watermarks from here. Every function takes an open DuckDB connection, so the caller
+decides how long it lives (short, never during network I/O), whether it is read-only and which transaction a
+write joins. Set-based SQL throughout: the ledger grows to millions of rows, so promotion hands over the name
+of a temp table it filled instead of a list of rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,50 +18,11 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
-from pipeline.bronze.envelope import BronzeEnvelope
 from pipeline.keymap.model import DatasetIdentity, DatasetWatermark
+from pipeline.ledger_types import Coverage, FileRecord
 from pipeline.warehouse.dialect import is_lake
 
-IDENTITY_COLUMNS = ("domain", "source", "dataset", "discriminator", "ticker")
-
-BRONZE_COLUMNS = (
-    "run_id", "file_id", "domain", "source", "dataset", "discriminator", "ticker", "bronze_path", "request_path",
-    "page", "as_of", "window_from", "window_to", "status_code", "error_class", "error_message", "bronze_rows", "bytes",
-    "body_sha256", "coverage_from", "coverage_to", "fetched_at", "elapsed_ms", "can_promote", "silver_table",
-)
-
-
-def file_record(envelope: BronzeEnvelope, bronze_path: str, silver_table: str | None) -> dict:
-    """The ledger row of one Bronze file (Bronze columns only)."""
-    ident = envelope.identity
-    return {
-        "run_id": envelope.run_id,
-        "file_id": envelope.file_id,
-        "domain": ident.domain,
-        "source": ident.source,
-        "dataset": ident.dataset,
-        "discriminator": ident.discriminator,
-        "ticker": ident.ticker,
-        "bronze_path": bronze_path,
-        "request_path": envelope.request.path,
-        "page": envelope.request.page,
-        "as_of": envelope.request.as_of,
-        "window_from": envelope.request.window_from,
-        "window_to": envelope.request.window_to,
-        "status_code": envelope.status_code,
-        "error_class": envelope.error_class,
-        "error_message": envelope.error_message,
-        "bronze_rows": envelope.row_count,
-        "bytes": envelope.bytes,
-        "body_sha256": envelope.body_sha256,
-        "coverage_from": envelope.coverage_from,
-        "coverage_to": envelope.coverage_to,
-        "fetched_at": envelope.fetched_at.astimezone(dt.UTC).replace(tzinfo=None),
-        "elapsed_ms": envelope.elapsed_ms,
-        "can_promote": envelope.can_promote,
-        "silver_table": silver_table,
-    }
-
+BRONZE_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
 
 _FRAME_TYPES = {
     "page": "Int64", "status_code": "Int64", "bronze_rows": "Int64", "bytes": "Int64", "elapsed_ms": "float64",
@@ -64,7 +30,7 @@ _FRAME_TYPES = {
 }
 
 
-def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[dict]) -> int:
+def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[FileRecord]) -> int:
     """Upsert ledger rows keyed by (run_id, file_id): a rerun updates, never duplicates. Returns rows written.
 
     A MERGE, not INSERT ... ON CONFLICT, because a DuckLake has no key to conflict on. There the new rows'
@@ -72,7 +38,7 @@ def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[dict]) -> 
     hold the lake's exclusive write lock."""
     if not records:
         return 0
-    frame = pd.DataFrame.from_records(list(records), columns=list(BRONZE_COLUMNS))
+    frame = pd.DataFrame.from_records([vars(r) for r in records], columns=list(BRONZE_COLUMNS))
     frame = frame.drop_duplicates(["run_id", "file_id"], keep="last")   # a MERGE source may name a row once
     for col, dtype in _FRAME_TYPES.items():
         frame[col] = frame[col].astype(dtype)
@@ -104,22 +70,12 @@ def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[dict]) -> 
 
 
 def registered_file_ids(conn: duckdb.DuckDBPyConnection, file_ids: Iterable[str]) -> set[str]:
+    """Which of these Bronze files already have a ledger row (orphan recovery registers the others)."""
     ids = list(file_ids)
     if not ids:
         return set()
     rows = conn.execute("SELECT file_id FROM ops.file_ingestions WHERE file_id IN (SELECT unnest(?))", [ids]).fetchall()
     return {r[0] for r in rows}
-
-
-@dataclass(frozen=True)
-class Coverage:
-    identity: DatasetIdentity
-    coverage_from: dt.date | None
-    coverage_to: dt.date | None
-    last_fetched_at: dt.datetime | None
-    files: int
-    last_as_of: dt.date | None = None   # planning date of the newest good fetch: cadence compares with this
-    first_window_from: dt.date | None = None   # start of the oldest good date window (a hole before it is missing)
 
 
 def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIdentity | None = None,
@@ -304,78 +260,8 @@ def promotable_files(conn: duckdb.DuckDBPyConnection, *, tables: Sequence[str] |
     return [PromotableFile(*r) for r in rows]
 
 
-# ---- runs -----------------------------------------------------------------------------------------------
-
-def record_run(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, source_mode: str | None,
-               status: str, requests: int = 0, skipped: int = 0, files: int = 0, rows: int = 0, errors: int = 0,
-               message: str | None = None, finished: bool = False) -> None:
-    """Create or update a run record; counts add up across the steps of one run."""
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    conn.execute("""
-        MERGE INTO ops.runs AS t
-        USING (SELECT $run_id AS run_id, $job AS job, $mode AS source_mode, $now AS started_at,
-                      CASE WHEN $finished THEN $now END AS finished_at, $status AS status,
-                      $requests AS requests, $skipped AS skipped, $files AS files, $rows AS rows,
-                      $errors AS errors, $message AS message) AS s
-        ON t.run_id = s.run_id
-        WHEN MATCHED THEN UPDATE SET
-            job = coalesce(s.job, t.job),
-            source_mode = coalesce(s.source_mode, t.source_mode),
-            finished_at = CASE WHEN $finished THEN $now ELSE t.finished_at END,
-            status = CASE WHEN t.status = 'failed' THEN 'failed'
-                          WHEN t.status = 'partial' AND s.status = 'success' THEN 'partial'
-                          ELSE s.status END,
-            requests = t.requests + s.requests,
-            skipped = t.skipped + s.skipped,
-            files = t.files + s.files,
-            rows = t.rows + s.rows,
-            errors = t.errors + s.errors,
-            message = coalesce(s.message, t.message)
-        WHEN NOT MATCHED THEN INSERT (run_id, job, source_mode, started_at, finished_at, status, requests, skipped,
-                                      files, rows, errors, message)
-            VALUES (s.run_id, s.job, s.source_mode, s.started_at, s.finished_at, s.status, s.requests, s.skipped,
-                    s.files, s.rows, s.errors, s.message)
-    """, {"run_id": run_id, "job": job, "mode": source_mode, "now": now, "finished": finished, "status": status,
-          "requests": requests, "skipped": skipped, "files": files, "rows": rows, "errors": errors, "message": message})
-
-
-RUN_OVERVIEW_SQL = """
-    WITH files AS (
-        SELECT run_id,
-               count(*)                                   AS files,
-               sum(bronze_rows)                           AS bronze_rows,
-               count(*) FILTER (WHERE error_class IS NOT NULL) AS file_errors,
-               count(*) FILTER (WHERE silver_status = 'promoted') AS promoted,
-               min(fetched_at) AS first_fetch, max(fetched_at) AS last_fetch
-        FROM ops.file_ingestions
-        WHERE run_id IN (SELECT run_id FROM ops.runs ORDER BY started_at DESC LIMIT $limit)
-        GROUP BY run_id
-    )
-    SELECT r.run_id, r.job, r.source_mode, r.status, r.started_at, r.finished_at, r.requests, r.skipped,
-           coalesce(f.files, 0) AS files, coalesce(f.bronze_rows, 0) AS bronze_rows,
-           coalesce(f.file_errors, 0) + 0 AS file_errors, r.errors, coalesce(f.promoted, 0) AS promoted, r.message
-    FROM ops.runs r LEFT JOIN files f USING (run_id)
-    ORDER BY r.started_at DESC
-    LIMIT $limit
-"""
-
-
-def run_overviews(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
-    """Recent runs, newest first, with file counts from the ledger (only the shown runs are aggregated)."""
-    cur = conn.execute(RUN_OVERVIEW_SQL, {"limit": limit})
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
-
-
-def get_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
-    cur = conn.execute("SELECT * FROM ops.runs WHERE run_id = ?", [run_id])
-    row = cur.fetchone()
-    if row is None:
-        return None
-    return dict(zip([d[0] for d in cur.description], row))
-
-
 def file_ingestions_for_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
+    """The files a run fetched or promoted, for `pipeline status --run`."""
     cur = conn.execute("""
         SELECT ingestion_id, file_id, domain, dataset, discriminator, ticker, status_code, error_class, bronze_rows,
                coverage_from, coverage_to, can_promote, silver_table, silver_status, silver_inserted, silver_updated,
@@ -384,3 +270,59 @@ def file_ingestions_for_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> lis
     """, [run_id, run_id])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+# ---- Silver promotion ------------------------------------------------------------------------------------
+
+MARK_PROMOTED_SQL = """
+    UPDATE ops.file_ingestions AS l
+    SET silver_status = 'promoted', silver_run_id = $run_id,
+        silver_rows_read = s.rows_read, silver_inserted = s.inserted, silver_updated = s.updated,
+        silver_unchanged = s.unchanged, silver_rejected = s.rejected, silver_duplicates = s.duplicates,
+        silver_coverage_from = s.coverage_from, silver_coverage_to = s.coverage_to,
+        silver_started_at = $started_at, silver_finished_at = $finished_at, silver_error = NULL
+    FROM {stats} AS s
+    WHERE l.file_id = s.file_id
+"""
+
+MARK_FAILED_SQL = """
+    UPDATE ops.file_ingestions AS l
+    SET silver_status = 'failed', silver_run_id = $run_id,
+        silver_rows_read = NULL, silver_inserted = NULL, silver_updated = NULL, silver_unchanged = NULL,
+        silver_rejected = NULL, silver_duplicates = NULL, silver_coverage_from = NULL, silver_coverage_to = NULL,
+        silver_started_at = $started_at, silver_finished_at = $finished_at, silver_error = f.problem
+    FROM {files} AS f
+    WHERE l.file_id = f.file_id AND f.problem IS NOT NULL
+"""
+
+RESET_SILVER_SQL = """
+    UPDATE ops.file_ingestions
+    SET silver_status = NULL, silver_run_id = NULL, silver_rows_read = NULL, silver_inserted = NULL,
+        silver_updated = NULL, silver_unchanged = NULL, silver_rejected = NULL, silver_duplicates = NULL,
+        silver_coverage_from = NULL, silver_coverage_to = NULL, silver_started_at = NULL,
+        silver_finished_at = NULL, silver_error = NULL
+    WHERE silver_table = $table AND ($all_tickers OR ticker IN (SELECT unnest($tickers)))
+"""
+
+
+def mark_promoted(conn: duckdb.DuckDBPyConnection, stats_table: str, *, run_id: str, started_at: dt.datetime,
+                  finished_at: dt.datetime) -> None:
+    """Mark the files of `stats_table` promoted, with its counts.
+
+    `stats_table` (filled by the caller) has one row per file: file_id, rows_read, inserted, updated, unchanged,
+    rejected, duplicates, coverage_from, coverage_to.
+    """
+    conn.execute(MARK_PROMOTED_SQL.format(stats=stats_table),
+                 {"run_id": run_id, "started_at": started_at, "finished_at": finished_at})
+
+
+def mark_failed(conn: duckdb.DuckDBPyConnection, files_table: str, *, run_id: str, started_at: dt.datetime,
+                finished_at: dt.datetime) -> None:
+    """Mark failed the files of `files_table` (file_id, problem) whose `problem` is set; it becomes silver_error."""
+    conn.execute(MARK_FAILED_SQL.format(files=files_table),
+                 {"run_id": run_id, "started_at": started_at, "finished_at": finished_at})
+
+
+def reset_silver(conn: duckdb.DuckDBPyConnection, table: str, tickers: Sequence[str] | None) -> None:
+    """Forget the promotion of every file of `table` (of `tickers` only, when given): replay promotes them again."""
+    conn.execute(RESET_SILVER_SQL, {"table": table, "all_tickers": tickers is None, "tickers": list(tickers or [])})

@@ -1,0 +1,92 @@
+"""`ops.runs`, one row per pipeline run: its only writer, and the run overviews `pipeline status` prints.
+
+A run's row is written by Bronze as it fetches, by the Dagster assets as they finish, and by the runner when
+it closes out runs whose process died. Counts add up across the steps of one run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import duckdb
+
+
+def record_run(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, source_mode: str | None,
+               status: str, requests: int = 0, skipped: int = 0, files: int = 0, rows: int = 0, errors: int = 0,
+               message: str | None = None, finished: bool = False) -> None:
+    """Create or update a run record; counts add up across the steps of one run."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    conn.execute("""
+        MERGE INTO ops.runs AS t
+        USING (SELECT $run_id AS run_id, $job AS job, $mode AS source_mode, $now AS started_at,
+                      CASE WHEN $finished THEN $now END AS finished_at, $status AS status,
+                      $requests AS requests, $skipped AS skipped, $files AS files, $rows AS rows,
+                      $errors AS errors, $message AS message) AS s
+        ON t.run_id = s.run_id
+        WHEN MATCHED THEN UPDATE SET
+            job = coalesce(s.job, t.job),
+            source_mode = coalesce(s.source_mode, t.source_mode),
+            finished_at = CASE WHEN $finished THEN $now ELSE t.finished_at END,
+            status = CASE WHEN t.status = 'failed' THEN 'failed'
+                          WHEN t.status = 'partial' AND s.status = 'success' THEN 'partial'
+                          ELSE s.status END,
+            requests = t.requests + s.requests,
+            skipped = t.skipped + s.skipped,
+            files = t.files + s.files,
+            rows = t.rows + s.rows,
+            errors = t.errors + s.errors,
+            message = coalesce(s.message, t.message)
+        WHEN NOT MATCHED THEN INSERT (run_id, job, source_mode, started_at, finished_at, status, requests, skipped,
+                                      files, rows, errors, message)
+            VALUES (s.run_id, s.job, s.source_mode, s.started_at, s.finished_at, s.status, s.requests, s.skipped,
+                    s.files, s.rows, s.errors, s.message)
+    """, {"run_id": run_id, "job": job, "mode": source_mode, "now": now, "finished": finished, "status": status,
+          "requests": requests, "skipped": skipped, "files": files, "rows": rows, "errors": errors, "message": message})
+
+
+RUN_OVERVIEW_SQL = """
+    WITH files AS (
+        SELECT run_id,
+               count(*)                                   AS files,
+               sum(bronze_rows)                           AS bronze_rows,
+               count(*) FILTER (WHERE error_class IS NOT NULL) AS file_errors,
+               count(*) FILTER (WHERE silver_status = 'promoted') AS promoted,
+               min(fetched_at) AS first_fetch, max(fetched_at) AS last_fetch
+        FROM ops.file_ingestions
+        WHERE run_id IN (SELECT run_id FROM ops.runs ORDER BY started_at DESC LIMIT $limit)
+        GROUP BY run_id
+    )
+    SELECT r.run_id, r.job, r.source_mode, r.status, r.started_at, r.finished_at, r.requests, r.skipped,
+           coalesce(f.files, 0) AS files, coalesce(f.bronze_rows, 0) AS bronze_rows,
+           coalesce(f.file_errors, 0) + 0 AS file_errors, r.errors, coalesce(f.promoted, 0) AS promoted, r.message
+    FROM ops.runs r LEFT JOIN files f USING (run_id)
+    ORDER BY r.started_at DESC
+    LIMIT $limit
+"""
+
+
+def run_overviews(conn: duckdb.DuckDBPyConnection, limit: int = 20) -> list[dict]:
+    """Recent runs, newest first, with file counts from the ledger (only the shown runs are aggregated)."""
+    cur = conn.execute(RUN_OVERVIEW_SQL, {"limit": limit})
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def get_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
+    """One run's row as a dict, or None."""
+    cur = conn.execute("SELECT * FROM ops.runs WHERE run_id = ?", [run_id])
+    row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip([d[0] for d in cur.description], row))
+
+
+def fail_abandoned(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
+    """Mark failed the runs among `run_ids` still 'running': their process died before they finished."""
+    conn.execute("""
+        UPDATE ops.runs
+        SET status = 'failed', finished_at = now() AT TIME ZONE 'UTC',
+            message = coalesce(message || '; ', '') || 'abandoned: the process died before the run finished'
+        WHERE status = 'running' AND run_id IN (SELECT unnest(?))
+    """, [list(run_ids)])
