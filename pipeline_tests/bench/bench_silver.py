@@ -32,7 +32,12 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, file_record, new_file_id
+from pipeline.bronze.envelope import (
+    BronzeEnvelope,
+    RequestInfo,
+    file_record,
+    new_file_id,
+)
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap import load_keymap
 from pipeline.keymap.model import DatasetIdentity

@@ -1,0 +1,106 @@
+"""pipeline.log.get_logger: level by ENV, one set of handlers, a dated file under the data folder, no key in output."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pipeline.log import get_logger
+from pipeline.settings import Settings
+from pipeline_tests.support import KEY
+
+
+@pytest.fixture
+def name() -> str:
+    """A fresh logger name per test, cleaned up afterwards so handlers never leak between tests."""
+    # not under "pipeline": handlers another test configured there (with another key) would also see the records
+    logger_name = f"test_log.{uuid.uuid4().hex}"
+    yield logger_name
+    logger = logging.getLogger(logger_name)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def settings(tmp_path: Path, env: str = "PROD", key: str | None = KEY) -> Settings:
+    return Settings(fmp_api_key=key, data_dir=tmp_path / "data", env=env)
+
+
+def log_file(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "logs" / f"pipeline-{dt.date.today().isoformat()}.log"
+
+
+def flush(logger: logging.Logger) -> None:
+    for handler in logger.handlers:
+        handler.flush()
+
+
+@pytest.mark.parametrize(("env", "level"), [("DEV", logging.INFO), ("PROD", logging.WARNING), ("TEST", logging.WARNING)])
+def test_level_follows_env(tmp_path: Path, name: str, env: str, level: int) -> None:
+    assert get_logger(name, settings(tmp_path, env)).level == level
+
+
+def test_dev_logs_info_prod_does_not(tmp_path: Path, name: str) -> None:
+    logger = get_logger(name, settings(tmp_path, "PROD"))
+    logger.info("hidden info line")
+    logger.warning("visible warning line")
+    flush(logger)
+    text = log_file(tmp_path).read_text()
+    assert "visible warning line" in text and "hidden info line" not in text
+
+
+def test_calling_twice_adds_no_handlers(tmp_path: Path, name: str) -> None:
+    s = settings(tmp_path)
+    first = get_logger(name, s)
+    count = len(first.handlers)
+    assert count == 2
+    second = get_logger(name, s)
+    assert second is first and len(second.handlers) == count
+    # New settings replace the handlers instead of stacking more.
+    third = get_logger(name, settings(tmp_path / "other"))
+    assert len(third.handlers) == count
+    third.warning("one line")
+    flush(third)
+    assert log_file(tmp_path / "other").read_text().count("one line") == 1
+
+
+def test_file_created_under_data_folder(tmp_path: Path, name: str) -> None:
+    logger = get_logger(name, settings(tmp_path))
+    assert log_file(tmp_path).is_file()
+    logger.error("stored %s", "here")
+    flush(logger)
+    assert "stored here" in log_file(tmp_path).read_text()
+
+
+def test_key_scrubbed_from_message_args_url_and_traceback(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    logger = get_logger(name, settings(tmp_path))
+    logger.warning("key is %s", KEY)
+    logger.warning("GET https://x/stable/quote?symbol=AAPL&apikey=someOtherKey123&limit=1")
+    try:
+        raise RuntimeError(f"boom with {KEY}")
+    except RuntimeError:
+        logger.exception("failed")
+    # A child logger's records propagate to the same handlers and are scrubbed too.
+    logging.getLogger(f"{name}.child").warning("child %s", KEY)
+    flush(logger)
+    text = log_file(tmp_path).read_text()
+    console = capsys.readouterr().err
+    for output in (text, console):
+        assert KEY not in output
+        assert "someOtherKey123" not in output
+        assert "apikey=***" in output
+        assert "boom with ***" in output
+        assert "child ***" in output
+        assert "&limit=1" in output  # only the key value is replaced
+
+
+def test_no_key_set_still_scrubs_apikey_param(tmp_path: Path, name: str) -> None:
+    logger = get_logger(name, settings(tmp_path, key=None))
+    logger.warning("url ?apikey=abc123")
+    flush(logger)
+    text = log_file(tmp_path).read_text()
+    assert "abc123" not in text and "apikey=***" in text

@@ -1,0 +1,280 @@
+"""End-to-end through real Dagster: definitions load, materializations on the sample source, sensors, schedule,
+and the `dagster` CLI in a subprocess. Each test uses its own data folder and Dagster instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipeline.assets import bronze_key, gold_key, silver_key
+from pipeline.partitions import tickers_partitions
+from pipeline.settings import PROJECT_ROOT
+from pipeline_tests.support import (
+    E2E_AS_OF,
+    E2E_TICKERS,
+    make_env,
+    materialize,
+    range_tags,
+)
+
+AS_OF, TICKERS = E2E_AS_OF, E2E_TICKERS
+
+
+def test_definitions_load_and_validate(setup):
+    settings, keymap, defs, instance = setup
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert "bronze/prices/historical-price-eod" in keys
+    assert "bronze/economics/economic-indicators__GDP" in keys
+    assert "silver/fmp_price_eod" in keys and "gold/fact_valuation_daily" in keys
+    assert len([k for k in keys if k.startswith("bronze/")]) == len(keymap)
+    # every per-ticker asset uses the one `tickers` definition and a single-run backfill policy
+    for entry in keymap.per_ticker_entries():
+        node = graph.get(bronze_key(entry))
+        assert node.partitions_def == tickers_partitions
+        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+    assert graph.get(silver_key("fmp_price_eod")).partitions_def == tickers_partitions
+    sensor_names = {s.name for s in defs.sensors}
+    assert {"ticker_universe_sensor", "silver_promotion_sensor", "gold_promotion_sensor"} <= sensor_names
+    assert {s.name for s in defs.schedules} == {"daily_refresh"}
+
+
+def test_partition_mappings_resolve(setup):
+    """validate_loadable does not resolve partition mappings; resolve every edge for a sample key."""
+    from dagster._core.definitions.partitions.context import partition_loading_context
+
+    settings, keymap, defs, instance = setup
+    graph = defs.resolve_asset_graph()
+    with partition_loading_context(dynamic_partitions_store=instance):
+        for key in graph.get_all_asset_keys():
+            node = graph.get(key)
+            for parent in node.parent_keys:
+                if graph.get(parent).partitions_def is None:
+                    continue
+                pk = "AAPL" if node.partitions_def is not None else None
+                assert graph.get_parent_partition_keys_for_child(pk, parent, key)
+
+
+def test_bronze_for_three_tickers_with_materialize(setup):
+    settings, keymap, defs, instance = setup
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    profile = next(e for e in keymap if e.dataset == "profile")
+    result = materialize(defs, instance, [bronze_key(eod), bronze_key(profile)], range_tags("AAPL", "NVDA"))
+    assert result.success
+    mats = result.get_asset_materialization_events()
+    partitions = {(m.asset_key.to_user_string(), m.partition) for m in mats}
+    assert {("bronze/prices/historical-price-eod", t) for t in TICKERS} <= partitions
+    meta = next(m.materialization.metadata for m in mats if m.asset_key == bronze_key(eod))
+    assert meta["requests"].value == 3 and meta["dagster/row_count"].value > 3 * 1000
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        n, tick = con.execute("SELECT count(*), count(DISTINCT ticker) FROM ops.file_ingestions "
+                              "WHERE dataset = 'historical-price-eod' AND can_promote").fetchone()
+    finally:
+        con.close()
+    assert (n, tick) == (3, 3)
+    # the run log says where data came from
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("bundled sample source" in (m or "") for m in logs)
+
+    # a second run the same day: nothing is due, and the metadata says why
+    again = materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA"))
+    assert again.success
+    meta2 = again.get_asset_materialization_events()[0].materialization.metadata
+    assert meta2["requests"].value == 0
+    assert meta2["skipped"].value == {"not_due": 3}
+
+
+def test_full_graph_sensors_and_checks(setup):
+    settings, keymap, defs, instance = setup
+    global_bronze = [bronze_key(e) for e in keymap.global_entries()]
+    ticker_bronze = [bronze_key(e) for e in keymap.per_ticker_entries()]
+    assert materialize(defs, instance, global_bronze).success
+    assert materialize(defs, instance, ticker_bronze, range_tags("AAPL", "NVDA")).success
+
+    # the promotion sensor sees the waiting files and batches them into two runs (global, per ticker)
+    sensor = next(s for s in defs.sensors if s.name == "silver_promotion_sensor")
+    ctx = dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    tick = sensor.evaluate_tick(ctx)
+    keys = sorted(r.run_key for r in tick.run_requests)
+    assert len(keys) == 2 and keys[0].startswith("silver:global:") and keys[1].startswith("silver:per_ticker:")
+    per_ticker_req = next(r for r in tick.run_requests if r.run_key.startswith("silver:per_ticker"))
+    assert per_ticker_req.tags["dagster/asset_partition_range_start"] == "AAPL"
+    assert set(per_ticker_req.asset_selection) == {silver_key(e.silver.table) for e in keymap.per_ticker_entries()}
+    # same files, next tick: the same run keys, which Dagster never launches twice
+    tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert sorted(r.run_key for r in tick2.run_requests) == keys
+    # a run for that work failed: after a pause the retry gets a new key (a reused key would be skipped forever)
+    @dg.asset(name="always_fails")
+    def always_fails():
+        raise RuntimeError("promotion crashed")
+
+    work = per_ticker_req.tags["pipeline/work"]
+    assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/scope": "silver:per_ticker"},
+                              raise_on_error=False).success
+    tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert {r.tags["pipeline/scope"] for r in tick3.run_requests} == {"silver:global"}
+    import pipeline.sensors as sensors
+
+    later = sensors.now() + sensors.RETRY_BASE_S + 1
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sensors, "now", lambda: later)
+        tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert f"{work}:retry-1" in {r.run_key for r in tick3.run_requests}
+
+    # promote as the sensor asked
+    silver_global = sorted({silver_key(e.silver.table) for e in keymap.global_entries()}, key=str)
+    silver_ticker = sorted({silver_key(e.silver.table) for e in keymap.per_ticker_entries()}, key=str)
+    r1 = materialize(defs, instance, silver_global)
+    r2 = materialize(defs, instance, silver_ticker, range_tags("AAPL", "NVDA"))
+    assert r1.success and r2.success
+    failed = [(e.asset_key.to_user_string(), e.check_name) for r in (r1, r2)
+              for e in r.get_asset_check_evaluations() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    assert failed == []
+    evaluated = {(e.asset_key.to_user_string(), e.check_name) for e in r2.get_asset_check_evaluations()}
+    assert ("silver/fmp_price_eod", "key_unique") in evaluated and ("silver/fmp_price_eod", "reconciliation") in evaluated
+
+    # gold sensor: every gold asset has moved inputs before its first build
+    gold_sensor = next(s for s in defs.sensors if s.name == "gold_promotion_sensor")
+    gt = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert len(gt.run_requests) == 1
+    gold_keys = set(gt.run_requests[0].asset_selection)
+    assert gold_key("fact_price_daily") in gold_keys
+    r3 = materialize(defs, instance, sorted(gold_keys, key=str))
+    assert r3.success
+    gold_failed = [(e.asset_key.to_user_string(), e.check_name) for e in r3.get_asset_check_evaluations() if not e.passed]
+    assert gold_failed == []
+    # nothing moved now: the gold sensor skips with a reason
+    gt2 = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert not gt2.run_requests and "no Gold input watermark moved" in (gt2.skip_message or "")
+
+
+def test_universe_sensor_and_schedule(setup):
+    settings, keymap, defs, instance = setup
+    sensor = next(s for s in defs.sensors if s.name == "ticker_universe_sensor")
+    # PIPELINE_TICKERS pins the universe: with all three already present the sensor skips
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert not tick.dynamic_partitions_requests and "are the partitions" in tick.skip_message
+    instance.delete_dynamic_partition(tickers_partitions.name, "NVDA")
+    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
+
+    schedule = next(s for s in defs.schedules if s.name == "daily_refresh")
+    when = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    data = schedule.evaluate_tick(ctx)
+    keys = [r.run_key for r in data.run_requests]
+    assert keys == ["daily:2026-11-20:global", "daily:2026-11-20:tickers:0"]   # two runs, never one per ticker
+    ticker_run = data.run_requests[1]
+    assert ticker_run.tags["dagster/asset_partition_range_start"] == "AAPL"
+    assert ticker_run.tags["dagster/asset_partition_range_end"] == "MSFT"   # NVDA was removed above
+
+
+@pytest.mark.slow
+def test_dagster_cli_materializes_bronze(tmp_path):
+    env = {**os.environ, **make_env(tmp_path), "DAGSTER_HOME": str(tmp_path / "home")}
+    env.pop("FMP_API_KEY", None)
+    Path(env["DAGSTER_HOME"]).mkdir()
+    (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
+    # the partitions must exist in the instance the CLI uses
+    subprocess.run([sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
+                    f"'tickers', {TICKERS!r})"], env=env, check=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "bronze/prices/historical-price-eod",
+         "--partition-range", "AAPL...NVDA"],
+        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]   # e.g. a superseded command
+    con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
+    try:
+        tickers = {r[0] for r in con.execute("SELECT DISTINCT ticker FROM ops.file_ingestions").fetchall()}
+    finally:
+        con.close()
+    assert tickers == set(TICKERS)
+
+
+@pytest.mark.slow
+def test_dg_check_defs(tmp_path):
+    """What CI users run to gate a change: `dg check defs` loads and validates the project's definitions."""
+    env = {**os.environ, "PIPELINE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text("")
+    proc = subprocess.run([str(Path(sys.executable).parent / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "All definitions loaded successfully" in proc.stdout + proc.stderr
+    assert "Warning" not in proc.stdout + proc.stderr   # no superseded command, no venv mismatch
+
+
+def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
+    """A Silver step that raises fails its run and leaves a failed row in ops.runs, which `pipeline status` lists."""
+    import pipeline.silver.promote as promote
+
+    settings, keymap, defs, instance = setup
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    assert materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA")).success
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(promote, "promote_files", broken)
+    result = materialize(defs, instance, [silver_key("fmp_price_eod")], range_tags("AAPL", "NVDA"))
+    assert not result.success
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        status, message = con.execute("SELECT status, message FROM ops.runs WHERE run_id = ?", [result.run_id]).fetchone()
+        waiting = con.execute("SELECT count(*) FROM ops.file_ingestions WHERE silver_status IS NULL").fetchone()[0]
+    finally:
+        con.close()
+    assert status == "failed" and "silver.fmp_price_eod" in message and "disk full" in message
+    assert waiting == 3   # nothing was lost: the files still wait for promotion
+
+
+def test_the_instance_always_gets_the_projects_current_dagster_yaml(tmp_path):
+    """`make ui` and `pipeline` install the project's dagster.yaml in DAGSTER_HOME every time it changed."""
+    from pipeline.cli import sync_instance_config
+
+    current = (PROJECT_ROOT / "dagster.yaml").read_text()
+    home = tmp_path / "home"
+    home.mkdir()
+    assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
+    assert not sync_instance_config(home)                      # unchanged: nothing written
+    stale = current.replace("free_slots_after_run_end_seconds", "# (an older file)\n  old_key")
+    (home / "dagster.yaml").write_text(stale)                   # written by an older checkout
+    assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")   # someone's own instance settings
+    assert not sync_instance_config(home) and "enabled: true" in (home / "dagster.yaml").read_text()
+
+
+def test_assets_carry_code_versions_tags_and_gold_schemas_before_any_run(setup):
+    """The UI shows what defines each asset before anything ran: a code version that moves only when the keymap
+    entry or the Gold SQL changes, the keymap's tags, and the Gold tables' declared columns."""
+    import dataclasses
+
+    from pipeline.assets import code_version, entry_fingerprint
+    from pipeline.gold.models import MODELS
+
+    settings, keymap, defs, instance = setup
+    graph = defs.resolve_asset_graph()
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    node = graph.get(bronze_key(eod))
+    assert node.code_version == code_version(entry_fingerprint(eod))
+    assert code_version(entry_fingerprint(dataclasses.replace(eod, index=eod.index + 7))) == node.code_version
+    changed = dataclasses.replace(eod, recipe=dataclasses.replace(eod.recipe, min_age_days=eod.recipe.min_age_days + 1))
+    assert code_version(entry_fingerprint(changed)) != node.code_version
+    assert node.tags["domain"] == "prices" and node.tags["ticker_scope"] == "per_ticker"
+    assert graph.get(silver_key("fmp_price_eod")).code_version
+    gold = graph.get(gold_key("fact_price_daily"))
+    model = MODELS["fact_price_daily"]
+    assert gold.code_version == code_version(model)
+    assert code_version(dataclasses.replace(model, sql=model.sql + "\n")) != gold.code_version
+    columns = gold.metadata["dagster/column_schema"].columns
+    assert [c.name for c in columns] == list(model.column_names)
+    assert instance.get_latest_materialization_event(gold_key("fact_price_daily")) is None   # nothing ran yet
