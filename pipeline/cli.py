@@ -19,7 +19,6 @@ from pipeline.keymap.loader import KeymapError
 from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from pipeline.warehouse.migrations import MigrationError
 
-
 PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."   # first words of ./dagster.yaml
 
 

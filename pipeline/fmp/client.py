@@ -129,8 +129,8 @@ def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> floa
         except (TypeError, ValueError, IndexError):
             return None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
-        seconds = (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = (when - (now or dt.datetime.now(dt.UTC))).total_seconds()
     if not math.isfinite(seconds) or seconds <= 0:
         return None
     return seconds
@@ -317,7 +317,7 @@ class FmpClient:
             log.info("GET %s: %s, retry %d/%d in %.2fs", recorded_url, self.redact(verdict.message or ""),
                      attempts, self.max_retries, delay)
             self._sleep(delay)
-        fetched_at = dt.datetime.now(dt.timezone.utc)
+        fetched_at = dt.datetime.now(dt.UTC)
         error_detail = verdict.detail
         if verdict.error_class == "rate_limited" and verdict.retryable:
             # "Limit Reach" through every retry, backoff included: read as the daily quota, not the minute's

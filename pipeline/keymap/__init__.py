@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from pipeline.keymap.loader import KeymapError, load_keymap, parse_keymap, snake_to_camel
 from pipeline.keymap.model import (
     COLUMN_TYPES,

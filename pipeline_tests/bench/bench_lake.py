@@ -52,7 +52,7 @@ def writer(target: str, data_path: str | None, workdir: Path, tickers: list[str]
     for i in range(0, len(tickers), GROUP):
         group = tickers[i:i + GROUP]
 
-        def promote_group():
+        def promote_group(group: list[str] = group):
             with warehouse.transaction(silver_scopes(TABLE, group)) as conn:
                 files = file_ingestions.promotable_files(conn, tables=[TABLE], tickers=group)
                 return promote_files(conn, keymap, TABLE, files, workdir / "bronze", "bench-lake")

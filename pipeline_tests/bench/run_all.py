@@ -150,8 +150,9 @@ BENCHES: dict[str, Callable[[bool], list[Line]]] = {
 
 def print_summary(lines: list[Line]) -> None:
     head = ("benchmark", "value", "target", "met?")
-    cells = [(f"{l.bench}: {l.measure}", l.value, l.target, "-" if l.met is None else ("yes" if l.met else "NO"))
-             for l in lines]
+    cells = [(f"{line.bench}: {line.measure}", line.value, line.target,
+              "-" if line.met is None else ("yes" if line.met else "NO"))
+             for line in lines]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
     fmt = " | ".join(f"{{:<{w}}}" for w in widths)
     print(fmt.format(*head))
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         print("(quick mode: smaller inputs; the targets are stated for the full benches)")
     if crashed:
         return 2
-    if args.strict and any(l.met is False for l in lines):
+    if args.strict and any(line.met is False for line in lines):
         return 1
     return 0
 

@@ -152,7 +152,7 @@ def span_days(params: Mapping[str, str]) -> int:
 def assert_contiguous(windows: list[tuple[dt.date, dt.date]], start: dt.date, end: dt.date, max_days: int) -> None:
     windows = sorted(windows)
     assert windows[0][0] == start and windows[-1][1] == end
-    for (a, b), (c, _) in zip(windows, windows[1:]):
+    for (_a, b), (c, _) in zip(windows, windows[1:]):
         assert c == b + dt.timedelta(days=1), f"gap or overlap between windows ending {b} and starting {c}"
     assert all((b - a).days + 1 <= max_days for a, b in windows)
 
@@ -665,7 +665,7 @@ def test_window_reaching_the_row_cap_is_split_and_refetched(tmp_path):
     assert min(e.coverage_from for e in envelopes) <= dt.date(2000, 1, 7)
     assert max(e.coverage_to for e in envelopes) == dt.date(2026, 11, 20)
     windows = sorted((e.request.window_from, e.request.window_to) for e in envelopes)
-    for (a1, b1), (a2, _b2) in zip(windows, windows[1:]):
+    for (_a1, b1), (a2, _b2) in zip(windows, windows[1:]):
         assert a2 == b1 + dt.timedelta(days=1)   # contiguous, no hole
 
 

@@ -130,7 +130,7 @@ def test_retry_after_is_capped(server: FakeFmpServer) -> None:
 
 
 def test_parse_retry_after_forms() -> None:
-    now = dt.datetime(2025, 1, 3, 12, 0, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2025, 1, 3, 12, 0, 0, tzinfo=dt.UTC)
     assert parse_retry_after("7", now) == 7.0
     assert parse_retry_after("Fri, 03 Jan 2025 12:00:30 GMT", now) == pytest.approx(30.0)
     for junk in (None, "", "0", "-1", "later", "inf", "Fri, 03 Jan 2025 11:00:00 GMT"):

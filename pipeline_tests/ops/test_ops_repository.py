@@ -37,9 +37,12 @@ def conn(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         yield c
 
 
+APRIL_1 = D(2024, 4, 1)
+
+
 def envelope(identity: DatasetIdentity, *, run_id: str = "run-1", coverage: tuple[dt.date | None, dt.date | None] = (None, None),
              error_class: str | None = None, can_promote: bool | None = None, fetched_at: dt.datetime = T0,
-             rows: int = 3, as_of: dt.date | None = D(2024, 4, 1),
+             rows: int = 3, as_of: dt.date | None = APRIL_1,
              window: tuple[dt.date | None, dt.date | None] | None = None) -> BronzeEnvelope:
     return support.envelope(identity, run_id=run_id, coverage=coverage, window=window, as_of=as_of, fetched_at=fetched_at,
                             error_class=error_class, can_promote=can_promote, rows=rows if error_class is None else 0)
