@@ -49,7 +49,8 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
         retry_policy=BRONZE_RETRY,
     )
-    def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource, fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
+    def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource,
+                fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
         selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
         tickers = partition_tickers(context) or []
         if fmp.uses_sample_source:
@@ -71,7 +72,8 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
             kinds = report.failure_kinds
             transient = kinds <= TRANSIENT_ERRORS
             raise dg.Failure(
-                description=f"{report.hard_failures} Bronze request(s) failed after retries ({', '.join(sorted(kinds))}); "
+                description=f"{report.hard_failures} Bronze request(s) failed after retries "
+                            f"({', '.join(sorted(kinds))}); "
                             "everything that succeeded was written and registered"
                             + ("; the step is retried later" if transient else "") + ". First failures:\n"
                             + "\n".join(report.first_failures(10)),
@@ -99,8 +101,10 @@ def build_bronze_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDef
     out = []
     per_ticker = list(keymap.per_ticker_entries())
     global_ = list(keymap.global_entries())
+    everything = list(keymap)
     if per_ticker:
-        out.append(build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True, all_entries=list(keymap)))
+        out.append(build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True,
+                                      all_entries=everything))
     if global_:
-        out.append(build_bronze_asset("bronze_global", global_, settings, per_ticker=False, all_entries=list(keymap)))
+        out.append(build_bronze_asset("bronze_global", global_, settings, per_ticker=False, all_entries=everything))
     return out

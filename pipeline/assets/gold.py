@@ -28,7 +28,8 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
               tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
               pool=writer_pool(settings.uses_lake), code_version=code_version(model),
               description=(model.description or name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
-              metadata={"dagster/table_name": f"warehouse.gold.{name}", "dagster/column_schema": gold_column_schema(model),
+              metadata={"dagster/table_name": f"warehouse.gold.{name}",
+                        "dagster/column_schema": gold_column_schema(model),
                         "key": dg.MetadataValue.json(list(model.key))})
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as conn:
@@ -40,7 +41,8 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
                 record_failure(warehouse, context, f"gold.{name}: {type(exc).__name__}: {exc}")
                 raise
             record_step(conn, context.run_id, job=context.job_name, rows=result.rows_written)
-            context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})")
+            context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written "
+                             f"({result.reason})")
             derived = result.report.get("bars_derived_from_full", 0)
             if derived:
                 context.log.warning(f"gold.{name}: {derived} bar(s) derived from /full and the splits (no as-traded "

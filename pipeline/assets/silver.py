@@ -37,11 +37,14 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
         spec = keymap.tables()[table]
         domains = sorted({e.domain for e in entries})
         specs.append(dg.AssetSpec(
-            silver_key(table), deps=deps[table], group_name=domains[0], description=silver_table_description(keymap, table),
-            kinds={"duckdb"}, tags={"layer": "silver", **entry_tags(entries[0])}, skippable=True,
+            silver_key(table), deps=deps[table], group_name=domains[0],
+            description=silver_table_description(keymap, table), kinds={"duckdb"},
+            tags={"layer": "silver", **entry_tags(entries[0])}, skippable=True,
             code_version=code_version(spec, *[entry_fingerprint(e) for e in entries]),
-            metadata={"dagster/table_name": f"warehouse.silver.{table}", "dagster/column_schema": silver_column_schema(spec),
-                      "key": dg.MetadataValue.json(list(spec.key)), "docs_url": dg.MetadataValue.url(entries[0].docs_url)},
+            metadata={"dagster/table_name": f"warehouse.silver.{table}",
+                      "dagster/column_schema": silver_column_schema(spec),
+                      "key": dg.MetadataValue.json(list(spec.key)),
+                      "docs_url": dg.MetadataValue.url(entries[0].docs_url)},
         ))
     by_key = {silver_key(t): t for t in tables}
 
