@@ -1,7 +1,7 @@
 """The one Dagster entry point: `defs`, built from the settings and the dataset keymap.
 
 Reading order for a newcomer: settings.py (environment contract) -> keymap/ (what each dataset is) ->
-assets.py (Bronze, Silver, Gold assets built from the keymap) -> sensors.py / schedules.py (automation).
+assets/ (Bronze, Silver, Gold assets built from the keymap) -> sensors.py / schedules.py (automation).
 """
 
 from __future__ import annotations

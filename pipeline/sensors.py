@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 
 import dagster as dg
@@ -21,14 +20,14 @@ from pipeline.keymap.model import Keymap
 from pipeline.ops import file_ingestions
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import Settings
-from pipeline.universe import configured_tickers, universe_from_silver
+from pipeline.silver.waiting import waiting_work
+from pipeline.universe import configured_tickers, universe_change, universe_from_silver
 from pipeline.warehouse.connection import WarehouseBusy, WarehouseMissing
 from pipeline.warehouse.resource import WarehouseResource
 
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 SENSOR_INTERVAL_S = 30
-MAX_REMOVED_SHARE = 0.5   # more tickers leaving at once looks like a broken stock list, not a universe change
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:
@@ -149,17 +148,12 @@ def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
             why = "Silver stock list filtered by the universe settings"
         if not wanted:
             return dg.SkipReason(f"the universe from {why} is empty: no partition added or removed")
-        have = context.instance.get_dynamic_partitions(tickers_partitions.name)
-        new = [t for t in wanted if t not in set(have)]
-        gone = [t for t in have if t not in set(wanted)]
-        refused = ""
-        if gone and len(gone) > MAX_REMOVED_SHARE * len(have):
-            refused = (f"{len(gone)} of {len(have)} tickers left the universe at once: not removed (a truncated "
-                       "stock list?); delete the partitions by hand in the UI if this is intended")
-            context.log.warning(refused)
-            gone = []
+        change = universe_change(wanted, context.instance.get_dynamic_partitions(tickers_partitions.name))
+        new, gone = change.added, change.removed
+        if change.refused:
+            context.log.warning(change.refused)
         if not new and not gone:
-            return dg.SkipReason(refused or f"the {len(wanted)} ticker(s) from {why} are the partitions")
+            return dg.SkipReason(change.refused or f"the {len(wanted)} ticker(s) from {why} are the partitions")
         requests = []
         if new:
             context.log.info(f"adding {len(new)} ticker(s) from {why}: {', '.join(new[:20])}")
@@ -196,15 +190,8 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
         if not files:
             return dg.SkipReason("no promotable Bronze files waiting for Silver")
         at = now()
-        tables_global: dict[str, int] = {}
-        tables_ticker: dict[str, set[str]] = defaultdict(set)
-        newest_ticker = 0
-        for f in files:
-            if f.silver_table in per_ticker_tables:
-                tables_ticker[f.silver_table].add(f.ticker)
-                newest_ticker = max(newest_ticker, f.ingestion_id)
-            else:
-                tables_global[f.silver_table] = max(tables_global.get(f.silver_table, 0), f.ingestion_id)
+        waiting_files = waiting_work(files, per_ticker_tables)
+        tables_global, tables_ticker = waiting_files.global_tables, waiting_files.ticker_tables
         requests: list[dg.RunRequest] = []
         waiting: list[str] = []
         if tables_global:
@@ -218,10 +205,10 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
                     tags=scope_tags("silver:global", work, "silver_promotion_sensor")))
         if tables_ticker:
             keys = context.instance.get_dynamic_partitions(tickers_partitions.name)
-            wanted = set().union(*tables_ticker.values())
+            wanted = waiting_files.tickers
             span = ordered_range(keys, wanted)
             state = scope_state(context.instance, "silver:per_ticker")
-            work = f"silver:per_ticker:{newest_ticker}"
+            work = f"silver:per_ticker:{waiting_files.newest_ticker_file}"
             if span is None:
                 waiting.append(f"files wait for tickers that are not partitions yet: {', '.join(sorted(wanted)[:10])}")
             elif reason := state.blocker(at):

@@ -3,6 +3,9 @@ Silver stock list filtered by the universe settings (exchange, ETFs, actively tr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
 import duckdb
 
 from pipeline.keymap.model import TICKER_REGEX
@@ -45,3 +48,28 @@ def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
 
         return list(SAMPLE_TICKERS), "the bundled sample source's tickers (FMP_API_KEY is unset)"
     return None
+
+
+MAX_REMOVED_SHARE = 0.5   # more tickers leaving at once looks like a broken stock list, not a universe change
+
+
+@dataclass(frozen=True)
+class UniverseChange:
+    """How the `tickers` partitions move toward the universe: tickers to add, tickers to remove, and why
+    removals were held back (empty when they were not)."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    refused: str = ""
+
+
+def universe_change(wanted: Sequence[str], have: Sequence[str]) -> UniverseChange:
+    """The partitions `have` against the universe `wanted`. Removing more than `MAX_REMOVED_SHARE` of them at
+    once is refused (a truncated stock list would otherwise stop fetching most tickers); additions still apply."""
+    added = [t for t in wanted if t not in set(have)]
+    removed = [t for t in have if t not in set(wanted)]
+    if removed and len(removed) > MAX_REMOVED_SHARE * len(have):
+        refused = (f"{len(removed)} of {len(have)} tickers left the universe at once: not removed (a truncated "
+                   "stock list?); delete the partitions by hand in the UI if this is intended")
+        return UniverseChange(added, [], refused)
+    return UniverseChange(added, removed)

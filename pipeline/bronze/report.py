@@ -39,6 +39,11 @@ class EntryReport:
     def hard_failures(self) -> int:
         return sum(n for cls, n in self.failed.items() if cls in FAILING_ERRORS)
 
+    @property
+    def refused(self) -> bool:
+        """Whether the plan or a refusal kept requests of this entry from being sent (worth a warning)."""
+        return any(k == "plan" or k.startswith("not_sent_") for k in self.skipped)
+
     def add_skip_reason(self, reason: str) -> None:
         """A refusal's reason goes first: it explains more than the "not due" examples planning leaves."""
         if reason not in self.skip_reasons:
@@ -77,3 +82,12 @@ class BronzeRunReport:
     @property
     def hard_failures(self) -> int:
         return sum(r.hard_failures for r in self.entries.values())
+
+    @property
+    def failure_kinds(self) -> set[str]:
+        """The error classes that fail the step, among those seen in this run."""
+        return {cls for r in self.entries.values() for cls, n in r.failed.items() if n and cls in FAILING_ERRORS}
+
+    def first_failures(self, limit: int = 10) -> list[str]:
+        """A few failure messages across entries, for the step's error."""
+        return [f for r in self.entries.values() for f in r.failures][:limit]

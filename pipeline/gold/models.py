@@ -39,6 +39,7 @@ class GoldModel:
     periods: tuple[str, ...] | None = None  # value of $periods for fundamentals-based models
     descriptions: dict[str, str] = field(default_factory=dict)   # column -> meaning, shown in the Dagster UI
     report_sql: str | None = None           # (label, count) rows worth telling the user after a build
+    description: str = ""                   # what a row is, shown as the asset's description in the Dagster UI
 
     @property
     def qualified(self) -> str:
@@ -76,6 +77,7 @@ def _cols(spec: str) -> tuple[tuple[str, str], ...]:
 
 DIM_INSTRUMENT_HISTORY = GoldModel(
     name="dim_instrument_history",
+    description="Every version of each instrument's descriptive attributes (SCD2: valid_from/valid_to).",
     inputs=("fmp_company_profile",),
     columns=_cols("""
         ticker VARCHAR, valid_from TIMESTAMP, valid_to TIMESTAMP, is_current BOOLEAN, version INTEGER,
@@ -87,6 +89,8 @@ DIM_INSTRUMENT_HISTORY = GoldModel(
 
 DIM_INSTRUMENT = GoldModel(
     name="dim_instrument",
+    description="One row per ticker: name, exchange, sector, industry, country, currency, ETF and trading flags, "
+                "IPO date, from the stock list and the latest profile.",
     inputs=("fmp_stock_list", "fmp_company_profile"),
     columns=_cols("""
         ticker VARCHAR, name VARCHAR, exchange VARCHAR, sector VARCHAR, industry VARCHAR, country VARCHAR,
@@ -137,6 +141,10 @@ PRICE_DESCRIPTIONS = {
 
 FACT_PRICE_DAILY = GoldModel(
     name="fact_price_daily",
+    description="Daily bars in three explicitly named series: as traded (open..close, volume), split-adjusted "
+                "(split_adj_*, splits only, current share basis) and total return (tr_close, splits and "
+                "dividends); returns, 20/50/200-day SMAs, 52-week range and realised volatility on the "
+                "split-adjusted series (see each column's description).",
     inputs=PRICE_INPUTS + ("fmp_dividends",),
     columns=_cols("""
         ticker VARCHAR, date DATE, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume BIGINT,
@@ -195,6 +203,8 @@ FUNDAMENTALS_INPUTS = STATEMENT_INPUTS + ("fmp_key_metrics", "fmp_ratios") + PRI
 
 FACT_FUNDAMENTALS_QUARTERLY = GoldModel(
     name="fact_fundamentals_quarterly",
+    description="Quarterly income statement, balance sheet, cash flow, key metrics and ratios per fiscal period, "
+                "with trailing-twelve-month sums of flow items.",
     inputs=FUNDAMENTALS_INPUTS,
     columns=FUNDAMENTALS_COLUMNS + TTM_COLUMNS,
     key=("ticker", "period_end", "period"),
@@ -205,6 +215,7 @@ FACT_FUNDAMENTALS_QUARTERLY = GoldModel(
 
 FACT_FUNDAMENTALS_ANNUAL = GoldModel(
     name="fact_fundamentals_annual",
+    description="Annual income statement, balance sheet, cash flow, key metrics and ratios per fiscal year.",
     inputs=FUNDAMENTALS_INPUTS,
     columns=FUNDAMENTALS_COLUMNS,
     key=("ticker", "period_end", "period"),
@@ -238,6 +249,9 @@ VALUATION_DESCRIPTIONS = {
 
 FACT_VALUATION_DAILY = GoldModel(
     name="fact_valuation_daily",
+    description="Point-in-time daily valuation (market cap, P/E, P/B, P/S, EV/EBITDA, dividend and FCF yield): a "
+                "statement counts from the first close at or after its acceptance (US Eastern), and its restated "
+                "share count is put on each day's share basis.",
     inputs=PRICE_INPUTS + ("fmp_dividends",) + STATEMENT_INPUTS,
     columns=_cols("""
         ticker VARCHAR, date DATE, close DOUBLE,
@@ -260,6 +274,11 @@ TREASURY_COLUMNS = ("month1", "month2", "month3", "month6", "year1", "year2", "y
                     "year10", "year20", "year30")
 MACRO_INPUTS = ("fmp_treasury_rates", "fmp_economic_indicator", "fmp_economic_calendar",
                 "fmp_price_eod_as_traded", "fmp_price_eod")
+
+
+MACRO_DESCRIPTION = ("Per trading date: the treasury curve and, per economic indicator, the newest value already "
+                     "released (economic-calendar release time, else a documented lag), with its reference "
+                     "period and the day it became known.")
 
 
 def snake_name(name: str) -> str:
@@ -292,7 +311,7 @@ def macro_model(indicator_names: list[str]) -> GoldModel:
         descriptions[f"{col}_period"] = f"Start of the reference period of {col} (FMP's date)."
         descriptions[f"{col}_known_from"] = f"The day {col} became usable: {how}."
     return GoldModel(name="fact_macro_daily", inputs=MACRO_INPUTS, columns=cols, key=("date",), sql=sql,
-                     per_ticker=False, descriptions=descriptions)
+                     per_ticker=False, descriptions=descriptions, description=MACRO_DESCRIPTION)
 
 
 def indicator_names(conn: duckdb.DuckDBPyConnection) -> list[str]:

@@ -45,6 +45,19 @@ def record_run(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None,
           "requests": requests, "skipped": skipped, "files": files, "rows": rows, "errors": errors, "message": message})
 
 
+def record_step(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, files: int = 0, rows: int = 0,
+                errors: int = 0) -> None:
+    """A Silver or Gold step that finished: its counts add to the run's, and files that failed make it partial."""
+    record_run(conn, run_id, job=job, source_mode=None, status="partial" if errors else "success", files=files,
+               rows=rows, errors=errors, finished=True)
+
+
+def record_failed_step(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, message: str) -> None:
+    """A step that raised: the run is failed for good, with the error (cut to 2,000 characters) as its message."""
+    record_run(conn, run_id, job=job, source_mode=None, status="failed", errors=1, message=message[:2000],
+               finished=True)
+
+
 RUN_OVERVIEW_SQL = """
     WITH files AS (
         SELECT run_id,

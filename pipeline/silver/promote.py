@@ -43,9 +43,11 @@ shape in `shape` and the casting rules in `cast`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import duckdb
 
@@ -57,8 +59,12 @@ from pipeline.silver.batch import register_batch, scan_and_vet
 from pipeline.silver.errors import PromotionError
 from pipeline.silver.schema import ensure_table
 from pipeline.silver.shape import TableShape, table_shape
+from pipeline.warehouse.connection import retry_conflicts
+from pipeline.warehouse.lake import silver_scopes
 
-__all__ = ["FileOutcome", "PromotionError", "PromotionResult", "promote_files"]
+__all__ = ["FileOutcome", "PromotionError", "PromotionResult", "promote_files", "promote_waiting"]
+
+PROMOTE_BATCH_FILES = 2000   # files per promotion transaction: bounds memory and the work lost to a crash
 
 
 @dataclass(frozen=True)
@@ -221,3 +227,57 @@ def _finish(conn: duckdb.DuckDBPyConnection, shape: TableShape, run_id: str, sta
     if not result.balanced:
         raise PromotionError(f"silver.{shape.spec.table}: counts do not add up ({result}); nothing was committed")
     return result
+
+
+# ---- every waiting file of one table, batch by batch ------------------------------------------------------
+
+class Transactions(Protocol):
+    """What `promote_waiting` needs of the warehouse: `Warehouse` and the Dagster `WarehouseResource` both fit."""
+
+    def transaction(self, scopes: Sequence[str] | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        ...
+
+
+def promote_waiting(warehouse: Transactions, keymap: Keymap, table: str, tickers: list[str] | None,
+                    bronze_root: Path | str, run_id: str, log_fn: Callable[[str], None]) -> dict:
+    """Promote every waiting file of one table (for some tickers), in batches; returns summed metadata.
+
+    One transaction per batch of `PROMOTE_BATCH_FILES`, so a crash loses at most one batch of work and a rerun
+    picks up the files still waiting. A DuckLake commit that meets a concurrent writer is retried as a whole.
+    """
+    totals = {"files": 0, "failed_files": 0, "rows_read": 0, "inserted": 0, "updated": 0, "unchanged": 0,
+              "rejected": 0, "duplicates": 0}
+    drift: set[str] = set()
+    coverage: list = []
+    failures: list[str] = []
+    with warehouse.transaction() as conn:
+        added = ensure_table(conn, keymap.tables()[table])
+    if added:
+        log_fn(f"silver.{table}: added column(s) {', '.join(added)} from the keymap")
+    scopes = silver_scopes(table, tickers)
+
+    def promote_batch():
+        with warehouse.transaction(scopes) as conn:
+            files = file_ingestions.promotable_files(conn, tables=[table], tickers=tickers)
+            batch = files[:PROMOTE_BATCH_FILES]
+            return files, (promote_files(conn, keymap, table, batch, bronze_root, run_id) if batch else None)
+
+    while True:
+        files, result = retry_conflicts(promote_batch, log_fn=log_fn)   # a DuckLake commit may meet a concurrent one
+        if result is None:
+            break
+        meta = result.metadata()
+        for k in totals:
+            totals[k] += meta.get(k) or 0
+        drift.update(result.drift_fields)
+        failures.extend(meta.get("failed") or [])
+        coverage += [d for d in (result.coverage_from, result.coverage_to) if d]
+        log_fn(f"silver.{table}: promoted {result.files} file(s): +{result.inserted} new, {result.updated} updated, "
+               f"{result.unchanged} unchanged, {result.rejected} rejected")
+        if len(files) <= PROMOTE_BATCH_FILES:
+            break
+    totals["drift_fields"] = sorted(drift)
+    totals["failures"] = failures[:20]
+    totals["coverage_from"] = str(min(coverage)) if coverage else ""
+    totals["coverage_to"] = str(max(coverage)) if coverage else ""
+    return totals

@@ -35,6 +35,11 @@ def qualified(table: str) -> str:
     return f"silver.{quote(table)}"
 
 
+def row_count(conn: duckdb.DuckDBPyConnection, table: str) -> int:
+    """Rows in the Silver table now (what the asset reports as its row count)."""
+    return int(conn.execute(f"SELECT count(*) FROM {qualified(table)}").fetchall()[0][0])
+
+
 def history_table(table: str) -> str:
     return f"{table}__history"
 

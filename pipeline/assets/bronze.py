@@ -1,0 +1,110 @@
+"""Bronze assets: one per keymap entry (`bronze/<domain>/<dataset>[__<disc>]`), in two multi-assets (per ticker,
+partitioned by `tickers`; global, unpartitioned), so that one step fetches many datasets and tickers concurrently
+through one client, instead of one process per asset and ticker. The fetching is `pipeline.bronze.fetch`."""
+
+# no `from __future__ import annotations`: Dagster reads the step's parameter annotations at runtime
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import dagster as dg
+import httpx
+from dagster import AssetExecutionContext
+
+from pipeline.assets.keys import bronze_key, code_version, entry_description, entry_fingerprint, entry_tags
+from pipeline.assets.metadata import bronze_metadata
+from pipeline.assets.steps import partition_tickers
+from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.store import BronzeStore
+from pipeline.keymap.model import Keymap, KeymapEntry
+from pipeline.partitions import tickers_partitions
+from pipeline.resources import FmpResource
+from pipeline.settings import Settings
+from pipeline.warehouse.connection import WarehouseBusy
+from pipeline.warehouse.resource import WarehouseResource
+
+FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
+
+# A Bronze step fails after the client's own per-request retries. When every failure was transient (network,
+# rate limit, busy warehouse) the step is retried after a growing pause; only what is still due is fetched again.
+BRONZE_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+TRANSIENT_ERRORS = frozenset({"transport", "rate_limited"})
+
+
+def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Settings, per_ticker: bool,
+                       all_entries: Sequence[KeymapEntry] = ()) -> dg.AssetsDefinition:
+    specs = [
+        dg.AssetSpec(
+            bronze_key(e), group_name=e.domain, description=entry_description(e), kinds={"fmp", "json"},
+            tags={"layer": "bronze", **entry_tags(e)}, skippable=True, code_version=code_version(entry_fingerprint(e)),
+            metadata={"fmp_path": e.recipe.path, "docs_url": dg.MetadataValue.url(e.docs_url),
+                      "min_age_days": e.recipe.min_age_days, "ticker_scope": e.ticker_scope},
+        )
+        for e in entries
+    ]
+    by_key = {bronze_key(e): e for e in entries}
+
+    @dg.multi_asset(
+        name=name, specs=specs, can_subset=True, pool=FMP_POOL,
+        partitions_def=tickers_partitions if per_ticker else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+        retry_policy=BRONZE_RETRY,
+    )
+    def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource,
+                fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
+        selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
+        tickers = partition_tickers(context) or []
+        if fmp.uses_sample_source:
+            context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
+        with fmp.client(settings) as client, _only_transient_errors_retry():
+            report = run_bronze(
+                entries=selected, tickers=tickers, warehouse=warehouse.warehouse,
+                store=BronzeStore.at(settings.bronze_location), client=client, run_id=context.run_id,
+                today=settings.today(), fmp_plan=fmp.plan, source_mode=fmp.source_mode,
+                max_concurrency=fmp.max_concurrency, job=context.job_name, log_fn=context.log.info,
+                orphan_entries=list(all_entries) or None,   # a crash may leave files of the other Bronze step
+            )
+        for entry in selected:
+            rep = report.entries[entry.asset_name]
+            if rep.refused:
+                context.log.warning(f"{bronze_key(entry).to_user_string()}: {rep.skip_reasons[0]}")
+            yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=bronze_metadata(rep, fmp))
+        if report.hard_failures:
+            kinds = report.failure_kinds
+            transient = kinds <= TRANSIENT_ERRORS
+            raise dg.Failure(
+                description=f"{report.hard_failures} Bronze request(s) failed after retries "
+                            f"({', '.join(sorted(kinds))}); "
+                            "everything that succeeded was written and registered"
+                            + ("; the step is retried later" if transient else "") + ". First failures:\n"
+                            + "\n".join(report.first_failures(10)),
+                allow_retries=transient,
+            )
+
+    return _bronze
+
+
+@contextmanager
+def _only_transient_errors_retry() -> Iterator[None]:
+    """Let the step's retry policy act on transient errors only: anything else is a bug or bad input, and
+    fails the step for good (with the original error as its cause)."""
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except (WarehouseBusy, httpx.TransportError):
+        raise
+    except Exception as exc:
+        raise dg.Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
+
+
+def build_bronze_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
+    out = []
+    per_ticker = list(keymap.per_ticker_entries())
+    global_ = list(keymap.global_entries())
+    everything = list(keymap)
+    if per_ticker:
+        out.append(build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True,
+                                      all_entries=everything))
+    if global_:
+        out.append(build_bronze_asset("bronze_global", global_, settings, per_ticker=False, all_entries=everything))
+    return out
