@@ -22,10 +22,8 @@ import dagster as dg
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
-from pipeline.partitions import tickers_partitions
+from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
 from pipeline.process import pid_alive
-from pipeline.schedules import TICKERS_PER_RUN
-from pipeline.sensors import partition_range_tags
 from pipeline.settings import Settings
 from pipeline.universe import configured_tickers, universe_from_silver
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy
@@ -217,7 +215,7 @@ def _execute_chunks(defs: dg.Definitions, instance: dg.DagsterInstance, outcome:
         outcome.phases.append(_execute(label, defs, keys, instance, None, echo))
         return
     # A range spans partitions in their stored order: only ranges made of wanted tickers are sent.
-    chunks = _contiguous_chunks(instance.get_dynamic_partitions(tickers_partitions.name), set(tickers))
+    chunks = contiguous_ranges(instance.get_dynamic_partitions(tickers_partitions.name), set(tickers))
     for i, (first, last) in enumerate(chunks, 1):
         name = f"{label} ({first}..{last})" + (f" [{i}/{len(chunks)}]" if len(chunks) > 1 else "")
         outcome.phases.append(_execute(name, defs, keys, instance, partition_range_tags(first, last), echo))
@@ -271,19 +269,3 @@ def _describe_moved(moved: dict[str, str]) -> str:
     items = [f"{name} ({why})" for name, why in sorted(moved.items())]
     text = "; ".join(items[:3]) + (f"; and {len(items) - 3} more" if len(items) > 3 else "")
     return text[:400]
-
-
-def _contiguous_chunks(order: list[str], wanted: set[str]) -> list[tuple[str, str]]:
-    """Ranges (first, last) over `order` that contain only wanted keys, at most TICKERS_PER_RUN each."""
-    chunks: list[tuple[str, str]] = []
-    run: list[str] = []
-    for key in order + [None]:  # type: ignore[list-item]
-        if key is not None and key in wanted and len(run) < TICKERS_PER_RUN:
-            run.append(key)
-            continue
-        if run:
-            chunks.append((run[0], run[-1]))
-            run = []
-        if key is not None and key in wanted:
-            run.append(key)
-    return chunks

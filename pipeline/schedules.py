@@ -10,10 +10,7 @@ import dagster as dg
 
 from pipeline.assets import bronze_key
 from pipeline.keymap.model import Keymap
-from pipeline.partitions import tickers_partitions
-from pipeline.sensors import partition_range_tags
-
-TICKERS_PER_RUN = 500   # one run handles this many tickers; a 2,000-ticker universe is 4 runs, never 2,000
+from pipeline.partitions import TICKERS_PER_RUN, contiguous_ranges, partition_range_tags, tickers_partitions
 
 
 def build_daily_refresh(keymap: Keymap) -> dg.ScheduleDefinition:
@@ -30,11 +27,10 @@ def build_daily_refresh(keymap: Keymap) -> dg.ScheduleDefinition:
         keys = context.instance.get_dynamic_partitions(tickers_partitions.name)
         if not keys:
             return requests or dg.SkipReason("no tickers yet: ticker_universe_sensor adds them")
-        for start in range(0, len(keys), TICKERS_PER_RUN):
-            chunk = keys[start:start + TICKERS_PER_RUN]
+        for first, last in contiguous_ranges(keys, set(keys)):
             requests.append(dg.RunRequest(
-                run_key=f"daily:{day}:tickers:{start}", asset_selection=per_ticker,
-                tags=partition_range_tags(chunk[0], chunk[-1])))
+                run_key=f"daily:{day}:tickers:{first}", asset_selection=per_ticker,
+                tags=partition_range_tags(first, last)))
         return requests
 
     return daily_refresh

@@ -18,29 +18,14 @@ import dagster as dg
 from pipeline.assets import gold_key, silver_key
 from pipeline.keymap.model import Keymap
 from pipeline.ops import file_ingestions
-from pipeline.partitions import tickers_partitions
+from pipeline.partitions import covering_range, partition_range_tags, tickers_partitions
 from pipeline.settings import Settings
 from pipeline.silver.waiting import waiting_work
 from pipeline.universe import configured_tickers, universe_change, universe_from_silver
 from pipeline.warehouse.connection import WarehouseBusy, WarehouseMissing
 from pipeline.warehouse.resource import WarehouseResource
 
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 SENSOR_INTERVAL_S = 30
-
-
-def partition_range_tags(first: str, last: str) -> dict[str, str]:
-    """Tags that make one run cover a range of `tickers` partitions (what the UI and CLI set for a range)."""
-    return {RANGE_START: first, RANGE_END: last}
-
-
-def ordered_range(keys: list[str], wanted: set[str]) -> tuple[str, str] | None:
-    """The smallest [first, last] range, in partition order, that contains every wanted key."""
-    positions = [i for i, k in enumerate(keys) if k in wanted]
-    if not positions:
-        return None
-    return keys[min(positions)], keys[max(positions)]
 
 
 WORK_TAG = "pipeline/work"     # the work a run does: its scope and the newest Bronze file (or Gold inputs) it covers
@@ -206,7 +191,7 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
         if tables_ticker:
             keys = context.instance.get_dynamic_partitions(tickers_partitions.name)
             wanted = waiting_files.tickers
-            span = ordered_range(keys, wanted)
+            span = covering_range(keys, wanted)
             state = scope_state(context.instance, "silver:per_ticker")
             work = f"silver:per_ticker:{waiting_files.newest_ticker_file}"
             if span is None:
