@@ -29,7 +29,7 @@ def build_daily_refresh(keymap: Keymap) -> dg.ScheduleDefinition:
             return requests or dg.SkipReason("no tickers yet: ticker_universe_sensor adds them")
         for first, last in contiguous_ranges(keys, set(keys)):
             requests.append(dg.RunRequest(
-                run_key=f"daily:{day}:tickers:{first}", asset_selection=per_ticker,
+                run_key=f"daily:{day}:tickers:{keys.index(first)}", asset_selection=per_ticker,
                 tags=partition_range_tags(first, last)))
         return requests
 
