@@ -25,7 +25,7 @@ from pipeline.ops import runs
 from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
 from pipeline.process import pid_alive
 from pipeline.settings import Settings
-from pipeline.universe import configured_tickers, universe_from_silver
+from pipeline.universe import SILVER_UNIVERSE, resolve_universe
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy
 
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -113,16 +113,12 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
     return [r.run_id for r in dead]
 
 
-def resolve_universe(settings: Settings) -> tuple[list[str], str]:
-    fixed = configured_tickers(settings)
-    if fixed is not None:
-        return fixed
-    why = "Silver stock list filtered by the universe settings"
+def universe_for_run(settings: Settings) -> tuple[list[str], str]:
+    """The run's tickers; this process is the writer, so it waits for the warehouse when it is busy."""
     try:
-        with Warehouse.from_settings(settings).connect() as conn:   # this process is the writer; wait if busy
-            return universe_from_silver(conn, settings.universe), why
+        return resolve_universe(settings, Warehouse.from_settings(settings).connect)
     except WarehouseBusy as exc:
-        return [], f"{why}, which could not be read ({exc})"
+        return [], f"{SILVER_UNIVERSE}, which could not be read ({exc})"
 
 
 def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callable[[str], None] = print,
@@ -152,7 +148,7 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
         _run_fetch_then_promote(settings, defs, instance, outcome, "global datasets", global_keys, None, echo)
 
     if ticker_keys:
-        tickers, why = resolve_universe(settings)
+        tickers, why = universe_for_run(settings)
         outcome.tickers, outcome.universe_reason = tickers, why
         if not tickers:
             echo("==> per-ticker datasets: skipped, the universe is empty (set PIPELINE_TICKERS or load the stock list)")

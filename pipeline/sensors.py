@@ -21,7 +21,7 @@ from pipeline.ops import file_ingestions
 from pipeline.partitions import covering_range, partition_range_tags, tickers_partitions
 from pipeline.settings import Settings
 from pipeline.silver.waiting import waiting_work
-from pipeline.universe import configured_tickers, universe_change, universe_from_silver
+from pipeline.universe import resolve_universe, universe_change
 from pipeline.warehouse.connection import WarehouseBusy, WarehouseMissing
 from pipeline.warehouse.resource import WarehouseResource
 
@@ -121,16 +121,10 @@ def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
                            "source, or the Silver stock list filtered by the universe settings): adds new tickers, "
                            "removes tickers that left (their data and history stay; they are no longer fetched).")
     def ticker_universe_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
-        fixed = configured_tickers(settings)
-        if fixed is not None:
-            wanted, why = fixed
-        else:
-            try:
-                with warehouse.reader() as conn:
-                    wanted = universe_from_silver(conn, settings.universe)
-            except (WarehouseBusy, WarehouseMissing) as exc:
-                return dg.SkipReason(f"universe not read: {exc}")
-            why = "Silver stock list filtered by the universe settings"
+        try:
+            wanted, why = resolve_universe(settings, warehouse.reader)
+        except (WarehouseBusy, WarehouseMissing) as exc:
+            return dg.SkipReason(f"universe not read: {exc}")
         if not wanted:
             return dg.SkipReason(f"the universe from {why} is empty: no partition added or removed")
         change = universe_change(wanted, context.instance.get_dynamic_partitions(tickers_partitions.name))

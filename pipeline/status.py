@@ -8,6 +8,7 @@ planner what is due, and the ledger package never imports Bronze.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ from pipeline.ops.reader import EXIT_NOTHING, EXIT_OK, clip, entry_label, run_re
 from pipeline.ops.runs import get_run, run_overviews
 from pipeline.settings import Settings
 from pipeline.text_table import text_table
-from pipeline.universe import configured_tickers, universe_from_silver
+from pipeline.universe import resolve_universe
 
 # ---- formatting helpers -----------------------------------------------------------------------------------
 
@@ -175,10 +176,7 @@ def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
 
 def universe(settings: Settings, conn: duckdb.DuckDBPyConnection) -> tuple[list[str], str]:
     """The tickers the next run would use, read through the connection we already hold (never a second open)."""
-    fixed = configured_tickers(settings)
-    if fixed is not None:
-        return fixed
-    return universe_from_silver(conn, settings.universe), "Silver stock list filtered by the universe settings"
+    return resolve_universe(settings, lambda: contextlib.nullcontext(conn))
 
 
 def group_reasons(decisions: Sequence[PlanDecision]) -> list[tuple[str, list[str]]]:

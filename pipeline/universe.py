@@ -3,7 +3,8 @@ Silver stock list filtered by the universe settings (exchange, ETFs, actively tr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import duckdb
@@ -37,6 +38,20 @@ def universe_from_silver(conn: duckdb.DuckDBPyConnection, universe: UniverseSett
         "max_tickers": universe.max_tickers, "ticker_regex": TICKER_REGEX,
     }).fetchall()
     return [r[0] for r in rows]
+
+
+SILVER_UNIVERSE = "Silver stock list filtered by the universe settings"
+
+
+def resolve_universe(settings: Settings,
+                     connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]) -> tuple[list[str], str]:
+    """(tickers, why): pinned or the sample's when they do not depend on Silver, else read from Silver through a
+    connection from `connect` (opened only then; a caller that cannot wait passes a fail-fast reader)."""
+    fixed = configured_tickers(settings)
+    if fixed is not None:
+        return fixed
+    with connect() as conn:
+        return universe_from_silver(conn, settings.universe), SILVER_UNIVERSE
 
 
 def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
