@@ -377,10 +377,11 @@ def test_limiter_is_thread_safe_on_a_short_window() -> None:
 
 
 def test_server_never_sees_more_than_the_limit_in_any_window() -> None:
-    """Real sockets, a window scaled from 60 s down to 1.5 s: the server's own arrival stamps must obey it."""
+    """Real sockets, a window scaled from 60 s down to 1.5 s: the server's own arrival stamps must obey it (the
+    client keeps a 0.25 s margin for the time between its send stamp and the server's arrival stamp on a loaded machine)."""
     window, limit = 1.5, 20
     with FakeFmpServer(api_key=KEY, data=builtin_data, calls_per_minute=limit, window_s=window) as fake:
-        limiter = RateLimiter(limit, window_s=window, margin_s=0.05)
+        limiter = RateLimiter(limit, window_s=window, margin_s=0.25)
         with make_client(fake.base_url, limiter=limiter, max_concurrency=8, max_retries=0) as client:
             results = [r for _, r in fetch_many(client, ((EOD, AAPL, "json") for _ in range(45)))]
     assert all(r.ok for r in results), {r.error_class for r in results}
