@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export DAGSTER_HOME ?= $(abspath $(or $(PIPELINE_DATA_DIR),data))/dagster_home
 
-.PHONY: demo test ui bench venv clean
+.PHONY: demo test lint ui bench venv clean
 
 venv: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check pipeline pipeline_tests
+	$(BIN)/ruff format --check pipeline pipeline_tests
 
 ui: $(STAMP)
 	# installs the project's current dagster.yaml in $(DAGSTER_HOME) (pools, run monitoring, retries)

@@ -47,19 +47,42 @@ def silver_check_defs(keymap: Keymap, table: str, today: Callable[[], dt.date]) 
     spec = keymap.tables()[table]
     key = ", ".join(spec.key)
     return [
-        CheckDef("key_unique", ERROR, f"No two rows share the key ({key}).",
-                 lambda conn: silver_quality.key_unique(conn, spec)),
-        CheckDef("key_not_null", ERROR, f"No key column ({key}) is NULL.",
-                 lambda conn: silver_quality.key_not_null(conn, spec)),
-        CheckDef("column_types", ERROR, "Warehouse column types equal the keymap's declared types.",
-                 lambda conn: silver_quality.column_types_match(conn, spec)),
-        CheckDef("reconciliation", ERROR,
-                 "Rows read from promoted Bronze files = inserted + updated + unchanged + rejected + duplicates.",
-                 lambda conn: silver_quality.reconciliation(conn, table)),
-        CheckDef("freshness", WARN, "The newest data of every series is within its cadence plus a grace.",
-                 lambda conn: silver_quality.freshness(conn, keymap, table, today())),
-        CheckDef("schema_drift", WARN, "The API sends no fields the keymap does not map (new fields are reported).",
-                 lambda conn: silver_quality.schema_drift(conn, keymap, table)),
+        CheckDef(
+            "key_unique",
+            ERROR,
+            f"No two rows share the key ({key}).",
+            lambda conn: silver_quality.key_unique(conn, spec),
+        ),
+        CheckDef(
+            "key_not_null",
+            ERROR,
+            f"No key column ({key}) is NULL.",
+            lambda conn: silver_quality.key_not_null(conn, spec),
+        ),
+        CheckDef(
+            "column_types",
+            ERROR,
+            "Warehouse column types equal the keymap's declared types.",
+            lambda conn: silver_quality.column_types_match(conn, spec),
+        ),
+        CheckDef(
+            "reconciliation",
+            ERROR,
+            "Rows read from promoted Bronze files = inserted + updated + unchanged + rejected + duplicates.",
+            lambda conn: silver_quality.reconciliation(conn, table),
+        ),
+        CheckDef(
+            "freshness",
+            WARN,
+            "The newest data of every series is within its cadence plus a grace.",
+            lambda conn: silver_quality.freshness(conn, keymap, table, today()),
+        ),
+        CheckDef(
+            "schema_drift",
+            WARN,
+            "The API sends no fields the keymap does not map (new fields are reported).",
+            lambda conn: silver_quality.schema_drift(conn, keymap, table),
+        ),
     ]
 
 
@@ -71,7 +94,9 @@ def gold_check_defs(name: str) -> list[CheckDef]:
         doc = (fn.__doc__ or check_name).strip().splitlines()[0]
         severity = str(getattr(fn, "severity", "ERROR")).upper()
         if severity not in ("ERROR", "WARN"):
-            raise ValueError(f"Gold check {fn.__name__} on {name}: severity must be 'ERROR' or 'WARN', not {severity!r}")
+            raise ValueError(
+                f"Gold check {fn.__name__} on {name}: severity must be 'ERROR' or 'WARN', not {severity!r}"
+            )
         out.append(CheckDef(check_name, dg.AssetCheckSeverity(severity), doc, fn))
     return out
 
@@ -80,18 +105,22 @@ def check_specs(asset_key: dg.AssetKey, defs: list[CheckDef]) -> list[dg.AssetCh
     return [dg.AssetCheckSpec(d.name, asset=asset_key, description=d.description, blocking=d.blocking) for d in defs]
 
 
-def evaluate(conn: duckdb.DuckDBPyConnection, asset_key: dg.AssetKey, defs: list[CheckDef],
-             selected: set[dg.AssetCheckKey]) -> Iterator[dg.AssetCheckResult]:
+def evaluate(
+    conn: duckdb.DuckDBPyConnection, asset_key: dg.AssetKey, defs: list[CheckDef], selected: set[dg.AssetCheckKey]
+) -> Iterator[dg.AssetCheckResult]:
     """Run the selected checks of one asset and yield their results."""
     for d in defs:
         if dg.AssetCheckKey(asset_key, d.name) not in selected:
             continue
         try:
             outcome = d.run(conn)
-        except duckdb.Error as exc:   # e.g. the table was never built: the check cannot vouch for it
+        except duckdb.Error as exc:  # e.g. the table was never built: the check cannot vouch for it
             outcome = CheckOutcome(False, f"check could not run: {exc}", {})
         yield dg.AssetCheckResult(
-            asset_key=asset_key, check_name=d.name, passed=outcome.passed, severity=d.severity,
+            asset_key=asset_key,
+            check_name=d.name,
+            passed=outcome.passed,
+            severity=d.severity,
             description=outcome.description,
             metadata={k: _metadata_value(v) for k, v in outcome.metadata.items()},
         )
@@ -112,8 +141,9 @@ def _metadata_value(value):
 CHECK_RETRY = dg.RetryPolicy(max_retries=4, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
-def build_check_group(name: str, defs_by_asset: Mapping[dg.AssetKey, Sequence[CheckDef]],
-                      pool: str | None = None) -> dg.AssetChecksDefinition:
+def build_check_group(
+    name: str, defs_by_asset: Mapping[dg.AssetKey, Sequence[CheckDef]], pool: str | None = None
+) -> dg.AssetChecksDefinition:
     """One standalone, subsettable check step evaluating the selected checks of several assets.
 
     Reads through the warehouse's fail-fast reader; a busy warehouse raises (the retry policy backs off and
@@ -121,8 +151,14 @@ def build_check_group(name: str, defs_by_asset: Mapping[dg.AssetKey, Sequence[Ch
     """
     specs = [s for key, defs in defs_by_asset.items() for s in check_specs(key, list(defs))]
 
-    @dg.multi_asset_check(name=name, specs=specs, can_subset=True, pool=pool, retry_policy=CHECK_RETRY,
-                          description=f"Data-quality checks of {len(defs_by_asset)} asset(s), on the current warehouse.")
+    @dg.multi_asset_check(
+        name=name,
+        specs=specs,
+        can_subset=True,
+        pool=pool,
+        retry_policy=CHECK_RETRY,
+        description=f"Data-quality checks of {len(defs_by_asset)} asset(s), on the current warehouse.",
+    )
     def _checks(context, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         selected = set(context.selected_asset_check_keys)
         try:
@@ -132,14 +168,16 @@ def build_check_group(name: str, defs_by_asset: Mapping[dg.AssetKey, Sequence[Ch
         except WarehouseMissing as exc:
             for ck in sorted(selected, key=str):
                 d = next(d for d in defs_by_asset[ck.asset_key] if d.name == ck.name)
-                yield dg.AssetCheckResult(asset_key=ck.asset_key, check_name=ck.name, passed=False,
-                                          severity=d.severity, description=str(exc))
+                yield dg.AssetCheckResult(
+                    asset_key=ck.asset_key, check_name=ck.name, passed=False, severity=d.severity, description=str(exc)
+                )
 
     return _checks
 
 
-def build_asset_checks(keymap: Keymap, today: Callable[[], dt.date],
-                       pool: str | None = "duckdb_writer") -> list[dg.AssetChecksDefinition]:
+def build_asset_checks(
+    keymap: Keymap, today: Callable[[], dt.date], pool: str | None = "duckdb_writer"
+) -> list[dg.AssetChecksDefinition]:
     """Every Silver and Gold check, grouped like the multi-assets that materialize the tables (in the writers'
     pool on the DuckDB file, where a reader cannot open the file while a writer holds it)."""
     from pipeline.assets import gold_key, silver_groups, silver_key
@@ -147,8 +185,11 @@ def build_asset_checks(keymap: Keymap, today: Callable[[], dt.date],
 
     out = []
     for group, tables in silver_groups(keymap).items():
-        out.append(build_check_group(f"{group}_checks", {silver_key(t): silver_check_defs(keymap, t, today)
-                                                         for t in tables}, pool=pool))
+        out.append(
+            build_check_group(
+                f"{group}_checks", {silver_key(t): silver_check_defs(keymap, t, today) for t in tables}, pool=pool
+            )
+        )
     gold = {gold_key(n): gold_check_defs(n) for n in GOLD_ASSETS}
     gold = {k: v for k, v in gold.items() if v}
     if gold:

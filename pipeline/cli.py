@@ -19,7 +19,7 @@ from pipeline.keymap.loader import KeymapError
 from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from pipeline.warehouse.migrations import MigrationError
 
-PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."   # first words of ./dagster.yaml
+PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."  # first words of ./dagster.yaml
 
 
 def sync_instance_config(home: Path) -> bool:
@@ -58,10 +58,10 @@ def ensure_dagster_home(settings: Settings) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     os.environ["DAGSTER_HOME"] = str(home)
     with open(home / ".init.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)       # released when the file closes
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         sync_instance_config(home)
         if not (home / ".initialized").exists():
-            with dg.DagsterInstance.get() as instance:   # creates the run, event log and schedule storage
+            with dg.DagsterInstance.get() as instance:  # creates the run, event log and schedule storage
                 instance.get_runs(limit=1)
                 instance.event_log_storage.get_concurrency_keys()
                 instance.all_instigator_state()
@@ -103,8 +103,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings = get_settings()
     _quiet_dagster()
     if not Warehouse.from_settings(settings).exists():
-        print(f"pipeline check: no warehouse at {settings.warehouse_label}; create it with `pipeline demo` or "
-              "`pipeline run`", file=sys.stderr)
+        print(
+            f"pipeline check: no warehouse at {settings.warehouse_label}; create it with `pipeline demo` or "
+            "`pipeline run`",
+            file=sys.stderr,
+        )
         return 1
     ensure_dagster_home(settings)
     defs = build_definitions(settings, load_keymap(settings.keymap_path))
@@ -115,10 +118,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         selection = dg.AssetSelection.checks(*[k for k in graph.asset_check_keys if k.asset_key in assets])
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
-                                selection=selection, raise_on_error=False, tags={"pipeline/trigger": "pipeline check"},
-                                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}})
-    evaluations = sorted(result.get_asset_check_evaluations(), key=lambda e: (e.asset_key.to_user_string(), e.check_name))
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            instance=instance,
+            resources=defs.resources,
+            selection=selection,
+            raise_on_error=False,
+            tags={"pipeline/trigger": "pipeline check"},
+            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+        )
+    evaluations = sorted(
+        result.get_asset_check_evaluations(), key=lambda e: (e.asset_key.to_user_string(), e.check_name)
+    )
     failed_error = 0
     for e in evaluations:
         if e.passed:
@@ -126,13 +137,19 @@ def cmd_check(args: argparse.Namespace) -> int:
         failed_error += e.severity == dg.AssetCheckSeverity.ERROR
         print(f"  {e.severity.value:5} {e.asset_key.to_user_string()} {e.check_name}: {e.description or 'failed'}")
     passed = sum(e.passed for e in evaluations)
-    print(f"pipeline check: {passed}/{len(evaluations)} check(s) passed, {failed_error} ERROR check(s) failed, "
-          f"{len(evaluations) - passed - failed_error} WARN; run {result.run_id[:8]} in {time.monotonic() - started:.1f} s")
+    print(
+        f"pipeline check: {passed}/{len(evaluations)} check(s) passed, {failed_error} ERROR check(s) failed, "
+        f"{len(evaluations) - passed - failed_error} WARN; "
+        f"run {result.run_id[:8]} in {time.monotonic() - started:.1f} s"
+    )
     if not evaluations:
         print("pipeline check: no check matched the selection", file=sys.stderr)
         return 1
-    crashed = [str(ev.message) for ev in result.all_events if ev.is_step_failure
-               and "blocking asset check" not in str(ev.message)]
+    crashed = [
+        str(ev.message)
+        for ev in result.all_events
+        if ev.is_step_failure and "blocking asset check" not in str(ev.message)
+    ]
     for message in crashed:
         print(f"pipeline check: a check step failed: {message[:500]}", file=sys.stderr)
     return 1 if failed_error or crashed else 0
@@ -200,15 +217,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     keymap = load_keymap(settings.keymap_path)
     tables = [args.table] if args.table else None
     if args.table and args.table not in keymap.tables():
-        print(f"pipeline replay: unknown table {args.table!r}; tables: {', '.join(sorted(keymap.tables()))}", file=sys.stderr)
+        print(
+            f"pipeline replay: unknown table {args.table!r}; tables: {', '.join(sorted(keymap.tables()))}",
+            file=sys.stderr,
+        )
         return 1
     tickers = list(parse_tickers(args.tickers, "--tickers")) if args.tickers else None
     warehouse = Warehouse.from_settings(settings)
     by_identity = {e.identity: e.silver.table for e in keymap}
     problems: list[str] = []
     with warehouse.transaction() as conn:
-        found = register_unknown_files(conn, BronzeStore.at(settings.bronze_location),
-                                       lambda ident: by_identity.get(ident.without_ticker()), problems=problems)
+        found = register_unknown_files(
+            conn,
+            BronzeStore.at(settings.bronze_location),
+            lambda ident: by_identity.get(ident.without_ticker()),
+            problems=problems,
+        )
     if found:
         print(f"registered {found} Bronze file(s) the ledger did not know")
     for problem in problems:
@@ -219,17 +243,31 @@ def cmd_replay(args: argparse.Namespace) -> int:
     by_table: dict[str, list] = {}
     for r in results:
         by_table.setdefault(r.table, []).append(r)
-    print(f"replayed {len(by_table)} table(s) from Bronze in {time.monotonic() - started:.1f} s, 0 API calls (run {run_id})")
-    cells = [[f"silver.{table}", f"{sum(r.files for r in rs):,}", f"{sum(r.inserted for r in rs):,}",
-              f"{sum(r.rejected for r in rs):,}", f"{sum(len(r.failed) for r in rs):,}"]
-             for table, rs in sorted(by_table.items())]
+    print(
+        f"replayed {len(by_table)} table(s) from Bronze in {time.monotonic() - started:.1f} s, "
+        f"0 API calls (run {run_id})"
+    )
+    cells = [
+        [
+            f"silver.{table}",
+            f"{sum(r.files for r in rs):,}",
+            f"{sum(r.inserted for r in rs):,}",
+            f"{sum(r.rejected for r in rs):,}",
+            f"{sum(len(r.failed) for r in rs):,}",
+        ]
+        for table, rs in sorted(by_table.items())
+    ]
     for line in text_table(cells, ["table", "files", "rows", "rejected", "failed files"], "lrrrr"):
         print(f"  {line}")
     failed = [f for r in results for f in r.failed]
     if failed:
         with warehouse.connect() as conn:
-            paths = dict(conn.execute("SELECT file_id, bronze_path FROM ops.file_ingestions WHERE file_id IN "
-                                      "(SELECT unnest(?))", [[f.file_id for f in failed]]).fetchall())
+            paths = dict(
+                conn.execute(
+                    "SELECT file_id, bronze_path FROM ops.file_ingestions WHERE file_id IN (SELECT unnest(?))",
+                    [[f.file_id for f in failed]],
+                ).fetchall()
+            )
         for f in failed[:50]:
             print(f"  failed to promote {paths.get(f.file_id, f.file_id)}: {f.error}")
         if len(failed) > 50:
@@ -239,35 +277,47 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipeline", description="Market-data warehouse: FMP -> Bronze -> Silver -> Gold.")
+    parser = argparse.ArgumentParser(
+        prog="pipeline", description="Market-data warehouse: FMP -> Bronze -> Silver -> Gold."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_run = sub.add_parser("run", help="materialize the whole graph (or --select) through Dagster")
-    p_run.add_argument("--select", help="Dagster asset selection, e.g. 'bronze/prices/historical-price-eod,silver/fmp_price_eod' "
-                                        "or '*gold/fact_price_daily'")
+    p_run.add_argument(
+        "--select",
+        help="Dagster asset selection, e.g. 'bronze/prices/historical-price-eod,silver/fmp_price_eod' "
+        "or '*gold/fact_price_daily'",
+    )
     p_run.set_defaults(func=cmd_run)
 
     p_demo = sub.add_parser("demo", help="run on the bundled sample source and print a summary")
     p_demo.add_argument("--select", help=argparse.SUPPRESS)
     p_demo.set_defaults(func=lambda a: cmd_run(a, demo=True))
 
-    p_check = sub.add_parser("check", help="run every asset check against the current warehouse through Dagster; "
-                                           "exit 1 when an ERROR check fails")
+    p_check = sub.add_parser(
+        "check",
+        help="run every asset check against the current warehouse through Dagster; exit 1 when an ERROR check fails",
+    )
     p_check.add_argument("--select", help="only the checks of these assets (Dagster asset selection syntax)")
     p_check.set_defaults(func=cmd_check)
 
-    p_status = sub.add_parser("status", help="recent runs, one run's files, and what is due next (read-only)",
-                              epilog=READONLY_EXIT_CODES)
+    p_status = sub.add_parser(
+        "status", help="recent runs, one run's files, and what is due next (read-only)", epilog=READONLY_EXIT_CODES
+    )
     p_status.add_argument("--run", help="show the file ingestions of this run id (a unique prefix is enough)")
     p_status.add_argument("--limit", type=int, default=10, help="how many recent runs (default 10)")
     p_status.add_argument("--no-plan", action="store_true", help="skip the 'what is due next' section")
     p_status.set_defaults(func=cmd_status)
 
-    p_cov = sub.add_parser("coverage", help="first/last date, files, errors and gaps per dataset and ticker (read-only)",
-                           epilog=READONLY_EXIT_CODES)
+    p_cov = sub.add_parser(
+        "coverage",
+        help="first/last date, files, errors and gaps per dataset and ticker (read-only)",
+        epilog=READONLY_EXIT_CODES,
+    )
     p_cov.add_argument("--html", default=None, help="write the HTML report here (default <data>/coverage.html)")
-    p_cov.add_argument("--dataset", default=None,
-                       help="only this dataset (name, asset name, dataset/discriminator or Silver table)")
+    p_cov.add_argument(
+        "--dataset", default=None, help="only this dataset (name, asset name, dataset/discriminator or Silver table)"
+    )
     p_cov.set_defaults(func=cmd_coverage)
 
     p_replay = sub.add_parser("replay", help="rebuild Silver from Bronze with zero API calls")
@@ -280,12 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
-        os.environ.pop("FMP_API_KEY", None)   # the demo always uses the bundled sample source
+        os.environ.pop("FMP_API_KEY", None)  # the demo always uses the bundled sample source
         get_settings.cache_clear()
     try:
         from pipeline.log import get_logger
 
-        get_logger("pipeline", get_settings())   # console + dated file under <data>/logs, key scrubbed
+        get_logger("pipeline", get_settings())  # console + dated file under <data>/logs, key scrubbed
         return int(args.func(args) or 0)
     except SettingsError as exc:
         print(f"pipeline: configuration error: {exc}", file=sys.stderr)

@@ -23,7 +23,11 @@ from pipeline.warehouse.lake import writer_pool
 
 
 def build_definitions(settings: Settings, keymap: Keymap) -> dg.Definitions:
-    assets = [*build_bronze_assets(keymap, settings), *build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
+    assets = [
+        *build_bronze_assets(keymap, settings),
+        *build_silver_assets(keymap, settings),
+        *build_gold_assets(keymap, settings),
+    ]
     checks = build_asset_checks(keymap, settings.today, writer_pool(settings.uses_lake))
     return dg.Definitions(
         assets=assets,

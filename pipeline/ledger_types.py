@@ -38,7 +38,7 @@ class FileRecord:
     body_sha256: str | None
     coverage_from: dt.date | None
     coverage_to: dt.date | None
-    fetched_at: dt.datetime             # naive UTC, as the ledger stores it
+    fetched_at: dt.datetime  # naive UTC, as the ledger stores it
     elapsed_ms: float | None
     can_promote: bool
     silver_table: str | None
@@ -53,5 +53,5 @@ class Coverage:
     coverage_to: dt.date | None
     last_fetched_at: dt.datetime | None
     files: int
-    last_as_of: dt.date | None = None   # planning date of the newest good fetch: cadence compares with this
-    first_window_from: dt.date | None = None   # start of the oldest good date window (a hole before it is missing)
+    last_as_of: dt.date | None = None  # planning date of the newest good fetch: cadence compares with this
+    first_window_from: dt.date | None = None  # start of the oldest good date window (a hole before it is missing)

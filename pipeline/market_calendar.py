@@ -23,7 +23,7 @@ FIRST_YEAR = 2000
 DayLike = dt.date | np.datetime64 | str
 
 _lock = threading.Lock()
-_span: tuple[int, int] = (0, -1)                        # first and last year the sessions below cover
+_span: tuple[int, int] = (0, -1)  # first and last year the sessions below cover
 _sessions: np.ndarray = np.array([], dtype="datetime64[D]")
 
 
@@ -61,7 +61,7 @@ def sessions(start: DayLike, end: DayLike) -> np.ndarray:
     if hi < lo:
         return np.array([], dtype="datetime64[D]")
     days = _covering(lo, hi)
-    return days[np.searchsorted(days, lo, "left"):np.searchsorted(days, hi, "right")]
+    return days[np.searchsorted(days, lo, "left") : np.searchsorted(days, hi, "right")]
 
 
 def is_session(day: DayLike) -> bool:
@@ -75,7 +75,7 @@ def is_session(day: DayLike) -> bool:
 def next_session(day: DayLike) -> dt.date:
     """The first NYSE session strictly after `day` (which need not be a session itself)."""
     d = _day(day)
-    days = _covering(d, d + 14)                       # the longest closure since 1914 is four weekdays
+    days = _covering(d, d + 14)  # the longest closure since 1914 is four weekdays
     return days[np.searchsorted(days, d, "right")].item()
 
 

@@ -10,7 +10,7 @@ import dagster as dg
 # Partition key = the ticker symbol exactly as FMP spells it. Added by `ticker_universe_sensor` and `pipeline run`.
 tickers_partitions = dg.DynamicPartitionsDefinition(name="tickers")
 
-TICKERS_PER_RUN = 500   # one run handles at most this many tickers
+TICKERS_PER_RUN = 500  # one run handles at most this many tickers
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 

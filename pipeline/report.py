@@ -33,19 +33,26 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     try:
         with Warehouse.from_settings(settings).reader() as conn:
             counts = table_counts(conn)
-            last = conn.execute("SELECT requests, skipped, files, errors FROM ops.runs ORDER BY started_at DESC LIMIT 1").fetchall()
-            fetched = conn.execute("""
+            last = conn.execute(
+                "SELECT requests, skipped, files, errors FROM ops.runs ORDER BY started_at DESC LIMIT 1"
+            ).fetchall()
+            fetched = conn.execute(
+                """
                 SELECT coalesce(sum(requests), 0), coalesce(sum(skipped), 0) FROM ops.runs
                 WHERE run_id IN (SELECT unnest(?))
-            """, [[p.run_id for p in outcome.phases]]).fetchall()[0]
+            """,
+                [[p.run_id for p in outcome.phases]],
+            ).fetchall()[0]
     except (WarehouseBusy, WarehouseMissing) as exc:
         print(f"(warehouse not readable: {exc})")
         return
     del last
     requests, skipped = fetched
     if requests == 0:
-        print(f"Nothing was due: {skipped} dataset/ticker pair(s) are within their cadence (min_age_days); "
-              "no API call was made.")
+        print(
+            f"Nothing was due: {skipped} dataset/ticker pair(s) are within their cadence (min_age_days); "
+            "no API call was made."
+        )
     else:
         print(f"Fetched {requests} response(s); {skipped} dataset/ticker pair(s) were not due.")
     print()
@@ -70,6 +77,8 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     print("  .venv/bin/pipeline status    # recent runs and what is due next")
     print("  .venv/bin/pipeline coverage  # dates, files and gaps per dataset and ticker (+ HTML report)")
     print("  # query Silver and Gold (read-only, while no run is writing):")
-    print(f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path}', read_only=True)"
-          f".sql('FROM gold.fact_valuation_daily ORDER BY date DESC LIMIT 5'))\"")
+    print(
+        f"  .venv/bin/python -c \"import duckdb; print(duckdb.connect('{settings.warehouse_path}', read_only=True)"
+        f".sql('FROM gold.fact_valuation_daily ORDER BY date DESC LIMIT 5'))\""
+    )
     print("=" * 78)

@@ -21,12 +21,16 @@ SAMPLE_SOURCE_LABEL = "bundled sample source"
 class FmpResource(dg.ConfigurableResource):
     """Hands a step one FMP client for the run (connection reuse, one rate limiter per process)."""
 
-    api_key: str | None = Field(default=None, description="FMP API key, from the FMP_API_KEY environment variable. "
-                                                          "Unset: requests go to the bundled sample source.")
+    api_key: str | None = Field(
+        default=None,
+        description="FMP API key, from the FMP_API_KEY environment variable. "
+        "Unset: requests go to the bundled sample source.",
+    )
     base_url: str = Field(default=DEFAULT_BASE_URL, description="Where FMP requests go (FMP_BASE_URL).")
     plan: str | None = Field(default=None, description="FMP plan (FMP_PLAN): recipes above it are skipped, visibly.")
-    calls_per_minute: int = Field(default=300, description="Request ceiling per minute and process "
-                                                          "(FMP_CALLS_PER_MINUTE).")
+    calls_per_minute: int = Field(
+        default=300, description="Request ceiling per minute and process (FMP_CALLS_PER_MINUTE)."
+    )
     max_concurrency: int = Field(default=8, description="Requests in flight at once (FMP_MAX_CONCURRENCY).")
 
     @property
@@ -47,18 +51,29 @@ class FmpResource(dg.ConfigurableResource):
 
     def client(self, settings: Settings) -> FmpClient:
         """A client for this configuration; `settings` supply the day and the tickers the sample source serves."""
-        return FmpClient.from_settings(dataclasses.replace(
-            settings, fmp_api_key=self.key, fmp_base_url=self.base_url.rstrip("/"), fmp_plan=self.plan,
-            calls_per_minute=self.calls_per_minute, max_concurrency=self.max_concurrency))
+        return FmpClient.from_settings(
+            dataclasses.replace(
+                settings,
+                fmp_api_key=self.key,
+                fmp_base_url=self.base_url.rstrip("/"),
+                fmp_plan=self.plan,
+                calls_per_minute=self.calls_per_minute,
+                max_concurrency=self.max_concurrency,
+            )
+        )
 
 
 def build_resources(settings: Settings) -> dict[str, object]:
     return {
-        "warehouse": WarehouseResource(database=settings.warehouse_target, data_path=settings.warehouse_data_path or ""),
+        "warehouse": WarehouseResource(
+            database=settings.warehouse_target, data_path=settings.warehouse_data_path or ""
+        ),
         "fmp": FmpResource(
             # the key is never written into the config the UI shows: only the variable's name is
             api_key=dg.EnvVar("FMP_API_KEY") if settings.fmp_api_key else None,
-            base_url=settings.fmp_base_url, plan=settings.fmp_plan,
-            calls_per_minute=settings.calls_per_minute, max_concurrency=settings.max_concurrency,
+            base_url=settings.fmp_base_url,
+            plan=settings.fmp_plan,
+            calls_per_minute=settings.calls_per_minute,
+            max_concurrency=settings.max_concurrency,
         ),
     }

@@ -31,8 +31,12 @@ from pipeline.warehouse.connection import Warehouse, WarehouseBusy
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # Which process runs a CLI run: lets the next `pipeline run` recognise runs whose process died (kill -9, OOM).
 PID_TAG, HOST_TAG = "pipeline/pid", "pipeline/host"
-_UNFINISHED = [dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-               dg.DagsterRunStatus.CANCELING]
+_UNFINISHED = [
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
 
 
 @dataclass
@@ -41,7 +45,7 @@ class PhaseResult:
     run_id: str
     success: bool
     materialized: int
-    checks: list[tuple[str, str, bool, str]]   # (asset, check, passed, severity)
+    checks: list[tuple[str, str, bool, str]]  # (asset, check, passed, severity)
     failure: str | None = None
 
 
@@ -50,7 +54,7 @@ class RunOutcome:
     phases: list[PhaseResult] = field(default_factory=list)
     tickers: list[str] = field(default_factory=list)
     universe_reason: str = ""
-    skipped: list[str] = field(default_factory=list)   # phases not run because something upstream failed
+    skipped: list[str] = field(default_factory=list)  # phases not run because something upstream failed
     not_needed: list[tuple[str, str]] = field(default_factory=list)  # (phase, why) not run: nothing to do
 
     @property
@@ -66,21 +70,38 @@ class RunOutcome:
         return [c for c in self.checks if not c[2] and c[3] == "ERROR"]
 
 
-def _execute(name: str, defs: dg.Definitions, keys: list[dg.AssetKey], instance: dg.DagsterInstance,
-             tags: dict[str, str] | None, echo: Callable[[str], None]) -> PhaseResult:
+def _execute(
+    name: str,
+    defs: dg.Definitions,
+    keys: list[dg.AssetKey],
+    instance: dg.DagsterInstance,
+    tags: dict[str, str] | None,
+    echo: Callable[[str], None],
+) -> PhaseResult:
     echo(f"==> {name}: {len(keys)} asset(s)")
     tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    result = dg.materialize([*(defs.assets or []), *(defs.asset_checks or [])], instance=instance, resources=defs.resources, selection=keys,
-                            tags=tags, raise_on_error=False, run_config=RUN_CONFIG)
-    checks = [(e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
-              for e in result.get_asset_check_evaluations()]
+    result = dg.materialize(
+        [*(defs.assets or []), *(defs.asset_checks or [])],
+        instance=instance,
+        resources=defs.resources,
+        selection=keys,
+        tags=tags,
+        raise_on_error=False,
+        run_config=RUN_CONFIG,
+    )
+    checks = [
+        (e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
+        for e in result.get_asset_check_evaluations()
+    ]
     failure = None
     if not result.success:
         errors = [ev.message for ev in result.all_events if ev.is_step_failure]
         failure = "; ".join(str(e) for e in errors)[:2000] or "run failed"
     mats = len(result.get_asset_materialization_events())
-    echo(f"    {'ok' if result.success else 'FAILED'}: run {result.run_id[:8]}, {mats} materialization(s), "
-         f"{sum(1 for c in checks if c[2])}/{len(checks)} check(s) passed")
+    echo(
+        f"    {'ok' if result.success else 'FAILED'}: run {result.run_id[:8]}, {mats} materialization(s), "
+        f"{sum(1 for c in checks if c[2])}/{len(checks)} check(s) passed"
+    )
     if failure:
         echo(f"    {failure}")
     return PhaseResult(name, result.run_id, result.success, mats, checks, failure)
@@ -101,15 +122,17 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
         if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             dead.append(run)
     for run in dead:
-        instance.report_run_failed(run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died "
-                                        "before the run finished")
+        instance.report_run_failed(
+            run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died before the run finished"
+        )
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
     if dead and Warehouse.from_settings(settings).exists():
         with Warehouse.from_settings(settings).transaction() as conn:
             runs.fail_abandoned(conn, [r.run_id for r in dead])
     if dead:
-        echo(f"closed {len(dead)} run(s) left unfinished by a process that died: "
-             f"{', '.join(r.run_id[:8] for r in dead)}")
+        echo(
+            f"closed {len(dead)} run(s) left unfinished by a process that died: {', '.join(r.run_id[:8] for r in dead)}"
+        )
     return [r.run_id for r in dead]
 
 
@@ -121,14 +144,19 @@ def universe_for_run(settings: Settings) -> tuple[list[str], str]:
         return [], f"{SILVER_UNIVERSE}, which could not be read ({exc})"
 
 
-def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callable[[str], None] = print,
-                 instance: dg.DagsterInstance | None = None) -> RunOutcome:
+def run_pipeline(
+    settings: Settings,
+    *,
+    select: str | None = None,
+    echo: Callable[[str], None] = print,
+    instance: dg.DagsterInstance | None = None,
+) -> RunOutcome:
     keymap = load_keymap(settings.keymap_path)
     defs = build_definitions(settings, keymap)
     graph = defs.resolve_asset_graph()
     instance = instance or dg.DagsterInstance.get()
     all_keys = graph.get_all_asset_keys()
-    wanted = (dg.AssetSelection.from_coercible(select.split(",")).resolve(graph) if select else set(all_keys))
+    wanted = dg.AssetSelection.from_coercible(select.split(",")).resolve(graph) if select else set(all_keys)
     wanted = {k for k in wanted if k in all_keys}
     if not wanted:
         raise SystemExit(f"pipeline: --select {select!r} matches no asset")
@@ -151,15 +179,18 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
         tickers, why = universe_for_run(settings)
         outcome.tickers, outcome.universe_reason = tickers, why
         if not tickers:
-            echo("==> per-ticker datasets: skipped, the universe is empty (set PIPELINE_TICKERS or load the stock list)")
+            echo(
+                "==> per-ticker datasets: skipped, the universe is empty (set PIPELINE_TICKERS or load the stock list)"
+            )
         else:
             have = set(instance.get_dynamic_partitions(tickers_partitions.name))
             new = [t for t in tickers if t not in have]
             if new:
                 instance.add_dynamic_partitions(tickers_partitions.name, new)
             echo(f"    universe: {len(tickers)} ticker(s) from {why}" + (f", {len(new)} new" if new else ""))
-            _run_fetch_then_promote(settings, defs, instance, outcome, "per-ticker datasets", ticker_keys, tickers,
-                                    echo)
+            _run_fetch_then_promote(
+                settings, defs, instance, outcome, "per-ticker datasets", ticker_keys, tickers, echo
+            )
 
     if gold_keys:
         # Gold reads Silver: a failed step or a failed ERROR check upstream blocks it, as it would in one run.
@@ -178,9 +209,16 @@ def run_pipeline(settings: Settings, *, select: str | None = None, echo: Callabl
     return outcome
 
 
-def _run_fetch_then_promote(settings: Settings, defs: dg.Definitions, instance: dg.DagsterInstance,
-                            outcome: RunOutcome, name: str, keys: list[dg.AssetKey], tickers: list[str] | None,
-                            echo: Callable[[str], None]) -> None:
+def _run_fetch_then_promote(
+    settings: Settings,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    outcome: RunOutcome,
+    name: str,
+    keys: list[dg.AssetKey],
+    tickers: list[str] | None,
+    echo: Callable[[str], None],
+) -> None:
     """The Bronze run(s) of one scope, then its Silver run(s) if the ledger holds files waiting for them.
 
     `tickers` is None for the global (unpartitioned) scope; otherwise the runs go per chunk of tickers.
@@ -204,8 +242,15 @@ def _run_fetch_then_promote(settings: Settings, defs: dg.Definitions, instance: 
     _execute_chunks(defs, instance, outcome, f"{name}: silver", chosen, tickers, echo)
 
 
-def _execute_chunks(defs: dg.Definitions, instance: dg.DagsterInstance, outcome: RunOutcome, label: str,
-                    keys: list[dg.AssetKey], tickers: list[str] | None, echo: Callable[[str], None]) -> None:
+def _execute_chunks(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    outcome: RunOutcome,
+    label: str,
+    keys: list[dg.AssetKey],
+    tickers: list[str] | None,
+    echo: Callable[[str], None],
+) -> None:
     """One run for an unpartitioned scope; one run per contiguous chunk of wanted tickers otherwise."""
     if tickers is None:
         outcome.phases.append(_execute(label, defs, keys, instance, None, echo))
@@ -243,9 +288,10 @@ def silver_files_waiting(settings: Settings, tables: list[str], tickers: list[st
     warehouse = Warehouse.from_settings(settings)
     if not tables or not warehouse.exists():
         return {}
-    with warehouse.connect() as conn:   # this process is the writer; wait if busy
-        rows = conn.execute(WAITING_SQL, {"tables": tables, "all_tickers": tickers is None,
-                                          "tickers": list(tickers or [])}).fetchall()
+    with warehouse.connect() as conn:  # this process is the writer; wait if busy
+        rows = conn.execute(
+            WAITING_SQL, {"tables": tables, "all_tickers": tickers is None, "tickers": list(tickers or [])}
+        ).fetchall()
     return dict(rows)
 
 

@@ -28,14 +28,19 @@ from pipeline.warehouse.resource import WarehouseResource
 SENSOR_INTERVAL_S = 30
 
 
-WORK_TAG = "pipeline/work"     # the work a run does: its scope and the newest Bronze file (or Gold inputs) it covers
-SCOPE_TAG = "pipeline/scope"   # what a sensor launches one run at a time: silver:global, silver:per_ticker, gold
+WORK_TAG = "pipeline/work"  # the work a run does: its scope and the newest Bronze file (or Gold inputs) it covers
+SCOPE_TAG = "pipeline/scope"  # what a sensor launches one run at a time: silver:global, silver:per_ticker, gold
 FAILED_STATUSES = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                   dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.CANCELING]
-RETRY_BASE_S = 60        # wait after the first failed run of a scope; doubles with every further failure
-RETRY_CAP_S = 30 * 60    # never wait longer than this between attempts
-MAX_FAILURES = 5         # failed runs in a row after which the scope waits for a person ("parked")
+ACTIVE_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+]
+RETRY_BASE_S = 60  # wait after the first failed run of a scope; doubles with every further failure
+RETRY_CAP_S = 30 * 60  # never wait longer than this between attempts
+MAX_FAILURES = 5  # failed runs in a row after which the scope waits for a person ("parked")
 
 
 def now() -> float:
@@ -48,8 +53,8 @@ class ScopeState:
     """What the runs of one scope say about launching another: one at a time, backoff after failures, parking."""
 
     scope: str
-    active_run: str | None = None          # a queued or running run of the scope
-    failures: int = 0                      # failed or canceled runs in a row since the scope's last success
+    active_run: str | None = None  # a queued or running run of the scope
+    failures: int = 0  # failed or canceled runs in a row since the scope's last success
     last_failed_run: str | None = None
     last_failure_at: float | None = None
 
@@ -75,12 +80,16 @@ class ScopeState:
         if self.active_run:
             return f"{self.scope}: run {self.active_run[:8]} is queued or running"
         if self.parked:
-            return (f"{self.scope}: parked after {self.failures} failed runs in a row (last {self.last_failed_run[:8]}); "
-                    "fix the cause, then re-execute that run (UI: Runs -> Re-execute); its success resumes the sensor")
+            return (
+                f"{self.scope}: parked after {self.failures} failed runs in a row (last {self.last_failed_run[:8]}); "
+                "fix the cause, then re-execute that run (UI: Runs -> Re-execute); its success resumes the sensor"
+            )
         wait = self.wait_s(at)
         if wait > 0:
-            return (f"{self.scope}: {self.failures} failed run(s) in a row (last {self.last_failed_run[:8]}); "
-                    f"retry {self.failures + 1} of {MAX_FAILURES} in {wait / 60:.1f} min")
+            return (
+                f"{self.scope}: {self.failures} failed run(s) in a row (last {self.last_failed_run[:8]}); "
+                f"retry {self.failures + 1} of {MAX_FAILURES} in {wait / 60:.1f} min"
+            )
         return None
 
 
@@ -88,7 +97,7 @@ def scope_state(instance: dg.DagsterInstance, scope: str) -> ScopeState:
     records = instance.get_run_records(filters=dg.RunsFilter(tags={SCOPE_TAG: scope}), limit=MAX_FAILURES + 50)
     active = next((r.dagster_run.run_id for r in records if r.dagster_run.status in ACTIVE_STATUSES), None)
     failures, last_run, last_at = 0, None, None
-    for record in records:   # newest first
+    for record in records:  # newest first
         status = record.dagster_run.status
         if status in ACTIVE_STATUSES:
             continue
@@ -115,12 +124,17 @@ def automation_report(instance: dg.DagsterInstance) -> list[str]:
 
 
 def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
-    @dg.sensor(name="ticker_universe_sensor", minimum_interval_seconds=300,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Keeps the `tickers` partitions equal to the universe (PIPELINE_TICKERS, the sample "
-                           "source, or the Silver stock list filtered by the universe settings): adds new tickers, "
-                           "removes tickers that left (their data and history stay; they are no longer fetched).")
-    def ticker_universe_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
+    @dg.sensor(
+        name="ticker_universe_sensor",
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Keeps the `tickers` partitions equal to the universe (PIPELINE_TICKERS, the sample "
+        "source, or the Silver stock list filtered by the universe settings): adds new tickers, "
+        "removes tickers that left (their data and history stay; they are no longer fetched).",
+    )
+    def ticker_universe_sensor(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    ) -> dg.SensorResult | dg.SkipReason:
         try:
             wanted, why = resolve_universe(settings, warehouse.reader)
         except (WarehouseBusy, WarehouseMissing) as exc:
@@ -141,8 +155,9 @@ def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
             # the schedule and the sensors only launch work for partitions: a removed ticker is no longer fetched
             # or promoted. Its Bronze files, Silver and Gold rows and its run history stay; if it comes back, its
             # watermarks resume where they were.
-            context.log.info(f"removing {len(gone)} ticker(s) that left the universe (their data stays): "
-                             f"{', '.join(gone[:20])}")
+            context.log.info(
+                f"removing {len(gone)} ticker(s) that left the universe (their data stays): {', '.join(gone[:20])}"
+            )
             requests.append(tickers_partitions.build_delete_request(gone))
         return dg.SensorResult(dynamic_partitions_requests=requests)
 
@@ -153,14 +168,20 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
     per_ticker_tables = {e.silver.table for e in keymap.per_ticker_entries()}
     targets = [silver_key(t) for t in keymap.tables()]
 
-    @dg.sensor(name="silver_promotion_sensor", minimum_interval_seconds=SENSOR_INTERVAL_S, target=targets,
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Launches Silver promotion for exactly the tables and tickers that have promotable, "
-                           "not yet promoted Bronze files in ops.file_ingestions, in at most one run per scope "
-                           "(global tables, per-ticker tables) at a time; failed runs are retried after a growing "
-                           f"pause (from {RETRY_BASE_S} s, at most {RETRY_CAP_S // 60} min) and after "
-                           f"{MAX_FAILURES} failures in a row the scope waits for a person.")
-    def silver_promotion_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
+    @dg.sensor(
+        name="silver_promotion_sensor",
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
+        target=targets,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches Silver promotion for exactly the tables and tickers that have promotable, "
+        "not yet promoted Bronze files in ops.file_ingestions, in at most one run per scope "
+        "(global tables, per-ticker tables) at a time; failed runs are retried after a growing "
+        f"pause (from {RETRY_BASE_S} s, at most {RETRY_CAP_S // 60} min) and after "
+        f"{MAX_FAILURES} failures in a row the scope waits for a person.",
+    )
+    def silver_promotion_sensor(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    ) -> dg.SensorResult | dg.SkipReason:
         try:
             with warehouse.reader() as conn:
                 files = file_ingestions.promotable_files(conn, tables=list(keymap.tables()))
@@ -179,9 +200,13 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
             if reason := state.blocker(at):
                 waiting.append(reason)
             else:
-                requests.append(dg.RunRequest(
-                    run_key=state.run_key(work), asset_selection=[silver_key(t) for t in sorted(tables_global)],
-                    tags=scope_tags("silver:global", work, "silver_promotion_sensor")))
+                requests.append(
+                    dg.RunRequest(
+                        run_key=state.run_key(work),
+                        asset_selection=[silver_key(t) for t in sorted(tables_global)],
+                        tags=scope_tags("silver:global", work, "silver_promotion_sensor"),
+                    )
+                )
         if tables_ticker:
             keys = context.instance.get_dynamic_partitions(tickers_partitions.name)
             wanted = waiting_files.tickers
@@ -193,10 +218,16 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
             elif reason := state.blocker(at):
                 waiting.append(reason)
             else:
-                requests.append(dg.RunRequest(
-                    run_key=state.run_key(work), asset_selection=[silver_key(t) for t in sorted(tables_ticker)],
-                    tags={**partition_range_tags(*span), **scope_tags("silver:per_ticker", work,
-                                                                       "silver_promotion_sensor")}))
+                requests.append(
+                    dg.RunRequest(
+                        run_key=state.run_key(work),
+                        asset_selection=[silver_key(t) for t in sorted(tables_ticker)],
+                        tags={
+                            **partition_range_tags(*span),
+                            **scope_tags("silver:per_ticker", work, "silver_promotion_sensor"),
+                        },
+                    )
+                )
         for reason in waiting:
             context.log.info(f"not launched: {reason}")
         if not requests:
@@ -206,21 +237,28 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
     return silver_promotion_sensor
 
 
-def build_gold_promotion_sensor(settings: Settings,
-                                blocking_checks: dict[dg.AssetKey, list[dg.AssetCheckKey]] | None = None,
-                                ) -> dg.SensorDefinition:
+def build_gold_promotion_sensor(
+    settings: Settings,
+    blocking_checks: dict[dg.AssetKey, list[dg.AssetCheckKey]] | None = None,
+) -> dg.SensorDefinition:
     """`blocking_checks`: Silver asset -> its blocking checks; Gold waits while one of them last failed."""
     from pipeline.checks import failed_blocking_checks
     from pipeline.gold.build import GOLD_ASSETS, moved_inputs
 
     blocking_checks = blocking_checks or {}
 
-    @dg.sensor(name="gold_promotion_sensor", minimum_interval_seconds=SENSOR_INTERVAL_S,
-               target=[gold_key(n) for n in GOLD_ASSETS], default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Launches exactly the Gold assets whose Silver input watermarks moved since their last "
-                           "successful build (ops.gold_builds), unless the latest evaluation of a blocking check "
-                           "on one of their Silver inputs failed.")
-    def gold_promotion_sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SensorResult | dg.SkipReason:
+    @dg.sensor(
+        name="gold_promotion_sensor",
+        minimum_interval_seconds=SENSOR_INTERVAL_S,
+        target=[gold_key(n) for n in GOLD_ASSETS],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Launches exactly the Gold assets whose Silver input watermarks moved since their last "
+        "successful build (ops.gold_builds), unless the latest evaluation of a blocking check "
+        "on one of their Silver inputs failed.",
+    )
+    def gold_promotion_sensor(
+        context: dg.SensorEvaluationContext, warehouse: WarehouseResource
+    ) -> dg.SensorResult | dg.SkipReason:
         try:
             with warehouse.reader() as conn:
                 moved = moved_inputs(conn)
@@ -235,26 +273,37 @@ def build_gold_promotion_sensor(settings: Settings,
             if failed:
                 blocked[name] = [k.to_user_string() for k in failed]
         for name, failed in blocked.items():
-            context.log.warning(f"gold/{name} waits: blocking check(s) failed in their latest evaluation: "
-                                f"{', '.join(failed)}")
+            context.log.warning(
+                f"gold/{name} waits: blocking check(s) failed in their latest evaluation: {', '.join(failed)}"
+            )
         names = sorted(n for n in moved if n not in blocked)
         if not names:
             shown = "; ".join(f"gold/{n}: {', '.join(f[:3])}" for n, f in blocked.items())
-            return dg.SkipReason("Gold inputs moved, but blocking checks on them failed in their latest evaluation "
-                                 f"(fix the data, then re-run the checks): {shown}")
+            return dg.SkipReason(
+                "Gold inputs moved, but blocking checks on them failed in their latest evaluation "
+                f"(fix the data, then re-run the checks): {shown}"
+            )
         state = scope_state(context.instance, "gold")
         if reason := state.blocker(now()):
             return dg.SkipReason(f"Gold inputs moved ({', '.join(names)}), not launched: {reason}")
         promoting = [s for s in ("silver:global", "silver:per_ticker") if scope_state(context.instance, s).active_run]
-        if promoting:   # build once on the promoted data, not now and again right after
-            return dg.SkipReason(f"Gold inputs moved ({', '.join(names)}); waiting for the Silver promotion in "
-                                 f"progress ({', '.join(promoting)})")
+        if promoting:  # build once on the promoted data, not now and again right after
+            return dg.SkipReason(
+                f"Gold inputs moved ({', '.join(names)}); waiting for the Silver promotion in "
+                f"progress ({', '.join(promoting)})"
+            )
         digest = hashlib.sha256("\n".join(f"{n}:{moved[n]}" for n in names).encode()).hexdigest()[:16]
         work = f"gold:{digest}"
         for name in names:
             context.log.info(f"gold/{name}: {moved[name]}")
-        return dg.SensorResult(run_requests=[dg.RunRequest(
-            run_key=state.run_key(work), asset_selection=[gold_key(n) for n in names],
-            tags=scope_tags("gold", work, "gold_promotion_sensor"))])
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=state.run_key(work),
+                    asset_selection=[gold_key(n) for n in names],
+                    tags=scope_tags("gold", work, "gold_promotion_sensor"),
+                )
+            ]
+        )
 
     return gold_promotion_sensor

@@ -57,9 +57,9 @@ class Settings:
     env: str = "PROD"
     universe: UniverseSettings = UniverseSettings()
     bronze_url: str | None = None
-    warehouse_file: Path | None = None        # PIPELINE_WAREHOUSE as a DuckDB file path
-    warehouse_lake: str | None = field(default=None, repr=False)   # ducklake:postgres:<conninfo> (may hold a password)
-    warehouse_data_path: str | None = None    # PIPELINE_WAREHOUSE_DATA_PATH: the lake's data files
+    warehouse_file: Path | None = None  # PIPELINE_WAREHOUSE as a DuckDB file path
+    warehouse_lake: str | None = field(default=None, repr=False)  # ducklake:postgres:<conninfo> (may hold a password)
+    warehouse_data_path: str | None = None  # PIPELINE_WAREHOUSE_DATA_PATH: the lake's data files
 
     @property
     def uses_lake(self) -> bool:
@@ -109,9 +109,11 @@ class Settings:
 
     def __repr__(self) -> str:  # never print the key, even by accident
         key = "set" if self.fmp_api_key else "unset"
-        return (f"Settings(fmp_api_key=<{key}>, fmp_base_url={self.fmp_base_url!r}, fmp_plan={self.fmp_plan!r}, "
-                f"calls_per_minute={self.calls_per_minute}, max_concurrency={self.max_concurrency}, "
-                f"data_dir={str(self.data_dir)!r}, as_of={self.as_of}, tickers={self.tickers})")
+        return (
+            f"Settings(fmp_api_key=<{key}>, fmp_base_url={self.fmp_base_url!r}, fmp_plan={self.fmp_plan!r}, "
+            f"calls_per_minute={self.calls_per_minute}, max_concurrency={self.max_concurrency}, "
+            f"data_dir={str(self.data_dir)!r}, as_of={self.as_of}, tickers={self.tickers})"
+        )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -148,7 +150,8 @@ def parse_tickers(raw: str, source: str = "PIPELINE_TICKERS") -> tuple[str, ...]
         if not TICKER_PATTERN.match(ticker):
             raise SettingsError(
                 f"{source}: ticker {ticker!r} is not allowed; tickers are 1-20 characters of letters, digits, "
-                "'.', '-', '^' or '=' and start with a letter or digit")
+                "'.', '-', '^' or '=' and start with a letter or digit"
+            )
         if ticker not in tickers:
             tickers.append(ticker)
     if not tickers:
@@ -183,10 +186,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     keymap_raw = env.get("PIPELINE_KEYMAP", "").strip()
     keymap_path = Path(keymap_raw).expanduser().resolve() if keymap_raw else PROJECT_ROOT / "dataset_keymap.yaml"
     if not keymap_path.is_file():
-        raise SettingsError(f"PIPELINE_KEYMAP={str(keymap_path)!r} does not exist; point it at a dataset keymap YAML file")
+        raise SettingsError(
+            f"PIPELINE_KEYMAP={str(keymap_path)!r} does not exist; point it at a dataset keymap YAML file"
+        )
 
     exchanges_raw = env.get("PIPELINE_UNIVERSE_EXCHANGES", "").strip()
-    exchanges = tuple(e.strip().upper() for e in exchanges_raw.split(",") if e.strip()) if exchanges_raw else ("NASDAQ", "NYSE")
+    exchanges = (
+        tuple(e.strip().upper() for e in exchanges_raw.split(",") if e.strip()) if exchanges_raw else ("NASDAQ", "NYSE")
+    )
     min_cap_raw = env.get("PIPELINE_UNIVERSE_MIN_MARKET_CAP", "").strip()
     try:
         min_cap = float(min_cap_raw) if min_cap_raw else 0.0
@@ -203,7 +210,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     environment = env.get("ENV", "").strip().upper() or "PROD"
     bronze_url = _bronze_url(env.get("PIPELINE_BRONZE_URL", "").strip())
     warehouse_file, warehouse_lake, warehouse_data_path = _warehouse(
-        env.get("PIPELINE_WAREHOUSE", "").strip(), env.get("PIPELINE_WAREHOUSE_DATA_PATH", "").strip())
+        env.get("PIPELINE_WAREHOUSE", "").strip(), env.get("PIPELINE_WAREHOUSE_DATA_PATH", "").strip()
+    )
 
     return Settings(
         fmp_api_key=env.get("FMP_API_KEY", "").strip() or None,
@@ -233,25 +241,36 @@ def _warehouse(raw: str, raw_data_path: str) -> tuple[Path | None, str | None, s
     database; a lake also needs PIPELINE_WAREHOUSE_DATA_PATH (a local folder or s3://bucket/prefix/)."""
     if not raw.startswith("ducklake:"):
         if raw_data_path:
-            raise SettingsError("PIPELINE_WAREHOUSE_DATA_PATH is set, but PIPELINE_WAREHOUSE does not name a DuckLake; "
-                                "set PIPELINE_WAREHOUSE=ducklake:postgres:<conninfo> or unset the data path")
+            raise SettingsError(
+                "PIPELINE_WAREHOUSE_DATA_PATH is set, but PIPELINE_WAREHOUSE does not name a DuckLake; "
+                "set PIPELINE_WAREHOUSE=ducklake:postgres:<conninfo> or unset the data path"
+            )
         return (Path(raw).expanduser().resolve() if raw else None), None, None
     shown = re.sub(r"(password\s*=\s*)\S+", r"\1***", raw, flags=re.IGNORECASE)
     shown = re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", shown)
     if not raw.startswith(LAKE_CATALOG_PREFIX) or not raw.removeprefix(LAKE_CATALOG_PREFIX).strip():
-        raise SettingsError(f"PIPELINE_WAREHOUSE={shown!r}: only a PostgreSQL catalog is supported; use "
-                            "ducklake:postgres:dbname=NAME host=HOST user=USER (or ducklake:postgres:postgresql://...)")
+        raise SettingsError(
+            f"PIPELINE_WAREHOUSE={shown!r}: only a PostgreSQL catalog is supported; use "
+            "ducklake:postgres:dbname=NAME host=HOST user=USER (or ducklake:postgres:postgresql://...)"
+        )
     if not raw_data_path:
-        raise SettingsError(f"PIPELINE_WAREHOUSE={shown!r} names a DuckLake, which needs PIPELINE_WAREHOUSE_DATA_PATH: "
-                            "the folder (or s3://bucket/prefix/) where its data files live")
+        raise SettingsError(
+            f"PIPELINE_WAREHOUSE={shown!r} names a DuckLake, which needs PIPELINE_WAREHOUSE_DATA_PATH: "
+            "the folder (or s3://bucket/prefix/) where its data files live"
+        )
     if "://" in raw_data_path and not raw_data_path.startswith("s3://"):
         raise SettingsError(f"PIPELINE_WAREHOUSE_DATA_PATH={raw_data_path!r}: use a local folder or an s3:// URL")
     data_path = raw_data_path if "://" in raw_data_path else str(Path(raw_data_path).expanduser().resolve())
-    missing = [p for p in ("duckdb_extension_ducklake", "duckdb_extension_postgres", "psycopg2")
-               if importlib.util.find_spec(p) is None]
+    missing = [
+        p
+        for p in ("duckdb_extension_ducklake", "duckdb_extension_postgres", "psycopg2")
+        if importlib.util.find_spec(p) is None
+    ]
     if missing:
-        raise SettingsError(f"PIPELINE_WAREHOUSE={shown!r} needs {', '.join(missing)}; install the project's "
-                            "ducklake extra (pip install -e '.[ducklake]')")
+        raise SettingsError(
+            f"PIPELINE_WAREHOUSE={shown!r} needs {', '.join(missing)}; install the project's "
+            "ducklake extra (pip install -e '.[ducklake]')"
+        )
     return None, raw, data_path.rstrip("/") + "/"
 
 
@@ -268,11 +287,15 @@ def _bronze_url(raw: str) -> str | None:
 
         fsspec.get_filesystem_class(protocol)
     except ValueError:
-        raise SettingsError(f"PIPELINE_BRONZE_URL={raw!r}: {protocol!r} is not a storage protocol fsspec knows; "
-                            "use a local path or a URL such as s3://bucket/bronze") from None
+        raise SettingsError(
+            f"PIPELINE_BRONZE_URL={raw!r}: {protocol!r} is not a storage protocol fsspec knows; "
+            "use a local path or a URL such as s3://bucket/bronze"
+        ) from None
     except ImportError as exc:
-        raise SettingsError(f"PIPELINE_BRONZE_URL={raw!r}: the {protocol!r} backend is not installed ({exc}); "
-                            "for s3:// install the project's s3 extra") from None
+        raise SettingsError(
+            f"PIPELINE_BRONZE_URL={raw!r}: the {protocol!r} backend is not installed ({exc}); "
+            "for s3:// install the project's s3 extra"
+        ) from None
     return raw.rstrip("/")
 
 

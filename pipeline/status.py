@@ -51,6 +51,7 @@ def fmt_int(value: object) -> str:
 
 # ---- (a) recent runs ----------------------------------------------------------------------------------------
 
+
 def job_name(job: str | None) -> str:
     """Dagster's ad-hoc materializations run as `__ephemeral_asset_job__`: say so in fewer characters."""
     if not job:
@@ -72,12 +73,21 @@ def run_duration(run: dict) -> str:
 def with_last_registered(conn: duckdb.DuckDBPyConnection, runs: list[dict]) -> list[dict]:
     """Add the time the run's last file was registered: the best end time for runs without `finished_at`."""
     ids = [r["run_id"] for r in runs]
-    rows = dict(conn.execute("""
+    rows = (
+        dict(
+            conn.execute(
+                """
         SELECT run_id, max(registered_at)
         FROM ops.file_ingestions
         WHERE run_id IN (SELECT unnest($ids))
         GROUP BY run_id
-    """, {"ids": ids}).fetchall()) if ids else {}
+    """,
+                {"ids": ids},
+            ).fetchall()
+        )
+        if ids
+        else {}
+    )
     return [{**r, "last_registered": rows.get(r["run_id"])} for r in runs]
 
 
@@ -86,9 +96,21 @@ def format_runs(runs: Sequence[dict]) -> list[str]:
     cells, details = [], []
     for r in runs:
         errors = max(int(r["errors"] or 0), int(r["file_errors"] or 0))
-        cells.append([r["run_id"][:8], clip(job_name(r["job"]), 16), clip(r["source_mode"] or "-", 6),
-                      clip(r["status"], 8), fmt_ts(r["started_at"]), run_duration(r), fmt_int(r["requests"]),
-                      fmt_int(r["files"]), fmt_int(r["bronze_rows"]), f"{errors:,}", fmt_int(r["skipped"])])
+        cells.append(
+            [
+                r["run_id"][:8],
+                clip(job_name(r["job"]), 16),
+                clip(r["source_mode"] or "-", 6),
+                clip(r["status"], 8),
+                fmt_ts(r["started_at"]),
+                run_duration(r),
+                fmt_int(r["requests"]),
+                fmt_int(r["files"]),
+                fmt_int(r["bronze_rows"]),
+                f"{errors:,}",
+                fmt_int(r["skipped"]),
+            ]
+        )
         details.append(wrap(f"↳ {r['message']}", 9) if r.get("message") else [])
     headers = ["run", "job", "mode", "status", "started (UTC)", "took", "req", "files", "rows", "err", "skip"]
     lines = text_table(cells, headers, "lllllrrrrrr", details)
@@ -99,16 +121,20 @@ def format_runs(runs: Sequence[dict]) -> list[str]:
 
 # ---- (b) one run's files ------------------------------------------------------------------------------------
 
+
 def find_runs(conn: duckdb.DuckDBPyConnection, prefix: str) -> list[str]:
     """Run ids starting with `prefix` (Bronze runs, and Silver runs known only from the ledger)."""
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT run_id FROM ops.runs WHERE starts_with(run_id, $p)
         UNION
         SELECT run_id FROM ops.file_ingestions WHERE starts_with(run_id, $p)
         UNION
         SELECT silver_run_id FROM ops.file_ingestions WHERE starts_with(silver_run_id, $p)
         ORDER BY 1
-    """, {"p": prefix}).fetchall()
+    """,
+        {"p": prefix},
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -121,19 +147,37 @@ def fmt_coverage(start: dt.date | None, end: dt.date | None) -> str:
 def silver_cell(f: dict) -> str:
     """What Silver did with a file: `ok 400/0/0/0` (inserted/updated/unchanged/rejected), pending, failed, never."""
     if f["silver_status"] == "promoted":
-        counts = "/".join(fmt_int(f[c] or 0) for c in
-                          ("silver_inserted", "silver_updated", "silver_unchanged", "silver_rejected"))
+        counts = "/".join(
+            fmt_int(f[c] or 0) for c in ("silver_inserted", "silver_updated", "silver_unchanged", "silver_rejected")
+        )
         return f"ok {counts}"
     return f["silver_status"] or ("pending" if f["can_promote"] else "never")
 
 
 def format_files(files: Sequence[dict]) -> list[str]:
     """One line per Bronze file of the run, grouped by dataset and series, with what Silver did with it."""
-    order = sorted(files, key=lambda f: (f["dataset"], f["discriminator"] or "", f["ticker"] or "",
-                                         f["coverage_from"] or dt.date.min, f["ingestion_id"]))
-    cells = [[clip(f["dataset"], 20), clip(" ".join(p for p in (f["ticker"], f["discriminator"]) if p) or "-", 13),
-              fmt_int(f["status_code"]), clip(f["error_class"] or "", 11), fmt_int(f["bronze_rows"]),
-              fmt_coverage(f["coverage_from"], f["coverage_to"]), clip(silver_cell(f), 16)] for f in order]
+    order = sorted(
+        files,
+        key=lambda f: (
+            f["dataset"],
+            f["discriminator"] or "",
+            f["ticker"] or "",
+            f["coverage_from"] or dt.date.min,
+            f["ingestion_id"],
+        ),
+    )
+    cells = [
+        [
+            clip(f["dataset"], 20),
+            clip(" ".join(p for p in (f["ticker"], f["discriminator"]) if p) or "-", 13),
+            fmt_int(f["status_code"]),
+            clip(f["error_class"] or "", 11),
+            fmt_int(f["bronze_rows"]),
+            fmt_coverage(f["coverage_from"], f["coverage_to"]),
+            clip(silver_cell(f), 16),
+        ]
+        for f in order
+    ]
     headers = ["dataset", "ticker/series", "http", "error", "rows", "coverage", "silver i/u/=/rej"]
     return text_table(cells, headers, "llrlrll")
 
@@ -155,11 +199,16 @@ def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
     files = file_ingestions_for_run(conn, run_id)
     print(f"Run {run_id}", file=out)
     if run:
-        print(f"  job {job_name(run['job'])}, source {run['source_mode'] or '-'}, status {run['status']}, "
-              f"started {fmt_ts(run['started_at'])} UTC, took {run_duration(run)}",
-              file=out)
-        print(f"  {fmt_int(run['requests'])} request(s), {fmt_int(run['files'])} file(s), {fmt_int(run['rows'])} "
-              f"row(s), {fmt_int(run['errors'])} error(s), {fmt_int(run['skipped'])} skipped", file=out)
+        print(
+            f"  job {job_name(run['job'])}, source {run['source_mode'] or '-'}, status {run['status']}, "
+            f"started {fmt_ts(run['started_at'])} UTC, took {run_duration(run)}",
+            file=out,
+        )
+        print(
+            f"  {fmt_int(run['requests'])} request(s), {fmt_int(run['files'])} file(s), {fmt_int(run['rows'])} "
+            f"row(s), {fmt_int(run['errors'])} error(s), {fmt_int(run['skipped'])} skipped",
+            file=out,
+        )
         if run["message"]:
             for line in wrap(f"message: {run['message']}", 2):
                 print(line, file=out)
@@ -173,6 +222,7 @@ def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
 
 
 # ---- (c) what is due next, and why not ------------------------------------------------------------------------
+
 
 def universe(settings: Settings, conn: duckdb.DuckDBPyConnection) -> tuple[list[str], str]:
     """The tickers the next run would use, read through the connection we already hold (never a second open)."""
@@ -224,8 +274,9 @@ def plan_section(settings: Settings, conn: duckdb.DuckDBPyConnection) -> list[st
     decisions = dry_run(entries=keymap.entries, tickers=tickers, conn=conn, today=today, fmp_plan=settings.fmp_plan)
     due = sum(1 for d in decisions if d.due)
     requests = sum(len(d.requests) for d in decisions if d.due)
-    head = wrap(f"What is due next (as of {today}, FMP_PLAN={settings.fmp_plan or 'unset'}, "
-                f"{len(tickers)} ticker(s): {why})", 0)
+    head = wrap(
+        f"What is due next (as of {today}, FMP_PLAN={settings.fmp_plan or 'unset'}, {len(tickers)} ticker(s): {why})", 0
+    )
     head += [f"  {due} of {len(decisions)} dataset/ticker pair(s) due, {requests} request(s) planned"]
     if not tickers:
         head.append("  (the universe is empty: per-ticker datasets have nothing to plan; set PIPELINE_TICKERS)")
@@ -234,8 +285,10 @@ def plan_section(settings: Settings, conn: duckdb.DuckDBPyConnection) -> list[st
 
 # ---- the command ---------------------------------------------------------------------------------------------
 
-def status(settings: Settings, *, run_id: str | None = None, limit: int = 10, show_plan: bool = True,
-           out: TextIO | None = None) -> int:
+
+def status(
+    settings: Settings, *, run_id: str | None = None, limit: int = 10, show_plan: bool = True, out: TextIO | None = None
+) -> int:
     """`pipeline status`: see the module docstring for what it prints and its exit codes."""
     out = out or sys.stdout
 

@@ -9,13 +9,21 @@ from tabulate import DataRow, TableFormat, tabulate
 # tabulate's "simple" layout with one space between columns instead of two: the status and coverage
 # tables must fit 100 characters. The header goes in as the first row because tabulate widens every
 # column by two characters beyond its header otherwise; the rule under it is then drawn here.
-COMPACT = TableFormat(lineabove=None, linebelowheader=None, linebetweenrows=None, linebelow=None,
-                      headerrow=DataRow("", " ", ""), datarow=DataRow("", " ", ""), padding=0,
-                      with_header_hide=None)
+COMPACT = TableFormat(
+    lineabove=None,
+    linebelowheader=None,
+    linebetweenrows=None,
+    linebelow=None,
+    headerrow=DataRow("", " ", ""),
+    datarow=DataRow("", " ", ""),
+    padding=0,
+    with_header_hide=None,
+)
 
 
-def text_table(rows: Sequence[Sequence[object]], headers: Sequence[str], align: str,
-               details: Sequence[Sequence[str]] | None = None) -> list[str]:
+def text_table(
+    rows: Sequence[Sequence[object]], headers: Sequence[str], align: str, details: Sequence[Sequence[str]] | None = None
+) -> list[str]:
     """Lines of a table; `align` has one letter per column (l/r), `details[i]` are printed under row i.
 
     Cells are shown as given (no number parsing), so callers format numbers ("1,234", "-") themselves.

@@ -28,23 +28,34 @@ UNIVERSE_SQL = """
 
 def universe_from_silver(conn: duckdb.DuckDBPyConnection, universe: UniverseSettings) -> list[str]:
     """Tickers from the Silver stock list and screener; [] while those tables do not exist yet."""
-    have = {r[0] for r in conn.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver'").fetchall()}
+    have = {
+        r[0]
+        for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver'"
+        ).fetchall()
+    }
     if not {"fmp_stock_list", "fmp_company_screener"} <= have:
         return []
-    rows = conn.execute(UNIVERSE_SQL, {
-        "exchanges": list(universe.exchanges), "include_etfs": universe.include_etfs,
-        "active_only": universe.actively_trading_only, "min_cap": universe.min_market_cap,
-        "max_tickers": universe.max_tickers, "ticker_regex": TICKER_REGEX,
-    }).fetchall()
+    rows = conn.execute(
+        UNIVERSE_SQL,
+        {
+            "exchanges": list(universe.exchanges),
+            "include_etfs": universe.include_etfs,
+            "active_only": universe.actively_trading_only,
+            "min_cap": universe.min_market_cap,
+            "max_tickers": universe.max_tickers,
+            "ticker_regex": TICKER_REGEX,
+        },
+    ).fetchall()
     return [r[0] for r in rows]
 
 
 SILVER_UNIVERSE = "Silver stock list filtered by the universe settings"
 
 
-def resolve_universe(settings: Settings,
-                     connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]) -> tuple[list[str], str]:
+def resolve_universe(
+    settings: Settings, connect: Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+) -> tuple[list[str], str]:
     """(tickers, why): pinned or the sample's when they do not depend on Silver, else read from Silver through a
     connection from `connect` (opened only then; a caller that cannot wait passes a fail-fast reader)."""
     fixed = configured_tickers(settings)
@@ -65,7 +76,7 @@ def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
     return None
 
 
-MAX_REMOVED_SHARE = 0.5   # more tickers leaving at once looks like a broken stock list, not a universe change
+MAX_REMOVED_SHARE = 0.5  # more tickers leaving at once looks like a broken stock list, not a universe change
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,9 @@ def universe_change(wanted: Sequence[str], have: Sequence[str]) -> UniverseChang
     added = [t for t in wanted if t not in set(have)]
     removed = [t for t in have if t not in set(wanted)]
     if removed and len(removed) > MAX_REMOVED_SHARE * len(have):
-        refused = (f"{len(removed)} of {len(have)} tickers left the universe at once: not removed (a truncated "
-                   "stock list?); delete the partitions by hand in the UI if this is intended")
+        refused = (
+            f"{len(removed)} of {len(have)} tickers left the universe at once: not removed (a truncated "
+            "stock list?); delete the partitions by hand in the UI if this is intended"
+        )
         return UniverseChange(added, [], refused)
     return UniverseChange(added, removed)

@@ -8,8 +8,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pipeline.fmp.client import FetchResult, FmpClient
 
 
-def fetch_many(client: FmpClient, requests: Iterable[tuple[str, Mapping[str, str], str]]
-               ) -> Iterator[tuple[int, FetchResult]]:
+def fetch_many(
+    client: FmpClient, requests: Iterable[tuple[str, Mapping[str, str], str]]
+) -> Iterator[tuple[int, FetchResult]]:
     """Fetch concurrently (at most client.max_concurrency in flight), yielding (index, result) as each completes.
 
     Requests are pulled from the iterable lazily, so a long plan is never materialised as futures at once.

@@ -22,7 +22,9 @@ def sample_server(request: pytest.FixtureRequest) -> Iterator[FakeFmpServer]:
     as_of = getattr(module, "AS_OF", None) or dt.date.today()
     as_of = dt.date.fromisoformat(as_of) if isinstance(as_of, str) else as_of
     source = SampleSource(as_of=as_of, tickers=getattr(module, "SAMPLE_TICKERS", SAMPLE_TICKERS))
-    with FakeFmpServer(api_key=KEY, data=sample_data(source), latency_s=getattr(module, "SERVER_LATENCY_S", 0.0)) as fake:
+    with FakeFmpServer(
+        api_key=KEY, data=sample_data(source), latency_s=getattr(module, "SERVER_LATENCY_S", 0.0)
+    ) as fake:
         yield fake
 
 

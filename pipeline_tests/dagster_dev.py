@@ -32,8 +32,16 @@ def dev_command(port: int) -> list[str]:
     bin_dir = Path(sys.executable).parent
     if (bin_dir / "dg").exists():
         return [str(bin_dir / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)]
-    return [str(bin_dir / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-            "-p", str(port)]
+    return [
+        str(bin_dir / "dagster"),
+        "dev",
+        "-w",
+        str(PROJECT_ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
 
 
 @contextmanager
@@ -42,10 +50,12 @@ def dagster_dev(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path / "dagster_dev.log"
     log = open(log_path, "wb")
-    proc = subprocess.Popen(dev_command(port), cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)   # own process group: SIGINT reaches every child
+    proc = subprocess.Popen(
+        dev_command(port), cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )  # own process group: SIGINT reaches every child
     base = f"http://127.0.0.1:{port}"
     try:
+
         def up() -> bool:
             assert proc.poll() is None, log_path.read_text()[-3000:]
             try:

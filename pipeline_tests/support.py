@@ -16,7 +16,7 @@ from pipeline.keymap import load_keymap
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.settings import PROJECT_ROOT
 
-KEY = "sk-TEST-9d8c7b6a5e4f3210"          # the FMP key every test uses; no file, row or log line may contain it
+KEY = "sk-TEST-9d8c7b6a5e4f3210"  # the FMP key every test uses; no file, row or log line may contain it
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
 
 
@@ -25,11 +25,20 @@ def entry(dataset: str, discriminator: str = "") -> KeymapEntry:
     return next(e for e in KEYMAP if e.dataset == dataset and e.discriminator == discriminator)
 
 
-def envelope(identity: DatasetIdentity, content: Any = None, *, run_id: str = "run-1",
-             coverage: tuple[dt.date | None, dt.date | None] = (None, None),
-             window: tuple[dt.date | None, dt.date | None] | None = None, as_of: dt.date | None = dt.date(2024, 4, 1),
-             fetched_at: dt.datetime = dt.datetime(2024, 4, 1, 21, 0, tzinfo=dt.UTC), error_class: str | None = None,
-             can_promote: bool | None = None, rows: int | None = None, path: str | None = None) -> BronzeEnvelope:
+def envelope(
+    identity: DatasetIdentity,
+    content: Any = None,
+    *,
+    run_id: str = "run-1",
+    coverage: tuple[dt.date | None, dt.date | None] = (None, None),
+    window: tuple[dt.date | None, dt.date | None] | None = None,
+    as_of: dt.date | None = dt.date(2024, 4, 1),
+    fetched_at: dt.datetime = dt.datetime(2024, 4, 1, 21, 0, tzinfo=dt.UTC),
+    error_class: str | None = None,
+    can_promote: bool | None = None,
+    rows: int | None = None,
+    path: str | None = None,
+) -> BronzeEnvelope:
     """A Bronze envelope as the fetch step writes it: a 200 with `content`, or a 500 when `error_class` is set."""
     ok = error_class is None
     content = ([] if ok else None) if content is None else content
@@ -37,15 +46,32 @@ def envelope(identity: DatasetIdentity, content: Any = None, *, run_id: str = "r
     window = coverage if window is None else window
     path = path or identity.dataset
     return BronzeEnvelope(
-        file_id=new_file_id(), run_id=run_id, identity=identity,
-        request=RequestInfo(path=path, url=f"https://fmp.test/stable/{path}",
-                            params={"symbol": identity.ticker} if identity.ticker else {}, page=None, as_of=as_of,
-                            window_from=window[0], window_to=window[1]),
-        fetched_at=fetched_at, elapsed_ms=12.5, attempts=1, status_code=200 if ok else 500, headers={},
-        body_sha256=hashlib.sha256(body).hexdigest(), bytes=len(body), content_format="json", content=content,
+        file_id=new_file_id(),
+        run_id=run_id,
+        identity=identity,
+        request=RequestInfo(
+            path=path,
+            url=f"https://fmp.test/stable/{path}",
+            params={"symbol": identity.ticker} if identity.ticker else {},
+            page=None,
+            as_of=as_of,
+            window_from=window[0],
+            window_to=window[1],
+        ),
+        fetched_at=fetched_at,
+        elapsed_ms=12.5,
+        attempts=1,
+        status_code=200 if ok else 500,
+        headers={},
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        bytes=len(body),
+        content_format="json",
+        content=content,
         row_count=(len(content) if isinstance(content, list) else 1) if rows is None else rows,
-        coverage_from=coverage[0], coverage_to=coverage[1],
-        error_class=error_class, error_message=None if ok else "server error",
+        coverage_from=coverage[0],
+        coverage_to=coverage[1],
+        error_class=error_class,
+        error_message=None if ok else "server error",
         can_promote=ok if can_promote is None else can_promote,
     )
 
@@ -58,16 +84,25 @@ E2E_TICKERS = ["AAPL", "MSFT", "NVDA"]
 
 def make_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a Dagster end-to-end test: its own data folder, a fixed day, three tickers."""
-    env = {"PIPELINE_DATA_DIR": str(tmp_path / "data"), "PIPELINE_AS_OF": E2E_AS_OF,
-           "PIPELINE_TICKERS": ",".join(E2E_TICKERS)}
+    env = {
+        "PIPELINE_DATA_DIR": str(tmp_path / "data"),
+        "PIPELINE_AS_OF": E2E_AS_OF,
+        "PIPELINE_TICKERS": ",".join(E2E_TICKERS),
+    }
     env.update(extra)
     return env
 
 
 def materialize(defs: dg.Definitions, instance: dg.DagsterInstance, keys, tags: dict | None = None):
     """Materialize a selection (assets and their checks) in-process, as `pipeline run` does."""
-    return dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
-                          selection=keys, tags=tags or {}, raise_on_error=False)
+    return dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        instance=instance,
+        resources=defs.resources,
+        selection=keys,
+        tags=tags or {},
+        raise_on_error=False,
+    )
 
 
 def range_tags(first: str, last: str) -> dict[str, str]:

@@ -12,6 +12,13 @@ from pipeline.assets.keys import bronze_key, code_version, entry_fingerprint, go
 from pipeline.assets.silver import build_silver_assets
 
 __all__ = [
-    "bronze_key", "build_bronze_assets", "build_gold_assets", "build_silver_assets", "code_version",
-    "entry_fingerprint", "gold_key", "silver_groups", "silver_key",
+    "bronze_key",
+    "build_bronze_assets",
+    "build_gold_assets",
+    "build_silver_assets",
+    "code_version",
+    "entry_fingerprint",
+    "gold_key",
+    "silver_groups",
+    "silver_key",
 ]

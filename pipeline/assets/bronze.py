@@ -22,7 +22,7 @@ from pipeline.settings import Settings
 from pipeline.warehouse.connection import WarehouseBusy
 from pipeline.warehouse.resource import WarehouseResource
 
-FMP_POOL = "fmp_api"            # fetching steps: two runs together cannot exceed the rate limit
+FMP_POOL = "fmp_api"  # fetching steps: two runs together cannot exceed the rate limit
 
 # A Bronze step fails after the client's own per-request retries. When every failure was transient (network,
 # rate limit, busy warehouse) the step is retried after a growing pause; only what is still due is fetched again.
@@ -30,38 +30,64 @@ BRONZE_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONE
 TRANSIENT_ERRORS = frozenset({"transport", "rate_limited"})
 
 
-def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Settings, per_ticker: bool,
-                       all_entries: Sequence[KeymapEntry] = ()) -> dg.AssetsDefinition:
+def build_bronze_asset(
+    name: str,
+    entries: Sequence[KeymapEntry],
+    settings: Settings,
+    per_ticker: bool,
+    all_entries: Sequence[KeymapEntry] = (),
+) -> dg.AssetsDefinition:
     specs = [
         dg.AssetSpec(
-            bronze_key(e), group_name=e.domain, description=entry_description(e), kinds={"fmp", "json"},
-            tags={"layer": "bronze", **entry_tags(e)}, skippable=True, code_version=code_version(entry_fingerprint(e)),
-            metadata={"fmp_path": e.recipe.path, "docs_url": dg.MetadataValue.url(e.docs_url),
-                      "min_age_days": e.recipe.min_age_days, "ticker_scope": e.ticker_scope},
+            bronze_key(e),
+            group_name=e.domain,
+            description=entry_description(e),
+            kinds={"fmp", "json"},
+            tags={"layer": "bronze", **entry_tags(e)},
+            skippable=True,
+            code_version=code_version(entry_fingerprint(e)),
+            metadata={
+                "fmp_path": e.recipe.path,
+                "docs_url": dg.MetadataValue.url(e.docs_url),
+                "min_age_days": e.recipe.min_age_days,
+                "ticker_scope": e.ticker_scope,
+            },
         )
         for e in entries
     ]
     by_key = {bronze_key(e): e for e in entries}
 
     @dg.multi_asset(
-        name=name, specs=specs, can_subset=True, pool=FMP_POOL,
+        name=name,
+        specs=specs,
+        can_subset=True,
+        pool=FMP_POOL,
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
         retry_policy=BRONZE_RETRY,
     )
-    def _bronze(context: AssetExecutionContext, warehouse: WarehouseResource,
-                fmp: FmpResource) -> Iterator[dg.MaterializeResult]:
+    def _bronze(
+        context: AssetExecutionContext, warehouse: WarehouseResource, fmp: FmpResource
+    ) -> Iterator[dg.MaterializeResult]:
         selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
         tickers = partition_tickers(context) or []
         if fmp.uses_sample_source:
             context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
         with fmp.client(settings) as client, _only_transient_errors_retry():
             report = run_bronze(
-                entries=selected, tickers=tickers, warehouse=warehouse.warehouse,
-                store=BronzeStore.at(settings.bronze_location), client=client, run_id=context.run_id,
-                today=settings.today(), fmp_plan=fmp.plan, source_mode=fmp.source_mode,
-                max_concurrency=fmp.max_concurrency, job=context.job_name, log_fn=context.log.info,
-                orphan_entries=list(all_entries) or None,   # a crash may leave files of the other Bronze step
+                entries=selected,
+                tickers=tickers,
+                warehouse=warehouse.warehouse,
+                store=BronzeStore.at(settings.bronze_location),
+                client=client,
+                run_id=context.run_id,
+                today=settings.today(),
+                fmp_plan=fmp.plan,
+                source_mode=fmp.source_mode,
+                max_concurrency=fmp.max_concurrency,
+                job=context.job_name,
+                log_fn=context.log.info,
+                orphan_entries=list(all_entries) or None,  # a crash may leave files of the other Bronze step
             )
         for entry in selected:
             rep = report.entries[entry.asset_name]
@@ -73,10 +99,11 @@ def build_bronze_asset(name: str, entries: Sequence[KeymapEntry], settings: Sett
             transient = kinds <= TRANSIENT_ERRORS
             raise dg.Failure(
                 description=f"{report.hard_failures} Bronze request(s) failed after retries "
-                            f"({', '.join(sorted(kinds))}); "
-                            "everything that succeeded was written and registered"
-                            + ("; the step is retried later" if transient else "") + ". First failures:\n"
-                            + "\n".join(report.first_failures(10)),
+                f"({', '.join(sorted(kinds))}); "
+                "everything that succeeded was written and registered"
+                + ("; the step is retried later" if transient else "")
+                + ". First failures:\n"
+                + "\n".join(report.first_failures(10)),
                 allow_retries=transient,
             )
 
@@ -103,8 +130,9 @@ def build_bronze_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDef
     global_ = list(keymap.global_entries())
     everything = list(keymap)
     if per_ticker:
-        out.append(build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True,
-                                      all_entries=everything))
+        out.append(
+            build_bronze_asset("bronze_per_ticker", per_ticker, settings, per_ticker=True, all_entries=everything)
+        )
     if global_:
         out.append(build_bronze_asset("bronze_global", global_, settings, per_ticker=False, all_entries=everything))
     return out

@@ -24,16 +24,24 @@ from pipeline.warehouse.resource import WarehouseResource
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
     model = MODELS[name]
 
-    @dg.asset(key=gold_key(name), deps=[silver_key(t) for t in inputs], group_name="gold", kinds={"duckdb"},
-              tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
-              pool=writer_pool(settings.uses_lake), code_version=code_version(model),
-              description=(model.description or name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
-              metadata={"dagster/table_name": f"warehouse.gold.{name}",
-                        "dagster/column_schema": gold_column_schema(model),
-                        "key": dg.MetadataValue.json(list(model.key))})
+    @dg.asset(
+        key=gold_key(name),
+        deps=[silver_key(t) for t in inputs],
+        group_name="gold",
+        kinds={"duckdb"},
+        tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
+        pool=writer_pool(settings.uses_lake),
+        code_version=code_version(model),
+        description=(model.description or name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
+        metadata={
+            "dagster/table_name": f"warehouse.gold.{name}",
+            "dagster/column_schema": gold_column_schema(model),
+            "key": dg.MetadataValue.json(list(model.key)),
+        },
+    )
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
         with warehouse.connect() as conn:
-            for table in inputs:   # a Silver input that was never promoted reads as empty, not as an error
+            for table in inputs:  # a Silver input that was never promoted reads as empty, not as an error
                 ensure_table(conn, keymap.tables()[table])
             try:
                 result = build(conn, name, context.run_id)
@@ -41,12 +49,15 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
                 record_failure(warehouse, context, f"gold.{name}: {type(exc).__name__}: {exc}")
                 raise
             record_step(conn, context.run_id, job=context.job_name, rows=result.rows_written)
-            context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written "
-                             f"({result.reason})")
+            context.log.info(
+                f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})"
+            )
             derived = result.report.get("bars_derived_from_full", 0)
             if derived:
-                context.log.warning(f"gold.{name}: {derived} bar(s) derived from /full and the splits (no as-traded "
-                                    "row from /non-split-adjusted: the plan lacks it or the day is missing there)")
+                context.log.warning(
+                    f"gold.{name}: {derived} bar(s) derived from /full and the splits (no as-traded "
+                    "row from /non-split-adjusted: the plan lacks it or the day is missing there)"
+                )
             yield dg.MaterializeResult(metadata=gold_metadata(result, resolve(conn, name), chart(conn, name)))
 
     return _gold

@@ -14,10 +14,12 @@ from pipeline.silver.schema import LINEAGE_COLUMNS
 
 
 def column_schema(columns: list[tuple[str, str, bool]]) -> dg.TableSchema:
-    return dg.TableSchema(columns=[
-        dg.TableColumn(name, dtype, constraints=dg.TableColumnConstraints(nullable=nullable))
-        for name, dtype, nullable in columns
-    ])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, dtype, constraints=dg.TableColumnConstraints(nullable=nullable))
+            for name, dtype, nullable in columns
+        ]
+    )
 
 
 def silver_column_schema(spec: SilverSpec) -> dg.TableSchema:
@@ -29,11 +31,17 @@ def silver_column_schema(spec: SilverSpec) -> dg.TableSchema:
 def gold_column_schema(model: GoldModel) -> dg.TableSchema:
     """The Gold table's declared columns (shown before the first build), with descriptions when the model has them."""
     descriptions = getattr(model, "descriptions", None) or {}
-    return dg.TableSchema(columns=[
-        dg.TableColumn(name, dtype, description=descriptions.get(name),
-                       constraints=dg.TableColumnConstraints(nullable=name not in model.key))
-        for name, dtype in model.columns
-    ])
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name,
+                dtype,
+                description=descriptions.get(name),
+                constraints=dg.TableColumnConstraints(nullable=name not in model.key),
+            )
+            for name, dtype in model.columns
+        ]
+    )
 
 
 def table_preview(conn: duckdb.DuckDBPyConnection, qualified_table: str, order_by: str, limit: int = 5) -> str:
@@ -66,7 +74,8 @@ def silver_metadata(table: str, spec: SilverSpec, totals: dict, rows: int, previ
         **{k: v for k, v in totals.items() if isinstance(v, int)},
         "drift_fields": dg.MetadataValue.json(totals["drift_fields"]),
         "failures": dg.MetadataValue.json(totals["failures"]),
-        "coverage_from": totals["coverage_from"], "coverage_to": totals["coverage_to"],
+        "coverage_from": totals["coverage_from"],
+        "coverage_to": totals["coverage_to"],
         "dagster/row_count": int(rows),
         "dagster/table_name": f"warehouse.silver.{table}",
         "dagster/column_schema": silver_column_schema(spec),
@@ -77,7 +86,9 @@ def silver_metadata(table: str, spec: SilverSpec, totals: dict, rows: int, previ
 def gold_metadata(result: GoldBuildResult, model: GoldModel, chart: str | None) -> dict:
     """`model` as built (the macro model has a column set per indicator in Silver); `chart` in markdown, if any."""
     metadata = {
-        "mode": result.mode, "reason": result.reason, "rows_written": result.rows_written,
+        "mode": result.mode,
+        "reason": result.reason,
+        "rows_written": result.rows_written,
         "tickers_touched": result.tickers_touched if result.tickers_touched is not None else 0,
         "input_watermarks": dg.MetadataValue.json(result.input_watermarks[:200]),
         "input_identities": len(result.input_watermarks),

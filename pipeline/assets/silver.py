@@ -28,28 +28,40 @@ from pipeline.warehouse.lake import writer_pool
 from pipeline.warehouse.resource import WarehouseResource
 
 
-def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], settings: Settings,
-                       per_ticker: bool) -> dg.AssetsDefinition:
+def build_silver_asset(
+    name: str, keymap: Keymap, tables: Sequence[str], settings: Settings, per_ticker: bool
+) -> dg.AssetsDefinition:
     deps = bronze_keys_by_table(keymap)
     specs = []
     for table in tables:
         entries = keymap.entries_for_table(table)
         spec = keymap.tables()[table]
         domains = sorted({e.domain for e in entries})
-        specs.append(dg.AssetSpec(
-            silver_key(table), deps=deps[table], group_name=domains[0],
-            description=silver_table_description(keymap, table), kinds={"duckdb"},
-            tags={"layer": "silver", **entry_tags(entries[0])}, skippable=True,
-            code_version=code_version(spec, *[entry_fingerprint(e) for e in entries]),
-            metadata={"dagster/table_name": f"warehouse.silver.{table}",
-                      "dagster/column_schema": silver_column_schema(spec),
-                      "key": dg.MetadataValue.json(list(spec.key)),
-                      "docs_url": dg.MetadataValue.url(entries[0].docs_url)},
-        ))
+        specs.append(
+            dg.AssetSpec(
+                silver_key(table),
+                deps=deps[table],
+                group_name=domains[0],
+                description=silver_table_description(keymap, table),
+                kinds={"duckdb"},
+                tags={"layer": "silver", **entry_tags(entries[0])},
+                skippable=True,
+                code_version=code_version(spec, *[entry_fingerprint(e) for e in entries]),
+                metadata={
+                    "dagster/table_name": f"warehouse.silver.{table}",
+                    "dagster/column_schema": silver_column_schema(spec),
+                    "key": dg.MetadataValue.json(list(spec.key)),
+                    "docs_url": dg.MetadataValue.url(entries[0].docs_url),
+                },
+            )
+        )
     by_key = {silver_key(t): t for t in tables}
 
     @dg.multi_asset(
-        name=name, specs=specs, can_subset=True, pool=writer_pool(settings.uses_lake),
+        name=name,
+        specs=specs,
+        can_subset=True,
+        pool=writer_pool(settings.uses_lake),
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
     )
@@ -60,25 +72,37 @@ def build_silver_asset(name: str, keymap: Keymap, tables: Sequence[str], setting
             if table is None:
                 continue
             try:
-                totals = promote_waiting(warehouse, keymap, table, tickers, settings.bronze_location, context.run_id,
-                                         context.log.info)
+                totals = promote_waiting(
+                    warehouse, keymap, table, tickers, settings.bronze_location, context.run_id, context.log.info
+                )
             except Exception as exc:
                 record_failure(warehouse, context, f"silver.{table}: {type(exc).__name__}: {exc}")
                 raise
             with warehouse.connect() as conn:
-                record_step(conn, context.run_id, job=context.job_name, files=totals["files"],
-                            rows=totals["inserted"] + totals["updated"], errors=totals["failed_files"])
+                record_step(
+                    conn,
+                    context.run_id,
+                    job=context.job_name,
+                    files=totals["files"],
+                    rows=totals["inserted"] + totals["updated"],
+                    errors=totals["failed_files"],
+                )
                 rows = row_count(conn, table)
                 preview = table_preview(conn, qualified(table), "fetched_at DESC")
                 if totals["drift_fields"]:
-                    context.log.warning(f"silver.{table}: the API sends fields the keymap does not map: "
-                                        f"{', '.join(totals['drift_fields'][:20])}")
-                yield dg.MaterializeResult(asset_key=key, metadata=silver_metadata(table, keymap.tables()[table],
-                                                                                   totals, rows, preview))
+                    context.log.warning(
+                        f"silver.{table}: the API sends fields the keymap does not map: "
+                        f"{', '.join(totals['drift_fields'][:20])}"
+                    )
+                yield dg.MaterializeResult(
+                    asset_key=key, metadata=silver_metadata(table, keymap.tables()[table], totals, rows, preview)
+                )
 
     return _silver
 
 
 def build_silver_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
-    return [build_silver_asset(name, keymap, tables, settings, per_ticker=name == "silver_per_ticker")
-            for name, tables in silver_groups(keymap).items()]
+    return [
+        build_silver_asset(name, keymap, tables, settings, per_ticker=name == "silver_per_ticker")
+        for name, tables in silver_groups(keymap).items()
+    ]

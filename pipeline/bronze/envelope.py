@@ -30,8 +30,8 @@ def new_file_id() -> str:
 @dataclass(frozen=True)
 class RequestInfo:
     path: str
-    url: str                      # without the API key
-    params: dict[str, str]        # without the API key
+    url: str  # without the API key
+    params: dict[str, str]  # without the API key
     page: int | None = None
     as_of: dt.date | None = None  # the planning date the request was made for
     window_from: dt.date | None = None
@@ -44,7 +44,7 @@ class BronzeEnvelope:
     run_id: str
     identity: DatasetIdentity
     request: RequestInfo
-    fetched_at: dt.datetime       # UTC, tz-aware
+    fetched_at: dt.datetime  # UTC, tz-aware
     elapsed_ms: float
     attempts: int
     status_code: int | None
@@ -112,10 +112,18 @@ class BronzeEnvelope:
         return cls(
             file_id=doc["file_id"],
             run_id=doc["run_id"],
-            identity=DatasetIdentity(doc["domain"], doc["source"], doc["dataset"], doc.get("discriminator") or "",
-                                     doc.get("ticker") or ""),
-            request=RequestInfo(req["path"], req["url"], dict(req.get("params") or {}), req.get("page"),
-                                _date(req.get("as_of")), _date(req.get("window_from")), _date(req.get("window_to"))),
+            identity=DatasetIdentity(
+                doc["domain"], doc["source"], doc["dataset"], doc.get("discriminator") or "", doc.get("ticker") or ""
+            ),
+            request=RequestInfo(
+                req["path"],
+                req["url"],
+                dict(req.get("params") or {}),
+                req.get("page"),
+                _date(req.get("as_of")),
+                _date(req.get("window_from")),
+                _date(req.get("window_to")),
+            ),
             fetched_at=dt.datetime.fromisoformat(doc["fetched_at"].replace("Z", "+00:00")),
             elapsed_ms=float(doc.get("elapsed_ms") or 0.0),
             attempts=int(doc.get("attempts") or 1),
@@ -181,12 +189,29 @@ def file_record(envelope: BronzeEnvelope, bronze_path: str, silver_table: str | 
     """The ledger row of one Bronze file (Bronze columns only; `fetched_at` as naive UTC)."""
     ident, request = envelope.identity, envelope.request
     return FileRecord(
-        run_id=envelope.run_id, file_id=envelope.file_id, domain=ident.domain, source=ident.source,
-        dataset=ident.dataset, discriminator=ident.discriminator, ticker=ident.ticker, bronze_path=bronze_path,
-        request_path=request.path, page=request.page, as_of=request.as_of, window_from=request.window_from,
-        window_to=request.window_to, status_code=envelope.status_code, error_class=envelope.error_class,
-        error_message=envelope.error_message, bronze_rows=envelope.row_count, bytes=envelope.bytes,
-        body_sha256=envelope.body_sha256, coverage_from=envelope.coverage_from, coverage_to=envelope.coverage_to,
-        fetched_at=envelope.fetched_at.astimezone(dt.UTC).replace(tzinfo=None), elapsed_ms=envelope.elapsed_ms,
-        can_promote=envelope.can_promote, silver_table=silver_table,
+        run_id=envelope.run_id,
+        file_id=envelope.file_id,
+        domain=ident.domain,
+        source=ident.source,
+        dataset=ident.dataset,
+        discriminator=ident.discriminator,
+        ticker=ident.ticker,
+        bronze_path=bronze_path,
+        request_path=request.path,
+        page=request.page,
+        as_of=request.as_of,
+        window_from=request.window_from,
+        window_to=request.window_to,
+        status_code=envelope.status_code,
+        error_class=envelope.error_class,
+        error_message=envelope.error_message,
+        bronze_rows=envelope.row_count,
+        bytes=envelope.bytes,
+        body_sha256=envelope.body_sha256,
+        coverage_from=envelope.coverage_from,
+        coverage_to=envelope.coverage_to,
+        fetched_at=envelope.fetched_at.astimezone(dt.UTC).replace(tzinfo=None),
+        elapsed_ms=envelope.elapsed_ms,
+        can_promote=envelope.can_promote,
+        silver_table=silver_table,
     )

@@ -32,9 +32,16 @@ REGISTER_EVERY_FILES = 500
 REGISTER_EVERY_SECONDS = 5.0
 
 
-def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, run_id: str, *,
-              page: int | None = None, incomplete: str | None = None,
-              redact: Callable[[str], str] = str) -> BronzeEnvelope:
+def _envelope(
+    result: FetchResult,
+    request: PlannedRequest,
+    entry: KeymapEntry,
+    run_id: str,
+    *,
+    page: int | None = None,
+    incomplete: str | None = None,
+    redact: Callable[[str], str] = str,
+) -> BronzeEnvelope:
     content = result.content if result.ok else None
     cov_from, cov_to = coverage_of(content, entry.recipe.date_field)
     notes: list[str] = []
@@ -50,8 +57,15 @@ def _envelope(result: FetchResult, request: PlannedRequest, entry: KeymapEntry, 
         file_id=new_file_id(),
         run_id=run_id,
         identity=request.identity,
-        request=RequestInfo(path=result.path, url=result.url, params=dict(result.params), page=page, as_of=request.as_of,
-                            window_from=request.window_from, window_to=request.window_to),
+        request=RequestInfo(
+            path=result.path,
+            url=result.url,
+            params=dict(result.params),
+            page=page,
+            as_of=request.as_of,
+            window_from=request.window_from,
+            window_to=request.window_to,
+        ),
         fetched_at=result.fetched_at,
         elapsed_ms=result.elapsed_ms,
         attempts=result.attempts,
@@ -86,8 +100,13 @@ def fetch_request(client: FmpClient, request: PlannedRequest, entry: KeymapEntry
         result = client.fetch(request.path, request.params, expect=expect)
         halves = _split_capped(result, request, entry)
         if halves:
-            log.warning("%s: %s rows reached the row cap for %s..%s; splitting the window", request.identity,
-                        result.row_count, request.window_from, request.window_to)
+            log.warning(
+                "%s: %s rows reached the row cap for %s..%s; splitting the window",
+                request.identity,
+                result.row_count,
+                request.window_from,
+                request.window_to,
+            )
             return [env for half in halves for env in fetch_request(client, half, entry, run_id)]
         return [_envelope(result, request, entry, run_id, redact=client.redact)]
 
@@ -108,9 +127,13 @@ def fetch_request(client: FmpClient, request: PlannedRequest, entry: KeymapEntry
             results.append((page, result))
             break
         if digest in seen_hashes:
-            log.warning("%s: page %s repeats an earlier page; the API ignores %r, stopping", request.identity, page,
-                        pagination.param)
-            break   # the repeated page is not data: drop it
+            log.warning(
+                "%s: page %s repeats an earlier page; the API ignores %r, stopping",
+                request.identity,
+                page,
+                pagination.param,
+            )
+            break  # the repeated page is not data: drop it
         seen_hashes.add(digest)
         results.append((page, result))
     else:
@@ -134,11 +157,22 @@ def _split_capped(result: FetchResult, request: PlannedRequest, entry: KeymapEnt
     return out
 
 
-def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], warehouse: Warehouse, store: BronzeStore,
-               client: FmpClient, run_id: str, today: dt.date, fmp_plan: str | None, source_mode: str,
-               max_concurrency: int = 8, job: str | None = None,
-               log_fn: Callable[[str], None] | None = None,
-               orphan_entries: Sequence[KeymapEntry] | None = None) -> BronzeRunReport:
+def run_bronze(
+    *,
+    entries: Sequence[KeymapEntry],
+    tickers: Iterable[str],
+    warehouse: Warehouse,
+    store: BronzeStore,
+    client: FmpClient,
+    run_id: str,
+    today: dt.date,
+    fmp_plan: str | None,
+    source_mode: str,
+    max_concurrency: int = 8,
+    job: str | None = None,
+    log_fn: Callable[[str], None] | None = None,
+    orphan_entries: Sequence[KeymapEntry] | None = None,
+) -> BronzeRunReport:
     """Plan, fetch, write and register Bronze for `entries` (× `tickers` for per-ticker entries).
 
     `orphan_entries` (default `entries`): the entries whose files a crashed process may have left unregistered,
@@ -174,8 +208,10 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
             rep.skipped[d.skip_kind or "not_due"] += 1
             if len(rep.skip_reasons) < 3:
                 rep.skip_reasons.append(f"{d.identity.ticker or d.identity.key}: {d.reason}")
-    say(f"planned {len(tasks)} request(s) for {sum(r.due for r in reports.values())} due identit(ies); "
-        f"{sum(sum(r.skipped.values()) for r in reports.values())} skipped (as of {today}, source {source_mode})")
+    say(
+        f"planned {len(tasks)} request(s) for {sum(r.due for r in reports.values())} due identit(ies); "
+        f"{sum(sum(r.skipped.values()) for r in reports.values())} skipped (as of {today}, source {source_mode})"
+    )
 
     # 2. fetch concurrently; write files in the workers; register from this thread in short batches
     journal = store.journal_name(run_id)
@@ -194,7 +230,9 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
     # request alike: what they make pointless is not sent (reported as skipped), instead of hundreds of refusals.
     stops = RunStops()
 
-    def work(request: PlannedRequest, entry: KeymapEntry) -> NotSent | tuple[list[tuple[BronzeEnvelope, str]], list[str]]:
+    def work(
+        request: PlannedRequest, entry: KeymapEntry
+    ) -> NotSent | tuple[list[tuple[BronzeEnvelope, str]], list[str]]:
         not_sent = stops.not_sent(request, entry)
         if not_sent is not None:
             return not_sent
@@ -251,7 +289,10 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
     failed = report.hard_failures
     with warehouse.transaction() as conn:
         runs.record_run(
-            conn, run_id, job=job, source_mode=source_mode,
+            conn,
+            run_id,
+            job=job,
+            source_mode=source_mode,
             status="partial" if failed else "success",
             requests=report.requests,
             skipped=sum(sum(r.skipped.values()) for r in reports.values()),
@@ -264,8 +305,9 @@ def run_bronze(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], wareho
     return report
 
 
-def dry_run(*, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date,
-            fmp_plan: str | None) -> list[PlanDecision]:
+def dry_run(
+    *, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date, fmp_plan: str | None
+) -> list[PlanDecision]:
     """What is due, and why not, without fetching anything (read-only connection is enough)."""
     return plan(entries, tickers, planning_coverage(conn, entries), today, fmp_plan)
 

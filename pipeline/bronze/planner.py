@@ -28,7 +28,7 @@ class PlannedRequest:
     as_of: dt.date
     window_from: dt.date | None = None
     window_to: dt.date | None = None
-    paginated: bool = False       # params hold the first page; the fetcher walks the pages
+    paginated: bool = False  # params hold the first page; the fetcher walks the pages
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,18 @@ class PlanDecision:
     due: bool
     reason: str
     requests: tuple[PlannedRequest, ...] = ()
-    skip_kind: str | None = None   # not_due | plan | nothing_new (None when due)
+    skip_kind: str | None = None  # not_due | plan | nothing_new (None when due)
 
 
-def expand_query(entry: KeymapEntry, identity: DatasetIdentity, today: dt.date, *, window_from: dt.date | None = None,
-            window_to: dt.date | None = None, page: int | None = None) -> dict[str, str]:
+def expand_query(
+    entry: KeymapEntry,
+    identity: DatasetIdentity,
+    today: dt.date,
+    *,
+    window_from: dt.date | None = None,
+    window_to: dt.date | None = None,
+    page: int | None = None,
+) -> dict[str, str]:
     values = {
         "__ticker__": identity.ticker,
         "__from__": window_from.isoformat() if window_from else "",
@@ -85,57 +92,85 @@ def first_window_start(entry: KeymapEntry, today: dt.date) -> dt.date:
     return today - dt.timedelta(days=recipe.history_days or 0)
 
 
-def plan_identity(entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, today: dt.date,
-                  plan: str | None) -> PlanDecision:
+def plan_identity(
+    entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, today: dt.date, plan: str | None
+) -> PlanDecision:
     """Decide whether one dataset identity is due today and which requests to send."""
     recipe = entry.recipe
     if not recipe.allowed_on(plan):
-        return PlanDecision(entry, identity, False, f"skipped: needs the FMP {recipe.min_plan} plan, FMP_PLAN={plan}",
-                            skip_kind="plan")
+        return PlanDecision(
+            entry, identity, False, f"skipped: needs the FMP {recipe.min_plan} plan, FMP_PLAN={plan}", skip_kind="plan"
+        )
 
     last_as_of = coverage.last_as_of if coverage else None
     if last_as_of is not None:
         age = (today - last_as_of).days
         if age < recipe.min_age_days:
-            return PlanDecision(entry, identity, False,
-                                f"not due: last good fetch for {last_as_of} is {age} day(s) old, "
-                                f"min_age_days={recipe.min_age_days} (next on {last_as_of + dt.timedelta(days=recipe.min_age_days)})",
-                                skip_kind="not_due")
+            return PlanDecision(
+                entry,
+                identity,
+                False,
+                f"not due: last good fetch for {last_as_of} is {age} day(s) old, "
+                f"min_age_days={recipe.min_age_days} (next on {last_as_of + dt.timedelta(days=recipe.min_age_days)})",
+                skip_kind="not_due",
+            )
 
     if recipe.is_windowed:
         history_start = first_window_start(entry, today)
         missing_start: list[tuple[dt.date, dt.date]] = []
         if coverage is not None and coverage.coverage_to is not None:
             start = coverage.coverage_to - dt.timedelta(days=recipe.overlap_days)
-            why = f"incremental from {start} (coverage to {coverage.coverage_to} minus {recipe.overlap_days} overlap day(s))"
+            why = (
+                f"incremental from {start} (coverage to {coverage.coverage_to} minus {recipe.overlap_days} "
+                "overlap day(s))"
+            )
             first = coverage.first_window_from
             if recipe.history_start is not None and first is not None and history_start < first:
                 # the oldest window never arrived (a run killed while later windows finished) or history_start moved
                 # earlier: fetch the history before the oldest good window too
-                missing_start = split_window(history_start, min(first - dt.timedelta(days=1), start - dt.timedelta(days=1)),
-                                             recipe.max_window_days)
+                missing_start = split_window(
+                    history_start,
+                    min(first - dt.timedelta(days=1), start - dt.timedelta(days=1)),
+                    recipe.max_window_days,
+                )
                 why = f"history from {history_start} to {first} is missing; {why}"
         else:
             start = history_start
             why = f"first fetch from history start {start}"
         windows = missing_start + split_window(start, today, recipe.max_window_days)
         if not windows:
-            return PlanDecision(entry, identity, False, f"nothing new: coverage already reaches {today}",
-                                skip_kind="nothing_new")
+            return PlanDecision(
+                entry, identity, False, f"nothing new: coverage already reaches {today}", skip_kind="nothing_new"
+            )
         requests = tuple(
-            PlannedRequest(identity, recipe.path, expand_query(entry, identity, today, window_from=a, window_to=b), today, a, b)
-            for a, b in windows)
+            PlannedRequest(
+                identity, recipe.path, expand_query(entry, identity, today, window_from=a, window_to=b), today, a, b
+            )
+            for a, b in windows
+        )
         return PlanDecision(entry, identity, True, f"due: {why}, {len(requests)} window(s) to {today}", requests)
 
     page = recipe.pagination.start if recipe.pagination else None
-    request = PlannedRequest(identity, recipe.path, expand_query(entry, identity, today, page=page), today,
-                             paginated=recipe.pagination is not None)
-    why = "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={recipe.min_age_days}"
+    request = PlannedRequest(
+        identity,
+        recipe.path,
+        expand_query(entry, identity, today, page=page),
+        today,
+        paginated=recipe.pagination is not None,
+    )
+    why = (
+        "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={recipe.min_age_days}"
+    )
     return PlanDecision(entry, identity, True, f"due: {why}", (request,))
 
 
-def plan(entries: Iterable[KeymapEntry], tickers: Iterable[str], coverage: Mapping[DatasetIdentity, Coverage],
-         today: dt.date, fmp_plan: str | None) -> list[PlanDecision]:
+def plan(
+    entries: Iterable[KeymapEntry],
+    tickers: Iterable[str],
+    coverage: Mapping[DatasetIdentity, Coverage],
+    today: dt.date,
+    fmp_plan: str | None,
+) -> list[PlanDecision]:
     """Decisions for every (entry, ticker) pair; global entries get one decision each."""
     tickers = list(tickers)
     decisions: list[PlanDecision] = []

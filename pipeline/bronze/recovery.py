@@ -30,7 +30,7 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
         parts = journal.split(".")
         pid = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else -1
         if pid != os.getpid() and pid > 0 and pid_alive(pid):
-            continue   # a live process is still writing this journal
+            continue  # a live process is still writing this journal
         paths = store.journal_paths(journal)
         envelopes = {}
         for rel in paths:
@@ -39,11 +39,14 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
             except (OSError, ValueError, KeyError) as exc:
                 log.error("Bronze file %s named in journal %s is unreadable, left unregistered: %s", rel, journal, exc)
         known = file_ingestions.registered_file_ids(conn, [e.file_id for e in envelopes.values()])
-        records = [file_record(env, rel, silver_table_of(env.identity))
-                   for rel, env in envelopes.items() if env.file_id not in known]
+        records = [
+            file_record(env, rel, silver_table_of(env.identity))
+            for rel, env in envelopes.items()
+            if env.file_id not in known
+        ]
         file_ingestions.register_files(conn, records)
         registered += len(records)
-        store.remove_journal_temp_files(journal)   # a write cut between its temp file and the link
+        store.remove_journal_temp_files(journal)  # a write cut between its temp file and the link
         store.close_journal(journal)
     return registered
 
@@ -51,11 +54,12 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
 UNREADABLE_RUN_ID = "bronze-scan"
 
 
-def _unreadable_record(store: BronzeStore, rel: str, file_id: str, reason: str,
-                       silver_table_of: Callable[[DatasetIdentity], str | None]) -> FileRecord:
+def _unreadable_record(
+    store: BronzeStore, rel: str, file_id: str, reason: str, silver_table_of: Callable[[DatasetIdentity], str | None]
+) -> FileRecord:
     """The ledger row of a Bronze file that cannot be read as its envelope: identity from its path, unpromotable,
     so it is listed (with the reason) and never promoted and never counted as coverage, and stays on disk."""
-    parts = rel.split("/")   # <source>/<domain>/<dataset>[__<disc>]/<ticker or _global>/<day>/<file_id>.json
+    parts = rel.split("/")  # <source>/<domain>/<dataset>[__<disc>]/<ticker or _global>/<day>/<file_id>.json
     source, domain, dataset_dir, ticker_dir = parts[:4] if len(parts) == 6 else ("unknown", "unknown", "unknown", "")
     dataset, _, discriminator = dataset_dir.partition("__")
     ticker = "" if ticker_dir == "_global" else ticker_dir
@@ -65,17 +69,41 @@ def _unreadable_record(store: BronzeStore, rel: str, file_id: str, reason: str,
     except OSError:
         size, mtime = 0, dt.datetime.now(dt.UTC)
     return FileRecord(
-        run_id=UNREADABLE_RUN_ID, file_id=file_id, domain=domain, source=source, dataset=dataset,
-        discriminator=discriminator, ticker=ticker, bronze_path=rel, request_path=None, page=None, as_of=None,
-        window_from=None, window_to=None, status_code=None, error_class="invalid_body",
-        error_message=f"unreadable Bronze file {rel}: {reason}"[:2000], bronze_rows=0, bytes=size,
-        body_sha256=None, coverage_from=None, coverage_to=None, fetched_at=mtime.replace(tzinfo=None),
-        elapsed_ms=None, can_promote=False, silver_table=silver_table_of(identity),
+        run_id=UNREADABLE_RUN_ID,
+        file_id=file_id,
+        domain=domain,
+        source=source,
+        dataset=dataset,
+        discriminator=discriminator,
+        ticker=ticker,
+        bronze_path=rel,
+        request_path=None,
+        page=None,
+        as_of=None,
+        window_from=None,
+        window_to=None,
+        status_code=None,
+        error_class="invalid_body",
+        error_message=f"unreadable Bronze file {rel}: {reason}"[:2000],
+        bronze_rows=0,
+        bytes=size,
+        body_sha256=None,
+        coverage_from=None,
+        coverage_to=None,
+        fetched_at=mtime.replace(tzinfo=None),
+        elapsed_ms=None,
+        can_promote=False,
+        silver_table=silver_table_of(identity),
     )
 
 
-def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[DatasetIdentity], str | None],
-                           batch: int = 5000, problems: list[str] | None = None) -> int:
+def register_unknown_files(
+    conn,
+    store: BronzeStore,
+    silver_table_of: Callable[[DatasetIdentity], str | None],
+    batch: int = 5000,
+    problems: list[str] | None = None,
+) -> int:
     """Full scan: register every Bronze file the ledger does not know (a restored Bronze folder, a lost ledger).
 
     A file that is not a readable envelope, or whose envelope names another file id, is registered too, as an
@@ -95,7 +123,9 @@ def register_unknown_files(conn, store: BronzeStore, silver_table_of: Callable[[
             reason = None if env.file_id == file_id else f"its envelope names file id {env.file_id!r}, not its own name"
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             empty = store.size(rel) == 0
-            reason = "empty file (0 bytes)" if empty else f"not a readable Bronze envelope ({type(exc).__name__}: {exc})"
+            reason = (
+                "empty file (0 bytes)" if empty else f"not a readable Bronze envelope ({type(exc).__name__}: {exc})"
+            )
         if reason is not None:
             record = _unreadable_record(store, rel, file_id, reason, silver_table_of)
             log.error("%s; registered as unpromotable", record.error_message)

@@ -17,7 +17,7 @@ from pipeline.fmp.client import ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUO
 from pipeline.keymap.model import KeymapEntry
 
 AUTH_REFUSALS_TO_STOP = 3
-QUOTA_REFUSALS_TO_STOP = 3       # consecutive: one success in between means the quota is not gone
+QUOTA_REFUSALS_TO_STOP = 3  # consecutive: one success in between means the quota is not gone
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,12 @@ class RunStops:
 
     def not_sent(self, request: PlannedRequest, entry: KeymapEntry) -> NotSent | None:
         with self._lock:
-            return (self._run or self._tickers.get(request.identity.ticker) or self._paths.get(request.path)
-                    or self._entries.get(entry.asset_name))
+            return (
+                self._run
+                or self._tickers.get(request.identity.ticker)
+                or self._paths.get(request.path)
+                or self._entries.get(entry.asset_name)
+            )
 
     def observe(self, request: PlannedRequest, entry: KeymapEntry, envelopes: Sequence[BronzeEnvelope]) -> list[str]:
         """Record one request's answers; returns a message for each stop they trigger (to log and report)."""
@@ -68,31 +72,37 @@ class RunStops:
             if refused.error_class == "auth":
                 self._key_refusals += 1
                 if self._key_refusals >= AUTH_REFUSALS_TO_STOP and self._run is None:
-                    self._run = NotSent("not_sent_key_refused",
-                                        f"not sent: FMP refused the API key {self._key_refusals} times "
-                                        f"({refused.error_message})")
+                    self._run = NotSent(
+                        "not_sent_key_refused",
+                        f"not sent: FMP refused the API key {self._key_refusals} times ({refused.error_message})",
+                    )
                     news.append(self._run.reason)
             elif quota and self._quota_streak >= QUOTA_REFUSALS_TO_STOP and self._run is None:
-                self._run = NotSent("not_sent_quota_exhausted",
-                                    f"not sent: the FMP quota is exhausted ({self._quota_streak} consecutive "
-                                    f"refusals, last: {quota.error_message}); a run after the quota resets fetches "
-                                    "them")
+                self._run = NotSent(
+                    "not_sent_quota_exhausted",
+                    f"not sent: the FMP quota is exhausted ({self._quota_streak} consecutive "
+                    f"refusals, last: {quota.error_message}); a run after the quota resets fetches "
+                    "them",
+                )
                 news.append(self._run.reason)
             detail, message = refused.error_detail, refused.error_message
             ticker = request.identity.ticker
             if detail == SYMBOL_NOT_IN_PLAN and ticker and ticker not in self._tickers:
-                self._tickers[ticker] = NotSent("not_sent_symbol_not_in_plan",
-                                                f"{ticker}: not sent: the FMP plan does not cover symbol {ticker} "
-                                                f"({message})")
+                self._tickers[ticker] = NotSent(
+                    "not_sent_symbol_not_in_plan",
+                    f"{ticker}: not sent: the FMP plan does not cover symbol {ticker} ({message})",
+                )
                 news.append(self._tickers[ticker].reason)
             elif detail == ENDPOINT_NOT_IN_PLAN and request.path not in self._paths:
-                self._paths[request.path] = NotSent("not_sent_endpoint_not_in_plan",
-                                                    f"{request.path}: not sent: the FMP plan does not include this "
-                                                    f"endpoint ({message})")
+                self._paths[request.path] = NotSent(
+                    "not_sent_endpoint_not_in_plan",
+                    f"{request.path}: not sent: the FMP plan does not include this endpoint ({message})",
+                )
                 news.append(self._paths[request.path].reason)
             elif detail == PARAMETER_NOT_IN_PLAN and entry.asset_name not in self._entries:
-                self._entries[entry.asset_name] = NotSent("not_sent_parameter_not_in_plan",
-                                                          f"{entry.asset_name}: not sent: the FMP plan refuses a query "
-                                                          f"parameter of this dataset ({message})")
+                self._entries[entry.asset_name] = NotSent(
+                    "not_sent_parameter_not_in_plan",
+                    f"{entry.asset_name}: not sent: the FMP plan refuses a query parameter of this dataset ({message})",
+                )
                 news.append(self._entries[entry.asset_name].reason)
         return news

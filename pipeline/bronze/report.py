@@ -27,10 +27,10 @@ class EntryReport:
     rows: int = 0
     bytes: int = 0
     due: int = 0
-    skipped: Counter = field(default_factory=Counter)          # skip kind -> identities
-    skip_reasons: list[str] = field(default_factory=list)      # a few examples for the UI
-    failed: Counter = field(default_factory=Counter)           # error class -> files
-    failures: list[str] = field(default_factory=list)          # a few key-free messages
+    skipped: Counter = field(default_factory=Counter)  # skip kind -> identities
+    skip_reasons: list[str] = field(default_factory=list)  # a few examples for the UI
+    failed: Counter = field(default_factory=Counter)  # error class -> files
+    failures: list[str] = field(default_factory=list)  # a few key-free messages
     coverage_from: dt.date | None = None
     coverage_to: dt.date | None = None
     tickers_with_data: set[str] = field(default_factory=set)

@@ -54,8 +54,10 @@ def validate_part(kind: str, value: str, *, allow_empty: bool = False) -> str:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise UnsafeNameError(f"{kind} {value!r} contains control characters")
     if value in (".", "..") or "/" in value or "\\" in value or ".." in value or not SAFE_PART.match(value):
-        raise UnsafeNameError(f"{kind} {value!r} is not allowed: use letters, digits, '.', '-', '_', '^' or '=' "
-                              "(no path separators, no '..')")
+        raise UnsafeNameError(
+            f"{kind} {value!r} is not allowed: use letters, digits, '.', '-', '_', '^' or '=' "
+            "(no path separators, no '..')"
+        )
     return value
 
 
@@ -133,7 +135,7 @@ class BronzeStore:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.link(tmp, target)          # fails if the target exists: never overwrite
+        os.link(tmp, target)  # fails if the target exists: never overwrite
         os.unlink(tmp)
         return relative
 
@@ -190,7 +192,7 @@ class BronzeStore:
             try:
                 target = self.absolute(line)
             except UnsafeNameError:
-                continue            # not a path this store wrote
+                continue  # not a path this store wrote
             tmp = target.with_name(f".{target.name}{TMP_SUFFIX}")
             if tmp.is_file():
                 tmp.unlink(missing_ok=True)
@@ -223,7 +225,7 @@ class ObjectBronzeStore(BronzeStore):
         self.url = url.rstrip("/")
         self.fs, prefix = fsspec.url_to_fs(self.url, **(storage_options or {}))
         self.prefix = prefix.rstrip("/")
-        self.root = self.url            # a URL, not a Path: code that needs a local path must use the methods
+        self.root = self.url  # a URL, not a Path: code that needs a local path must use the methods
         self._journal_lock = threading.Lock()
 
     def absolute(self, relative: str) -> str:  # type: ignore[override]
@@ -271,7 +273,8 @@ class ObjectBronzeStore(BronzeStore):
 
     # ---- writing -----------------------------------------------------------------------------------------
     def write(self, envelope: BronzeEnvelope, journal: str) -> str:
-        """Write one envelope to its final key in one atomic PUT that refuses to overwrite. Returns the relative path."""
+        """Write one envelope to its final key in one atomic PUT that refuses to overwrite; returns the relative
+        path."""
         relative = self.relative_path(envelope.identity, envelope.fetched_at, envelope.file_id)
         key = self.absolute(relative)
         if self.fs.exists(key):
@@ -317,7 +320,7 @@ class ObjectBronzeStore(BronzeStore):
             markers = self.fs.find(folder)
         except FileNotFoundError:
             return []
-        return sorted({m[len(folder) + 1:].split("/", 1)[0] for m in markers})
+        return sorted({m[len(folder) + 1 :].split("/", 1)[0] for m in markers})
 
     def journal_paths(self, journal: str) -> list[str]:
         prefix = self._journal_prefix(journal)
@@ -371,7 +374,7 @@ class ObjectBronzeStore(BronzeStore):
         except FileNotFoundError:
             return
         for key in sorted(keys):
-            relative = key[len(self.prefix) + 1:]
+            relative = key[len(self.prefix) + 1 :]
             name = relative.rsplit("/", 1)[-1]
             if relative.startswith(JOURNAL_DIR + "/") or not name.endswith(".json") or name.startswith("."):
                 continue

@@ -35,17 +35,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pipeline.fmp")
 
-ERROR_CLASSES = ("transport", "http_status", "rate_limited", "plan_restricted", "auth", "api_error_body",
-                 "invalid_body", "empty")
+ERROR_CLASSES = (
+    "transport",
+    "http_status",
+    "rate_limited",
+    "plan_restricted",
+    "auth",
+    "api_error_body",
+    "invalid_body",
+    "empty",
+)
 # Finer reasons inside `rate_limited` and `plan_restricted`, for the run to decide what is still worth sending.
-QUOTA_EXHAUSTED = "quota_exhausted"              # daily or bandwidth quota: nothing helps until it resets
-SYMBOL_NOT_IN_PLAN = "symbol_not_in_plan"        # 402 Premium Query Parameter on 'symbol': skip that ticker
+QUOTA_EXHAUSTED = "quota_exhausted"  # daily or bandwidth quota: nothing helps until it resets
+SYMBOL_NOT_IN_PLAN = "symbol_not_in_plan"  # 402 Premium Query Parameter on 'symbol': skip that ticker
 PARAMETER_NOT_IN_PLAN = "parameter_not_in_plan"  # 402 Premium Query Parameter on another one: skip the dataset
-ENDPOINT_NOT_IN_PLAN = "endpoint_not_in_plan"    # 402 Restricted Endpoint (or an unrecognised 402): skip the path
+ENDPOINT_NOT_IN_PLAN = "endpoint_not_in_plan"  # 402 Restricted Endpoint (or an unrecognised 402): skip the path
 ERROR_DETAILS = (QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, ENDPOINT_NOT_IN_PLAN)
 KEPT_HEADERS = ("content-type", "etag", "date", "retry-after", "content-length")
 SAMPLE_BASE_URL = "https://sample.fmp.invalid/stable"
 MAX_MESSAGE_CHARS = 300
+
 
 class FmpClientError(RuntimeError):
     """An unexpected failure inside the client (never an HTTP or transport problem); its text is key-free."""
@@ -66,7 +75,7 @@ class FetchResult:
     elapsed_ms: float
     attempts: int
     fetched_at: dt.datetime
-    error_detail: str | None = None   # one of ERROR_DETAILS, or None
+    error_detail: str | None = None  # one of ERROR_DETAILS, or None
 
     @property
     def ok(self) -> bool:
@@ -104,8 +113,15 @@ class _RedactApiKeyFilter(logging.Filter):
         return True
 
 
-_THIRD_PARTY_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
-                        "httpcore.proxy", "httpcore.socks")
+_THIRD_PARTY_LOGGERS = (
+    "httpx",
+    "httpcore",
+    "httpcore.connection",
+    "httpcore.http11",
+    "httpcore.http2",
+    "httpcore.proxy",
+    "httpcore.socks",
+)
 
 
 def _install_log_filter() -> None:
@@ -178,11 +194,12 @@ def _plan_detail(text: str) -> str:
     lowered = text.lower()
     if "premium query parameter" in lowered:
         return SYMBOL_NOT_IN_PLAN if "'symbol'" in lowered else PARAMETER_NOT_IN_PLAN
-    return ENDPOINT_NOT_IN_PLAN   # "Restricted Endpoint", and any 402 we cannot read: stop asking this path
+    return ENDPOINT_NOT_IN_PLAN  # "Restricted Endpoint", and any 402 we cannot read: stop asking this path
 
 
 def classify_response(status: int, body: bytes, expect: str = "json") -> _Verdict:
-    """Classify one HTTP response by status first, then (on 2xx) by body (FMP answers errors with any status, even 200)."""
+    """Classify one HTTP response by status first, then (on 2xx) by body: FMP answers errors with any status,
+    even 200."""
     if not 200 <= status < 300:
         is_json, parsed = _parse_json(body)
         detail = (_error_message_of(parsed) if is_json else None) or _snippet(body) or "(no body)"
@@ -231,11 +248,22 @@ class FmpClient:
     client of the process shares one ceiling. Thread-safe: `fetch` may be called from many threads at once.
     """
 
-    def __init__(self, base_url: str, api_key: str | None, *, calls_per_minute: int = 300, max_concurrency: int = 8,
-                 timeout_s: float = 30.0, max_retries: int = 4, backoff_base_s: float = 1.0,
-                 backoff_cap_s: float = 60.0, retry_after_cap_s: float = 120.0,
-                 transport: httpx.BaseTransport | None = None, limiter: RateLimiter | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        calls_per_minute: int = 300,
+        max_concurrency: int = 8,
+        timeout_s: float = 30.0,
+        max_retries: int = 4,
+        backoff_base_s: float = 1.0,
+        backoff_cap_s: float = 60.0,
+        retry_after_cap_s: float = 120.0,
+        transport: httpx.BaseTransport | None = None,
+        limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.base_url = base_url.rstrip("/")
@@ -262,8 +290,10 @@ class FmpClient:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> FmpClient:
         """Real API when a key is set; otherwise the bundled sample source through an in-process transport."""
-        kwargs: dict[str, Any] = {"calls_per_minute": settings.calls_per_minute,
-                                  "max_concurrency": settings.max_concurrency}
+        kwargs: dict[str, Any] = {
+            "calls_per_minute": settings.calls_per_minute,
+            "max_concurrency": settings.max_concurrency,
+        }
         if settings.uses_sample_source:
             from pipeline.fmp.sample import SAMPLE_TICKERS, sample_transport
 
@@ -308,14 +338,24 @@ class FmpClient:
         while True:
             attempts += 1
             response, verdict = self._attempt(endpoint, wire_params, expect)
-            log.debug("GET %s attempt %d: %s", recorded_url, attempts,
-                      response.status_code if response is not None else verdict.error_class)
+            log.debug(
+                "GET %s attempt %d: %s",
+                recorded_url,
+                attempts,
+                response.status_code if response is not None else verdict.error_class,
+            )
             if not verdict.retryable or attempts > self.max_retries:
                 break
             retry_after = parse_retry_after(response.headers.get("retry-after")) if response is not None else None
             delay = self._backoff(attempts - 1, retry_after, floor=verdict.error_class == "rate_limited")
-            log.info("GET %s: %s, retry %d/%d in %.2fs", recorded_url, self.redact(verdict.message or ""),
-                     attempts, self.max_retries, delay)
+            log.info(
+                "GET %s: %s, retry %d/%d in %.2fs",
+                recorded_url,
+                self.redact(verdict.message or ""),
+                attempts,
+                self.max_retries,
+                delay,
+            )
             self._sleep(delay)
         fetched_at = dt.datetime.now(dt.UTC)
         error_detail = verdict.detail
@@ -327,13 +367,21 @@ class FmpClient:
             message = self.redact(message if attempts == 1 else f"{message} (after {attempts} attempts)")
             log.info("GET %s failed: %s [%s]", recorded_url, message, verdict.error_class)
         return FetchResult(
-            path=path, params=sent, url=recorded_url,
+            path=path,
+            params=sent,
+            url=recorded_url,
             status_code=response.status_code if response is not None else None,
-            headers={k: response.headers[k] for k in KEPT_HEADERS if k in response.headers} if response is not None else {},
+            headers={k: response.headers[k] for k in KEPT_HEADERS if k in response.headers}
+            if response is not None
+            else {},
             body=response.content if response is not None else b"",
-            content=verdict.content, content_format=verdict.content_format,
-            error_class=verdict.error_class, error_message=message,
-            elapsed_ms=(time.monotonic() - started) * 1000.0, attempts=attempts, fetched_at=fetched_at,
+            content=verdict.content,
+            content_format=verdict.content_format,
+            error_class=verdict.error_class,
+            error_message=message,
+            elapsed_ms=(time.monotonic() - started) * 1000.0,
+            attempts=attempts,
+            fetched_at=fetched_at,
             error_detail=error_detail,
         )
 
@@ -353,7 +401,7 @@ class FmpClient:
 
     def _backoff(self, retry_number: int, retry_after: float | None, *, floor: bool) -> float:
         """Full jitter, never below a sane Retry-After (capped), and at least the base after a throttle."""
-        delay = self._random.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** retry_number))
+        delay = self._random.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2**retry_number))
         if floor:
             delay = max(delay, self.backoff_base_s)
         if retry_after is not None:

@@ -24,8 +24,15 @@ DEFAULT_MARGIN_S = 0.5
 class RateLimiter:
     """Blocks `acquire()` until one more send keeps every window of `window_s` at <= `calls_per_minute` sends."""
 
-    def __init__(self, calls_per_minute: int, *, window_s: float = DEFAULT_WINDOW_S, margin_s: float = DEFAULT_MARGIN_S,
-                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        calls_per_minute: int,
+        *,
+        window_s: float = DEFAULT_WINDOW_S,
+        margin_s: float = DEFAULT_MARGIN_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if calls_per_minute < 1:
             raise ValueError(f"calls_per_minute must be >= 1, got {calls_per_minute}")
         self._limit = calls_per_minute

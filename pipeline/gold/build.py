@@ -45,21 +45,21 @@ NOOP = "noop"
 @dataclass(frozen=True)
 class GoldBuildResult:
     name: str
-    mode: str                       # full | incremental | noop
-    rows_written: int               # rows inserted by this build
-    tickers_touched: int | None     # tickers recomputed (None for tables without a ticker)
+    mode: str  # full | incremental | noop
+    rows_written: int  # rows inserted by this build
+    tickers_touched: int | None  # tickers recomputed (None for tables without a ticker)
     input_watermarks: list[str]
-    row_count: int                  # rows in the table after the build
-    reason: str = ""                # why this mode, in words
+    row_count: int  # rows in the table after the build
+    reason: str = ""  # why this mode, in words
     build_id: int | None = None
-    tickers: list[str] = field(default_factory=list)   # the recomputed tickers of an incremental build
-    report: dict[str, int] = field(default_factory=dict)   # the model's run-report counts (model.report_sql)
+    tickers: list[str] = field(default_factory=list)  # the recomputed tickers of an incremental build
+    report: dict[str, int] = field(default_factory=dict)  # the model's run-report counts (model.report_sql)
 
 
 @dataclass(frozen=True)
 class BuildPlan:
     mode: str
-    tickers: list[str] | None       # None = all
+    tickers: list[str] | None  # None = all
     reason: str
 
 
@@ -91,6 +91,7 @@ def last_successful_state(conn: duckdb.DuckDBPyConnection) -> dict[str, list[str
 
 def _identity_changes(before: list[str], now: list[str]) -> dict[str, tuple[str | None, str | None]]:
     """Identity key -> (old coverage, new coverage) for identities that appeared, vanished or moved."""
+
     def by_identity(marks: list[str]) -> dict[str, str]:
         out = {}
         for text in marks:
@@ -110,7 +111,9 @@ def _describe(changes: dict[str, tuple[str | None, str | None]], limit: int = 3)
     return f"{len(changes)} input(s) moved: " + "; ".join(parts) + more
 
 
-def current_states(conn: duckdb.DuckDBPyConnection, table_sets: list[tuple[str, ...]]) -> dict[tuple[str, ...], list[str]]:
+def current_states(
+    conn: duckdb.DuckDBPyConnection, table_sets: list[tuple[str, ...]]
+) -> dict[tuple[str, ...], list[str]]:
     """input_state(*current_state(conn, tables)) for several input sets, reading the ledger once.
 
     Each identity belongs to one Silver table, so a set's state is its tables' states put together; a set
@@ -144,8 +147,9 @@ def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return moved
 
 
-def plan_build(model: GoldModel, previous: list[str] | None, current: list[str], *, full: bool,
-               table_ready: bool) -> BuildPlan:
+def plan_build(
+    model: GoldModel, previous: list[str] | None, current: list[str], *, full: bool, table_ready: bool
+) -> BuildPlan:
     """Decide full / incremental (which tickers) / noop from the watermark difference."""
     if full:
         return BuildPlan(FULL, None, "full rebuild requested")
@@ -165,16 +169,19 @@ def plan_build(model: GoldModel, previous: list[str] | None, current: list[str],
 def _ensure_table(conn: duckdb.DuckDBPyConnection, model: GoldModel) -> bool:
     """Create the table if missing; recreate it if its columns differ. True when it was already as declared."""
     conn.execute("CREATE SCHEMA IF NOT EXISTS gold")
-    have = conn.execute("""
+    have = conn.execute(
+        """
         SELECT column_name, data_type FROM information_schema.columns
         WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position
-    """, [model.name]).fetchall()
+    """,
+        [model.name],
+    ).fetchall()
     want = [(c, t.upper()) for c, t in model.columns]
     if [(c, t.upper()) for c, t in have] == want:
         return True
     if have:
         conn.execute(f"DROP TABLE {model.qualified}")
-    conn.execute(portable_ddl(conn, model.ddl()))   # no PRIMARY KEY on a DuckLake
+    conn.execute(portable_ddl(conn, model.ddl()))  # no PRIMARY KEY on a DuckLake
     return False
 
 
@@ -183,8 +190,9 @@ def _start(conn: duckdb.DuckDBPyConnection, name: str, run_id: str) -> int:
     try:
         conn.execute("BEGIN TRANSACTION")
     except duckdb.TransactionException as exc:
-        raise RuntimeError("gold build needs a connection outside a transaction (Warehouse.connect(), "
-                           "not Warehouse.transaction())") from exc
+        raise RuntimeError(
+            "gold build needs a connection outside a transaction (Warehouse.connect(), not Warehouse.transaction())"
+        ) from exc
     try:
         build_id = start_build(conn, name, run_id)
         conn.execute("COMMIT")
@@ -198,7 +206,7 @@ def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
     try:
         conn.execute("ROLLBACK")
     except duckdb.Error:
-        pass   # no transaction open (the failure happened before BEGIN or at COMMIT)
+        pass  # no transaction open (the failure happened before BEGIN or at COMMIT)
 
 
 def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan) -> int:
@@ -209,8 +217,9 @@ def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan) -
         conn.execute(f"DELETE FROM {model.qualified}")
     else:
         conn.execute(f"DELETE FROM {model.qualified} WHERE list_contains(?, ticker)", [plan.tickers])
-    inserted = conn.execute(f"INSERT INTO {model.qualified} BY NAME\n{model.sql}",
-                            model.parameters(plan.tickers)).fetchall()
+    inserted = conn.execute(
+        f"INSERT INTO {model.qualified} BY NAME\n{model.sql}", model.parameters(plan.tickers)
+    ).fetchall()
     return int(inserted[0][0]) if inserted else 0
 
 
@@ -233,8 +242,16 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
             tickers_touched = conn.execute(f"SELECT count(DISTINCT ticker) FROM {model.qualified}").fetchall()[0][0]
         else:
             tickers_touched = len(plan.tickers)
-        finish_build(conn, build_id, "success", mode=plan.mode, watermarks=current, revisions=revisions,
-                     tickers_touched=tickers_touched, rows_written=rows_written)
+        finish_build(
+            conn,
+            build_id,
+            "success",
+            mode=plan.mode,
+            watermarks=current,
+            revisions=revisions,
+            tickers_touched=tickers_touched,
+            rows_written=rows_written,
+        )
         conn.execute("COMMIT")
     except BaseException as exc:
         _rollback_quietly(conn)
@@ -244,6 +261,15 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
             log.exception("could not mark gold build %s of %s as failed", build_id, name)
         raise
     report = dict(conn.execute(model.report_sql).fetchall()) if model.report_sql else {}
-    return GoldBuildResult(name=name, mode=plan.mode, rows_written=rows_written, tickers_touched=tickers_touched,
-                           input_watermarks=current, row_count=int(row_count), reason=plan.reason,
-                           build_id=build_id, tickers=list(plan.tickers or []), report=report)
+    return GoldBuildResult(
+        name=name,
+        mode=plan.mode,
+        rows_written=rows_written,
+        tickers_touched=tickers_touched,
+        input_watermarks=current,
+        row_count=int(row_count),
+        reason=plan.reason,
+        build_id=build_id,
+        tickers=list(plan.tickers or []),
+        report=report,
+    )

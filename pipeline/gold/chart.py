@@ -25,7 +25,7 @@ def valuation_chart(conn: duckdb.DuckDBPyConnection) -> str | None:
     rows = rows[::-1]
     top = max(r[2] for r in rows if r[2] is not None) or 1.0
     lines = [f"**{rows[0][0]}: month-end close and P/E (TTM), last {len(rows)} months**", "", "```"]
-    for ticker, month, close, pe in rows:
+    for _ticker, month, close, pe in rows:
         bar = "#" * int(40 * (close or 0) / top)
         pe_text = f"{pe:6.1f}" if pe is not None else "   n/a"
         lines.append(f"{month:%Y-%m} {close:9.2f} P/E {pe_text} |{bar}")

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Release:
-    events: tuple[str, ...]   # economic-calendar `event` names (country US) that first publish the indicator
-    lag_days: int             # fallback: days after the reference period ends
+    events: tuple[str, ...]  # economic-calendar `event` names (country US) that first publish the indicator
+    lag_days: int  # fallback: days after the reference period ends
 
 
 RELEASES: dict[str, Release] = {

@@ -30,16 +30,16 @@ ANNUAL = ("FY",)
 
 @dataclass(frozen=True)
 class GoldModel:
-    name: str                               # table name in schema gold
-    inputs: tuple[str, ...]                 # Silver tables read (names as in ops.file_ingestions.silver_table)
-    columns: tuple[tuple[str, str], ...]    # (name, DuckDB type), in table order
-    key: tuple[str, ...]                    # primary key
-    sql: str                                # SELECT producing the rows; may use $tickers and $periods
-    per_ticker: bool = True                 # has a `ticker` column; incremental builds recompute per ticker
+    name: str  # table name in schema gold
+    inputs: tuple[str, ...]  # Silver tables read (names as in ops.file_ingestions.silver_table)
+    columns: tuple[tuple[str, str], ...]  # (name, DuckDB type), in table order
+    key: tuple[str, ...]  # primary key
+    sql: str  # SELECT producing the rows; may use $tickers and $periods
+    per_ticker: bool = True  # has a `ticker` column; incremental builds recompute per ticker
     periods: tuple[str, ...] | None = None  # value of $periods for fundamentals-based models
-    descriptions: dict[str, str] = field(default_factory=dict)   # column -> meaning, shown in the Dagster UI
-    report_sql: str | None = None           # (label, count) rows worth telling the user after a build
-    description: str = ""                   # what a row is, shown as the asset's description in the Dagster UI
+    descriptions: dict[str, str] = field(default_factory=dict)  # column -> meaning, shown in the Dagster UI
+    report_sql: str | None = None  # (label, count) rows worth telling the user after a build
+    description: str = ""  # what a row is, shown as the asset's description in the Dagster UI
 
     @property
     def qualified(self) -> str:
@@ -90,7 +90,7 @@ DIM_INSTRUMENT_HISTORY = GoldModel(
 DIM_INSTRUMENT = GoldModel(
     name="dim_instrument",
     description="One row per ticker: name, exchange, sector, industry, country, currency, ETF and trading flags, "
-                "IPO date, from the stock list and the latest profile.",
+    "IPO date, from the stock list and the latest profile.",
     inputs=("fmp_stock_list", "fmp_company_profile"),
     columns=_cols("""
         ticker VARCHAR, name VARCHAR, exchange VARCHAR, sector VARCHAR, industry VARCHAR, country VARCHAR,
@@ -113,14 +113,14 @@ PRICE_DESCRIPTIONS = {
     "close": "As traded that day: the print a trader saw. Not comparable across splits.",
     "volume": "Shares traded that day, as traded (not split-adjusted).",
     "price_source": "'as_traded' (from /non-split-adjusted) or 'derived_from_full' (/full row * cum(fetch day) / "
-                    "cum(day), used when the plan lacks /non-split-adjusted or the day is missing there).",
+    "cum(day), used when the plan lacks /non-split-adjusted or the day is missing there).",
     "split_factor": "cum(day) / cum(current): multiply an as-traded price by it to get the split-adjusted price. "
-                    "A new split changes it for all earlier days (history re-based).",
+    "A new split changes it for all earlier days (history re-based).",
     "split_adj_open": "Split-adjusted (splits only, current share basis).",
     "split_adj_high": "Split-adjusted (splits only, current share basis).",
     "split_adj_low": "Split-adjusted (splits only, current share basis).",
     "split_adj_close": "Split-adjusted close (splits only, current share basis): the price series for returns, "
-                       "moving averages and the 52-week range.",
+    "moving averages and the 52-week range.",
     "split_adj_volume": "Volume on the current share basis (as traded / split_factor).",
     "total_return_factor": "Product over later ex-dates of (1 - dividend / previous split-adjusted close).",
     "tr_close": "Total return close: split_adj_close * total_return_factor (splits and dividends, current basis).",
@@ -131,20 +131,20 @@ PRICE_DESCRIPTIONS = {
     "sma_50": "Mean split_adj_close over the last 50 rows; NULL until 50 rows exist.",
     "sma_200": "Mean split_adj_close over the last 200 rows; NULL until 200 rows exist.",
     "high_52w": "Highest split_adj_high in (date - 365 days, date]; compare with split_adj_close. NULL until the "
-                "ticker has a full year of history.",
+    "ticker has a full year of history.",
     "low_52w": "Lowest split_adj_low in (date - 365 days, date]; compare with split_adj_close. NULL until a full year.",
     "trading_days_per_year": "Rows in (date - 365 days, date]: the observed trading days per year; NULL until a "
-                             "full year.",
+    "full year.",
     "realized_vol_20d": "Sample stddev of the last 20 log_return_1d (price) * sqrt(trading_days_per_year); NULL "
-                        "until 20 returns and a full year exist.",
+    "until 20 returns and a full year exist.",
 }
 
 FACT_PRICE_DAILY = GoldModel(
     name="fact_price_daily",
     description="Daily bars in three explicitly named series: as traded (open..close, volume), split-adjusted "
-                "(split_adj_*, splits only, current share basis) and total return (tr_close, splits and "
-                "dividends); returns, 20/50/200-day SMAs, 52-week range and realised volatility on the "
-                "split-adjusted series (see each column's description).",
+    "(split_adj_*, splits only, current share basis) and total return (tr_close, splits and "
+    "dividends); returns, 20/50/200-day SMAs, 52-week range and realised volatility on the "
+    "split-adjusted series (see each column's description).",
     inputs=PRICE_INPUTS + ("fmp_dividends",),
     columns=_cols("""
         ticker VARCHAR, date DATE, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume BIGINT,
@@ -164,8 +164,18 @@ FACT_PRICE_DAILY = GoldModel(
 # ---- fundamentals ---------------------------------------------------------------------------------------
 
 # Flow items summed over the trailing four quarters (EPS on the current share basis).
-TTM_ITEMS = ("revenue", "gross_profit", "operating_income", "net_income", "ebitda", "eps", "operating_cash_flow",
-             "capital_expenditure", "free_cash_flow", "dividends_paid")
+TTM_ITEMS = (
+    "revenue",
+    "gross_profit",
+    "operating_income",
+    "net_income",
+    "ebitda",
+    "eps",
+    "operating_cash_flow",
+    "capital_expenditure",
+    "free_cash_flow",
+    "dividends_paid",
+)
 
 FUNDAMENTALS_COLUMNS = _cols("""
     ticker VARCHAR, period_end DATE, period VARCHAR, fiscal_year INTEGER, reported_currency VARCHAR,
@@ -187,9 +197,9 @@ FUNDAMENTALS_DESCRIPTIONS = {
     "filing_date": "FMP filingDate: the original filing date (FMP keeps it when it restates).",
     "accepted_date": "EDGAR acceptance, US Eastern wall clock; the latest of the three statements'.",
     "usable_from": "First trading day whose 16:00 New York close is at or after accepted_date (after-close "
-                   "acceptances count from the next trading day). Point-in-time joins use this, never period_end.",
+    "acceptances count from the next trading day). Point-in-time joins use this, never period_end.",
     "share_basis_date": "The day the income statement was served (its fetch day in New York, or the planning day "
-                        "when earlier): FMP restates share counts and EPS onto the basis current on that day.",
+    "when earlier): FMP restates share counts and EPS onto the basis current on that day.",
     "eps": "EPS on the current share basis (FMP's restated value * cum(share_basis_date) / cum(current)).",
     "eps_diluted": "Diluted EPS on the current share basis.",
     "weighted_average_shs_out": "Weighted average shares on the current share basis (after every split known).",
@@ -204,7 +214,7 @@ FUNDAMENTALS_INPUTS = STATEMENT_INPUTS + ("fmp_key_metrics", "fmp_ratios") + PRI
 FACT_FUNDAMENTALS_QUARTERLY = GoldModel(
     name="fact_fundamentals_quarterly",
     description="Quarterly income statement, balance sheet, cash flow, key metrics and ratios per fiscal period, "
-                "with trailing-twelve-month sums of flow items.",
+    "with trailing-twelve-month sums of flow items.",
     inputs=FUNDAMENTALS_INPUTS,
     columns=FUNDAMENTALS_COLUMNS + TTM_COLUMNS,
     key=("ticker", "period_end", "period"),
@@ -241,8 +251,8 @@ VALUATION_DESCRIPTIONS = {
     "ps_ttm": "market_cap / revenue_ttm; NULL when revenue_ttm <= 0.",
     "ev_to_ebitda_ttm": "enterprise_value / ebitda_ttm; NULL when ebitda_ttm <= 0.",
     "dividends_ttm_per_share": "Sum of the last N regular dividends (N = payments per year from the dividend "
-                               "frequency: 4 quarterly, 12 monthly, 2 semi-annual, 1 annual) with ex-date in "
-                               "(date - 365 - 182/N days, date], each on this day's share basis; 0 when none.",
+    "frequency: 4 quarterly, 12 monthly, 2 semi-annual, 1 annual) with ex-date in "
+    "(date - 365 - 182/N days, date], each on this day's share basis; 0 when none.",
     "dividend_yield_ttm": "dividends_ttm_per_share / close.",
     "fcf_yield": "free_cash_flow_ttm / market_cap; NULL when market_cap <= 0.",
 }
@@ -250,8 +260,8 @@ VALUATION_DESCRIPTIONS = {
 FACT_VALUATION_DAILY = GoldModel(
     name="fact_valuation_daily",
     description="Point-in-time daily valuation (market cap, P/E, P/B, P/S, EV/EBITDA, dividend and FCF yield): a "
-                "statement counts from the first close at or after its acceptance (US Eastern), and its restated "
-                "share count is put on each day's share basis.",
+    "statement counts from the first close at or after its acceptance (US Eastern), and its restated "
+    "share count is put on each day's share basis.",
     inputs=PRICE_INPUTS + ("fmp_dividends",) + STATEMENT_INPUTS,
     columns=_cols("""
         ticker VARCHAR, date DATE, close DOUBLE,
@@ -270,15 +280,34 @@ FACT_VALUATION_DAILY = GoldModel(
 
 # ---- macro ----------------------------------------------------------------------------------------------
 
-TREASURY_COLUMNS = ("month1", "month2", "month3", "month6", "year1", "year2", "year3", "year5", "year7",
-                    "year10", "year20", "year30")
-MACRO_INPUTS = ("fmp_treasury_rates", "fmp_economic_indicator", "fmp_economic_calendar",
-                "fmp_price_eod_as_traded", "fmp_price_eod")
+TREASURY_COLUMNS = (
+    "month1",
+    "month2",
+    "month3",
+    "month6",
+    "year1",
+    "year2",
+    "year3",
+    "year5",
+    "year7",
+    "year10",
+    "year20",
+    "year30",
+)
+MACRO_INPUTS = (
+    "fmp_treasury_rates",
+    "fmp_economic_indicator",
+    "fmp_economic_calendar",
+    "fmp_price_eod_as_traded",
+    "fmp_price_eod",
+)
 
 
-MACRO_DESCRIPTION = ("Per trading date: the treasury curve and, per economic indicator, the newest value already "
-                     "released (economic-calendar release time, else a documented lag), with its reference "
-                     "period and the day it became known.")
+MACRO_DESCRIPTION = (
+    "Per trading date: the treasury curve and, per economic indicator, the newest value already "
+    "released (economic-calendar release time, else a documented lag), with its reference "
+    "period and the day it became known."
+)
 
 
 def snake_name(name: str) -> str:
@@ -294,35 +323,61 @@ def snake_name(name: str) -> str:
 
 def macro_model(indicator_names: list[str]) -> GoldModel:
     """The macro table has three columns per indicator present in Silver, so its model is made per build."""
-    columns = {snake_name(n): n for n in sorted(indicator_names)}   # first spelling wins on a clash
-    sql = render("fact_macro_daily", treasury_columns=TREASURY_COLUMNS, indicators=list(columns.items()),
-                 release_events=[(name, event) for name, rule in RELEASES.items() for event in rule.events],
-                 release_lags=[(name, rule.lag_days) for name, rule in RELEASES.items()],
-                 default_lag_days=DEFAULT_RELEASE_LAG_DAYS)
+    columns = {snake_name(n): n for n in sorted(indicator_names)}  # first spelling wins on a clash
+    sql = render(
+        "fact_macro_daily",
+        treasury_columns=TREASURY_COLUMNS,
+        indicators=list(columns.items()),
+        release_events=[(name, event) for name, rule in RELEASES.items() for event in rule.events],
+        release_lags=[(name, rule.lag_days) for name, rule in RELEASES.items()],
+        default_lag_days=DEFAULT_RELEASE_LAG_DAYS,
+    )
     cols = (("date", "DATE"), ("treasury_date", "DATE")) + tuple((c, "DOUBLE") for c in TREASURY_COLUMNS)
     descriptions = {"treasury_date": "Date of the Treasury curve shown (the latest on or before date)."}
     for col, name in columns.items():
         cols += ((col, "DOUBLE"), (f"{col}_period", "DATE"), (f"{col}_known_from", "DATE"))
         rule = RELEASES.get(name)
-        how = (f"the first US '{rule.events[0]}' release after the period ends, else {rule.lag_days} days after it"
-               if rule and rule.events else
-               f"{rule.lag_days if rule else DEFAULT_RELEASE_LAG_DAYS} days after the period ends (no calendar event)")
+        how = (
+            f"the first US '{rule.events[0]}' release after the period ends, else {rule.lag_days} days after it"
+            if rule and rule.events
+            else f"{rule.lag_days if rule else DEFAULT_RELEASE_LAG_DAYS} days after the period ends (no calendar event)"
+        )
         descriptions[col] = f"FMP indicator {name} as known on date: the newest reference period already released."
         descriptions[f"{col}_period"] = f"Start of the reference period of {col} (FMP's date)."
         descriptions[f"{col}_known_from"] = f"The day {col} became usable: {how}."
-    return GoldModel(name="fact_macro_daily", inputs=MACRO_INPUTS, columns=cols, key=("date",), sql=sql,
-                     per_ticker=False, descriptions=descriptions, description=MACRO_DESCRIPTION)
+    return GoldModel(
+        name="fact_macro_daily",
+        inputs=MACRO_INPUTS,
+        columns=cols,
+        key=("date",),
+        sql=sql,
+        per_ticker=False,
+        descriptions=descriptions,
+        description=MACRO_DESCRIPTION,
+    )
 
 
 def indicator_names(conn: duckdb.DuckDBPyConnection) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT DISTINCT name FROM silver.fmp_economic_indicator WHERE name IS NOT NULL ORDER BY 1").fetchall()]
+    return [
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT name FROM silver.fmp_economic_indicator WHERE name IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    ]
 
 
-MODELS: dict[str, GoldModel] = {m.name: m for m in (
-    DIM_INSTRUMENT, DIM_INSTRUMENT_HISTORY, FACT_PRICE_DAILY, FACT_FUNDAMENTALS_QUARTERLY,
-    FACT_FUNDAMENTALS_ANNUAL, FACT_VALUATION_DAILY, macro_model([]),
-)}
+MODELS: dict[str, GoldModel] = {
+    m.name: m
+    for m in (
+        DIM_INSTRUMENT,
+        DIM_INSTRUMENT_HISTORY,
+        FACT_PRICE_DAILY,
+        FACT_FUNDAMENTALS_QUARTERLY,
+        FACT_FUNDAMENTALS_ANNUAL,
+        FACT_VALUATION_DAILY,
+        macro_model([]),
+    )
+}
 
 
 def resolve(conn: duckdb.DuckDBPyConnection, name: str) -> GoldModel:

@@ -37,18 +37,21 @@ def _violations(conn: duckdb.DuckDBPyConnection, sql: str, params: list | None =
     return int(count), rows
 
 
-def _outcome(conn: duckdb.DuckDBPyConnection, sql: str, what: str, table: str,
-             params: list | None = None) -> CheckOutcome:
+def _outcome(
+    conn: duckdb.DuckDBPyConnection, sql: str, what: str, table: str, params: list | None = None
+) -> CheckOutcome:
     count, examples = _violations(conn, sql, params)
     checked = conn.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
     passed = count == 0
     description = f"{what}: " + ("all rows pass" if passed else f"{count} offending row(s)") + f" in {table}"
-    return CheckOutcome(passed, description, {"offending_rows": count, "rows_checked": int(checked),
-                                              "examples": examples})
+    return CheckOutcome(
+        passed, description, {"offending_rows": count, "rows_checked": int(checked), "examples": examples}
+    )
 
 
-def check_balance_sheet_identity(conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_fundamentals_quarterly",
-                                 tolerance: float = 0.005) -> CheckOutcome:
+def check_balance_sheet_identity(
+    conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_fundamentals_quarterly", tolerance: float = 0.005
+) -> CheckOutcome:
     """total_assets = total_liabilities + total_equity within a relative tolerance (rows with all three)."""
     sql = f"""
         SELECT ticker, period_end, period, total_assets, total_liabilities, total_equity,
@@ -59,14 +62,16 @@ def check_balance_sheet_identity(conn: duckdb.DuckDBPyConnection, table: str = "
               > ? * greatest(abs(total_assets), 1.0)
         ORDER BY relative_gap DESC
     """
-    out = _outcome(conn, sql, f"total_assets = total_liabilities + total_equity within {tolerance:.2%}", table,
-                   [tolerance])
+    out = _outcome(
+        conn, sql, f"total_assets = total_liabilities + total_equity within {tolerance:.2%}", table, [tolerance]
+    )
     out.metadata["tolerance"] = tolerance
     return out
 
 
-def check_market_cap_positive(conn: duckdb.DuckDBPyConnection,
-                              table: str = "gold.fact_valuation_daily") -> CheckOutcome:
+def check_market_cap_positive(
+    conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_valuation_daily"
+) -> CheckOutcome:
     """market_cap > 0 wherever it is known (it is NULL before a ticker's first usable statement)."""
     sql = f"""
         SELECT ticker, date, close, shares_outstanding, market_cap
@@ -92,10 +97,16 @@ def check_no_lookahead(conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_
 
 def check_macro_no_lookahead(conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_macro_daily") -> CheckOutcome:
     """No macro value is shown before the day it was released (its *_known_from <= date)."""
-    columns = [r[0] for r in conn.execute("""
+    columns = [
+        r[0]
+        for r in conn.execute(
+            """
         SELECT column_name FROM information_schema.columns
         WHERE table_schema = 'gold' AND table_name = ? AND column_name LIKE '%\\_known\\_from' ESCAPE '\\'
-    """, [table.split(".")[-1]]).fetchall()]
+    """,
+            [table.split(".")[-1]],
+        ).fetchall()
+    ]
     if not columns:
         return CheckOutcome(True, f"no indicator columns in {table}", {"offending_rows": 0, "columns": []})
     late = " OR ".join(f"{c} > date" for c in columns)
@@ -157,14 +168,16 @@ def check_split_continuity(conn: duckdb.DuckDBPyConnection, table: str = "gold.f
     return _split_continuity(conn, table, "split_adj_close")
 
 
-def check_market_cap_split_continuity(conn: duckdb.DuckDBPyConnection,
-                                      table: str = "gold.fact_valuation_daily") -> CheckOutcome:
+def check_market_cap_split_continuity(
+    conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_valuation_daily"
+) -> CheckOutcome:
     """market_cap does not jump by the split ratio on the first trading day of any split in the data."""
     return _split_continuity(conn, table, "market_cap")
 
 
-def check_market_cap_matches_fmp(conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_valuation_daily",
-                                 tolerance: float = 0.25) -> CheckOutcome:
+def check_market_cap_matches_fmp(
+    conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_valuation_daily", tolerance: float = 0.25
+) -> CheckOutcome:
     """Gold's market_cap is within 25% of FMP's historical-market-capitalization where both exist (WARN).
 
     They differ a little by design (Gold uses the statement's weighted average shares, FMP the shares outstanding
@@ -179,18 +192,21 @@ def check_market_cap_matches_fmp(conn: duckdb.DuckDBPyConnection, table: str = "
         ORDER BY abs(g.market_cap / f.market_cap - 1) DESC
     """
     out = _outcome(conn, sql, f"market_cap within {tolerance:.0%} of FMP's", table, [tolerance])
-    out.metadata["compared_rows"] = int(conn.execute(f"""
+    out.metadata["compared_rows"] = int(
+        conn.execute(f"""
         SELECT count(*) FROM {table} g JOIN silver.fmp_market_cap f ON f.ticker = g.ticker AND f.date = g.date
         WHERE g.market_cap IS NOT NULL
-    """).fetchall()[0][0])
+    """).fetchall()[0][0]
+    )
     return out
 
 
 check_market_cap_matches_fmp.severity = "WARN"
 
 
-def check_total_return_matches_fmp(conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_price_daily",
-                                   tolerance: float = 0.002) -> CheckOutcome:
+def check_total_return_matches_fmp(
+    conn: duckdb.DuckDBPyConnection, table: str = "gold.fact_price_daily", tolerance: float = 0.002
+) -> CheckOutcome:
     """Gold's daily total return equals FMP's /dividend-adjusted one within 0.2 points (WARN).
 
     Only pairs of consecutive FMP rows from the same response are compared: rows fetched at different times can
@@ -209,8 +225,9 @@ def check_total_return_matches_fmp(conn: duckdb.DuckDBPyConnection, table: str =
         WHERE f.same_file AND abs(g.total_return_1d - f.fmp_return) > ?
         ORDER BY abs(g.total_return_1d - f.fmp_return) DESC
     """
-    return _outcome(conn, sql, f"daily total return within {tolerance} of FMP's dividend-adjusted series", table,
-                    [tolerance])
+    return _outcome(
+        conn, sql, f"daily total return within {tolerance} of FMP's dividend-adjusted series", table, [tolerance]
+    )
 
 
 check_total_return_matches_fmp.severity = "WARN"
@@ -239,6 +256,7 @@ def check_key_unique(conn: duckdb.DuckDBPyConnection, name: str) -> CheckOutcome
 def _key_unique(name: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome]:
     def check(conn: duckdb.DuckDBPyConnection) -> CheckOutcome:
         return check_key_unique(conn, name)
+
     check.__name__ = f"check_key_unique__{name}"
     return check
 
@@ -246,6 +264,7 @@ def _key_unique(name: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome
 def _in_dim(table: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome]:
     def check(conn: duckdb.DuckDBPyConnection) -> CheckOutcome:
         return check_tickers_in_dim(conn, table)
+
     check.__name__ = f"check_tickers_in_dim__{table.split('.')[-1]}"
     return check
 
@@ -253,6 +272,7 @@ def _in_dim(table: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome]:
 def _balance(table: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome]:
     def check(conn: duckdb.DuckDBPyConnection) -> CheckOutcome:
         return check_balance_sheet_identity(conn, table)
+
     check.__name__ = f"check_balance_sheet_identity__{table.split('.')[-1]}"
     return check
 
@@ -260,14 +280,24 @@ def _balance(table: str) -> Callable[[duckdb.DuckDBPyConnection], CheckOutcome]:
 # gold table -> the checks that guard it (each takes only a connection), for wiring asset checks.
 # A check function may carry `severity = "WARN"`; the others are ERROR (blocking).
 GOLD_CHECKS: dict[str, tuple[Callable[[duckdb.DuckDBPyConnection], CheckOutcome], ...]] = {
-    "fact_price_daily": (check_price_sanity, check_split_continuity, check_total_return_matches_fmp,
-                         _in_dim("gold.fact_price_daily")),
-    "fact_fundamentals_quarterly": (_balance("gold.fact_fundamentals_quarterly"),
-                                    _in_dim("gold.fact_fundamentals_quarterly")),
-    "fact_fundamentals_annual": (_balance("gold.fact_fundamentals_annual"),
-                                 _in_dim("gold.fact_fundamentals_annual")),
-    "fact_valuation_daily": (check_market_cap_positive, check_no_lookahead, check_market_cap_split_continuity,
-                             check_market_cap_matches_fmp, _in_dim("gold.fact_valuation_daily")),
+    "fact_price_daily": (
+        check_price_sanity,
+        check_split_continuity,
+        check_total_return_matches_fmp,
+        _in_dim("gold.fact_price_daily"),
+    ),
+    "fact_fundamentals_quarterly": (
+        _balance("gold.fact_fundamentals_quarterly"),
+        _in_dim("gold.fact_fundamentals_quarterly"),
+    ),
+    "fact_fundamentals_annual": (_balance("gold.fact_fundamentals_annual"), _in_dim("gold.fact_fundamentals_annual")),
+    "fact_valuation_daily": (
+        check_market_cap_positive,
+        check_no_lookahead,
+        check_market_cap_split_continuity,
+        check_market_cap_matches_fmp,
+        _in_dim("gold.fact_valuation_daily"),
+    ),
     "fact_macro_daily": (check_macro_no_lookahead,),
 }
 GOLD_CHECKS = {name: (_key_unique(name), *GOLD_CHECKS.get(name, ())) for name in models.MODELS}

@@ -18,6 +18,19 @@ from pipeline.keymap.model import (
 )
 
 __all__ = [
-    "COLUMN_TYPES", "GLOBAL", "PER_TICKER", "Column", "DatasetIdentity", "DatasetWatermark", "Keymap", "KeymapEntry",
-    "KeymapError", "Pagination", "Recipe", "SilverSpec", "load_keymap", "parse_keymap", "snake_to_camel",
+    "COLUMN_TYPES",
+    "GLOBAL",
+    "PER_TICKER",
+    "Column",
+    "DatasetIdentity",
+    "DatasetWatermark",
+    "Keymap",
+    "KeymapEntry",
+    "KeymapError",
+    "Pagination",
+    "Recipe",
+    "SilverSpec",
+    "load_keymap",
+    "parse_keymap",
+    "snake_to_camel",
 ]

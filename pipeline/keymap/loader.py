@@ -29,15 +29,39 @@ from pipeline.keymap.model import (
 )
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")   # domain, source, dataset, discriminator
-PLACEHOLDER_TOKEN = re.compile(r"__[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*__")   # also __from_date__-style typos
+NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # domain, source, dataset, discriminator
+PLACEHOLDER_TOKEN = re.compile(r"__[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*__")  # also __from_date__-style typos
 API_PATH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-/]*$")
 
-ENTRY_FIELDS = {"domain", "source", "dataset", "discriminator", "ticker_scope", "description", "docs_url", "silver", "recipe"}
+ENTRY_FIELDS = {
+    "domain",
+    "source",
+    "dataset",
+    "discriminator",
+    "ticker_scope",
+    "description",
+    "docs_url",
+    "silver",
+    "recipe",
+}
 SILVER_FIELDS = {"table", "key", "row_date", "columns"}
 COLUMN_FIELDS = {"name", "type", "nullable", "api"}
-RECIPE_FIELDS = {"path", "query", "format", "date_field", "min_age_days", "overlap_days", "history_start", "history_days",
-                 "max_window_days", "row_cap", "row_limit", "pagination", "min_plan", "freshness_days"}
+RECIPE_FIELDS = {
+    "path",
+    "query",
+    "format",
+    "date_field",
+    "min_age_days",
+    "overlap_days",
+    "history_start",
+    "history_days",
+    "max_window_days",
+    "row_cap",
+    "row_limit",
+    "pagination",
+    "min_plan",
+    "freshness_days",
+}
 PAGINATION_FIELDS = {"param", "start", "max_pages"}
 # Column names the warehouse adds itself; a keymap column may not take them.
 RESERVED_COLUMNS = {"bronze_file_id", "run_id", "fetched_at", "promoted_at"}
@@ -72,12 +96,15 @@ def _mapping(value: Any, where: _Where, field: str, allowed: set[str]) -> dict[s
         raise where.error(field, f"must be a mapping, got {type(value).__name__}")
     unknown = sorted(set(value) - allowed)
     if unknown:
-        raise where.error(f"{field}.{unknown[0]}" if field else unknown[0],
-                          f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        raise where.error(
+            f"{field}.{unknown[0]}" if field else unknown[0], f"unknown field (allowed: {', '.join(sorted(allowed))})"
+        )
     return value
 
 
-def _text(value: Any, where: _Where, field: str, *, required: bool = True, pattern: re.Pattern[str] | None = None) -> str:
+def _text(
+    value: Any, where: _Where, field: str, *, required: bool = True, pattern: re.Pattern[str] | None = None
+) -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             raise where.error(field, "is required and must not be empty")
@@ -138,7 +165,9 @@ def _silver(raw: Any, where: _Where, scope: str) -> SilverSpec:
     if len(set(key)) != len(key):
         raise where.error("silver.key", "lists a column twice")
     if scope == PER_TICKER and "ticker" not in key:
-        raise where.error("silver.key", "a per_ticker table must have 'ticker' in its key (it is filled from the request)")
+        raise where.error(
+            "silver.key", "a per_ticker table must have 'ticker' in its key (it is filled from the request)"
+        )
     row_date = _text(raw.get("row_date"), where, "silver.row_date", required=False) or None
     if row_date is not None:
         if row_date not in names:
@@ -159,13 +188,17 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
     query: list[tuple[str, str]] = []
     for name, value in query_raw.items():
         if not isinstance(name, str) or not name or name.lower() == "apikey":
-            raise where.error(f"recipe.query.{name}", "parameter names must be text; the API key is added by the client")
+            raise where.error(
+                f"recipe.query.{name}", "parameter names must be text; the API key is added by the client"
+            )
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise where.error(f"recipe.query.{name}", f"value must be text or a number, got {value!r}")
         text = str(value)
         for token in PLACEHOLDER_TOKEN.findall(text):
             if token not in PLACEHOLDERS:
-                raise where.error(f"recipe.query.{name}", f"unknown placeholder {token}; allowed: {', '.join(PLACEHOLDERS)}")
+                raise where.error(
+                    f"recipe.query.{name}", f"unknown placeholder {token}; allowed: {', '.join(PLACEHOLDERS)}"
+                )
         query.append((name, text))
     values = " ".join(v for _, v in query)
     if "__ticker__" in values and scope != PER_TICKER:
@@ -195,7 +228,9 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
     history_days = _int(raw.get("history_days"), where, "recipe.history_days", minimum=1)
     windowed = "__from__" in values
     if windowed and (history_start is None) == (history_days is None):
-        raise where.error("recipe.history_start", "a recipe with __from__ needs exactly one of history_start or history_days")
+        raise where.error(
+            "recipe.history_start", "a recipe with __from__ needs exactly one of history_start or history_days"
+        )
     if not windowed and (history_start is not None or history_days is not None):
         raise where.error("recipe.history_start", "only recipes that send __from__ take a history start")
     date_field = _text(raw.get("date_field"), where, "recipe.date_field", required=False) or None
@@ -264,7 +299,7 @@ def parse_keymap(document: Any, path: str = "<keymap>") -> Keymap:
         dataset = _text(raw.get("dataset"), where, "dataset", pattern=NAME_PART)
         discriminator = _text(raw.get("discriminator"), where, "discriminator", required=False, pattern=NAME_PART)
         scope_raw = _text(raw.get("ticker_scope"), where, "ticker_scope")
-        scope = scope_raw.strip().lower()   # normalised once, here; everything else compares the constants
+        scope = scope_raw.strip().lower()  # normalised once, here; everything else compares the constants
         if scope not in TICKER_SCOPES:
             raise where.error("ticker_scope", f"{scope_raw!r} is not allowed; use one of {', '.join(TICKER_SCOPES)}")
         silver = _silver(raw.get("silver"), where, scope)
@@ -272,13 +307,21 @@ def parse_keymap(document: Any, path: str = "<keymap>") -> Keymap:
         if recipe.date_field is not None and silver.row_date is None:
             raise where.error("silver.row_date", "the recipe names a date_field, so the table needs a row_date column")
         entry = KeymapEntry(
-            domain=domain, source=source, dataset=dataset, discriminator=discriminator, ticker_scope=scope,
+            domain=domain,
+            source=source,
+            dataset=dataset,
+            discriminator=discriminator,
+            ticker_scope=scope,
             description=_text(raw.get("description"), where, "description"),
             docs_url=_text(raw.get("docs_url"), where, "docs_url", pattern=re.compile(r"^https?://\S+$")),
-            silver=silver, recipe=recipe, index=index,
+            silver=silver,
+            recipe=recipe,
+            index=index,
         )
         if entry.identity_key in seen:
-            raise where.error("dataset", f"identity {entry.identity_key!r} is already declared by entry #{seen[entry.identity_key]}")
+            raise where.error(
+                "dataset", f"identity {entry.identity_key!r} is already declared by entry #{seen[entry.identity_key]}"
+            )
         seen[entry.identity_key] = index
         entries.append(entry)
 
@@ -296,17 +339,29 @@ def _check_shared_tables(entries: list[KeymapEntry], path: str) -> None:
         where = _Where(path, entry.index, entry.identity_key)
         table = entry.silver.table
         if other.ticker_scope != entry.ticker_scope:
-            raise where.error("ticker_scope", f"shares silver table {table!r} with entry #{other.index} but has a different scope")
+            raise where.error(
+                "ticker_scope", f"shares silver table {table!r} with entry #{other.index} but has a different scope"
+            )
         if other.silver.key != entry.silver.key:
-            raise where.error("silver.key", f"shares silver table {table!r} with entry #{other.index} but has key "
-                              f"{list(entry.silver.key)} instead of {list(other.silver.key)}")
+            raise where.error(
+                "silver.key",
+                f"shares silver table {table!r} with entry #{other.index} but has key "
+                f"{list(entry.silver.key)} instead of {list(other.silver.key)}",
+            )
         if other.silver.columns != entry.silver.columns or other.silver.row_date != entry.silver.row_date:
-            raise where.error("silver.columns", f"shares silver table {table!r} with entry #{other.index} but declares "
-                              "different columns; entries sharing a table must declare the same columns")
-        if entry.discriminator and not any(c.name in entry.silver.key for c in entry.silver.columns
-                                           if c.name not in ("ticker", entry.silver.row_date)):
-            raise where.error("silver.key", f"table {table!r} is shared by several series; its key needs a column that "
-                              "tells them apart (e.g. the indicator name or period)")
+            raise where.error(
+                "silver.columns",
+                f"shares silver table {table!r} with entry #{other.index} but declares "
+                "different columns; entries sharing a table must declare the same columns",
+            )
+        if entry.discriminator and not any(
+            c.name in entry.silver.key for c in entry.silver.columns if c.name not in ("ticker", entry.silver.row_date)
+        ):
+            raise where.error(
+                "silver.key",
+                f"table {table!r} is shared by several series; its key needs a column that "
+                "tells them apart (e.g. the indicator name or period)",
+            )
 
 
 def _check_asset_names(entries: list[KeymapEntry], path: str) -> None:
@@ -315,7 +370,8 @@ def _check_asset_names(entries: list[KeymapEntry], path: str) -> None:
         k = (entry.domain, entry.asset_name)
         if k in seen:
             raise _Where(path, entry.index, entry.identity_key).error(
-                "dataset", f"asset key bronze/{entry.domain}/{entry.asset_name} collides with entry #{seen[k]}")
+                "dataset", f"asset key bronze/{entry.domain}/{entry.asset_name} collides with entry #{seen[k]}"
+            )
         seen[k] = entry.index
 
 

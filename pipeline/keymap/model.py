@@ -27,7 +27,7 @@ COLUMN_TYPES: dict[str, str] = {
 }
 
 PLACEHOLDERS = ("__ticker__", "__from__", "__to__", "__date__", "__discriminator__", "__limit__", "__page__")
-PLAN_ORDER = ("basic", "starter", "premium", "ultimate")   # FMP plans, lowest first
+PLAN_ORDER = ("basic", "starter", "premium", "ultimate")  # FMP plans, lowest first
 # The ticker alphabet: tickers travel into file paths, URLs and Dagster partition keys (FMP spells class shares
 # BRK-B, indexes ^GSPC, currencies EURUSD=X). One definition: settings, the universe query and Bronze use it.
 TICKER_REGEX = r"[A-Za-z0-9][A-Za-z0-9.\-^=]{0,19}"
@@ -94,15 +94,18 @@ class DatasetWatermark:
         def date_or_none(v: str) -> dt.date | None:
             return dt.date.fromisoformat(v) if v else None
 
-        return cls(DatasetIdentity.from_key(ident_part), date_or_none(fields.get("coverage_from", "")),
-                   date_or_none(fields.get("coverage_to", "")))
+        return cls(
+            DatasetIdentity.from_key(ident_part),
+            date_or_none(fields.get("coverage_from", "")),
+            date_or_none(fields.get("coverage_to", "")),
+        )
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str          # keymap type name, key of COLUMN_TYPES
-    api: str           # API field the value comes from
+    type: str  # keymap type name, key of COLUMN_TYPES
+    api: str  # API field the value comes from
     nullable: bool = True
 
     @property

@@ -25,7 +25,11 @@ from pipeline.warehouse.dialect import is_lake
 BRONZE_COLUMNS = tuple(f.name for f in dataclasses.fields(FileRecord))
 
 _FRAME_TYPES = {
-    "page": "Int64", "status_code": "Int64", "bronze_rows": "Int64", "bytes": "Int64", "elapsed_ms": "float64",
+    "page": "Int64",
+    "status_code": "Int64",
+    "bronze_rows": "Int64",
+    "bytes": "Int64",
+    "elapsed_ms": "float64",
     "can_promote": "bool",
 }
 
@@ -39,7 +43,7 @@ def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[FileRecord
     if not records:
         return 0
     frame = pd.DataFrame.from_records([vars(r) for r in records], columns=list(BRONZE_COLUMNS))
-    frame = frame.drop_duplicates(["run_id", "file_id"], keep="last")   # a MERGE source may name a row once
+    frame = frame.drop_duplicates(["run_id", "file_id"], keep="last")  # a MERGE source may name a row once
     for col, dtype in _FRAME_TYPES.items():
         frame[col] = frame[col].astype(dtype)
     for col in ("as_of", "window_from", "window_to", "coverage_from", "coverage_to"):
@@ -48,14 +52,20 @@ def register_files(conn: duckdb.DuckDBPyConnection, records: Sequence[FileRecord
     try:
         cols = ", ".join(BRONZE_COLUMNS)
         casts = ", ".join(
-            f"CAST({c} AS DATE) AS {c}" if c in ("as_of", "window_from", "window_to", "coverage_from", "coverage_to")
-            else f"CAST({c} AS TIMESTAMP) AS {c}" if c == "fetched_at" else c
-            for c in BRONZE_COLUMNS)
+            f"CAST({c} AS DATE) AS {c}"
+            if c in ("as_of", "window_from", "window_to", "coverage_from", "coverage_to")
+            else f"CAST({c} AS TIMESTAMP) AS {c}"
+            if c == "fetched_at"
+            else c
+            for c in BRONZE_COLUMNS
+        )
         updates = ", ".join(f"{c} = s.{c}" for c in BRONZE_COLUMNS if c not in ("run_id", "file_id"))
         values = ", ".join(f"s.{c}" for c in BRONZE_COLUMNS)
         if is_lake(conn):
-            casts += (", (SELECT coalesce(max(ingestion_id), 0) FROM ops.file_ingestions)"
-                      " + row_number() OVER () AS ingestion_id")
+            casts += (
+                ", (SELECT coalesce(max(ingestion_id), 0) FROM ops.file_ingestions)"
+                " + row_number() OVER () AS ingestion_id"
+            )
             cols, values = cols + ", ingestion_id", values + ", s.ingestion_id"
         conn.execute(f"""
             MERGE INTO ops.file_ingestions AS t
@@ -78,8 +88,9 @@ def registered_file_ids(conn: duckdb.DuckDBPyConnection, file_ids: Iterable[str]
     return {r[0] for r in rows}
 
 
-def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIdentity | None = None,
-                           *, ticker_wildcard: bool = False) -> dict[DatasetIdentity, Coverage]:
+def latest_bronze_coverage(
+    conn: duckdb.DuckDBPyConnection, identity: DatasetIdentity | None = None, *, ticker_wildcard: bool = False
+) -> dict[DatasetIdentity, Coverage]:
     """Good coverage per identity: only successful, promotable files count (an error never moves a watermark).
 
     A failed date window that lies before good coverage (a middle window of a split backfill failed while
@@ -98,12 +109,13 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
         for col in ("domain", "source", "dataset", "discriminator") + (() if ticker_wildcard else ("ticker",)):
             where.append(f"{col} = ?")
             params.append(getattr(identity, col) or "")
-    rows = conn.execute(f"""
-        WITH f AS (SELECT * FROM ops.file_ingestions WHERE {' AND '.join(where)}),
+    rows = conn.execute(
+        f"""
+        WITH f AS (SELECT * FROM ops.file_ingestions WHERE {" AND ".join(where)}),
         good AS (
             SELECT domain, source, dataset, discriminator, ticker, min(coverage_from) AS cov_from,
-                   max(coverage_to) AS cov_to, max(fetched_at) AS last_fetch, count(*) AS files, max(as_of) AS last_as_of,
-                   min(window_from) AS first_from
+                   max(coverage_to) AS cov_to, max(fetched_at) AS last_fetch, count(*) AS files,
+                   max(as_of) AS last_as_of, min(window_from) AS first_from
             FROM f WHERE error_class IS NULL AND can_promote
             GROUP BY ALL
         ),
@@ -143,26 +155,34 @@ def latest_bronze_coverage(conn: duckdb.DuckDBPyConnection, identity: DatasetIde
                CASE WHEN hole_from IS NULL THEN cov_to ELSE least(cov_to, CAST(hole_from - 1 AS DATE)) END,
                last_fetch, files, CASE WHEN hole_from IS NULL THEN last_as_of END, first_from
         FROM good LEFT JOIN first_hole USING (domain, source, dataset, discriminator, ticker)
-    """, params).fetchall()
-    return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8], r[9], r[10])
-            for r in rows}
+    """,
+        params,
+    ).fetchall()
+    return {
+        DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8], r[9], r[10]) for r in rows
+    }
 
 
-def latest_silver_coverage(conn: duckdb.DuckDBPyConnection, tables: Sequence[str] | None = None) -> dict[DatasetIdentity, Coverage]:
+def latest_silver_coverage(
+    conn: duckdb.DuckDBPyConnection, tables: Sequence[str] | None = None
+) -> dict[DatasetIdentity, Coverage]:
     """Coverage that reached Silver, per identity (optionally only identities feeding `tables`)."""
     where = "silver_status = 'promoted'"
     params: list = []
     if tables:
         where += " AND silver_table IN (SELECT unnest(?))"
         params.append(list(tables))
-    rows = conn.execute(f"""
+    rows = conn.execute(
+        f"""
         SELECT domain, source, dataset, discriminator, ticker,
                min(coalesce(silver_coverage_from, coverage_from)), max(coalesce(silver_coverage_to, coverage_to)),
                max(fetched_at), count(*)
         FROM ops.file_ingestions
         WHERE {where}
         GROUP BY ALL
-    """, params).fetchall()
+    """,
+        params,
+    ).fetchall()
     return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8]) for r in rows}
 
 
@@ -172,7 +192,8 @@ def input_watermarks(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> 
     Gold builds record these; the gold sensor compares them. The last promotion (highest ingestion id)
     is part of the string for snapshot datasets via coverage_to = fetch date, so a new snapshot moves it.
     """
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT domain, source, dataset, discriminator, ticker,
                min(coalesce(silver_coverage_from, coverage_from, CAST(fetched_at AS DATE))),
                max(coalesce(silver_coverage_to, coverage_to, CAST(fetched_at AS DATE)))
@@ -180,7 +201,9 @@ def input_watermarks(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> 
         WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
         GROUP BY ALL
         ORDER BY ALL
-    """, [list(tables)]).fetchall()
+    """,
+        [list(tables)],
+    ).fetchall()
     return [str(DatasetWatermark(DatasetIdentity(*r[:5]), r[5], r[6])) for r in rows]
 
 
@@ -190,26 +213,31 @@ def input_revisions(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> l
     Complements the coverage watermarks: a restatement or a corrected price inside covered dates changes Silver
     without moving coverage, but it does move this marker, so Gold rebuilds the affected tickers.
     """
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT domain, source, dataset, discriminator, ticker, max(ingestion_id)
         FROM ops.file_ingestions
         WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
           AND coalesce(silver_inserted, 0) + coalesce(silver_updated, 0) > 0
         GROUP BY ALL
         ORDER BY ALL
-    """, [list(tables)]).fetchall()
+    """,
+        [list(tables)],
+    ).fetchall()
     return [f"{DatasetIdentity(*r[:5]).key}@revision={r[5]}" for r in rows]
 
 
-def input_state_by_table(conn: duckdb.DuckDBPyConnection,
-                         tables: Sequence[str]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def input_state_by_table(
+    conn: duckdb.DuckDBPyConnection, tables: Sequence[str]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(watermarks, revisions) per Silver table, in one scan of the ledger.
 
     Per table, the same strings in the same order as `input_watermarks(conn, [table])` and
     `input_revisions(conn, [table])`. The Gold sensor reads the inputs of every Gold asset each tick; one
     grouped scan here replaces two scans per distinct input set (performance: the ledger has millions of rows).
     """
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT silver_table, domain, source, dataset, discriminator, ticker,
                min(coalesce(silver_coverage_from, coverage_from, CAST(fetched_at AS DATE))),
                max(coalesce(silver_coverage_to, coverage_to, CAST(fetched_at AS DATE))),
@@ -218,7 +246,9 @@ def input_state_by_table(conn: duckdb.DuckDBPyConnection,
         WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
         GROUP BY ALL
         ORDER BY ALL
-    """, [list(tables)]).fetchall()
+    """,
+        [list(tables)],
+    ).fetchall()
     watermarks: dict[str, list[str]] = {}
     revisions: dict[str, list[str]] = {}
     for table, *ident, cov_from, cov_to, revision in rows:
@@ -240,8 +270,13 @@ class PromotableFile:
     fetched_at: dt.datetime
 
 
-def promotable_files(conn: duckdb.DuckDBPyConnection, *, tables: Sequence[str] | None = None,
-                     tickers: Sequence[str] | None = None, after_ingestion_id: int = 0) -> list[PromotableFile]:
+def promotable_files(
+    conn: duckdb.DuckDBPyConnection,
+    *,
+    tables: Sequence[str] | None = None,
+    tickers: Sequence[str] | None = None,
+    after_ingestion_id: int = 0,
+) -> list[PromotableFile]:
     """Files that can promote and have not been promoted yet (failed promotions are retried)."""
     where = ["can_promote", "silver_table IS NOT NULL", "coalesce(silver_status, '') <> 'promoted'", "ingestion_id > ?"]
     params: list = [after_ingestion_id]
@@ -251,23 +286,29 @@ def promotable_files(conn: duckdb.DuckDBPyConnection, *, tables: Sequence[str] |
     if tickers is not None:
         where.append("ticker IN (SELECT unnest(?))")
         params.append(list(tickers))
-    rows = conn.execute(f"""
+    rows = conn.execute(
+        f"""
         SELECT ingestion_id, run_id, file_id, silver_table, ticker, bronze_path, fetched_at
         FROM ops.file_ingestions
-        WHERE {' AND '.join(where)}
+        WHERE {" AND ".join(where)}
         ORDER BY ingestion_id
-    """, params).fetchall()
+    """,
+        params,
+    ).fetchall()
     return [PromotableFile(*r) for r in rows]
 
 
 def file_ingestions_for_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> list[dict]:
     """The files a run fetched or promoted, for `pipeline status --run`."""
-    cur = conn.execute("""
+    cur = conn.execute(
+        """
         SELECT ingestion_id, file_id, domain, dataset, discriminator, ticker, status_code, error_class, bronze_rows,
                coverage_from, coverage_to, can_promote, silver_table, silver_status, silver_inserted, silver_updated,
                silver_unchanged, silver_rejected, bronze_path
         FROM ops.file_ingestions WHERE run_id = ? OR silver_run_id = ? ORDER BY ingestion_id
-    """, [run_id, run_id])
+    """,
+        [run_id, run_id],
+    )
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
@@ -305,22 +346,28 @@ RESET_SILVER_SQL = """
 """
 
 
-def mark_promoted(conn: duckdb.DuckDBPyConnection, stats_table: str, *, run_id: str, started_at: dt.datetime,
-                  finished_at: dt.datetime) -> None:
+def mark_promoted(
+    conn: duckdb.DuckDBPyConnection, stats_table: str, *, run_id: str, started_at: dt.datetime, finished_at: dt.datetime
+) -> None:
     """Mark the files of `stats_table` promoted, with its counts.
 
     `stats_table` (filled by the caller) has one row per file: file_id, rows_read, inserted, updated, unchanged,
     rejected, duplicates, coverage_from, coverage_to.
     """
-    conn.execute(MARK_PROMOTED_SQL.format(stats=stats_table),
-                 {"run_id": run_id, "started_at": started_at, "finished_at": finished_at})
+    conn.execute(
+        MARK_PROMOTED_SQL.format(stats=stats_table),
+        {"run_id": run_id, "started_at": started_at, "finished_at": finished_at},
+    )
 
 
-def mark_failed(conn: duckdb.DuckDBPyConnection, files_table: str, *, run_id: str, started_at: dt.datetime,
-                finished_at: dt.datetime) -> None:
+def mark_failed(
+    conn: duckdb.DuckDBPyConnection, files_table: str, *, run_id: str, started_at: dt.datetime, finished_at: dt.datetime
+) -> None:
     """Mark failed the files of `files_table` (file_id, problem) whose `problem` is set; it becomes silver_error."""
-    conn.execute(MARK_FAILED_SQL.format(files=files_table),
-                 {"run_id": run_id, "started_at": started_at, "finished_at": finished_at})
+    conn.execute(
+        MARK_FAILED_SQL.format(files=files_table),
+        {"run_id": run_id, "started_at": started_at, "finished_at": finished_at},
+    )
 
 
 def reset_silver(conn: duckdb.DuckDBPyConnection, table: str, tickers: Sequence[str] | None) -> None:

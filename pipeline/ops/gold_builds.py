@@ -21,33 +21,51 @@ def _now() -> dt.datetime:
 def start_build(conn: duckdb.DuckDBPyConnection, asset: str, run_id: str) -> int:
     """Insert the 'running' row of a build of `asset` and return its build_id; rows of `asset` that a killed
     process left 'running' are closed as failed first. The caller owns the transaction."""
-    conn.execute("""
+    conn.execute(
+        """
         UPDATE ops.gold_builds
         SET status = 'failed', finished_at = ?, error_message = 'abandoned: the build never finished'
         WHERE asset = ? AND status = 'running'
-    """, [_now(), asset])
+    """,
+        [_now(), asset],
+    )
     # the id first, then the row: a DuckLake has neither sequences nor INSERT ... RETURNING
-    build_id = conn.execute(f"SELECT {next_id_sql(conn, 'ops.gold_build_seq', 'ops.gold_builds', 'build_id')}"
-                            ).fetchone()[0]
-    conn.execute("""
+    build_id = conn.execute(
+        f"SELECT {next_id_sql(conn, 'ops.gold_build_seq', 'ops.gold_builds', 'build_id')}"
+    ).fetchone()[0]
+    conn.execute(
+        """
         INSERT INTO ops.gold_builds (build_id, asset, run_id, input_watermarks, status, started_at)
         VALUES (?, ?, ?, [], 'running', ?)
-    """, [build_id, asset, run_id, _now()])
+    """,
+        [build_id, asset, run_id, _now()],
+    )
     return int(build_id)
 
 
-def finish_build(conn: duckdb.DuckDBPyConnection, build_id: int, status: str, *, mode: str | None = None,
-                 watermarks: list[str] | None = None, revisions: list[str] | None = None,
-                 tickers_touched: int | None = None, rows_written: int | None = None,
-                 error: str | None = None) -> None:
+def finish_build(
+    conn: duckdb.DuckDBPyConnection,
+    build_id: int,
+    status: str,
+    *,
+    mode: str | None = None,
+    watermarks: list[str] | None = None,
+    revisions: list[str] | None = None,
+    tickers_touched: int | None = None,
+    rows_written: int | None = None,
+    error: str | None = None,
+) -> None:
     """Close a build's row with its outcome; the watermarks and revisions it read stay when not given."""
-    conn.execute("""
+    conn.execute(
+        """
         UPDATE ops.gold_builds
         SET status = ?, mode = coalesce(?, mode), input_watermarks = coalesce(?, input_watermarks),
             input_revisions = coalesce(?, input_revisions),
             tickers_touched = ?, rows_written = ?, finished_at = ?, error_message = ?
         WHERE build_id = ?
-    """, [status, mode, watermarks, revisions, tickers_touched, rows_written, _now(), error, build_id])
+    """,
+        [status, mode, watermarks, revisions, tickers_touched, rows_written, _now(), error, build_id],
+    )
 
 
 def last_successful_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[list[str], list[str]]]:

@@ -32,8 +32,7 @@ EXIT_NOTHING = 1
 EXIT_BUSY = 3
 
 WIDTH = 100
-BUSY_MESSAGE = ("the warehouse is being written by a run; {what} is read-only and will not wait "
-                "— try again in a moment")
+BUSY_MESSAGE = "the warehouse is being written by a run; {what} is read-only and will not wait — try again in a moment"
 
 
 class NoLedger(RuntimeError):
@@ -53,8 +52,9 @@ def ledger_reader(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
         yield conn
 
 
-def run_readonly(settings: Settings, what: str, body: Callable[[duckdb.DuckDBPyConnection], int],
-                 out: TextIO | None = None) -> int:
+def run_readonly(
+    settings: Settings, what: str, body: Callable[[duckdb.DuckDBPyConnection], int], out: TextIO | None = None
+) -> int:
     """Run `body` on a read-only ledger connection and map the ways that can fail to exit codes.
 
     One place for the busy/missing behaviour, so status and coverage cannot drift apart.
@@ -67,13 +67,17 @@ def run_readonly(settings: Settings, what: str, body: Callable[[duckdb.DuckDBPyC
         print(f"pipeline {what}: " + BUSY_MESSAGE.format(what=what), file=sys.stderr)
         return EXIT_BUSY
     except (WarehouseMissing, NoLedger):
-        print(f"pipeline {what}: no warehouse at {settings.warehouse_label} yet.\n"
-              f"  Create it with `pipeline demo` (bundled sample data, no API key) or `pipeline run`\n"
-              f"  (set PIPELINE_DATA_DIR to look elsewhere).", file=out)
+        print(
+            f"pipeline {what}: no warehouse at {settings.warehouse_label} yet.\n"
+            f"  Create it with `pipeline demo` (bundled sample data, no API key) or `pipeline run`\n"
+            f"  (set PIPELINE_DATA_DIR to look elsewhere).",
+            file=out,
+        )
         return EXIT_NOTHING
 
 
 # ---- text helpers -------------------------------------------------------------------------------------------
+
 
 def clip(text: object, width: int) -> str:
     """Fit text into a column: long values end in an ellipsis instead of breaking the table."""

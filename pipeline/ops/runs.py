@@ -12,12 +12,25 @@ from collections.abc import Sequence
 import duckdb
 
 
-def record_run(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, source_mode: str | None,
-               status: str, requests: int = 0, skipped: int = 0, files: int = 0, rows: int = 0, errors: int = 0,
-               message: str | None = None, finished: bool = False) -> None:
+def record_run(
+    conn: duckdb.DuckDBPyConnection,
+    run_id: str,
+    *,
+    job: str | None,
+    source_mode: str | None,
+    status: str,
+    requests: int = 0,
+    skipped: int = 0,
+    files: int = 0,
+    rows: int = 0,
+    errors: int = 0,
+    message: str | None = None,
+    finished: bool = False,
+) -> None:
     """Create or update a run record; counts add up across the steps of one run."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    conn.execute("""
+    conn.execute(
+        """
         MERGE INTO ops.runs AS t
         USING (SELECT $run_id AS run_id, $job AS job, $mode AS source_mode, $now AS started_at,
                       CASE WHEN $finished THEN $now END AS finished_at, $status AS status,
@@ -41,21 +54,46 @@ def record_run(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None,
                                       files, rows, errors, message)
             VALUES (s.run_id, s.job, s.source_mode, s.started_at, s.finished_at, s.status, s.requests, s.skipped,
                     s.files, s.rows, s.errors, s.message)
-    """, {"run_id": run_id, "job": job, "mode": source_mode, "now": now, "finished": finished, "status": status,
-          "requests": requests, "skipped": skipped, "files": files, "rows": rows, "errors": errors, "message": message})
+    """,
+        {
+            "run_id": run_id,
+            "job": job,
+            "mode": source_mode,
+            "now": now,
+            "finished": finished,
+            "status": status,
+            "requests": requests,
+            "skipped": skipped,
+            "files": files,
+            "rows": rows,
+            "errors": errors,
+            "message": message,
+        },
+    )
 
 
-def record_step(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, files: int = 0, rows: int = 0,
-                errors: int = 0) -> None:
+def record_step(
+    conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, files: int = 0, rows: int = 0, errors: int = 0
+) -> None:
     """A Silver or Gold step that finished: its counts add to the run's, and files that failed make it partial."""
-    record_run(conn, run_id, job=job, source_mode=None, status="partial" if errors else "success", files=files,
-               rows=rows, errors=errors, finished=True)
+    record_run(
+        conn,
+        run_id,
+        job=job,
+        source_mode=None,
+        status="partial" if errors else "success",
+        files=files,
+        rows=rows,
+        errors=errors,
+        finished=True,
+    )
 
 
 def record_failed_step(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str | None, message: str) -> None:
     """A step that raised: the run is failed for good, with the error (cut to 2,000 characters) as its message."""
-    record_run(conn, run_id, job=job, source_mode=None, status="failed", errors=1, message=message[:2000],
-               finished=True)
+    record_run(
+        conn, run_id, job=job, source_mode=None, status="failed", errors=1, message=message[:2000], finished=True
+    )
 
 
 RUN_OVERVIEW_SQL = """
@@ -97,9 +135,12 @@ def get_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
 
 def fail_abandoned(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:
     """Mark failed the runs among `run_ids` still 'running': their process died before they finished."""
-    conn.execute("""
+    conn.execute(
+        """
         UPDATE ops.runs
         SET status = 'failed', finished_at = now() AT TIME ZONE 'UTC',
             message = coalesce(message || '; ', '') || 'abandoned: the process died before the run finished'
         WHERE status = 'running' AND run_id IN (SELECT unnest(?))
-    """, [list(run_ids)])
+    """,
+        [list(run_ids)],
+    )

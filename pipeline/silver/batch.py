@@ -47,8 +47,9 @@ def _path_problem(root: str, bronze_path: str) -> tuple[str, str | None, int]:
     return path, None, st.st_size
 
 
-def register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile],
-                    bronze_root: Path | str) -> tuple[list[str], int]:
+def register_batch(
+    conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile], bronze_root: Path | str
+) -> tuple[list[str], int]:
     """The batch as a temp table with the file-system problem of each file; returns the readable paths and
     the largest file size in bytes."""
     if is_url(bronze_root):
@@ -58,14 +59,21 @@ def register_batch(conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFi
     else:
         root = os.path.realpath(bronze_root)
         checked = [_path_problem(root, f.bronze_path) for f in files]
-    conn.execute("""
+    conn.execute(
+        """
         CREATE TEMP TABLE _promote_batch AS
         SELECT unnest($ingestion_ids)::BIGINT AS ingestion_id, unnest($file_ids)::VARCHAR AS file_id,
                unnest($names)::VARCHAR AS filename, unnest($fetched)::TIMESTAMP AS fetched_at,
                unnest($problems)::VARCHAR AS problem
-    """, {"ingestion_ids": [f.ingestion_id for f in files], "file_ids": [f.file_id for f in files],
-          "names": [c[0] for c in checked], "fetched": [f.fetched_at for f in files],
-          "problems": [c[1] for c in checked]})
+    """,
+        {
+            "ingestion_ids": [f.ingestion_id for f in files],
+            "file_ids": [f.file_id for f in files],
+            "names": [c[0] for c in checked],
+            "fetched": [f.fetched_at for f in files],
+            "problems": [c[1] for c in checked],
+        },
+    )
     readable = [path for path, problem, _size in checked if problem is None]
     return readable, max((size for _p, _problem, size in checked), default=0)
 
@@ -83,23 +91,26 @@ def scan_and_vet(conn: duckdb.DuckDBPyConnection, shape: TableShape, readable: l
             culprits = _unreadable_files(shape, readable, max_bytes)
             named = ", ".join(culprits[:5]) or "no single file (the batch as a whole)"
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise PromotionError(f"silver.{shape.spec.table}: reading the batch failed at {named}: {reason}; "
-                                 "nothing was committed") from exc
+            raise PromotionError(
+                f"silver.{shape.spec.table}: reading the batch failed at {named}: {reason}; nothing was committed"
+            ) from exc
         conn.execute(VET_SQL)
     else:
         conn.execute(f"CREATE TEMP TABLE {FILES} AS SELECT *, false AS _diagnose, 0 AS rows_read FROM _promote_batch")
     unparsed = conn.execute(f"SELECT file_id, filename FROM {FILES} WHERE _diagnose").fetchall()
     if unparsed:
-        conn.execute(f"UPDATE {FILES} SET problem = p.problem, _diagnose = false "
-                     "FROM (SELECT unnest($ids) AS file_id, unnest($problems) AS problem) AS p "
-                     f"WHERE {FILES}.file_id = p.file_id",
-                     {"ids": [r[0] for r in unparsed], "problems": [_diagnose(r[1]) for r in unparsed]})
+        conn.execute(
+            f"UPDATE {FILES} SET problem = p.problem, _diagnose = false "
+            "FROM (SELECT unnest($ids) AS file_id, unnest($problems) AS problem) AS p "
+            f"WHERE {FILES}.file_id = p.file_id",
+            {"ids": [r[0] for r in unparsed], "problems": [_diagnose(r[1]) for r in unparsed]},
+        )
 
 
 def _diagnose(path: str) -> str:
     """Why the reader could not take this file as one JSON envelope (only called for such files)."""
     try:
-        with fsspec.open(path, "rb") as fh:     # a local path or an object-store URL
+        with fsspec.open(path, "rb") as fh:  # a local path or an object-store URL
             data = fh.read()
     except OSError as exc:
         return f"Bronze file cannot be read: {exc.strerror or exc}"

@@ -24,8 +24,14 @@ WHITESPACE = " \t\r\n"
 # text and cast in SQL, because the conversion would round 12.7 into an integer, call 164000 a boolean and
 # drop a UTC offset.
 READ_TYPES: dict[str, str] = {
-    "varchar": "VARCHAR", "double": "DOUBLE", "date": "DATE", "integer": "VARCHAR", "bigint": "VARCHAR",
-    "boolean": "VARCHAR", "timestamp": "VARCHAR", "json": "JSON",
+    "varchar": "VARCHAR",
+    "double": "DOUBLE",
+    "date": "DATE",
+    "integer": "VARCHAR",
+    "bigint": "VARCHAR",
+    "boolean": "VARCHAR",
+    "timestamp": "VARCHAR",
+    "json": "JSON",
 }
 
 
@@ -34,7 +40,7 @@ def cast_sql(column: Column, raw: str, read_type: str | None = None) -> str:
     kind = column.type
     read_type = read_type or READ_TYPES[kind]
     if read_type != "VARCHAR":
-        return raw                          # converted by the reader (JSON null is SQL NULL)
+        return raw  # converted by the reader (JSON null is SQL NULL)
     if kind == "varchar":
         blank = f"lower(trim({raw}, {sql_text(WHITESPACE)})) IN ({', '.join(sql_text(t) for t in NULL_TOKENS)})"
         return f"CASE WHEN {blank} THEN NULL ELSE {raw} END"
@@ -50,8 +56,10 @@ def cast_sql(column: Column, raw: str, read_type: str | None = None) -> str:
         return f"TRY_CAST(trim({raw}) AS BOOLEAN)"
     if kind == "timestamp":
         # Naive text is taken as given; an explicit offset is converted to UTC ('Z' already is UTC).
-        return (f"CASE WHEN regexp_matches({raw}, '[+-][0-9][0-9]:?[0-9][0-9]$') "
-                f"THEN timezone('UTC', TRY_CAST(trim({raw}) AS TIMESTAMPTZ)) ELSE TRY_CAST(trim({raw}) AS TIMESTAMP) END")
+        return (
+            f"CASE WHEN regexp_matches({raw}, '[+-][0-9][0-9]:?[0-9][0-9]$') "
+            f"THEN timezone('UTC', TRY_CAST(trim({raw}) AS TIMESTAMPTZ)) ELSE TRY_CAST(trim({raw}) AS TIMESTAMP) END"
+        )
     if kind == "json":
         return f"CASE WHEN json_valid({raw}) THEN {raw}::JSON ELSE to_json({raw}) END"
     raise PromotionError(f"column {column.name!r} has unknown keymap type {kind!r}")

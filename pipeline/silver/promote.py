@@ -64,7 +64,7 @@ from pipeline.warehouse.lake import silver_scopes
 
 __all__ = ["FileOutcome", "PromotionError", "PromotionResult", "promote_files", "promote_waiting"]
 
-PROMOTE_BATCH_FILES = 2000   # files per promotion transaction: bounds memory and the work lost to a crash
+PROMOTE_BATCH_FILES = 2000  # files per promotion transaction: bounds memory and the work lost to a crash
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class FileOutcome:
 
     ingestion_id: int
     file_id: str
-    status: str                         # promoted | failed
+    status: str  # promoted | failed
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -88,7 +88,7 @@ class FileOutcome:
 @dataclass(frozen=True)
 class PromotionResult:
     table: str
-    files: int                          # files promoted (failed files are in per_file with status 'failed')
+    files: int  # files promoted (failed files are in per_file with status 'failed')
     rows_read: int
     inserted: int
     updated: int
@@ -97,7 +97,7 @@ class PromotionResult:
     duplicates: int
     coverage_from: dt.date | None
     coverage_to: dt.date | None
-    drift_fields: tuple[str, ...]       # API fields present in the payloads but not mapped by the keymap
+    drift_fields: tuple[str, ...]  # API fields present in the payloads but not mapped by the keymap
     per_file: tuple[FileOutcome, ...] = field(default=(), repr=False)
 
     @property
@@ -111,9 +111,14 @@ class PromotionResult:
     def metadata(self) -> dict:
         """Plain values for Dagster materialization metadata."""
         return {
-            "files": self.files, "failed_files": len(self.failed), "rows_read": self.rows_read,
-            "inserted": self.inserted, "updated": self.updated, "unchanged": self.unchanged,
-            "rejected": self.rejected, "duplicates": self.duplicates,
+            "files": self.files,
+            "failed_files": len(self.failed),
+            "rows_read": self.rows_read,
+            "inserted": self.inserted,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "duplicates": self.duplicates,
             "coverage_from": self.coverage_from.isoformat() if self.coverage_from else None,
             "coverage_to": self.coverage_to.isoformat() if self.coverage_to else None,
             "drift_fields": list(self.drift_fields),
@@ -122,6 +127,7 @@ class PromotionResult:
 
 
 # ---- the entry point -------------------------------------------------------------------------------------
+
 
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -132,8 +138,14 @@ def _drop_temp(conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute(f"DROP TABLE IF EXISTS temp.{name}")
 
 
-def promote_files(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, files: Sequence[PromotableFile],
-                  bronze_root: Path | str, run_id: str) -> PromotionResult:
+def promote_files(
+    conn: duckdb.DuckDBPyConnection,
+    keymap: Keymap,
+    table: str,
+    files: Sequence[PromotableFile],
+    bronze_root: Path | str,
+    run_id: str,
+) -> PromotionResult:
     """Promote Bronze files of one Silver table: Silver, history and ledger in the caller's transaction.
 
     Files that cannot promote are marked failed (see the module docstring); everything else raises, and the
@@ -157,16 +169,24 @@ def promote_files(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, f
             pass  # the transaction is aborted: the caller rolls back, temp tables die with the connection
 
 
-def _promote(conn: duckdb.DuckDBPyConnection, shape: TableShape, files: Sequence[PromotableFile],
-             bronze_root: Path | str, run_id: str, started_at: dt.datetime) -> PromotionResult:
+def _promote(
+    conn: duckdb.DuckDBPyConnection,
+    shape: TableShape,
+    files: Sequence[PromotableFile],
+    bronze_root: Path | str,
+    run_id: str,
+    started_at: dt.datetime,
+) -> PromotionResult:
     table = shape.spec.table
     readable, largest = register_batch(conn, files, bronze_root)
     scan_and_vet(conn, shape, readable, largest)
     if not readable:
         return _finish(conn, shape, run_id, started_at, stats=[], drift=())
     # header rows of files without rows, and the rows of refused files (rare: usually deletes nothing)
-    conn.execute(f"DELETE FROM {sql.ROWS} WHERE _ord IS NULL OR _file_id NOT IN "
-                 f"(SELECT file_id FROM {sql.FILES} WHERE problem IS NULL)")
+    conn.execute(
+        f"DELETE FROM {sql.ROWS} WHERE _ord IS NULL OR _file_id NOT IN "
+        f"(SELECT file_id FROM {sql.FILES} WHERE problem IS NULL)"
+    )
     conn.execute(sql.repeated_keys_sql(shape))
     if conn.execute("SELECT count(*) FROM _promote_repeated").fetchone()[0]:
         conn.execute(sql.chain_sql(shape))
@@ -180,8 +200,10 @@ def _promote(conn: duckdb.DuckDBPyConnection, shape: TableShape, files: Sequence
         written = conn.execute(sql.insert_sql(shape), params).fetchone()[0]
         written += conn.execute(sql.update_sql(shape), params).fetchone()[0]
         if written != expected:
-            raise PromotionError(f"silver.{table}: {written} rows were written but {expected} keys have a new "
-                                 "version; nothing was committed")
+            raise PromotionError(
+                f"silver.{table}: {written} rows were written but {expected} keys have a new "
+                "version; nothing was committed"
+            )
         conn.execute(sql.insert_history_sql(shape), params)
     conn.execute(f"CREATE TEMP TABLE _promote_file_stats AS {sql.file_stats_sql(shape)}")
     stats = conn.execute("SELECT * FROM _promote_file_stats ORDER BY ingestion_id").fetchall()
@@ -201,15 +223,23 @@ def _record_drift(conn: duckdb.DuckDBPyConnection, shape: TableShape, run_id: st
     return fields
 
 
-def _finish(conn: duckdb.DuckDBPyConnection, shape: TableShape, run_id: str, started_at: dt.datetime, *,
-            stats: list[tuple], drift: tuple[str, ...]) -> PromotionResult:
+def _finish(
+    conn: duckdb.DuckDBPyConnection,
+    shape: TableShape,
+    run_id: str,
+    started_at: dt.datetime,
+    *,
+    stats: list[tuple],
+    drift: tuple[str, ...],
+) -> PromotionResult:
     """Write the ledger rows of the batch (promoted and failed) and build the result."""
     times = {"run_id": run_id, "started_at": started_at, "finished_at": _utc_now()}
     if stats:
         file_ingestions.mark_promoted(conn, "_promote_file_stats", **times)
     file_ingestions.mark_failed(conn, sql.FILES, **times)
-    failed = conn.execute(f"SELECT ingestion_id, file_id, problem FROM {sql.FILES} "
-                          "WHERE problem IS NOT NULL").fetchall()
+    failed = conn.execute(
+        f"SELECT ingestion_id, file_id, problem FROM {sql.FILES} WHERE problem IS NOT NULL"
+    ).fetchall()
 
     outcomes = [FileOutcome(r[0], r[1], "promoted", *r[2:]) for r in stats]
     outcomes += [FileOutcome(i, fid, "failed", error=problem) for i, fid, problem in failed]
@@ -218,12 +248,19 @@ def _finish(conn: duckdb.DuckDBPyConnection, shape: TableShape, run_id: str, sta
     froms = [o.coverage_from for o in good if o.coverage_from]
     tos = [o.coverage_to for o in good if o.coverage_to]
     result = PromotionResult(
-        table=shape.spec.table, files=len(good),
-        rows_read=sum(o.rows_read for o in good), inserted=sum(o.inserted for o in good),
-        updated=sum(o.updated for o in good), unchanged=sum(o.unchanged for o in good),
-        rejected=sum(o.rejected for o in good), duplicates=sum(o.duplicates for o in good),
-        coverage_from=min(froms) if froms else None, coverage_to=max(tos) if tos else None,
-        drift_fields=drift, per_file=tuple(outcomes))
+        table=shape.spec.table,
+        files=len(good),
+        rows_read=sum(o.rows_read for o in good),
+        inserted=sum(o.inserted for o in good),
+        updated=sum(o.updated for o in good),
+        unchanged=sum(o.unchanged for o in good),
+        rejected=sum(o.rejected for o in good),
+        duplicates=sum(o.duplicates for o in good),
+        coverage_from=min(froms) if froms else None,
+        coverage_to=max(tos) if tos else None,
+        drift_fields=drift,
+        per_file=tuple(outcomes),
+    )
     if not result.balanced:
         raise PromotionError(f"silver.{shape.spec.table}: counts do not add up ({result}); nothing was committed")
     return result
@@ -231,22 +268,37 @@ def _finish(conn: duckdb.DuckDBPyConnection, shape: TableShape, run_id: str, sta
 
 # ---- every waiting file of one table, batch by batch ------------------------------------------------------
 
+
 class Transactions(Protocol):
     """What `promote_waiting` needs of the warehouse: `Warehouse` and the Dagster `WarehouseResource` both fit."""
 
-    def transaction(self, scopes: Sequence[str] | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
-        ...
+    def transaction(self, scopes: Sequence[str] | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
 
-def promote_waiting(warehouse: Transactions, keymap: Keymap, table: str, tickers: list[str] | None,
-                    bronze_root: Path | str, run_id: str, log_fn: Callable[[str], None]) -> dict:
+def promote_waiting(
+    warehouse: Transactions,
+    keymap: Keymap,
+    table: str,
+    tickers: list[str] | None,
+    bronze_root: Path | str,
+    run_id: str,
+    log_fn: Callable[[str], None],
+) -> dict:
     """Promote every waiting file of one table (for some tickers), in batches; returns summed metadata.
 
     One transaction per batch of `PROMOTE_BATCH_FILES`, so a crash loses at most one batch of work and a rerun
     picks up the files still waiting. A DuckLake commit that meets a concurrent writer is retried as a whole.
     """
-    totals = {"files": 0, "failed_files": 0, "rows_read": 0, "inserted": 0, "updated": 0, "unchanged": 0,
-              "rejected": 0, "duplicates": 0}
+    totals = {
+        "files": 0,
+        "failed_files": 0,
+        "rows_read": 0,
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 0,
+        "rejected": 0,
+        "duplicates": 0,
+    }
     drift: set[str] = set()
     coverage: list = []
     failures: list[str] = []
@@ -263,7 +315,7 @@ def promote_waiting(warehouse: Transactions, keymap: Keymap, table: str, tickers
             return files, (promote_files(conn, keymap, table, batch, bronze_root, run_id) if batch else None)
 
     while True:
-        files, result = retry_conflicts(promote_batch, log_fn=log_fn)   # a DuckLake commit may meet a concurrent one
+        files, result = retry_conflicts(promote_batch, log_fn=log_fn)  # a DuckLake commit may meet a concurrent one
         if result is None:
             break
         meta = result.metadata()
@@ -272,8 +324,10 @@ def promote_waiting(warehouse: Transactions, keymap: Keymap, table: str, tickers
         drift.update(result.drift_fields)
         failures.extend(meta.get("failed") or [])
         coverage += [d for d in (result.coverage_from, result.coverage_to) if d]
-        log_fn(f"silver.{table}: promoted {result.files} file(s): +{result.inserted} new, {result.updated} updated, "
-               f"{result.unchanged} unchanged, {result.rejected} rejected")
+        log_fn(
+            f"silver.{table}: promoted {result.files} file(s): +{result.inserted} new, {result.updated} updated, "
+            f"{result.unchanged} unchanged, {result.rejected} rejected"
+        )
         if len(files) <= PROMOTE_BATCH_FILES:
             break
     totals["drift_fields"] = sorted(drift)

@@ -24,7 +24,7 @@ class CheckOutcome:
     passed: bool
     description: str
     metadata: dict = field(default_factory=dict)
-    severity: str = "ERROR"      # ERROR | WARN (maps to dagster AssetCheckSeverity)
+    severity: str = "ERROR"  # ERROR | WARN (maps to dagster AssetCheckSeverity)
 
 
 def _key_list(spec: SilverSpec) -> str:
@@ -42,9 +42,13 @@ def key_unique(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutcom
         SELECT count(*) FROM (SELECT {keys} FROM {qualified(spec.table)} GROUP BY ALL HAVING count(*) > 1)
     """).fetchone()[0]
     examples = [dict(zip([*spec.key, "rows"], map(str, r))) for r in rows]
-    return CheckOutcome(dup_keys == 0, f"silver.{spec.table}: {dup_keys} key(s) ({', '.join(spec.key)}) occur "
-                        "more than once" if dup_keys else f"silver.{spec.table}: every key is unique",
-                        {"duplicate_keys": dup_keys, "examples": examples})
+    return CheckOutcome(
+        dup_keys == 0,
+        f"silver.{spec.table}: {dup_keys} key(s) ({', '.join(spec.key)}) occur more than once"
+        if dup_keys
+        else f"silver.{spec.table}: every key is unique",
+        {"duplicate_keys": dup_keys, "examples": examples},
+    )
 
 
 def key_not_null(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutcome:
@@ -54,9 +58,13 @@ def key_not_null(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutc
     row = conn.execute(f"SELECT {counts} FROM {qualified(spec.table)}").fetchone()
     nulls = {c: int(n) for c, n in zip(required, row) if n}
     total = sum(nulls.values())
-    return CheckOutcome(total == 0, f"silver.{spec.table}: NULLs in required columns {nulls}" if total
-                        else f"silver.{spec.table}: no NULL in {', '.join(required)}",
-                        {"null_counts": nulls, "columns_checked": required})
+    return CheckOutcome(
+        total == 0,
+        f"silver.{spec.table}: NULLs in required columns {nulls}"
+        if total
+        else f"silver.{spec.table}: no NULL in {', '.join(required)}",
+        {"null_counts": nulls, "columns_checked": required},
+    )
 
 
 def column_types_match(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutcome:
@@ -72,9 +80,14 @@ def column_types_match(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> Che
     if missing:
         problems.append(f"missing columns {missing}")
     if wrong:
-        problems.append("type mismatches " + ", ".join(f"{c}: {v['warehouse']} != {v['keymap']}" for c, v in wrong.items()))
-    return CheckOutcome(ok, f"silver.{spec.table}: " + ("; ".join(problems) if problems else "column types match the keymap"),
-                        {"missing": missing, "mismatched": wrong, "extra": extra})
+        problems.append(
+            "type mismatches " + ", ".join(f"{c}: {v['warehouse']} != {v['keymap']}" for c, v in wrong.items())
+        )
+    return CheckOutcome(
+        ok,
+        f"silver.{spec.table}: " + ("; ".join(problems) if problems else "column types match the keymap"),
+        {"missing": missing, "mismatched": wrong, "extra": extra},
+    )
 
 
 FRESHNESS_SQL = """
@@ -99,8 +112,16 @@ def freshness(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, today
     missing: list[str] = []
     checked = 0
     for entry in entries:
-        rows = conn.execute(FRESHNESS_SQL, {"table": table, "domain": entry.domain, "source": entry.source,
-                                            "dataset": entry.dataset, "discriminator": entry.discriminator}).fetchall()
+        rows = conn.execute(
+            FRESHNESS_SQL,
+            {
+                "table": table,
+                "domain": entry.domain,
+                "source": entry.source,
+                "dataset": entry.dataset,
+                "discriminator": entry.discriminator,
+            },
+        ).fetchall()
         if not rows:
             missing.append(entry.identity.key)
             continue
@@ -111,14 +132,30 @@ def freshness(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, today
             newest = last_fetch if snapshot or newest_row is None else newest_row
             age = (today - newest).days if newest else None
             if age is None or age > limit:
-                stale.append({"identity": entry.identity.with_ticker(ticker).key,
-                              "newest": newest.isoformat() if newest else None, "age_days": age, "limit_days": limit})
+                stale.append(
+                    {
+                        "identity": entry.identity.with_ticker(ticker).key,
+                        "newest": newest.isoformat() if newest else None,
+                        "age_days": age,
+                        "limit_days": limit,
+                    }
+                )
     stale.sort(key=lambda s: -(s["age_days"] if s["age_days"] is not None else 10**9))
-    meta = {"identities_checked": checked, "stale_count": len(stale), "stale": stale[:50], "never_promoted": missing,
-            "today": today.isoformat(), "basis": "last promoted fetch date" if snapshot else "newest row date"}
+    meta = {
+        "identities_checked": checked,
+        "stale_count": len(stale),
+        "stale": stale[:50],
+        "never_promoted": missing,
+        "today": today.isoformat(),
+        "basis": "last promoted fetch date" if snapshot else "newest row date",
+    }
     if stale:
-        return CheckOutcome(False, f"silver.{table}: {len(stale)} of {checked} identities are stale "
-                            f"(e.g. {stale[0]['identity']}: {stale[0]['newest']}, limit {stale[0]['limit_days']} days)", meta)
+        return CheckOutcome(
+            False,
+            f"silver.{table}: {len(stale)} of {checked} identities are stale "
+            f"(e.g. {stale[0]['identity']}: {stale[0]['newest']}, limit {stale[0]['limit_days']} days)",
+            meta,
+        )
     return CheckOutcome(True, f"silver.{table}: all {checked} identities are fresh", meta)
 
 
@@ -138,12 +175,23 @@ def reconciliation(conn: duckdb.DuckDBPyConnection, table: str) -> CheckOutcome:
     total; and Silver holds no more rows than were ever inserted."""
     files, read, ins, upd, unch, rej, dup, unbalanced = conn.execute(RECONCILIATION_SQL, {"table": table}).fetchone()
     silver_rows = conn.execute(f"SELECT count(*) FROM {qualified(table)}").fetchone()[0]
-    meta = {"files": files, "rows_read": read, "inserted": ins, "updated": upd, "unchanged": unch, "rejected": rej,
-            "duplicates": dup, "silver_rows": silver_rows, "unbalanced_files": unbalanced}
+    meta = {
+        "files": files,
+        "rows_read": read,
+        "inserted": ins,
+        "updated": upd,
+        "unchanged": unch,
+        "rejected": rej,
+        "duplicates": dup,
+        "silver_rows": silver_rows,
+        "unbalanced_files": unbalanced,
+    }
     problems = []
     if read != ins + upd + unch + rej + dup or unbalanced:
-        problems.append(f"rows read {read} != inserted {ins} + updated {upd} + unchanged {unch} + rejected {rej} "
-                        f"+ duplicates {dup} ({unbalanced} unbalanced file(s))")
+        problems.append(
+            f"rows read {read} != inserted {ins} + updated {upd} + unchanged {unch} + rejected {rej} "
+            f"+ duplicates {dup} ({unbalanced} unbalanced file(s))"
+        )
     if silver_rows > ins:
         problems.append(f"Silver holds {silver_rows} rows but the ledger inserted only {ins}")
     if problems:
@@ -154,15 +202,24 @@ def reconciliation(conn: duckdb.DuckDBPyConnection, table: str) -> CheckOutcome:
 def schema_drift(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str) -> CheckOutcome:
     """WARN: API fields seen in promoted payloads (ops.schema_drift) that the keymap still does not map."""
     mapped = [c.api for c in keymap.tables()[table].columns]
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT field, first_seen_file_id, first_seen_at FROM ops.schema_drift
         WHERE silver_table = $table AND field NOT IN (SELECT unnest($mapped))
         ORDER BY field
-    """, {"table": table, "mapped": mapped}).fetchall()
+    """,
+        {"table": table, "mapped": mapped},
+    ).fetchall()
     fields = [r[0] for r in rows]
-    meta = {"unmapped_fields": fields,
-            "first_seen": {r[0]: {"file_id": r[1], "at": r[2].isoformat()} for r in rows[:50]}}
+    meta = {
+        "unmapped_fields": fields,
+        "first_seen": {r[0]: {"file_id": r[1], "at": r[2].isoformat()} for r in rows[:50]},
+    }
     if fields:
-        return CheckOutcome(False, f"silver.{table}: {len(fields)} API field(s) not mapped by the keymap: "
-                            f"{', '.join(fields[:20])}", meta, severity="WARN")
+        return CheckOutcome(
+            False,
+            f"silver.{table}: {len(fields)} API field(s) not mapped by the keymap: {', '.join(fields[:20])}",
+            meta,
+            severity="WARN",
+        )
     return CheckOutcome(True, f"silver.{table}: no unmapped API fields seen", meta, severity="WARN")

@@ -26,9 +26,16 @@ from pipeline.silver.schema import ensure_table, history_table, qualified
 BATCH_FILES = 5000
 
 
-
-def replay(warehouse_or_conn, keymap: Keymap, bronze_root: Path, run_id: str, tables: Sequence[str] | None = None,
-           tickers: Sequence[str] | None = None, *, batch_files: int = BATCH_FILES) -> list[PromotionResult]:
+def replay(
+    warehouse_or_conn,
+    keymap: Keymap,
+    bronze_root: Path,
+    run_id: str,
+    tables: Sequence[str] | None = None,
+    tickers: Sequence[str] | None = None,
+    *,
+    batch_files: int = BATCH_FILES,
+) -> list[PromotionResult]:
     """Rebuild the chosen tables (and tickers of per-ticker tables) from Bronze; one result per batch."""
     scope = _tables_in_scope(keymap, tables, tickers)
     if isinstance(warehouse_or_conn, duckdb.DuckDBPyConnection):
@@ -54,8 +61,15 @@ def _tables_in_scope(keymap: Keymap, tables: Sequence[str] | None, tickers: Sequ
     return list(dict.fromkeys(tables))
 
 
-def _replay(conn: duckdb.DuckDBPyConnection, keymap: Keymap, bronze_root: Path, run_id: str, tables: list[str],
-            tickers: Sequence[str] | None, batch_files: int) -> list[PromotionResult]:
+def _replay(
+    conn: duckdb.DuckDBPyConnection,
+    keymap: Keymap,
+    bronze_root: Path,
+    run_id: str,
+    tables: list[str],
+    tickers: Sequence[str] | None,
+    batch_files: int,
+) -> list[PromotionResult]:
     results: list[PromotionResult] = []
     specs = keymap.tables()
     for table in tables:
@@ -67,7 +81,7 @@ def _replay(conn: duckdb.DuckDBPyConnection, keymap: Keymap, bronze_root: Path, 
         # Fetch order, so every version lands in history in the order the API published it.
         files.sort(key=lambda f: (f.fetched_at, f.file_id))
         for start in range(0, len(files), batch_files):
-            results.append(promote_files(conn, keymap, table, files[start:start + batch_files], bronze_root, run_id))
+            results.append(promote_files(conn, keymap, table, files[start : start + batch_files], bronze_root, run_id))
     return results
 
 
@@ -76,5 +90,6 @@ def _delete_scope(conn: duckdb.DuckDBPyConnection, table: str, tickers: Sequence
         if tickers is None:
             conn.execute(f"DELETE FROM {qualified(target)}")
         else:
-            conn.execute(f"DELETE FROM {qualified(target)} WHERE ticker IN (SELECT unnest($tickers))",
-                         {"tickers": list(tickers)})
+            conn.execute(
+                f"DELETE FROM {qualified(target)} WHERE ticker IN (SELECT unnest($tickers))", {"tickers": list(tickers)}
+            )

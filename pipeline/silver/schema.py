@@ -18,8 +18,8 @@ LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("promoted_at", "TIMESTAMP NOT NULL"),
 )
 HISTORY_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("valid_from", "TIMESTAMP NOT NULL"),   # fetch time of the file that first carried this version
-    ("valid_to", "TIMESTAMP"),              # fetch time of the file that replaced it; NULL = current
+    ("valid_from", "TIMESTAMP NOT NULL"),  # fetch time of the file that first carried this version
+    ("valid_to", "TIMESTAMP"),  # fetch time of the file that replaced it; NULL = current
 )
 
 
@@ -48,7 +48,9 @@ def table_ddl(spec: SilverSpec) -> str:
     cols = [f"    {quote(c.name)} {c.duckdb_type}{'' if c.nullable else ' NOT NULL'}" for c in spec.columns]
     cols += [f"    {quote(name)} {decl}" for name, decl in LINEAGE_COLUMNS]
     key = ", ".join(quote(k) for k in spec.key)
-    return f"CREATE TABLE IF NOT EXISTS {qualified(spec.table)} (\n" + ",\n".join(cols) + f",\n    PRIMARY KEY ({key})\n)"
+    return (
+        f"CREATE TABLE IF NOT EXISTS {qualified(spec.table)} (\n" + ",\n".join(cols) + f",\n    PRIMARY KEY ({key})\n)"
+    )
 
 
 def history_ddl(spec: SilverSpec) -> str:
@@ -61,15 +63,20 @@ def history_ddl(spec: SilverSpec) -> str:
 def existing_columns(conn: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     rows = conn.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'silver' AND table_name = ? ORDER BY ordinal_position", [table]).fetchall()
+        "WHERE table_schema = 'silver' AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
     return {name: dtype for name, dtype in rows}
 
 
 def existing_key(conn: duckdb.DuckDBPyConnection, table: str) -> tuple[str, ...]:
-    rows = conn.execute("""
+    rows = conn.execute(
+        """
         SELECT constraint_column_names FROM duckdb_constraints()
         WHERE schema_name = 'silver' AND table_name = ? AND constraint_type = 'PRIMARY KEY'
-    """, [table]).fetchall()
+    """,
+        [table],
+    ).fetchall()
     return tuple(rows[0][0]) if rows else ()
 
 
@@ -81,7 +88,7 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> list[str]
     conn.execute("CREATE SCHEMA IF NOT EXISTS silver")
     have = existing_columns(conn, spec.table)
     if not have:
-        conn.execute(portable_ddl(conn, table_ddl(spec)))   # no PRIMARY KEY on a DuckLake
+        conn.execute(portable_ddl(conn, table_ddl(spec)))  # no PRIMARY KEY on a DuckLake
         conn.execute(history_ddl(spec))
         return []
     key = existing_key(conn, spec.table)
@@ -89,7 +96,9 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> list[str]
         raise SchemaChangeRefused(
             f"silver.{spec.table}: the keymap changed the key from {list(key)} to {list(spec.key)}. A key change "
             f"cannot be applied in place: rename or drop the table (DROP TABLE silver.{spec.table}; DROP TABLE "
-            f"silver.{history_table(spec.table)}) and run `pipeline replay --table {spec.table}` to rebuild it from Bronze.")
+            f"silver.{history_table(spec.table)}) and run `pipeline replay --table {spec.table}` "
+            "to rebuild it from Bronze."
+        )
     added: list[str] = []
     for col in spec.columns:
         current = have.get(col.name)
@@ -97,13 +106,18 @@ def ensure_table(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> list[str]
             if not col.nullable:
                 raise SchemaChangeRefused(
                     f"silver.{spec.table}: new column {col.name!r} is declared nullable: false, but existing rows have "
-                    f"no value for it. Declare it nullable, or drop the table and `pipeline replay --table {spec.table}`.")
+                    "no value for it. Declare it nullable, or drop the table and "
+                    f"`pipeline replay --table {spec.table}`."
+                )
             for target in (spec.table, history_table(spec.table)):
-                conn.execute(f"ALTER TABLE {qualified(target)} ADD COLUMN IF NOT EXISTS {quote(col.name)} {col.duckdb_type}")
+                conn.execute(
+                    f"ALTER TABLE {qualified(target)} ADD COLUMN IF NOT EXISTS {quote(col.name)} {col.duckdb_type}"
+                )
             added.append(col.name)
         elif current.upper() != col.duckdb_type:
             raise SchemaChangeRefused(
                 f"silver.{spec.table}: column {col.name!r} is {current} in the warehouse but {col.duckdb_type} in the "
                 f"keymap. Types are not changed in place: add a new column with the new type, or drop the table and "
-                f"`pipeline replay --table {spec.table}` to rebuild it from Bronze.")
+                f"`pipeline replay --table {spec.table}` to rebuild it from Bronze."
+            )
     return added

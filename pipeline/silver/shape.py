@@ -16,7 +16,7 @@ class TableShape:
     """Everything the SQL generators need about one Silver table."""
 
     spec: SilverSpec
-    envelope_ticker_column: str | None   # per-ticker tables take this column from the envelope's ticker
+    envelope_ticker_column: str | None  # per-ticker tables take this column from the envelope's ticker
 
     @property
     def payload_columns(self) -> tuple[Column, ...]:

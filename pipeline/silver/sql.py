@@ -16,21 +16,38 @@ from pipeline.silver.shape import TableShape
 
 # Temp tables of one call; dropped at the start and the end so a connection can promote many batches.
 FILES, ROWS = "_promote_files", "_promote_rows"
-TEMP_TABLES = ("_promote_batch", FILES, ROWS, "_promote_repeated", "_promote_chain",
-               "_promote_file_stats", "_promote_drift")
+TEMP_TABLES = (
+    "_promote_batch",
+    FILES,
+    ROWS,
+    "_promote_repeated",
+    "_promote_chain",
+    "_promote_file_stats",
+    "_promote_drift",
+)
 
 # The envelope fields the scan reads, each as the type it is vetted as.
 ENVELOPE_COLUMNS: dict[str, str] = {
-    "envelope_version": "VARCHAR", "file_id": "VARCHAR", "domain": "VARCHAR", "source": "VARCHAR",
-    "dataset": "VARCHAR", "discriminator": "VARCHAR", "ticker": "VARCHAR", "can_promote": "VARCHAR",
-    "row_count": "VARCHAR", "body_sha256": "VARCHAR", "error": "JSON",
+    "envelope_version": "VARCHAR",
+    "file_id": "VARCHAR",
+    "domain": "VARCHAR",
+    "source": "VARCHAR",
+    "dataset": "VARCHAR",
+    "discriminator": "VARCHAR",
+    "ticker": "VARCHAR",
+    "can_promote": "VARCHAR",
+    "row_count": "VARCHAR",
+    "body_sha256": "VARCHAR",
+    "error": "JSON",
 }
 
 
 def _older(row: str, current_fetched_at: str, current_file_id: str) -> str:
     """SQL: the row's lineage (fetched_at, file_id) is older than the current Silver row's."""
-    return (f"({row}._fetched_at < {current_fetched_at} OR "
-            f"({row}._fetched_at = {current_fetched_at} AND {row}._file_id < {current_file_id}))")
+    return (
+        f"({row}._fetched_at < {current_fetched_at} OR "
+        f"({row}._fetched_at = {current_fetched_at} AND {row}._file_id < {current_file_id}))"
+    )
 
 
 def read_json_sql(shape: TableShape, max_bytes: int) -> str:
@@ -102,10 +119,10 @@ def scan_sql(shape: TableShape, max_bytes: int) -> str:
             SELECT a.*, c.fetched_at AS _cur_fetched_at, c.bronze_file_id AS _cur_file_id,
                    CASE WHEN a._rejected THEN 'rejected'
                         WHEN c.bronze_file_id IS NULL THEN 'insert'
-                        WHEN {_older('a', 'c.fetched_at', 'c.bronze_file_id')} THEN 'stale'
+                        WHEN {_older("a", "c.fetched_at", "c.bronze_file_id")} THEN 'stale'
                         WHEN {changed} THEN 'update'
                         ELSE 'unchanged' END AS _action
-            FROM staged a LEFT JOIN {qualified(shape.spec.table)} c ON {shape.key_join('a', 'c')}
+            FROM staged a LEFT JOIN {qualified(shape.spec.table)} c ON {shape.key_join("a", "c")}
         )
     """
 
@@ -126,15 +143,16 @@ VET_SQL = f"""
                WHEN s.env.envelope_version <> '{ENVELOPE_VERSION}'
                    THEN 'not a Bronze envelope (envelope_version ' || s.env.envelope_version || ')'
                WHEN s.env.file_id IS DISTINCT FROM b.file_id
-                   THEN 'the envelope''s file_id ' || coalesce(s.env.file_id, 'missing') || ' differs from the ledger''s '
+                   THEN 'the envelope''s file_id ' || coalesce(s.env.file_id, 'missing')
+                        || ' differs from the ledger''s '
                         || b.file_id
                WHEN s.env.can_promote IS DISTINCT FROM 'true'
                    THEN 'the envelope says can_promote = ' || coalesce(s.env.can_promote, 'null')
                WHEN coalesce(json_type(s.env.error), 'NULL') <> 'NULL'
                    THEN 'the envelope records an error: ' || s.env.error::VARCHAR
-               WHEN l.ingestion_id IS NOT NULL AND {_identity('s.env')} <> {_identity('l')}
-                   THEN 'the envelope is for ' || {_identity('s.env')} || ' but its ledger row says '
-                        || {_identity('l')}
+               WHEN l.ingestion_id IS NOT NULL AND {_identity("s.env")} <> {_identity("l")}
+                   THEN 'the envelope is for ' || {_identity("s.env")} || ' but its ledger row says '
+                        || {_identity("l")}
                WHEN nullif(s.env.body_sha256, '') <> nullif(l.body_sha256, '')
                    THEN 'the envelope''s body_sha256 ' || s.env.body_sha256 || ' differs from the ledger''s '
                         || l.body_sha256 || ' (the file changed after it was registered)'
@@ -182,7 +200,7 @@ def chain_sql(shape: TableShape) -> str:
         CREATE TEMP TABLE _promote_chain AS
         WITH repeated AS (
             SELECT r.* EXCLUDE (_action, _valid_to, _is_last, _close)
-            FROM {ROWS} r JOIN _promote_repeated m ON {shape.key_join('r', 'm')}
+            FROM {ROWS} r JOIN _promote_repeated m ON {shape.key_join("r", "m")}
             WHERE NOT r._rejected
         ),
         dedup AS (
@@ -190,13 +208,13 @@ def chain_sql(shape: TableShape) -> str:
             FROM repeated
         ),
         chain AS (
-            SELECT l.*, {shape.values_struct('l.')} AS _values,
-                   lag({shape.values_struct('l.')}) OVER w AS _prev_values, row_number() OVER w AS _pos,
-                   CASE WHEN c.bronze_file_id IS NOT NULL THEN {shape.values_struct('c.')} END AS _cur_values
-            FROM dedup l LEFT JOIN {qualified(shape.spec.table)} c ON {shape.key_join('l', 'c')}
+            SELECT l.*, {shape.values_struct("l.")} AS _values,
+                   lag({shape.values_struct("l.")}) OVER w AS _prev_values, row_number() OVER w AS _pos,
+                   CASE WHEN c.bronze_file_id IS NOT NULL THEN {shape.values_struct("c.")} END AS _cur_values
+            FROM dedup l LEFT JOIN {qualified(shape.spec.table)} c ON {shape.key_join("l", "c")}
             WHERE NOT l._dup AND NOT (l._cur_file_id IS NOT NULL
-                                      AND {_older('l', 'l._cur_fetched_at', 'l._cur_file_id')})
-            WINDOW w AS (PARTITION BY {key_m.replace('m.', 'l.')} ORDER BY l._fetched_at, l._file_id)
+                                      AND {_older("l", "l._cur_fetched_at", "l._cur_file_id")})
+            WINDOW w AS (PARTITION BY {key_m.replace("m.", "l.")} ORDER BY l._fetched_at, l._file_id)
         ),
         acted AS (
             SELECT * EXCLUDE (_values, _prev_values, _pos, _cur_values, _dup),
@@ -221,17 +239,18 @@ def chain_sql(shape: TableShape) -> str:
         SELECT * EXCLUDE (_dup), CASE WHEN _dup THEN 'duplicate' ELSE 'stale' END AS _action,
                NULL::TIMESTAMP AS _valid_to, false AS _is_last, false AS _close
         FROM dedup
-        WHERE _dup OR (_cur_file_id IS NOT NULL AND {_older('dedup', '_cur_fetched_at', '_cur_file_id')})
+        WHERE _dup OR (_cur_file_id IS NOT NULL AND {_older("dedup", "_cur_fetched_at", "_cur_file_id")})
     """
 
 
 def replace_repeated_sql(shape: TableShape) -> tuple[str, str]:
-    return (f"""
+    return (
+        f"""
         DELETE FROM {ROWS} AS r USING _promote_repeated AS m
-        WHERE {shape.key_join('r', 'm')} AND NOT r._rejected
-    """, f"INSERT INTO {ROWS} BY NAME SELECT * FROM _promote_chain")
-
-
+        WHERE {shape.key_join("r", "m")} AND NOT r._rejected
+    """,
+        f"INSERT INTO {ROWS} BY NAME SELECT * FROM _promote_chain",
+    )
 
 
 def insert_sql(shape: TableShape) -> str:
@@ -251,16 +270,19 @@ def update_sql(shape: TableShape) -> str:
     """The newest version of each changed key that Silver holds. The guard repeats the lineage rule (never
     older data) and the value comparison, so unchanged rows are never rewritten."""
     sets = ", ".join(f"{quote(n)} = s.{quote(n)}" for n in shape.value_names)
-    sets = (sets + ", " if sets else "") + ("bronze_file_id = s._file_id, run_id = $run_id, "
-                                           "fetched_at = s._fetched_at, promoted_at = $promoted_at")
-    changed = " OR ".join([f"t.{quote(n)} IS DISTINCT FROM s.{quote(n)}" for n in shape.value_names]
-                          + ["t.bronze_file_id IS DISTINCT FROM s._file_id"])
+    sets = (sets + ", " if sets else "") + (
+        "bronze_file_id = s._file_id, run_id = $run_id, fetched_at = s._fetched_at, promoted_at = $promoted_at"
+    )
+    changed = " OR ".join(
+        [f"t.{quote(n)} IS DISTINCT FROM s.{quote(n)}" for n in shape.value_names]
+        + ["t.bronze_file_id IS DISTINCT FROM s._file_id"]
+    )
     return f"""
         UPDATE {qualified(shape.spec.table)} AS t
         SET {sets}
         FROM (SELECT * FROM {ROWS} WHERE _is_last AND _cur_file_id IS NOT NULL) AS s
-        WHERE {shape.key_join('t', 's')}
-          AND NOT {_older('s', 't.fetched_at', 't.bronze_file_id')} AND ({changed})
+        WHERE {shape.key_join("t", "s")}
+          AND NOT {_older("s", "t.fetched_at", "t.bronze_file_id")} AND ({changed})
     """
 
 
@@ -270,7 +292,7 @@ def close_history_sql(shape: TableShape) -> str:
         UPDATE {qualified(history_table(shape.spec.table))} AS h
         SET valid_to = r._fetched_at
         FROM (SELECT * FROM {ROWS} WHERE _close) AS r
-        WHERE {shape.key_join('h', 'r')} AND h.valid_to IS NULL
+        WHERE {shape.key_join("h", "r")} AND h.valid_to IS NULL
     """
 
 

@@ -13,9 +13,9 @@ from pipeline.ops.file_ingestions import PromotableFile
 
 @dataclass(frozen=True)
 class WaitingWork:
-    global_tables: dict[str, int] = field(default_factory=dict)          # table -> newest waiting ingestion id
-    ticker_tables: dict[str, set[str]] = field(default_factory=dict)     # table -> tickers with waiting files
-    newest_ticker_file: int = 0                                          # newest ingestion id among those
+    global_tables: dict[str, int] = field(default_factory=dict)  # table -> newest waiting ingestion id
+    ticker_tables: dict[str, set[str]] = field(default_factory=dict)  # table -> tickers with waiting files
+    newest_ticker_file: int = 0  # newest ingestion id among those
 
     @property
     def tickers(self) -> set[str]:

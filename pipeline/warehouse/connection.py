@@ -50,8 +50,13 @@ def is_write_conflict(exc: BaseException) -> bool:
     return isinstance(exc, WriteConflict) or (isinstance(exc, duckdb.Error) and "Transaction conflict" in str(exc))
 
 
-def retry_conflicts(work: Callable[[], T], *, attempts: int = 12, first_delay_s: float = 0.05,
-                    log_fn: Callable[[str], None] | None = None) -> T:
+def retry_conflicts(
+    work: Callable[[], T],
+    *,
+    attempts: int = 12,
+    first_delay_s: float = 0.05,
+    log_fn: Callable[[str], None] | None = None,
+) -> T:
     """Run `work` (one whole transaction) again, with jittered backoff, when it fails on a DuckLake write
     conflict; any other error, and the last conflict, propagate. On the DuckDB file there are no conflicts."""
     delay = first_delay_s
@@ -61,8 +66,9 @@ def retry_conflicts(work: Callable[[], T], *, attempts: int = 12, first_delay_s:
         except Exception as exc:
             if not is_write_conflict(exc) or attempt == attempts:
                 raise
-            (log_fn or log.info)(f"write conflict with a concurrent writer (attempt {attempt}/{attempts}); "
-                                 f"retrying in {delay:.2f} s")
+            (log_fn or log.info)(
+                f"write conflict with a concurrent writer (attempt {attempt}/{attempts}); retrying in {delay:.2f} s"
+            )
             time.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, 2.0)
     raise AssertionError("unreachable")
@@ -76,8 +82,14 @@ def _is_lock_error(exc: BaseException) -> bool:
 class Warehouse:
     """One DuckDB file (a path), or one DuckLake (`ducklake:postgres:<conninfo>` with `data_path`)."""
 
-    def __init__(self, path: str | Path, *, data_path: str | None = None, migrations_dir: Path | None = None,
-                 lock_wait_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        data_path: str | None = None,
+        migrations_dir: Path | None = None,
+        lock_wait_s: float = 600.0,
+    ) -> None:
         self.lake: str | None = str(path) if str(path).startswith(LAKE_PREFIX) else None
         self.path = Path("/nonexistent-ducklake") if self.lake else Path(path)
         if self.lake and not data_path:
@@ -122,11 +134,12 @@ class Warehouse:
                 remaining = deadline - time.monotonic()
                 if not _is_lock_error(exc) or remaining <= 0:
                     if _is_lock_error(exc):
-                        raise WarehouseBusy(f"warehouse {self.path} stayed locked by another process for "
-                                            f"{self.lock_wait_s:g} s: {exc}") from exc
+                        raise WarehouseBusy(
+                            f"warehouse {self.path} stayed locked by another process for {self.lock_wait_s:g} s: {exc}"
+                        ) from exc
                     raise
                 log.info("warehouse %s is locked by another process; retrying in %.2f s", self.path, delay)
-                time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))   # last try at the deadline
+                time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))  # last try at the deadline
                 delay = min(delay * 2, 5.0)
 
     def ensure_migrated(self, conn: duckdb.DuckDBPyConnection) -> None:
@@ -138,7 +151,7 @@ class Warehouse:
             if key in _migrated:
                 return
             if self._locks is not None:
-                with self._locks.catalog_init():   # two processes creating the same tables race
+                with self._locks.catalog_init():  # two processes creating the same tables race
                     applied = migrations.migrate(conn, self.migrations_dir)
             else:
                 applied = migrations.migrate(conn, self.migrations_dir)
@@ -199,7 +212,9 @@ class Warehouse:
                 conn.close()
             return
         if not self.path.exists():
-            raise WarehouseMissing(f"warehouse {self.path} does not exist yet; run `pipeline run` or `pipeline demo` first")
+            raise WarehouseMissing(
+                f"warehouse {self.path} does not exist yet; run `pipeline run` or `pipeline demo` first"
+            )
         try:
             conn = duckdb.connect(str(self.path), read_only=True)
         except duckdb.IOException as exc:

@@ -28,7 +28,7 @@ def is_lake(conn: duckdb.DuckDBPyConnection) -> bool:
 
 def lake_ddl(sql: str) -> str:
     """`sql` without the constraints, indexes and sequences DuckLake refuses; comments and the rest unchanged."""
-    sql = _TABLE_KEY.sub(lambda m: m.group(1) or "", sql)   # keep a comment that followed the last column
+    sql = _TABLE_KEY.sub(lambda m: m.group(1) or "", sql)  # keep a comment that followed the last column
     for pattern in (_SEQUENCE, _UNIQUE_INDEX, _NEXTVAL_DEFAULT, _COLUMN_KEY):
         sql = pattern.sub("", sql)
     return sql

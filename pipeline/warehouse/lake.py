@@ -39,8 +39,8 @@ LAKE_ALIAS = "lake"
 _INIT_KEY = "pipeline:ducklake-catalog-init"
 _WRITE_KEY = "pipeline:warehouse-write"
 _copy_lock = threading.Lock()
-_sessions = threading.local()   # dsn -> this thread's lock session, shared by every Warehouse of that lake
-_ready: set[str] = set()        # catalogs this process has seen created: their ATTACH needs no lock
+_sessions = threading.local()  # dsn -> this thread's lock session, shared by every Warehouse of that lake
+_ready: set[str] = set()  # catalogs this process has seen created: their ATTACH needs no lock
 
 
 class LakeUnavailable(RuntimeError):
@@ -62,12 +62,16 @@ def _package_extension(package: str, name: str) -> Path:
     try:
         module = __import__(package)
     except ImportError as exc:
-        raise LakeUnavailable(f"the DuckLake warehouse needs the {package.replace('_', '-')} package "
-                              f"(pip install -e '.[ducklake]'): {exc}") from None
+        raise LakeUnavailable(
+            f"the DuckLake warehouse needs the {package.replace('_', '-')} package "
+            f"(pip install -e '.[ducklake]'): {exc}"
+        ) from None
     path = Path(module.__file__).parent / "extensions" / f"v{duckdb.__version__}" / f"{name}.duckdb_extension"
     if not path.is_file():
-        raise LakeUnavailable(f"{package} has no extension for DuckDB {duckdb.__version__} at {path}; install the "
-                              "extension package version that matches duckdb (constraints.txt pins both)")
+        raise LakeUnavailable(
+            f"{package} has no extension for DuckDB {duckdb.__version__} at {path}; install the "
+            "extension package version that matches duckdb (constraints.txt pins both)"
+        )
     return path
 
 
@@ -82,7 +86,7 @@ def extension_files() -> tuple[Path, Path]:
             folder.mkdir(parents=True, exist_ok=True)
             partial = folder / f".postgres_scanner.{os.getpid()}.tmp"
             shutil.copyfile(postgres, partial)
-            os.replace(partial, target)   # atomic: a concurrent process never loads half a file
+            os.replace(partial, target)  # atomic: a concurrent process never loads half a file
     return target, ducklake
 
 
@@ -90,15 +94,22 @@ def _s3_secret_sql() -> str:
     """A DuckDB S3 secret from the usual AWS variables (the same ones the Bronze store's s3fs reads)."""
     env = os.environ
     parts = ["TYPE s3"]
-    for option, names in (("KEY_ID", ("AWS_ACCESS_KEY_ID",)), ("SECRET", ("AWS_SECRET_ACCESS_KEY",)),
-                          ("SESSION_TOKEN", ("AWS_SESSION_TOKEN",)), ("REGION", ("AWS_REGION", "AWS_DEFAULT_REGION"))):
+    for option, names in (
+        ("KEY_ID", ("AWS_ACCESS_KEY_ID",)),
+        ("SECRET", ("AWS_SECRET_ACCESS_KEY",)),
+        ("SESSION_TOKEN", ("AWS_SESSION_TOKEN",)),
+        ("REGION", ("AWS_REGION", "AWS_DEFAULT_REGION")),
+    ):
         value = next((env[n] for n in names if env.get(n)), None)
         if value:
             parts.append(f"{option} {_sql_text(value)}")
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
-    if endpoint:   # an S3-compatible server: host[:port], path-style URLs, TLS as the URL says
-        parts += [f"ENDPOINT {_sql_text(endpoint.split('://', 1)[-1].rstrip('/'))}", "URL_STYLE 'path'",
-                  f"USE_SSL {str(not endpoint.startswith('http://')).lower()}"]
+    if endpoint:  # an S3-compatible server: host[:port], path-style URLs, TLS as the URL says
+        parts += [
+            f"ENDPOINT {_sql_text(endpoint.split('://', 1)[-1].rstrip('/'))}",
+            "URL_STYLE 'path'",
+            f"USE_SSL {str(not endpoint.startswith('http://')).lower()}",
+        ]
     return f"CREATE OR REPLACE SECRET pipeline_lake_s3 ({', '.join(parts)})"
 
 
@@ -117,7 +128,7 @@ def open_lake(spec: str, data_path: str | None, locks: LakeLocks | None) -> duck
     keeps one in-memory DuckDB with the lake attached and hands out its cursors: separate connections of one
     database (own transactions, own temp tables), each reading the catalog's latest snapshot when its
     transaction starts."""
-    key = (os.getpid(), spec, data_path)   # never reuse an instance inherited through fork
+    key = (os.getpid(), spec, data_path)  # never reuse an instance inherited through fork
     with _instances_lock:
         root = _instances.get(key)
         if root is None:
@@ -133,12 +144,13 @@ def _attach(spec: str, data_path: str | None, locks: LakeLocks | None) -> duckdb
     postgres, ducklake = extension_files()
     if data_path and "://" not in data_path:
         Path(data_path).mkdir(parents=True, exist_ok=True)
-    conn = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False,
-                                               "autoload_known_extensions": False})
+    conn = duckdb.connect(
+        ":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    )
     try:
         conn.execute(f"LOAD {_sql_text(str(postgres))}")
         conn.execute(f"LOAD {_sql_text(str(ducklake))}")
-        if data_path and data_path.startswith("s3://"):   # DuckLake writes its Parquet files through httpfs
+        if data_path and data_path.startswith("s3://"):  # DuckLake writes its Parquet files through httpfs
             conn.execute(f"LOAD {_sql_text(str(_package_extension('duckdb_extension_httpfs', 'httpfs')))}")
             conn.execute(_s3_secret_sql())
         attach = f"ATTACH {_sql_text(spec)} AS {LAKE_ALIAS} (DATA_PATH {_sql_text(data_path or '')})"
@@ -154,7 +166,7 @@ def _attach(spec: str, data_path: str | None, locks: LakeLocks | None) -> duckdb
     return conn
 
 
-SHARED = "shared:"   # a scope taken in shared mode: excludes the writers of the whole scope, not each other
+SHARED = "shared:"  # a scope taken in shared mode: excludes the writers of the whole scope, not each other
 
 
 def silver_scopes(table: str, tickers: Sequence[str] | None) -> list[str]:
@@ -189,7 +201,9 @@ class LakeLocks:
             try:
                 import psycopg2
             except ImportError as exc:
-                raise LakeUnavailable(f"the DuckLake warehouse needs psycopg2 (pip install -e '.[ducklake]'): {exc}") from None
+                raise LakeUnavailable(
+                    f"the DuckLake warehouse needs psycopg2 (pip install -e '.[ducklake]'): {exc}"
+                ) from None
             conn = psycopg2.connect(self.dsn, application_name="pipeline-warehouse-locks")
             conn.autocommit = True
             by_dsn[self.dsn] = conn
@@ -233,8 +247,9 @@ class LakeLocks:
     def write(self, scopes: Sequence[str] | None = None) -> Iterator[None]:
         if scopes is None:
             keys = [(_WRITE_KEY, False)]
-        else:   # sorted: two writers of overlapping scopes take them in one order, so they cannot deadlock
-            keys = [(_WRITE_KEY, True)] + [(f"pipeline:scope:{s.removeprefix(SHARED)}", s.startswith(SHARED))
-                                           for s in sorted(set(scopes))]
+        else:  # sorted: two writers of overlapping scopes take them in one order, so they cannot deadlock
+            keys = [(_WRITE_KEY, True)] + [
+                (f"pipeline:scope:{s.removeprefix(SHARED)}", s.startswith(SHARED)) for s in sorted(set(scopes))
+            ]
         with self._held(keys):
             yield

@@ -63,7 +63,9 @@ def discover(folder: Path) -> list[Migration]:
             raise MigrationError(f"migration file {path} has a malformed name; use NNNN_lower_snake_name.sql")
         version = int(match.group(1))
         if version in found:
-            raise MigrationError(f"migration version {version:04d} is used twice: {found[version].path.name} and {path.name}")
+            raise MigrationError(
+                f"migration version {version:04d} is used twice: {found[version].path.name} and {path.name}"
+            )
         checksum = hashlib.sha256(path.read_bytes()).hexdigest()
         found[version] = Migration(version, match.group(2), path, checksum)
     return [found[v] for v in sorted(found)]
@@ -97,10 +99,14 @@ def verify(migrations: list[Migration], recorded: dict[int, tuple[str, str]], fo
     for version, (name, checksum) in sorted(recorded.items()):
         migration = by_version.get(version)
         if migration is None:
-            raise MigrationError(f"migration {version:04d}_{name}.sql was applied to this database but is missing from {folder}")
+            raise MigrationError(
+                f"migration {version:04d}_{name}.sql was applied to this database but is missing from {folder}"
+            )
         if migration.checksum != checksum:
-            raise MigrationError(f"migration {migration.path} changed after it was applied (checksum mismatch); "
-                                 "restore the file and add a new migration instead")
+            raise MigrationError(
+                f"migration {migration.path} changed after it was applied (checksum mismatch); "
+                "restore the file and add a new migration instead"
+            )
     return [m for m in migrations if m.version not in recorded]
 
 
@@ -120,7 +126,7 @@ def migrate(conn: duckdb.DuckDBPyConnection, folder: Path | None = None) -> list
     for migration in todo:
         conn.execute("BEGIN TRANSACTION")
         try:
-            conn.execute(portable_ddl(conn, migration.sql))   # the checksum is the file's, as written
+            conn.execute(portable_ddl(conn, migration.sql))  # the checksum is the file's, as written
             conn.execute(
                 "INSERT INTO ops.schema_migrations VALUES (?, ?, ?, now() AT TIME ZONE 'UTC')",
                 [migration.version, migration.name, migration.checksum],

@@ -28,10 +28,14 @@ class WarehouseResource(DuckDBResource):
     transactions, fail-fast readers. On a DuckLake the plain `Warehouse` does the work (it attaches the lake and
     coordinates writers through the catalog's advisory locks); DuckDBResource's file connection is for the file."""
 
-    data_path: str = Field(default="", description="Where a DuckLake keeps its data files (PIPELINE_WAREHOUSE_DATA_PATH); "
-                                                   "empty for the DuckDB file.")
-    lock_wait_s: float = Field(default=600.0, description="How long the plain `Warehouse` used by Bronze waits for "
-                                                          "the file lock before giving up.")
+    data_path: str = Field(
+        default="",
+        description="Where a DuckLake keeps its data files (PIPELINE_WAREHOUSE_DATA_PATH); empty for the DuckDB file.",
+    )
+    lock_wait_s: float = Field(
+        default=600.0,
+        description="How long the plain `Warehouse` used by Bronze waits for the file lock before giving up.",
+    )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """Apply pending migrations once per process, for run steps only (a sensor tick must not write)."""
@@ -64,10 +68,10 @@ class WarehouseResource(DuckDBResource):
                 raise WarehouseBusy(f"warehouse {self.database} stayed locked by another process: {exc}") from exc
             raise
         try:
-            self.warehouse.ensure_migrated(conn)   # no-op once this process migrated the file
+            self.warehouse.ensure_migrated(conn)  # no-op once this process migrated the file
             yield conn
         finally:
-            conn.close()                           # get_connection does not close it when the block raises
+            conn.close()  # get_connection does not close it when the block raises
             opened.__exit__(None, None, None)
 
     @contextmanager

@@ -50,9 +50,13 @@ AS_OF = dt.date(2025, 11, 14)
 API_KEY = "test-key"
 LATENCY_S = 0.02
 CONCURRENCY = 8
-ENTRIES = (("company", "profile", ""), ("prices", "historical-price-eod", ""),
-           ("fundamentals", "income-statement", "quarter"), ("fundamentals", "balance-sheet-statement", "quarter"),
-           ("fundamentals", "cash-flow-statement", "quarter"))
+ENTRIES = (
+    ("company", "profile", ""),
+    ("prices", "historical-price-eod", ""),
+    ("fundamentals", "income-statement", "quarter"),
+    ("fundamentals", "balance-sheet-statement", "quarter"),
+    ("fundamentals", "cash-flow-statement", "quarter"),
+)
 RATIO_TARGET = 1.5
 RUNS_TARGET = 10
 BATCH_FILES = 2000
@@ -64,6 +68,7 @@ def tickers(n: int) -> list[str]:
 
 
 # ---- setup -------------------------------------------------------------------------------------------------
+
 
 def write_keymap(path: Path) -> None:
     """The shipped keymap reduced to ENTRIES, prices starting one year before AS_OF."""
@@ -95,13 +100,21 @@ def selection(keymap_path: Path) -> str:
 
 def base_env(workdir: Path, keymap_path: Path, n: int, base_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FMP_", "PIPELINE_", "DAGSTER_"))}
-    env.update({
-        "FMP_API_KEY": API_KEY, "FMP_BASE_URL": base_url, "FMP_MAX_CONCURRENCY": str(CONCURRENCY),
-        "FMP_CALLS_PER_MINUTE": "1000000", "PIPELINE_TICKERS": ",".join(tickers(n)),
-        "PIPELINE_AS_OF": AS_OF.isoformat(), "PIPELINE_KEYMAP": str(keymap_path),
-        "PIPELINE_DATA_DIR": str(workdir / "data"), "DAGSTER_HOME": str(workdir / "dagster_home"),
-        "DAGSTER_DISABLE_TELEMETRY": "1", "PYTHONWARNINGS": "ignore",
-    })
+    env.update(
+        {
+            "FMP_API_KEY": API_KEY,
+            "FMP_BASE_URL": base_url,
+            "FMP_MAX_CONCURRENCY": str(CONCURRENCY),
+            "FMP_CALLS_PER_MINUTE": "1000000",
+            "PIPELINE_TICKERS": ",".join(tickers(n)),
+            "PIPELINE_AS_OF": AS_OF.isoformat(),
+            "PIPELINE_KEYMAP": str(keymap_path),
+            "PIPELINE_DATA_DIR": str(workdir / "data"),
+            "DAGSTER_HOME": str(workdir / "dagster_home"),
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -112,8 +125,12 @@ class FakeServerProcess:
     def __init__(self, n: int) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline_tests.bench.bench_backfill", "--serve", str(n)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         self.base_url = self.proc.stdout.readline().strip()
         if not self.base_url.startswith("http"):
             raise RuntimeError(f"fake server did not start: {self.base_url!r}")
@@ -134,11 +151,12 @@ def serve(n: int) -> None:
 
     with FakeFmpServer(api_key=API_KEY, data=sample_data(source), latency_s=LATENCY_S, calls_per_minute=None) as server:
         print(server.base_url, flush=True)
-        sys.stdin.read()            # until the parent closes our stdin
+        sys.stdin.read()  # until the parent closes our stdin
         print(len(server.requests), flush=True)
 
 
 # ---- phases (fresh processes) --------------------------------------------------------------------------------
+
 
 def phase_library() -> dict:
     """run_bronze with one client, then promote_files per table: the work without Dagster."""
@@ -156,19 +174,33 @@ def phase_library() -> dict:
     keymap = load_keymap(settings.keymap_path)
     warehouse = Warehouse(settings.warehouse_path)
     with FmpClient.from_settings(settings) as client:
-        report = run_bronze(entries=list(keymap), tickers=settings.tickers, warehouse=warehouse,
-                            store=BronzeStore(settings.bronze_dir), client=client, run_id="bench-library",
-                            today=settings.today(), fmp_plan=settings.fmp_plan, source_mode="fmp",
-                            max_concurrency=settings.max_concurrency)
+        report = run_bronze(
+            entries=list(keymap),
+            tickers=settings.tickers,
+            warehouse=warehouse,
+            store=BronzeStore(settings.bronze_dir),
+            client=client,
+            run_id="bench-library",
+            today=settings.today(),
+            fmp_plan=settings.fmp_plan,
+            source_mode="fmp",
+            max_concurrency=settings.max_concurrency,
+        )
     bronze_s = time.perf_counter() - started
     for table in sorted(keymap.tables()):
         with warehouse.connect() as conn:
             files = file_ingestions.promotable_files(conn, tables=[table])
         for i in range(0, len(files), BATCH_FILES):
             with warehouse.transaction() as conn:
-                promote_files(conn, keymap, table, files[i:i + BATCH_FILES], settings.bronze_dir, "bench-library-silver")
-    return {"seconds": time.perf_counter() - started, "bronze_s": bronze_s, "requests": report.requests,
-            "hard_failures": report.hard_failures}
+                promote_files(
+                    conn, keymap, table, files[i : i + BATCH_FILES], settings.bronze_dir, "bench-library-silver"
+                )
+    return {
+        "seconds": time.perf_counter() - started,
+        "bronze_s": bronze_s,
+        "requests": report.requests,
+        "hard_failures": report.hard_failures,
+    }
 
 
 def phase_stats() -> dict:
@@ -181,9 +213,13 @@ def phase_stats() -> dict:
         files, promoted, errors = conn.execute("""
             SELECT count(*), count(*) FILTER (WHERE silver_status = 'promoted'), count(error_class)
             FROM ops.file_ingestions""").fetchone()
-        tables = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver' "
-            "AND NOT ends_with(table_name, '__history') ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver' "
+                "AND NOT ends_with(table_name, '__history') ORDER BY 1"
+            ).fetchall()
+        ]
         rows = {t: conn.execute(f'SELECT count(*) FROM silver."{t}"').fetchone()[0] for t in tables}
     out = {"files": files, "promoted": promoted, "errors": errors, "silver_rows": rows}
     if os.environ.get("DAGSTER_HOME") and Path(os.environ["DAGSTER_HOME"], "dagster.yaml").exists():
@@ -202,8 +238,13 @@ PHASES = {"library": phase_library, "stats": phase_stats}
 
 
 def run_phase(name: str, env: dict[str, str]) -> dict:
-    out = subprocess.run([sys.executable, "-m", "pipeline_tests.bench.bench_backfill", "--phase", name],
-                         env=env, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline_tests.bench.bench_backfill", "--phase", name],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"phase {name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -222,7 +263,7 @@ def case_cli(workdir: Path, keymap_path: Path, n: int, dagster_postgres_url: str
     if dagster_postgres_url:
         shutil.copyfile(ROOT / "deploy" / "dagster-postgres.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
         env["DAGSTER_POSTGRES_URL"] = dagster_postgres_url
-    cmd = ([_pipeline_exe()] if _pipeline_exe() else [sys.executable, "-m", "pipeline.cli"])
+    cmd = [_pipeline_exe()] if _pipeline_exe() else [sys.executable, "-m", "pipeline.cli"]
     cmd += ["run", "--select", selection(keymap_path)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True)
@@ -230,8 +271,12 @@ def case_cli(workdir: Path, keymap_path: Path, n: int, dagster_postgres_url: str
     requests = server.stop()
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:], sep="\n")
-    result = {"seconds": seconds, "exit_code": proc.returncode, "server_requests": requests,
-              "log_tail": proc.stdout.strip().splitlines()[-4:]}
+    result = {
+        "seconds": seconds,
+        "exit_code": proc.returncode,
+        "server_requests": requests,
+        "log_tail": proc.stdout.strip().splitlines()[-4:],
+    }
     return {**result, **run_phase("stats", env)}
 
 
@@ -254,11 +299,18 @@ def case_library(workdir: Path, keymap_path: Path, n: int) -> dict:
     inner = run_phase("library", env)
     seconds = time.perf_counter() - started
     requests = server.stop()
-    return {"seconds": seconds, "work_seconds": inner["seconds"], "bronze_s": inner["bronze_s"],
-            "server_requests": requests, "exit_code": 0 if not inner["hard_failures"] else 1, **run_phase("stats", env)}
+    return {
+        "seconds": seconds,
+        "work_seconds": inner["seconds"],
+        "bronze_s": inner["bronze_s"],
+        "server_requests": requests,
+        "exit_code": 0 if not inner["hard_failures"] else 1,
+        **run_phase("stats", env),
+    }
 
 
 # ---- UI backfill through `dagster dev` ------------------------------------------------------------------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -268,8 +320,9 @@ def _free_port() -> int:
 
 def _graphql(port: int, query: str, variables: dict | None = None, timeout: float = 60.0) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=body,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=timeout) as resp:
         return json.loads(resp.read())
 
@@ -294,15 +347,29 @@ def case_ui(workdir: Path, keymap_path: Path, n: int) -> dict:
 
     shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
     # the partitions must exist before the backfill names them (the universe sensor would add them)
-    subprocess.run([sys.executable, "-c", "import dagster as dg, os; dg.DagsterInstance.get().add_dynamic_partitions("
-                    "'tickers', os.environ['PIPELINE_TICKERS'].split(','))"], env=env, check=True, cwd=workdir)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import dagster as dg, os; dg.DagsterInstance.get().add_dynamic_partitions("
+            "'tickers', os.environ['PIPELINE_TICKERS'].split(','))",
+        ],
+        env=env,
+        check=True,
+        cwd=workdir,
+    )
     port = _free_port()
     log = open(workdir / "dagster_dev.log", "w")
     dagster = str(Path(sys.executable).parent / "dagster")
     started = time.perf_counter()
-    dev = subprocess.Popen([dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1",
-                            "-p", str(port)], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
+    dev = subprocess.Popen(
+        [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     result: dict = {"exit_code": 1}
     try:
         deadline = time.monotonic() + 120
@@ -340,11 +407,16 @@ def case_ui(workdir: Path, keymap_path: Path, n: int) -> dict:
         runs = [r for r in every if {"key": "dagster/backfill", "value": backfill_id} in r["tags"]]
         starts = [r["startTime"] for r in runs if r["startTime"]]
         ends = [r["endTime"] for r in runs if r["endTime"]]
-        result = {"seconds": seconds, "ready_s": ready_s, "status": status, "runs": len(runs),
-                  "other_runs": len(every) - len(runs),
-                  "run_statuses": sorted({r["status"] for r in runs}),
-                  "run_span_s": (max(ends) - min(starts)) if starts and ends else None,
-                  "exit_code": 0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1}
+        result = {
+            "seconds": seconds,
+            "ready_s": ready_s,
+            "status": status,
+            "runs": len(runs),
+            "other_runs": len(every) - len(runs),
+            "run_statuses": sorted({r["status"] for r in runs}),
+            "run_span_s": (max(ends) - min(starts)) if starts and ends else None,
+            "exit_code": 0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1,
+        }
     finally:
         try:
             os.killpg(dev.pid, signal.SIGINT)
@@ -368,6 +440,7 @@ def case_ui(workdir: Path, keymap_path: Path, n: int) -> dict:
 
 # ---- report --------------------------------------------------------------------------------------------------
 
+
 def main(quick: bool = False, ui: bool | None = None) -> dict:
     n = 50 if quick else 500
     ui = (not quick) if ui is None else ui
@@ -375,8 +448,10 @@ def main(quick: bool = False, ui: bool | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench_backfill_", ignore_cleanup_errors=True) as tmp:
         keymap_path = Path(tmp) / "keymap.yaml"
         write_keymap(keymap_path)
-        print(f"{n} tickers x {len(ENTRIES)} datasets, as of {AS_OF}, fake FMP latency {LATENCY_S * 1000:.0f} ms, "
-              f"concurrency {CONCURRENCY}")
+        print(
+            f"{n} tickers x {len(ENTRIES)} datasets, as of {AS_OF}, fake FMP latency {LATENCY_S * 1000:.0f} ms, "
+            f"concurrency {CONCURRENCY}"
+        )
         for name, case in (("library", case_library), ("cli", case_cli)):
             results[name] = case(Path(tmp) / name, keymap_path, n)
             print(f"  {name:8} {results[name]['seconds']:7.1f} s  exit {results[name]['exit_code']}")
@@ -400,8 +475,10 @@ def main(quick: bool = False, ui: bool | None = None) -> dict:
     ratio = cli["seconds"] / lib["seconds"]
     ratio_work = cli["seconds"] / lib["work_seconds"]
     same = lib["silver_rows"] == cli["silver_rows"] and lib["files"] == cli["files"]
-    print(f"\n{'case':<52}{'wall s':>8}{'requests':>10}{'files':>8}{'promoted':>10}{'silver rows':>13}{'runs':>6}"
-          f"{'events':>8}")
+    print(
+        f"\n{'case':<52}{'wall s':>8}{'requests':>10}{'files':>8}{'promoted':>10}{'silver rows':>13}{'runs':>6}"
+        f"{'events':>8}"
+    )
     rows = [("library (run_bronze + promote_files, 1 process)", lib), ("cli (pipeline run --select ...)", cli)]
     pg = results.get("cli_pg", {})
     if "seconds" in pg:
@@ -409,42 +486,63 @@ def main(quick: bool = False, ui: bool | None = None) -> dict:
     if "ui" in results and "error" not in results["ui"]:
         rows.append(("ui backfill (dagster dev, launchPartitionBackfill)", results["ui"]))
     for label, r in rows:
-        print(f"{label:<52}{r['seconds']:>8.1f}{r['server_requests']:>10,}{r['files']:>8,}{r['promoted']:>10,}"
-              f"{sum(r['silver_rows'].values()):>13,}{r.get('runs', '-')!s:>6}{r.get('events', '-')!s:>8}")
-    print(f"library work inside its process: {lib['work_seconds']:.1f} s (Bronze {lib['bronze_s']:.1f} s); "
-          f"same files and Silver rows in both: {'yes' if same else 'NO'}")
+        print(
+            f"{label:<52}{r['seconds']:>8.1f}{r['server_requests']:>10,}{r['files']:>8,}{r['promoted']:>10,}"
+            f"{sum(r['silver_rows'].values()):>13,}{r.get('runs', '-')!s:>6}{r.get('events', '-')!s:>8}"
+        )
+    print(
+        f"library work inside its process: {lib['work_seconds']:.1f} s (Bronze {lib['bronze_s']:.1f} s); "
+        f"same files and Silver rows in both: {'yes' if same else 'NO'}"
+    )
     if "ui" in results and "error" not in results["ui"]:
         u = results["ui"]
-        print(f"ui: webserver + daemon ready in {u['ready_s']:.1f} s; backfill {u['status']} in {u['seconds']:.1f} s "
-              f"after launch; {u['runs']} backfill run(s) {u['run_statuses']} (+{u['other_runs']} launched by "
-              f"sensors); first backfill run start -> last run end "
-              f"{u['run_span_s'] or 0:.1f} s; ui / library {u['seconds'] / lib['seconds']:.2f}")
+        print(
+            f"ui: webserver + daemon ready in {u['ready_s']:.1f} s; backfill {u['status']} in {u['seconds']:.1f} s "
+            f"after launch; {u['runs']} backfill run(s) {u['run_statuses']} (+{u['other_runs']} launched by "
+            f"sensors); first backfill run start -> last run end "
+            f"{u['run_span_s'] or 0:.1f} s; ui / library {u['seconds'] / lib['seconds']:.2f}"
+        )
     checks = {
         f"cli / library wall <= {RATIO_TARGET:g}": ratio <= RATIO_TARGET,
         f"Dagster runs launched by the cli <= {RUNS_TARGET}": cli.get("runs", 10**9) <= RUNS_TARGET,
         "cli exit code 0 and same result as the library": cli["exit_code"] == 0 and same,
     }
-    print(f"cli / library = {ratio:.2f} (vs the library's in-process work time: {ratio_work:.2f}); "
-          f"runs launched by the cli: {cli.get('runs')}")
+    print(
+        f"cli / library = {ratio:.2f} (vs the library's in-process work time: {ratio_work:.2f}); "
+        f"runs launched by the cli: {cli.get('runs')}"
+    )
     ratio_pg = pg["seconds"] / lib["seconds"] if "seconds" in pg else None
     if ratio_pg is not None:
         same_pg = pg["exit_code"] == 0 and lib["silver_rows"] == pg["silver_rows"] and lib["files"] == pg["files"]
         checks["cli on PostgreSQL: exit code 0 and same result as the library"] = same_pg
-        print(f"Dagster storage side by side: cli / library = {ratio:.2f} on SQLite, {ratio_pg:.2f} on PostgreSQL "
-              f"({cli.get('events')} vs {pg.get('events')} events)")
+        print(
+            f"Dagster storage side by side: cli / library = {ratio:.2f} on SQLite, {ratio_pg:.2f} on PostgreSQL "
+            f"({cli.get('events')} vs {pg.get('events')} events)"
+        )
     else:
         print(f"cli on PostgreSQL storage: skipped ({pg.get('skipped')})")
     for label, ok in checks.items():
         print(f"  [{'ok' if ok else 'MISS'}] {label}")
-    return {"results": results, "ratio": ratio, "ratio_pg": ratio_pg, "ratio_work": ratio_work, "cli_runs": cli.get("runs"),
-            "checks": checks, "tickers": n}
+    return {
+        "results": results,
+        "ratio": ratio,
+        "ratio_pg": ratio_pg,
+        "ratio_work": ratio_work,
+        "cli_runs": cli.get("runs"),
+        "checks": checks,
+        "tickers": n,
+    }
 
 
 def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="50 tickers, no UI backfill")
-    parser.add_argument("--ui", action=argparse.BooleanOptionalAction, default=None,
-                        help="also (or not) measure the UI backfill through dagster dev")
+    parser.add_argument(
+        "--ui",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also (or not) measure the UI backfill through dagster dev",
+    )
     parser.add_argument("--phase", choices=sorted(PHASES))
     parser.add_argument("--serve", type=int, metavar="N", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -39,8 +39,9 @@ def _run(server: FakeFmpServer, limiter: RateLimiter, count: int) -> tuple[float
     """Send `count` requests through fetch_many; return (wall seconds, failures)."""
     with FmpClient(server.base_url, KEY, max_concurrency=CONCURRENCY, limiter=limiter, max_retries=0) as client:
         started = time.monotonic()
-        failures = sum(1 for _, r in fetch_many(client, ((PATH, {"symbol": "AAPL"}, "json") for _ in range(count)))
-                       if not r.ok)
+        failures = sum(
+            1 for _, r in fetch_many(client, ((PATH, {"symbol": "AAPL"}, "json") for _ in range(count))) if not r.ok
+        )
         return time.monotonic() - started, failures
 
 
@@ -51,16 +52,21 @@ def bench_throughput(count: int) -> list[Row]:
     ideal = CONCURRENCY / LATENCY_S
     return [
         Row(f"(a) {count} requests, concurrency {CONCURRENCY}", f"{elapsed:.2f} s, {achieved:.0f} req/s", "", True),
-        Row("(a) achieved / ideal (concurrency / latency)", f"{achieved / ideal:.2f} (ideal {ideal:.0f} req/s)",
-            ">= 0.50", achieved / ideal >= 0.5),
+        Row(
+            "(a) achieved / ideal (concurrency / latency)",
+            f"{achieved / ideal:.2f} (ideal {ideal:.0f} req/s)",
+            ">= 0.50",
+            achieved / ideal >= 0.5,
+        ),
         Row("(a) failed requests", str(failures), "0", failures == 0),
     ]
 
 
 def bench_rate_limit(limit: int, window_s: float, windows: int) -> list[Row]:
     count = windows * limit + 1
-    with FakeFmpServer(api_key=KEY, data=builtin_data, latency_s=LATENCY_S, calls_per_minute=limit,
-                       window_s=window_s) as server:
+    with FakeFmpServer(
+        api_key=KEY, data=builtin_data, latency_s=LATENCY_S, calls_per_minute=limit, window_s=window_s
+    ) as server:
         elapsed, failures = _run(server, RateLimiter(limit, window_s=window_s, margin_s=window_s / 120), count)
         times = server.request_times()
         refused = sum(1 for r in server.requests if r.status == 429)
@@ -70,7 +76,9 @@ def bench_rate_limit(limit: int, window_s: float, windows: int) -> list[Row]:
     peak = max_in_window(times, window_s)
     unit = "min" if window_s == 60.0 else f"{window_s:g} s (scaled)"
     return [
-        Row(f"(b) {count} requests at {limit}/{unit}", f"{elapsed:.1f} s", "70-130 s" if window_s == 60.0 else "", True),
+        Row(
+            f"(b) {count} requests at {limit}/{unit}", f"{elapsed:.1f} s", "70-130 s" if window_s == 60.0 else "", True
+        ),
         Row("(b) achieved rate / limit", f"{share:.1%} ({rate_per_window:.1f}/{unit})", "90-100%", 0.9 <= share <= 1.0),
         Row(f"(b) max requests in any {window_s:g} s window (server)", str(peak), f"<= {limit}", peak <= limit),
         Row("(b) 429s from the server / failed requests", f"{refused} / {failures}", "0 / 0", refused == failures == 0),

@@ -74,8 +74,15 @@ dg.DagsterInstance.get().add_dynamic_partitions("tickers", [f"T{i:04d}" for i in
 
 def _env(home: Path, data: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FMP_", "PIPELINE_", "DAGSTER_"))}
-    env.update({"DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(data), "PIPELINE_AS_OF": "2026-01-15",
-                "DAGSTER_DISABLE_TELEMETRY": "1", "PYTHONWARNINGS": "ignore"})
+    env.update(
+        {
+            "DAGSTER_HOME": str(home),
+            "PIPELINE_DATA_DIR": str(data),
+            "PIPELINE_AS_OF": "2026-01-15",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
@@ -102,33 +109,53 @@ def _sample(env: dict[str, str]) -> dict:
     return result
 
 
-PHASES = ("import dagster", "import pipeline.definitions", "build_definitions", "validate_loadable",
-          "resolve_asset_graph", "DagsterInstance.get()", "partition keys via instance", "in-process total", "process wall")
+PHASES = (
+    "import dagster",
+    "import pipeline.definitions",
+    "build_definitions",
+    "validate_loadable",
+    "resolve_asset_graph",
+    "DagsterInstance.get()",
+    "partition keys via instance",
+    "in-process total",
+    "process wall",
+)
 
 
 def main(quick: bool = False) -> dict:
     reps = 1 if quick else 3
     with tempfile.TemporaryDirectory(prefix="bench_definitions_") as tmp:
-        envs = {"empty instance": _instance(Path(tmp), "empty", 0),
-                f"{TICKERS:,} tickers": _instance(Path(tmp), "full", TICKERS)}
+        envs = {
+            "empty instance": _instance(Path(tmp), "empty", 0),
+            f"{TICKERS:,} tickers": _instance(Path(tmp), "full", TICKERS),
+        }
         samples: dict[str, list[dict]] = {name: [] for name in envs}
-        for _ in range(reps):           # interleaved, so that machine noise hits both cases alike
+        for _ in range(reps):  # interleaved, so that machine noise hits both cases alike
             for name, env in envs.items():
                 samples[name].append(_sample(env))
     med = {name: {p: statistics.median(s[p] for s in runs) for p in PHASES} for name, runs in samples.items()}
     base, full = med["empty instance"], med[f"{TICKERS:,} tickers"]
     info = samples[f"{TICKERS:,} tickers"][0]
-    print(f"definitions: {info['assets']} assets, {info['partitioned']} partitioned; partition keys resolved per "
-          f"partitioned asset: {info['partition_keys']} (median of {reps} fresh process(es) per case)")
+    print(
+        f"definitions: {info['assets']} assets, {info['partitioned']} partitioned; partition keys resolved per "
+        f"partitioned asset: {info['partition_keys']} (median of {reps} fresh process(es) per case)"
+    )
     print(f"{'phase (seconds)':<30}{'empty instance':>16}{f'{TICKERS:,} tickers':>16}{'ratio':>8}")
     for p in PHASES:
         ratio = full[p] / base[p] if base[p] > 0 else float("nan")
         print(f"{p:<30}{base[p]:>16.3f}{full[p]:>16.3f}{ratio:>8.2f}")
     ok = full["process wall"] < TARGET_S
-    print(f"  [{'ok' if ok else 'MISS'}] load with {TICKERS:,} tickers (fresh process, wall) < {TARGET_S:g} s: "
-          f"{full['process wall']:.2f} s (empty instance {base['process wall']:.2f} s)")
-    return {"empty": base, "full": full, "checks": {f"definitions load with {TICKERS:,} tickers < {TARGET_S:g} s": ok},
-            "wall_s": full["process wall"], "baseline_wall_s": base["process wall"]}
+    print(
+        f"  [{'ok' if ok else 'MISS'}] load with {TICKERS:,} tickers (fresh process, wall) < {TARGET_S:g} s: "
+        f"{full['process wall']:.2f} s (empty instance {base['process wall']:.2f} s)"
+    )
+    return {
+        "empty": base,
+        "full": full,
+        "checks": {f"definitions load with {TICKERS:,} tickers < {TARGET_S:g} s": ok},
+        "wall_s": full["process wall"],
+        "baseline_wall_s": base["process wall"],
+    }
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pipeline.warehouse.lake import silver_scopes
 from pipeline_tests import postgres_server
 from pipeline_tests.bench.bench_silver import TABLE, generate
 
-GROUP = 4   # tickers per promotion transaction
+GROUP = 4  # tickers per promotion transaction
 
 
 def writer(target: str, data_path: str | None, workdir: Path, tickers: list[str], start_at: float) -> dict:
@@ -40,7 +40,7 @@ def writer(target: str, data_path: str | None, workdir: Path, tickers: list[str]
     keymap = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
     warehouse = Warehouse(target, data_path=data_path)
     with warehouse.connect():
-        pass   # migrated and extensions loaded before the clock starts
+        pass  # migrated and extensions loaded before the clock starts
     conflicts = 0
 
     def count(message: str) -> None:
@@ -50,7 +50,7 @@ def writer(target: str, data_path: str | None, workdir: Path, tickers: list[str]
     time.sleep(max(0.0, start_at - time.time()))
     rows = 0
     for i in range(0, len(tickers), GROUP):
-        group = tickers[i:i + GROUP]
+        group = tickers[i : i + GROUP]
 
         def promote_group(group: list[str] = group):
             with warehouse.transaction(silver_scopes(TABLE, group)) as conn:
@@ -62,16 +62,40 @@ def writer(target: str, data_path: str | None, workdir: Path, tickers: list[str]
 
 
 def run_writers(target: str, data_path: str | None, workdir: Path, parts: list[list[str]]) -> dict:
-    start_at = time.time() + 5.0   # every writer imported, attached and waiting
-    procs = [subprocess.Popen([sys.executable, "-m", "pipeline_tests.bench.bench_lake", "--writer", target,
-                               "--data-path", data_path or "", "--workdir", str(workdir), "--tickers", ",".join(part),
-                               "--start-at", str(start_at)], stdout=subprocess.PIPE, text=True) for part in parts]
+    start_at = time.time() + 5.0  # every writer imported, attached and waiting
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline_tests.bench.bench_lake",
+                "--writer",
+                target,
+                "--data-path",
+                data_path or "",
+                "--workdir",
+                str(workdir),
+                "--tickers",
+                ",".join(part),
+                "--start-at",
+                str(start_at),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for part in parts
+    ]
     outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError("a writer failed")
     seconds = max(o["end"] for o in outs) - start_at
     rows = sum(o["rows"] for o in outs)
-    return {"seconds": seconds, "rows": rows, "rows_per_s": rows / seconds, "conflicts": sum(o["conflicts"] for o in outs)}
+    return {
+        "seconds": seconds,
+        "rows": rows,
+        "rows_per_s": rows / seconds,
+        "conflicts": sum(o["conflicts"] for o in outs),
+    }
 
 
 def main(quick: bool = False) -> dict:
@@ -87,21 +111,35 @@ def main(quick: bool = False) -> dict:
             generate(workdir, tickers, windows, rows)
             results["file_1"] = run_writers(file_target, None, workdir, [names])
         else:
-            with postgres_server.fresh_database("bench_lake_one") as one, \
-                    postgres_server.fresh_database("bench_lake_two") as two:
-                lakes = {"lake_1": (f"ducklake:postgres:{one}", str(workdir / "lake_one")),
-                         "lake_2": (f"ducklake:postgres:{two}", str(workdir / "lake_two"))}
-                generate(workdir, tickers, windows, rows, [Warehouse(file_target)] +
-                         [Warehouse(spec, data_path=data) for spec, data in lakes.values()])
+            with (
+                postgres_server.fresh_database("bench_lake_one") as one,
+                postgres_server.fresh_database("bench_lake_two") as two,
+            ):
+                lakes = {
+                    "lake_1": (f"ducklake:postgres:{one}", str(workdir / "lake_one")),
+                    "lake_2": (f"ducklake:postgres:{two}", str(workdir / "lake_two")),
+                }
+                generate(
+                    workdir,
+                    tickers,
+                    windows,
+                    rows,
+                    [Warehouse(file_target)] + [Warehouse(spec, data_path=data) for spec, data in lakes.values()],
+                )
                 results["file_1"] = run_writers(file_target, None, workdir, [names])
                 results["lake_1"] = run_writers(*lakes["lake_1"], workdir, [names])
                 results["lake_2"] = run_writers(*lakes["lake_2"], workdir, [names[0::2], names[1::2]])
-    print(f"{tickers} tickers x {windows} files x {rows} rows = {tickers * windows * rows:,} rows, "
-          f"{GROUP} tickers per transaction")
+    print(
+        f"{tickers} tickers x {windows} files x {rows} rows = {tickers * windows * rows:,} rows, "
+        f"{GROUP} tickers per transaction"
+    )
     base = results["file_1"]["rows_per_s"]
     print(f"{'writers':<36}{'seconds':>9}{'rows/s':>11}{'vs file':>9}{'conflicts':>11}")
-    for key, label in (("file_1", "DuckDB file, 1 writer"), ("lake_1", "DuckLake, 1 writer"),
-                       ("lake_2", "DuckLake, 2 concurrent writers")):
+    for key, label in (
+        ("file_1", "DuckDB file, 1 writer"),
+        ("lake_1", "DuckLake, 1 writer"),
+        ("lake_2", "DuckLake, 2 concurrent writers"),
+    ):
         r = results.get(key)
         if r:
             r["ratio"] = r["rows_per_s"] / base
@@ -119,8 +157,11 @@ def _cli() -> None:
     parser.add_argument("--start-at", type=float, default=0.0)
     args = parser.parse_args()
     if args.writer:
-        print(json.dumps(writer(args.writer, args.data_path or None, args.workdir, args.tickers.split(","),
-                                args.start_at)))
+        print(
+            json.dumps(
+                writer(args.writer, args.data_path or None, args.workdir, args.tickers.split(","), args.start_at)
+            )
+        )
     else:
         main(quick=args.quick)
 

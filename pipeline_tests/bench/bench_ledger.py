@@ -36,9 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 N_TICKERS = 3000
-FILES_PER_DAY = 5000      # one daily run's worth of Bronze files
-PENDING = 3000            # newest files not promoted yet (the sensor's work)
-MOVED = 200               # identities whose Silver coverage moved after the last Gold builds
+FILES_PER_DAY = 5000  # one daily run's worth of Bronze files
+PENDING = 3000  # newest files not promoted yet (the sensor's work)
+MOVED = 200  # identities whose Silver coverage moved after the last Gold builds
 SENSOR_TARGET_S = 1.0
 GROWTH_TARGET = 3.0
 
@@ -50,8 +50,9 @@ def _tickers() -> list[str]:
 def _settings(data_dir: Path):
     from pipeline.settings import load_settings
 
-    return load_settings({"PIPELINE_DATA_DIR": str(data_dir), "PIPELINE_AS_OF": "2026-01-15",
-                          "PIPELINE_TICKERS": ",".join(_tickers())})
+    return load_settings(
+        {"PIPELINE_DATA_DIR": str(data_dir), "PIPELINE_AS_OF": "2026-01-15", "PIPELINE_TICKERS": ",".join(_tickers())}
+    )
 
 
 GENERATE_SQL = """
@@ -119,7 +120,8 @@ ORDER BY i
 """
 
 RUNS_SQL = """
-INSERT INTO ops.runs (run_id, job, source_mode, started_at, finished_at, status, requests, skipped, files, rows, errors, message)
+INSERT INTO ops.runs (run_id, job, source_mode, started_at, finished_at, status, requests, skipped, files, rows,
+                      errors, message)
 SELECT run_id, '__ephemeral_asset_job__', 'fmp', min(fetched_at), max(fetched_at) + INTERVAL 5 SECOND,
        CASE WHEN count(error_class) > 0 THEN 'partial' ELSE 'success' END,
        count(*), 0, count(*), sum(bronze_rows), count(error_class), NULL
@@ -140,18 +142,51 @@ def build_ledger(data_dir: Path, n: int) -> dict:
     keymap = load_keymap(settings.keymap_path)
     per_ticker = list(keymap.per_ticker_entries())
     global_ = list(keymap.global_entries())
-    rows = [(slot, e.per_ticker, e.domain, e.source, e.dataset, e.discriminator or "", e.recipe.path,
-             e.recipe.is_windowed, e.silver.table)
-            for group in (per_ticker, global_) for slot, e in enumerate(group)]
-    entries = pd.DataFrame(rows, columns=["slot", "per_ticker", "domain", "source", "dataset", "discriminator",
-                                          "request_path", "windowed", "silver_table"])
+    rows = [
+        (
+            slot,
+            e.per_ticker,
+            e.domain,
+            e.source,
+            e.dataset,
+            e.discriminator or "",
+            e.recipe.path,
+            e.recipe.is_windowed,
+            e.silver.table,
+        )
+        for group in (per_ticker, global_)
+        for slot, e in enumerate(group)
+    ]
+    entries = pd.DataFrame(
+        rows,
+        columns=[
+            "slot",
+            "per_ticker",
+            "domain",
+            "source",
+            "dataset",
+            "discriminator",
+            "request_path",
+            "windowed",
+            "silver_table",
+        ],
+    )
     started = time.perf_counter()
     warehouse = Warehouse(settings.warehouse_path)
     with warehouse.connect() as conn:
         conn.register("bench_entries_df", entries)
         conn.execute("CREATE TEMP TABLE bench_entries AS SELECT * FROM bench_entries_df")
-        conn.execute(GENERATE_SQL, {"n": n, "per_day": FILES_PER_DAY, "pending": PENDING, "tickers": N_TICKERS,
-                                    "n_global": len(global_), "n_ticker": len(per_ticker)})
+        conn.execute(
+            GENERATE_SQL,
+            {
+                "n": n,
+                "per_day": FILES_PER_DAY,
+                "pending": PENDING,
+                "tickers": N_TICKERS,
+                "n_global": len(global_),
+                "n_ticker": len(per_ticker),
+            },
+        )
         conn.execute(RUNS_SQL)
         for spec in keymap.tables().values():
             ensure_table(conn, spec)
@@ -159,25 +194,38 @@ def build_ledger(data_dir: Path, n: int) -> dict:
         now = dt.datetime(2026, 1, 15, 23, 0)
         for name, tables in GOLD_ASSETS.items():
             marks, revisions = current_state(conn, tables)
-            conn.execute("""INSERT INTO ops.gold_builds (asset, run_id, input_watermarks, input_revisions, mode,
+            conn.execute(
+                """INSERT INTO ops.gold_builds (asset, run_id, input_watermarks, input_revisions, mode,
                                 tickers_touched, rows_written, status, started_at, finished_at)
                             VALUES (?, 'gold-bench', ?, ?, 'full', 0, 0, 'success', ?, ?)""",
-                         [name, marks, revisions, now, now])
-        conn.execute("""
+                [name, marks, revisions, now, now],
+            )
+        conn.execute(
+            """
             UPDATE ops.file_ingestions SET silver_coverage_to = silver_coverage_to + 1
             WHERE ingestion_id IN (SELECT max(ingestion_id) FROM ops.file_ingestions
                                    WHERE silver_status = 'promoted' AND ticker <> ''
                                    GROUP BY silver_table, ticker ORDER BY 1 DESC LIMIT $moved)
-        """, {"moved": MOVED})
+        """,
+            {"moved": MOVED},
+        )
         stats = conn.execute("""
-            SELECT count(*), count(DISTINCT ticker) FILTER (WHERE ticker <> ''), count(DISTINCT dataset || discriminator),
+            SELECT count(*), count(DISTINCT ticker) FILTER (WHERE ticker <> ''),
+                   count(DISTINCT dataset || discriminator),
                    count(*) FILTER (WHERE can_promote AND coalesce(silver_status, '') <> 'promoted'),
                    count(*) FILTER (WHERE error_class IS NOT NULL), count(DISTINCT run_id)
             FROM ops.file_ingestions
         """).fetchone()
         conn.execute("CHECKPOINT")
-    return {"rows": stats[0], "tickers": stats[1], "datasets": stats[2], "promotable": stats[3], "errors": stats[4],
-            "runs": stats[5], "build_s": time.perf_counter() - started}
+    return {
+        "rows": stats[0],
+        "tickers": stats[1],
+        "datasets": stats[2],
+        "promotable": stats[3],
+        "errors": stats[4],
+        "runs": stats[5],
+        "build_s": time.perf_counter() - started,
+    }
 
 
 def _median(fn: Callable[[], object], reps: int) -> tuple[float, object]:
@@ -226,8 +274,10 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
         times["silver_promotion_sensor tick"], tick = _median(silver_tick, reps)
         notes["silver_promotion_sensor tick"] = f"{len(tick.run_requests)} run request(s)"
         times["gold_promotion_sensor tick"], tick = _median(gold_tick, reps)
-        notes["gold_promotion_sensor tick"] = (f"{len(tick.run_requests)} run request(s), "
-                                               f"{len(tick.run_requests[0].asset_selection) if tick.run_requests else 0} gold asset(s)")
+        notes["gold_promotion_sensor tick"] = (
+            f"{len(tick.run_requests)} run request(s), "
+            f"{len(tick.run_requests[0].asset_selection) if tick.run_requests else 0} gold asset(s)"
+        )
 
     def status_call():
         out = io.StringIO()
@@ -250,8 +300,9 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
         with warehouse.reader() as conn:
             out = {}
             for entry in keymap:
-                out.update(file_ingestions.latest_bronze_coverage(conn, entry.identity,
-                                                                  ticker_wildcard=entry.per_ticker))
+                out.update(
+                    file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker)
+                )
             return out
 
     times["latest_bronze_coverage (27 entries)"], cov = _median(coverage, reps)
@@ -274,15 +325,23 @@ def main(quick: bool = False) -> dict:
         for n in (small, large):
             data_dir = Path(tmp) / f"n{n}"
             info = build_ledger(data_dir, n)
-            print(f"ledger {info['rows']:,} rows: {info['tickers']:,} tickers, {info['datasets']} datasets, "
-                  f"{info['runs']} daily runs, {info['promotable']:,} promotable not promoted, {info['errors']:,} errors "
-                  f"(built in {info['build_s']:.1f} s)")
+            print(
+                f"ledger {info['rows']:,} rows: {info['tickers']:,} tickers, {info['datasets']} datasets, "
+                f"{info['runs']} daily runs, {info['promotable']:,} promotable not promoted, {info['errors']:,} errors "
+                f"(built in {info['build_s']:.1f} s)"
+            )
             results[n], notes[n] = measure(data_dir, reps)
 
-    label_small, label_large = f"{small // 1000}k", (f"{large // 1_000_000}M" if large >= 1_000_000 else f"{large // 1000}k")
+    label_small, label_large = (
+        f"{small // 1000}k",
+        (f"{large // 1_000_000}M" if large >= 1_000_000 else f"{large // 1000}k"),
+    )
     ops = list(results[small])
     width = max(len(o) for o in ops)
-    header = f"{'operation':<{width}}  {label_small:>9}  {label_large:>9}  {'growth':>7}  targets                     ok   at {label_large}"
+    header = (
+        f"{'operation':<{width}}  {label_small:>9}  {label_large:>9}  {'growth':>7}  "
+        f"targets                     ok   at {label_large}"
+    )
     print(f"\nmedian of {reps} repetitions (after one warm-up call)")
     print(header)
     print("-" * len(header))
@@ -298,8 +357,10 @@ def main(quick: bool = False) -> dict:
             target = f"< {SENSOR_TARGET_S:g} s, " + target
         checks[op] = ok
         rows.append({"operation": op, "small_s": a, "large_s": b, "growth": growth, "ok": ok})
-        print(f"{op:<{width}}  {a:>8.3f}s  {b:>8.3f}s  {growth:>6.2f}x  {target:<26}  {'yes' if ok else 'NO ':3}  "
-              f"{notes[large][op]}")
+        print(
+            f"{op:<{width}}  {a:>8.3f}s  {b:>8.3f}s  {growth:>6.2f}x  {target:<26}  {'yes' if ok else 'NO ':3}  "
+            f"{notes[large][op]}"
+        )
     if quick:
         print(f"  (--quick uses {small:,} and {large:,} rows; the targets are stated for 100k and 1M)")
     return {"sizes": (small, large), "rows": rows, "checks": checks, "reps": reps}

@@ -48,9 +48,9 @@ from pipeline.warehouse.connection import Warehouse
 
 TABLE = "fmp_price_eod"
 FIELDS = ("symbol", "date", "open", "high", "low", "close", "volume", "change", "changePercent", "vwap")
-BATCH_FILES = 2000   # files per promote_files call (one transaction each); the sensor's batch size
-REPEAT = 5          # rounds of (baseline, promotion, re-promotion); the report uses medians
-TARGETS = {"promote": 0.8, "repromote": 1.2}   # median rows/s over the median baseline rows/s
+BATCH_FILES = 2000  # files per promote_files call (one transaction each); the sensor's batch size
+REPEAT = 5  # rounds of (baseline, promotion, re-promotion); the report uses medians
+TARGETS = {"promote": 0.8, "repromote": 1.2}  # median rows/s over the median baseline rows/s
 PEAK_RSS_MIB = 2048
 
 BASELINE_SQL = """
@@ -72,6 +72,7 @@ def peak_rss_mib() -> float:
 
 # ---- data --------------------------------------------------------------------------------------------------
 
+
 def generate(workdir: Path, tickers: int, windows: int, rows: int, warehouses: list[Warehouse] | None = None) -> None:
     """Write tickers x windows EOD envelopes of `rows` rows each and register them in the ledger (of each of
     `warehouses`, default the DuckDB file in `workdir`)."""
@@ -87,17 +88,41 @@ def generate(workdir: Path, tickers: int, windows: int, rows: int, warehouses: l
             content = []
             for i in range(rows):
                 price = 10.0 + (t % 50) + i * 0.01
-                content.append({"symbol": ticker, "date": (start + dt.timedelta(days=i)).isoformat(),
-                                "open": price, "high": price + 0.5, "low": price - 0.5, "close": price + 0.1,
-                                "volume": 1_000_000 + i, "change": 0.1, "changePercent": 0.98, "vwap": price + 0.05})
+                content.append(
+                    {
+                        "symbol": ticker,
+                        "date": (start + dt.timedelta(days=i)).isoformat(),
+                        "open": price,
+                        "high": price + 0.5,
+                        "low": price - 0.5,
+                        "close": price + 0.1,
+                        "volume": 1_000_000 + i,
+                        "change": 0.1,
+                        "changePercent": 0.98,
+                        "vwap": price + 0.05,
+                    }
+                )
             env = BronzeEnvelope(
-                file_id=new_file_id(), run_id="bench-fetch", identity=DatasetIdentity(
-                    entry.domain, entry.source, entry.dataset, "", ticker),
+                file_id=new_file_id(),
+                run_id="bench-fetch",
+                identity=DatasetIdentity(entry.domain, entry.source, entry.dataset, "", ticker),
                 request=RequestInfo(entry.recipe.path, "https://example.test/eod", {"symbol": ticker}),
-                fetched_at=fetched + dt.timedelta(seconds=w * tickers + t), elapsed_ms=1.0, attempts=1,
-                status_code=200, headers={}, body_sha256="", bytes=0, content_format="json", content=content,
-                row_count=rows, coverage_from=start, coverage_to=start + dt.timedelta(days=rows - 1),
-                error_class=None, error_message=None, can_promote=True)
+                fetched_at=fetched + dt.timedelta(seconds=w * tickers + t),
+                elapsed_ms=1.0,
+                attempts=1,
+                status_code=200,
+                headers={},
+                body_sha256="",
+                bytes=0,
+                content_format="json",
+                content=content,
+                row_count=rows,
+                coverage_from=start,
+                coverage_to=start + dt.timedelta(days=rows - 1),
+                error_class=None,
+                error_message=None,
+                can_promote=True,
+            )
             path = store.write(env, journal="bench")
             records.append(file_record(env, path, TABLE))
     for warehouse in warehouses or [Warehouse(workdir / "warehouse.duckdb")]:
@@ -108,10 +133,13 @@ def generate(workdir: Path, tickers: int, windows: int, rows: int, warehouses: l
 
 # ---- phases (each in its own process) ----------------------------------------------------------------------
 
+
 def phase_baseline(workdir: Path) -> dict:
     with Warehouse(workdir / "warehouse.duckdb").connect() as conn:
-        paths = [str(workdir / "bronze" / r[0]) for r in conn.execute(
-            "SELECT bronze_path FROM ops.file_ingestions ORDER BY ingestion_id").fetchall()]
+        paths = [
+            str(workdir / "bronze" / r[0])
+            for r in conn.execute("SELECT bronze_path FROM ops.file_ingestions ORDER BY ingestion_id").fetchall()
+        ]
     target = workdir / "baseline.duckdb"
     target.unlink(missing_ok=True)
     conn = duckdb.connect(str(target))
@@ -130,14 +158,16 @@ def _promote_all(workdir: Path, run_id: str) -> dict:
     warehouse = Warehouse(workdir / "warehouse.duckdb")
     with warehouse.connect() as conn:
         files = file_ingestions.promotable_files(conn, tables=[TABLE])
-        conn.execute("SELECT 1 FROM read_json($p, format = 'auto') LIMIT 1",
-                     {"p": [str(workdir / "bronze" / files[0].bronze_path)]})  # load the extension
+        conn.execute(
+            "SELECT 1 FROM read_json($p, format = 'auto') LIMIT 1",
+            {"p": [str(workdir / "bronze" / files[0].bronze_path)]},
+        )  # load the extension
     totals = dict.fromkeys(("rows_read", "inserted", "updated", "unchanged", "rejected", "duplicates"), 0)
     calls = 0
     start = time.perf_counter()
     for i in range(0, len(files), BATCH_FILES):
         with warehouse.transaction() as conn:
-            result = promote_files(conn, keymap, TABLE, files[i:i + BATCH_FILES], workdir / "bronze", run_id)
+            result = promote_files(conn, keymap, TABLE, files[i : i + BATCH_FILES], workdir / "bronze", run_id)
         calls += 1
         for k in totals:
             totals[k] += getattr(result, k)
@@ -160,15 +190,22 @@ PHASES = {"baseline": phase_baseline, "promote": phase_promote, "repromote": pha
 
 
 def run_phase(name: str, workdir: Path) -> dict:
-    out = subprocess.run([sys.executable, "-m", "pipeline_tests.bench.bench_silver", "--phase", name,
-                          "--workdir", str(workdir)], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pipeline_tests.bench.bench_silver", "--phase", name, "--workdir", str(workdir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---- report ------------------------------------------------------------------------------------------------
 
-LABELS = {"baseline": "baseline read_json + INSERT OR REPLACE", "promote": "first promotion (promote_files)",
-          "repromote": "re-promotion of unchanged files"}
+LABELS = {
+    "baseline": "baseline read_json + INSERT OR REPLACE",
+    "promote": "first promotion (promote_files)",
+    "repromote": "re-promotion of unchanged files",
+}
 
 
 def run_round(workdir: Path) -> dict[str, dict]:
@@ -188,17 +225,24 @@ def summarize(rounds: list[dict[str, dict]]) -> dict:
         rates = [r.get("rows_read", r.get("rows")) / r["seconds"] for r in runs]
         seconds = [r["seconds"] for r in runs]
         med = statistics.median(seconds)
-        results[name] = {**runs[-1], "seconds": med, "seconds_all": seconds, "rows_per_s": statistics.median(rates),
-                         "spread": (max(seconds) - min(seconds)) / med if med else 0.0,
-                         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
-                         "changed_nothing": all(r.get("inserted", 0) == r.get("updated", 0) == 0 for r in runs)}
+        results[name] = {
+            **runs[-1],
+            "seconds": med,
+            "seconds_all": seconds,
+            "rows_per_s": statistics.median(rates),
+            "spread": (max(seconds) - min(seconds)) / med if med else 0.0,
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+            "changed_nothing": all(r.get("inserted", 0) == r.get("updated", 0) == 0 for r in runs),
+        }
     base = results["baseline"]["rows_per_s"]
     for name in LABELS:
         results[name]["ratio"] = results[name]["rows_per_s"] / base
         # the ratio within each round: how much of the spread is shared load rather than the code
         results[name]["round_ratios"] = [
             (r[name].get("rows_read", r[name].get("rows")) / r[name]["seconds"])
-            / (r["baseline"]["rows"] / r["baseline"]["seconds"]) for r in rounds]
+            / (r["baseline"]["rows"] / r["baseline"]["seconds"])
+            for r in rounds
+        ]
     return results
 
 
@@ -210,25 +254,34 @@ def main(quick: bool = False, repeat: int = REPEAT) -> dict:
         t0 = time.perf_counter()
         generate(workdir, tickers, windows, rows)
         shutil.copyfile(workdir / "warehouse.duckdb", workdir / "pristine.duckdb")
-        print(f"generated {tickers * windows} envelopes x {rows} rows = {tickers * windows * rows:,} rows "
-              f"in {time.perf_counter() - t0:.1f} s ({BATCH_FILES} files per promote_files call, {repeat} rounds)",
-              flush=True)
+        print(
+            f"generated {tickers * windows} envelopes x {rows} rows = {tickers * windows * rows:,} rows "
+            f"in {time.perf_counter() - t0:.1f} s ({BATCH_FILES} files per promote_files call, {repeat} rounds)",
+            flush=True,
+        )
         rounds = []
         for i in range(repeat):
             rounds.append(run_round(workdir))
-            print(f"  round {i + 1}/{repeat}: " + ", ".join(
-                f"{name} {r['seconds']:.2f} s" for name, r in rounds[-1].items()), flush=True)
+            print(
+                f"  round {i + 1}/{repeat}: "
+                + ", ".join(f"{name} {r['seconds']:.2f} s" for name, r in rounds[-1].items()),
+                flush=True,
+            )
     results = summarize(rounds)
 
     print(f"{'phase':<40}{'median s':>9}{'spread':>8}{'rows/s':>12}{'vs baseline':>13}{'rounds':>13}{'peak MiB':>10}")
     for name, label in LABELS.items():
         r = results[name]
         rr = r["round_ratios"]
-        print(f"{label:<40}{r['seconds']:>9.2f}{r['spread']:>7.0%} {r['rows_per_s']:>12,.0f}{r['ratio']:>13.2f}"
-              f"{min(rr):>6.2f}-{max(rr):<6.2f}{r['peak_rss_mib']:>10,.0f}")
+        print(
+            f"{label:<40}{r['seconds']:>9.2f}{r['spread']:>7.0%} {r['rows_per_s']:>12,.0f}{r['ratio']:>13.2f}"
+            f"{min(rr):>6.2f}-{max(rr):<6.2f}{r['peak_rss_mib']:>10,.0f}"
+        )
     p, rp = results["promote"], results["repromote"]
-    print(f"first promotion: inserted={p['inserted']:,} updated={p['updated']:,} rejected={p['rejected']:,} "
-          f"in {p['calls']} call(s)")
+    print(
+        f"first promotion: inserted={p['inserted']:,} updated={p['updated']:,} rejected={p['rejected']:,} "
+        f"in {p['calls']} call(s)"
+    )
     print(f"re-promotion:    inserted={rp['inserted']:,} updated={rp['updated']:,} unchanged={rp['unchanged']:,}")
     print("(spread = (max - min) / median of the rounds' seconds; rounds = range of the per-round ratios)")
     checks = {

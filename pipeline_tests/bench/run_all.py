@@ -26,7 +26,7 @@ class Line:
     measure: str
     value: str
     target: str
-    met: bool | None      # None: informational
+    met: bool | None  # None: informational
 
 
 def run_client(quick: bool) -> list[Line]:
@@ -56,15 +56,28 @@ def run_silver(quick: bool) -> list[Line]:
     checks = res["checks"]
     first, again = bench_silver.TARGETS["promote"], bench_silver.TARGETS["repromote"]
     return [
-        Line("silver", "first promotion / baseline rows/s (median)",
-             f"{p['ratio']:.2f} ({p['rows_per_s']:,.0f} rows/s, spread {p['spread']:.0%})",
-             f">= {first}", checks[f"first promotion / baseline >= {first}"]),
-        Line("silver", "unchanged re-promotion / baseline rows/s (median)",
-             f"{rp['ratio']:.2f} ({rp['rows_per_s']:,.0f} rows/s, spread {rp['spread']:.0%})",
-             f">= {again}", checks[f"unchanged re-promotion / baseline >= {again}"]),
+        Line(
+            "silver",
+            "first promotion / baseline rows/s (median)",
+            f"{p['ratio']:.2f} ({p['rows_per_s']:,.0f} rows/s, spread {p['spread']:.0%})",
+            f">= {first}",
+            checks[f"first promotion / baseline >= {first}"],
+        ),
+        Line(
+            "silver",
+            "unchanged re-promotion / baseline rows/s (median)",
+            f"{rp['ratio']:.2f} ({rp['rows_per_s']:,.0f} rows/s, spread {rp['spread']:.0%})",
+            f">= {again}",
+            checks[f"unchanged re-promotion / baseline >= {again}"],
+        ),
         Line("silver", "peak RSS", f"{peak:,.0f} MiB", "< 2048 MiB", checks["peak RSS < 2 GiB"]),
-        Line("silver", "re-promotion inserted/updated", f"{rp['inserted']}/{rp['updated']}", "0/0",
-             checks["re-promotion changed nothing"]),
+        Line(
+            "silver",
+            "re-promotion inserted/updated",
+            f"{rp['inserted']}/{rp['updated']}",
+            "0/0",
+            checks["re-promotion changed nothing"],
+        ),
     ]
 
 
@@ -76,9 +89,18 @@ def run_ledger(quick: bool) -> list[Line]:
     out = []
     for r in res["rows"]:
         sensor = r["operation"] in bench_ledger.SENSORS
-        target = (f"< {bench_ledger.SENSOR_TARGET_S:g} s, " if sensor else "") + f"growth <= {bench_ledger.GROWTH_TARGET:g}x"
-        out.append(Line("ledger", f"{r['operation']} ({small:,} -> {large:,} rows)",
-                        f"{r['small_s']:.3f} s -> {r['large_s']:.3f} s ({r['growth']:.2f}x)", target, r["ok"]))
+        target = (
+            f"< {bench_ledger.SENSOR_TARGET_S:g} s, " if sensor else ""
+        ) + f"growth <= {bench_ledger.GROWTH_TARGET:g}x"
+        out.append(
+            Line(
+                "ledger",
+                f"{r['operation']} ({small:,} -> {large:,} rows)",
+                f"{r['small_s']:.3f} s -> {r['large_s']:.3f} s ({r['growth']:.2f}x)",
+                target,
+                r["ok"],
+            )
+        )
     return out
 
 
@@ -87,8 +109,13 @@ def run_definitions(quick: bool) -> list[Line]:
 
     res = bench_definitions.main(quick=quick)
     return [
-        Line("definitions", f"load, {bench_definitions.TICKERS:,} tickers (fresh process)", f"{res['wall_s']:.2f} s",
-             f"< {bench_definitions.TARGET_S:g} s", res["wall_s"] < bench_definitions.TARGET_S),
+        Line(
+            "definitions",
+            f"load, {bench_definitions.TICKERS:,} tickers (fresh process)",
+            f"{res['wall_s']:.2f} s",
+            f"< {bench_definitions.TARGET_S:g} s",
+            res["wall_s"] < bench_definitions.TARGET_S,
+        ),
         Line("definitions", "load, empty instance (baseline)", f"{res['baseline_wall_s']:.2f} s", "", None),
     ]
 
@@ -102,24 +129,53 @@ def run_backfill(quick: bool) -> list[Line]:
     out = [
         Line("backfill", f"{n} tickers: library wall", f"{r['library']['seconds']:.1f} s", "", None),
         Line("backfill", f"{n} tickers: cli wall (pipeline run)", f"{r['cli']['seconds']:.1f} s", "", None),
-        Line("backfill", "cli / library (Dagster on SQLite)", f"{res['ratio']:.2f}", f"<= {bench_backfill.RATIO_TARGET:g}",
-             res["ratio"] <= bench_backfill.RATIO_TARGET),
-        Line("backfill", "cli / library (Dagster on PostgreSQL)",
-             f"{res['ratio_pg']:.2f}" if res["ratio_pg"] is not None else f"skipped: {r['cli_pg']['skipped']}"[:60],
-             f"<= {bench_backfill.RATIO_TARGET:g}",
-             res["ratio_pg"] <= bench_backfill.RATIO_TARGET if res["ratio_pg"] is not None else None),
-        Line("backfill", "Dagster runs launched by the cli", str(res["cli_runs"]), f"<= {bench_backfill.RUNS_TARGET}",
-             (res["cli_runs"] or 10**9) <= bench_backfill.RUNS_TARGET),
-        Line("backfill", "cli result equals library result", "yes" if res["checks"][
-            "cli exit code 0 and same result as the library"] else "no", "yes",
-             res["checks"]["cli exit code 0 and same result as the library"]),
+        Line(
+            "backfill",
+            "cli / library (Dagster on SQLite)",
+            f"{res['ratio']:.2f}",
+            f"<= {bench_backfill.RATIO_TARGET:g}",
+            res["ratio"] <= bench_backfill.RATIO_TARGET,
+        ),
+        Line(
+            "backfill",
+            "cli / library (Dagster on PostgreSQL)",
+            f"{res['ratio_pg']:.2f}" if res["ratio_pg"] is not None else f"skipped: {r['cli_pg']['skipped']}"[:60],
+            f"<= {bench_backfill.RATIO_TARGET:g}",
+            res["ratio_pg"] <= bench_backfill.RATIO_TARGET if res["ratio_pg"] is not None else None,
+        ),
+        Line(
+            "backfill",
+            "Dagster runs launched by the cli",
+            str(res["cli_runs"]),
+            f"<= {bench_backfill.RUNS_TARGET}",
+            (res["cli_runs"] or 10**9) <= bench_backfill.RUNS_TARGET,
+        ),
+        Line(
+            "backfill",
+            "cli result equals library result",
+            "yes" if res["checks"]["cli exit code 0 and same result as the library"] else "no",
+            "yes",
+            res["checks"]["cli exit code 0 and same result as the library"],
+        ),
     ]
     ui = r.get("ui")
     if ui and "error" not in ui:
-        out += [Line("backfill", f"{n} tickers: ui backfill, launch -> done", f"{ui['seconds']:.1f} s ({ui['status']})",
-                     "", None),
-                Line("backfill", "Dagster runs launched by the ui backfill", str(ui["runs"]),
-                     f"<= {bench_backfill.RUNS_TARGET}", ui["runs"] <= bench_backfill.RUNS_TARGET)]
+        out += [
+            Line(
+                "backfill",
+                f"{n} tickers: ui backfill, launch -> done",
+                f"{ui['seconds']:.1f} s ({ui['status']})",
+                "",
+                None,
+            ),
+            Line(
+                "backfill",
+                "Dagster runs launched by the ui backfill",
+                str(ui["runs"]),
+                f"<= {bench_backfill.RUNS_TARGET}",
+                ui["runs"] <= bench_backfill.RUNS_TARGET,
+            ),
+        ]
     elif ui:
         out.append(Line("backfill", "ui backfill", ui["error"][:60], "", False))
     else:
@@ -132,27 +188,46 @@ def run_lake(quick: bool) -> list[Line]:
 
     res = bench_lake.main(quick=quick)
     base = res["file_1"]
-    out = [Line("lake", "Silver promotion, DuckDB file, 1 writer", f"{base['rows_per_s']:,.0f} rows/s", "baseline", None)]
+    out = [
+        Line("lake", "Silver promotion, DuckDB file, 1 writer", f"{base['rows_per_s']:,.0f} rows/s", "baseline", None)
+    ]
     if res.get("lake_skipped"):
         return out + [Line("lake", "DuckLake writers", "skipped: no PostgreSQL", "", None)]
     for key, label in (("lake_1", "DuckLake, 1 writer / file"), ("lake_2", "DuckLake, 2 concurrent writers / file")):
         r = res[key]
-        out.append(Line("lake", label, f"{r['ratio']:.2f} ({r['rows_per_s']:,.0f} rows/s, {r['conflicts']} retries)",
-                        "measured", None))
+        out.append(
+            Line(
+                "lake",
+                label,
+                f"{r['ratio']:.2f} ({r['rows_per_s']:,.0f} rows/s, {r['conflicts']} retries)",
+                "measured",
+                None,
+            )
+        )
     return out
 
 
 BENCHES: dict[str, Callable[[bool], list[Line]]] = {
-    "client": run_client, "silver": run_silver, "ledger": run_ledger, "definitions": run_definitions,
-    "backfill": run_backfill, "lake": run_lake,
+    "client": run_client,
+    "silver": run_silver,
+    "ledger": run_ledger,
+    "definitions": run_definitions,
+    "backfill": run_backfill,
+    "lake": run_lake,
 }
 
 
 def print_summary(lines: list[Line]) -> None:
     head = ("benchmark", "value", "target", "met?")
-    cells = [(f"{line.bench}: {line.measure}", line.value, line.target,
-              "-" if line.met is None else ("yes" if line.met else "NO"))
-             for line in lines]
+    cells = [
+        (
+            f"{line.bench}: {line.measure}",
+            line.value,
+            line.target,
+            "-" if line.met is None else ("yes" if line.met else "NO"),
+        )
+        for line in lines
+    ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
     fmt = " | ".join(f"{{:<{w}}}" for w in widths)
     print(fmt.format(*head))
@@ -188,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             crashed = True
         print(f"(bench_{name}: {time.monotonic() - t0:.0f} s)", flush=True)
 
-    print(f"\n==================== summary ({'quick' if args.quick else 'full'}, "
-          f"{time.monotonic() - started:.0f} s) ====================")
+    print(
+        f"\n==================== summary ({'quick' if args.quick else 'full'}, "
+        f"{time.monotonic() - started:.0f} s) ===================="
+    )
     print_summary(lines)
     if args.quick:
         print("(quick mode: smaller inputs; the targets are stated for the full benches)")

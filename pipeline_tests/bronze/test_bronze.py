@@ -58,10 +58,11 @@ def entry(dataset: str, discriminator: str = "") -> KeymapEntry:
 
 EOD_ENTRY = entry("historical-price-eod")
 TREASURY_ENTRY = entry("treasury-rates")
-SCREENER_ENTRY = entry("company-screener")   # min_plan: starter
+SCREENER_ENTRY = entry("company-screener")  # min_plan: starter
 
 
 # -- fakes and helpers ---------------------------------------------------------------------------------
+
 
 class DayData:
     """FakeFmpServer data: the sample source as of `self.as_of` (switch the date between runs)."""
@@ -82,8 +83,14 @@ class DayData:
 
 
 def make_client(base_url: str, **overrides: Any) -> FmpClient:
-    options: dict[str, Any] = dict(max_retries=2, backoff_base_s=0.001, backoff_cap_s=0.01, retry_after_cap_s=0.05,
-                                   timeout_s=5.0, limiter=RateLimiter(100_000))
+    options: dict[str, Any] = dict(
+        max_retries=2,
+        backoff_base_s=0.001,
+        backoff_cap_s=0.01,
+        retry_after_cap_s=0.05,
+        timeout_s=5.0,
+        limiter=RateLimiter(100_000),
+    )
     options.update(overrides)
     return FmpClient(base_url, KEY, **options)
 
@@ -96,14 +103,31 @@ class Lake:
         self.warehouse = Warehouse(root / "warehouse.duckdb")
         self.store = BronzeStore(root / "bronze")
 
-    def run(self, server_or_url: FakeFmpServer | str, entries: Sequence[KeymapEntry], tickers: Sequence[str],
-            today: dt.date, *, fmp_plan: str | None = None, run_id: str | None = None,
-            **client_options: Any) -> BronzeRunReport:
+    def run(
+        self,
+        server_or_url: FakeFmpServer | str,
+        entries: Sequence[KeymapEntry],
+        tickers: Sequence[str],
+        today: dt.date,
+        *,
+        fmp_plan: str | None = None,
+        run_id: str | None = None,
+        **client_options: Any,
+    ) -> BronzeRunReport:
         base_url = server_or_url if isinstance(server_or_url, str) else server_or_url.base_url
         with make_client(base_url, **client_options) as client:
-            return run_bronze(entries=entries, tickers=tickers, warehouse=self.warehouse, store=self.store,
-                              client=client, run_id=run_id or str(uuid.uuid4()), today=today, fmp_plan=fmp_plan,
-                              source_mode="fmp", max_concurrency=4)
+            return run_bronze(
+                entries=entries,
+                tickers=tickers,
+                warehouse=self.warehouse,
+                store=self.store,
+                client=client,
+                run_id=run_id or str(uuid.uuid4()),
+                today=today,
+                fmp_plan=fmp_plan,
+                source_mode="fmp",
+                max_concurrency=4,
+            )
 
     def coverage(self, e: KeymapEntry, ticker: str = "") -> Coverage | None:
         with self.warehouse.connect() as conn:
@@ -159,8 +183,10 @@ def assert_contiguous(windows: list[tuple[dt.date, dt.date]], start: dt.date, en
 
 # -- B1: incremental windows, split at max_window_days ---------------------------------------------------
 
-def test_first_run_from_history_start_then_incremental_from_watermark(lake: Lake, server: FakeFmpServer,
-                                                                      data: DayData) -> None:
+
+def test_first_run_from_history_start_then_incremental_from_watermark(
+    lake: Lake, server: FakeFmpServer, data: DayData
+) -> None:
     report = lake.run(server, [EOD_ENTRY, TREASURY_ENTRY], ["AAPL", "MSFT"], MON)
     assert report.hard_failures == 0
 
@@ -191,8 +217,9 @@ def test_first_run_from_history_start_then_incremental_from_watermark(lake: Lake
 
 
 def test_long_history_is_split_so_no_eod_request_reaches_the_row_cap(lake: Lake, server: FakeFmpServer) -> None:
-    long_eod = dataclasses.replace(EOD_ENTRY, recipe=dataclasses.replace(EOD_ENTRY.recipe,
-                                                                         history_start=dt.date(2000, 1, 1)))
+    long_eod = dataclasses.replace(
+        EOD_ENTRY, recipe=dataclasses.replace(EOD_ENTRY.recipe, history_start=dt.date(2000, 1, 1))
+    )
     report = lake.run(server, [long_eod], ["AAPL"], MON)
     assert report.hard_failures == 0
     eod = wire(server, EOD)
@@ -206,8 +233,10 @@ def test_long_history_is_split_so_no_eod_request_reaches_the_row_cap(lake: Lake,
 
 # -- B2: cadence over consecutive days ---------------------------------------------------------------------
 
+
 def test_four_consecutive_daily_runs_fetch_every_day_and_a_rerun_fetches_nothing(
-        lake: Lake, server: FakeFmpServer, data: DayData) -> None:
+    lake: Lake, server: FakeFmpServer, data: DayData
+) -> None:
     tickers = ["AAPL", "MSFT"]
     for day in (MON, TUE, WED, THU):
         data.as_of = day
@@ -222,7 +251,9 @@ def test_four_consecutive_daily_runs_fetch_every_day_and_a_rerun_fetches_nothing
             assert lake.coverage(EOD_ENTRY, t).last_as_of == day
 
     # the union of what was fetched has no gap: every trading day the source knows, up to Thursday
-    full = json.loads(data.source(THU).respond(EOD, {"symbol": "AAPL", "from": "2019-01-01", "to": THU.isoformat()}).body)
+    full = json.loads(
+        data.source(THU).respond(EOD, {"symbol": "AAPL", "from": "2019-01-01", "to": THU.isoformat()}).body
+    )
     expected = {row["date"] for row in full}
     got = {row["date"] for env in lake.envelopes("historical-price-eod", "AAPL") for row in env.content}
     assert got == expected
@@ -238,7 +269,9 @@ def test_four_consecutive_daily_runs_fetch_every_day_and_a_rerun_fetches_nothing
     assert all("not due" in r and "min_age_days=1" in r and "0 day(s) old" in r for r in rep.skip_reasons)
     with lake.warehouse.connect() as conn:
         run = get_run(conn, run_id)
-    assert run["status"] == "success" and run["requests"] == 0 and run["skipped"] == 2 and "nothing due" in run["message"]
+    assert (
+        run["status"] == "success" and run["requests"] == 0 and run["skipped"] == 2 and "nothing due" in run["message"]
+    )
 
 
 # -- B3 / B12: failures never move the watermark, and the next run recovers -----------------------------------
@@ -252,7 +285,8 @@ FAILURES = {
 
 @pytest.mark.parametrize("kind", list(FAILURES))
 def test_failed_fetch_keeps_the_watermark_and_the_next_run_refetches_the_window(
-        lake: Lake, server: FakeFmpServer, data: DayData, kind: str) -> None:
+    lake: Lake, server: FakeFmpServer, data: DayData, kind: str
+) -> None:
     faults, error_class, hard = FAILURES[kind]
     lake.run(server, [EOD_ENTRY], ["AAPL"], MON, max_retries=4)
     before = lake.coverage(EOD_ENTRY, "AAPL")
@@ -319,16 +353,18 @@ def test_failed_middle_window_is_fetched_again(lake: Lake, server: FakeFmpServer
 
     failing["on"] = False
     seen = len(server.requests)
-    lake.run(server, [TREASURY_ENTRY], [], MON)      # the same day: retried at once, not after min_age_days
+    lake.run(server, [TREASURY_ENTRY], [], MON)  # the same day: retried at once, not after min_age_days
     windows = [(d(p["from"]), d(p["to"])) for p in wire(server, TREASURY, seen)]
-    assert windows and min(a for a, _ in windows) <= d("2023-04-01"), f"the failed window was not re-requested: {windows}"
+    assert windows and min(a for a, _ in windows) <= d("2023-04-01"), (
+        f"the failed window was not re-requested: {windows}"
+    )
     assert max(b for _, b in windows) == MON
     dates = {row["date"] for e in lake.envelopes("treasury-rates") if e.can_promote for row in e.content}
-    assert "2023-04-03" in dates and "2023-06-29" in dates   # trading days inside the failed window
+    assert "2023-04-03" in dates and "2023-06-29" in dates  # trading days inside the failed window
     cov = lake.coverage(TREASURY_ENTRY)
     assert cov.coverage_to == MON and cov.last_as_of == MON
     seen = len(server.requests)
-    assert lake.run(server, [TREASURY_ENTRY], [], MON).requests == 0    # healed: back to the normal cadence
+    assert lake.run(server, [TREASURY_ENTRY], [], MON).requests == 0  # healed: back to the normal cadence
 
 
 def test_missing_first_window_is_fetched_again(lake: Lake, server: FakeFmpServer, data: DayData) -> None:
@@ -352,20 +388,34 @@ def test_missing_first_window_is_fetched_again(lake: Lake, server: FakeFmpServer
     assert lake.coverage(TREASURY_ENTRY).first_window_from == history_start
     seen = len(server.requests)
     lake.run(server, [TREASURY_ENTRY], [], MON + dt.timedelta(days=2))
-    assert all(d(p["from"]) > history_start for p in wire(server, TREASURY, seen))    # healed: incremental again
+    assert all(d(p["from"]) > history_start for p in wire(server, TREASURY, seen))  # healed: incremental again
 
 
 # -- B13: pagination guards ---------------------------------------------------------------------------------
 
 PAGED_DOC = {
     "version": 1,
-    "datasets": [{
-        "domain": "market", "source": "fmp", "dataset": "fake-paged", "ticker_scope": "global",
-        "description": "A paginated test dataset.", "docs_url": "https://example.invalid/fake-paged",
-        "silver": {"table": "fake_paged", "key": ["id"], "columns": [{"name": "id", "type": "integer", "nullable": False}]},
-        "recipe": {"path": "fake-paged", "query": {"page": "__page__"}, "min_age_days": 1,
-                   "pagination": {"param": "page", "start": 0, "max_pages": 5}},
-    }],
+    "datasets": [
+        {
+            "domain": "market",
+            "source": "fmp",
+            "dataset": "fake-paged",
+            "ticker_scope": "global",
+            "description": "A paginated test dataset.",
+            "docs_url": "https://example.invalid/fake-paged",
+            "silver": {
+                "table": "fake_paged",
+                "key": ["id"],
+                "columns": [{"name": "id", "type": "integer", "nullable": False}],
+            },
+            "recipe": {
+                "path": "fake-paged",
+                "query": {"page": "__page__"},
+                "min_age_days": 1,
+                "pagination": {"param": "page", "start": 0, "max_pages": 5},
+            },
+        }
+    ],
 }
 PAGED = parse_keymap(PAGED_DOC, "<test>").entries[0]
 
@@ -379,14 +429,16 @@ def paged_data(pages: int | None = None, *, ignore_page: bool = False, fail_page
         if pages is not None and page >= pages:
             return 200, b"[]", {}
         return 200, json.dumps([{"id": page * 10 + i} for i in range(3)]).encode(), {}
+
     return respond
 
 
 def paged_run(lake: Lake, server: FakeFmpServer) -> list[BronzeEnvelope]:
     run_id = str(uuid.uuid4())
     lake.run(server, [PAGED], [], MON, run_id=run_id)
-    return sorted((lake.store.read(r["bronze_path"]) for r in lake.ledger("run_id = ?", [run_id])),
-                  key=lambda e: e.request.page)
+    return sorted(
+        (lake.store.read(r["bronze_path"]) for r in lake.ledger("run_id = ?", [run_id])), key=lambda e: e.request.page
+    )
 
 
 def test_pagination_stops_at_an_empty_page(lake: Lake, server: FakeFmpServer) -> None:
@@ -420,7 +472,7 @@ def test_a_failed_middle_page_makes_the_whole_set_unpromotable(lake: Lake, serve
     assert not any(e.can_promote for e in envs)
     assert envs[2].error_class == "http_status"
     assert all(any("page set incomplete" in n for n in e.notes) for e in envs[:2])
-    assert lake.coverage(PAGED) is None          # nothing good: the dataset stays due
+    assert lake.coverage(PAGED) is None  # nothing good: the dataset stays due
     # and the next run walks the whole set again
     server.data = paged_data(pages=2)
     seen = len(server.requests)
@@ -430,6 +482,7 @@ def test_a_failed_middle_page_makes_the_whole_set_unpromotable(lake: Lake, serve
 
 
 # -- plan gating ---------------------------------------------------------------------------------------------
+
 
 def test_recipe_above_the_plan_is_skipped_visibly_and_not_requested(lake: Lake, server: FakeFmpServer) -> None:
     report = lake.run(server, [EOD_ENTRY, SCREENER_ENTRY], ["AAPL"], MON, fmp_plan="basic")
@@ -445,11 +498,17 @@ def test_recipe_above_the_plan_is_skipped_visibly_and_not_requested(lake: Lake, 
 
 # -- crash recovery: orphans ------------------------------------------------------------------------------------
 
+
 def _write_unregistered(lake: Lake, server: FakeFmpServer, journal: str) -> BronzeEnvelope:
     """Fetch and write one file like a worker does, then 'crash' before registering it."""
-    request = PlannedRequest(EOD_ENTRY.identity.with_ticker("AAPL"), EOD,
-                             {"symbol": "AAPL", "from": "2025-03-01", "to": MON.isoformat()}, MON,
-                             d("2025-03-01"), MON)
+    request = PlannedRequest(
+        EOD_ENTRY.identity.with_ticker("AAPL"),
+        EOD,
+        {"symbol": "AAPL", "from": "2025-03-01", "to": MON.isoformat()},
+        MON,
+        d("2025-03-01"),
+        MON,
+    )
     with make_client(server.base_url) as client:
         (env,) = fetch_request(client, request, EOD_ENTRY, str(uuid.uuid4()))
     lake.store.write(env, journal)
@@ -462,7 +521,9 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_file_written_but_never_registered_is_registered_once_on_the_next_run(lake: Lake, server: FakeFmpServer) -> None:
+def test_file_written_but_never_registered_is_registered_once_on_the_next_run(
+    lake: Lake, server: FakeFmpServer
+) -> None:
     crashed_journal = f"{uuid.uuid4().hex}.{_dead_pid()}.1"
     env = _write_unregistered(lake, server, crashed_journal)
     assert lake.store.journals() == [crashed_journal]
@@ -475,7 +536,8 @@ def test_file_written_but_never_registered_is_registered_once_on_the_next_run(la
 
 
 def test_crash_between_write_and_register_is_repaired_and_not_refetched(
-        lake: Lake, server: FakeFmpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake: Lake, server: FakeFmpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_register = file_ingestions.register_files
 
     def crash(conn, records):
@@ -499,7 +561,7 @@ def test_crash_between_write_and_register_is_repaired_and_not_refetched(
 
 
 def test_journal_of_a_live_process_is_left_alone(lake: Lake, server: FakeFmpServer) -> None:
-    live_journal = f"{uuid.uuid4().hex}.{os.getppid()}.1"   # our parent is alive and may still be writing
+    live_journal = f"{uuid.uuid4().hex}.{os.getppid()}.1"  # our parent is alive and may still be writing
     env = _write_unregistered(lake, server, live_journal)
     with lake.warehouse.transaction() as conn:
         assert register_orphans(conn, lake.store, lambda ident: EOD_ENTRY.silver.table) == 0
@@ -515,7 +577,9 @@ HOSTILE = ["../x", "A/B", "", "x" * 70, "A\nB", "A\x00B", "..", ".hidden", "A\\B
 
 
 @pytest.mark.parametrize("ticker", [t for t in HOSTILE if t])
-def test_hostile_ticker_is_rejected_by_the_store(lake: Lake, server: FakeFmpServer, tmp_path: Path, ticker: str) -> None:
+def test_hostile_ticker_is_rejected_by_the_store(
+    lake: Lake, server: FakeFmpServer, tmp_path: Path, ticker: str
+) -> None:
     request = PlannedRequest(EOD_ENTRY.identity.with_ticker("AAPL"), EOD, {"symbol": "AAPL"}, MON)
     with make_client(server.base_url) as client:
         (good,) = fetch_request(client, request, EOD_ENTRY, str(uuid.uuid4()))
@@ -523,13 +587,14 @@ def test_hostile_ticker_is_rejected_by_the_store(lake: Lake, server: FakeFmpServ
     before = set(tmp_path.rglob("*"))
     with pytest.raises(UnsafeNameError, match="ticker"):
         lake.store.write(hostile, "journal")
-    assert set(tmp_path.rglob("*")) == before          # not even the journal line was written
+    assert set(tmp_path.rglob("*")) == before  # not even the journal line was written
     assert not (tmp_path / "x").exists() and not (tmp_path.parent / "x").exists()
 
 
 @pytest.mark.parametrize("ticker", HOSTILE)
 def test_hostile_ticker_in_a_run_is_rejected_before_anything_is_sent_or_written(
-        lake: Lake, server: FakeFmpServer, tmp_path: Path, ticker: str) -> None:
+    lake: Lake, server: FakeFmpServer, tmp_path: Path, ticker: str
+) -> None:
     # the empty ticker is the store's global marker, so the run itself must refuse it for per-ticker datasets
     with pytest.raises(UnsafeNameError, match="ticker"):
         lake.run(server, [EOD_ENTRY], ["AAPL", ticker], MON)
@@ -539,6 +604,7 @@ def test_hostile_ticker_in_a_run_is_rejected_before_anything_is_sent_or_written(
 
 
 # -- B7: the key never lands anywhere ------------------------------------------------------------------------------
+
 
 def _assert_key_nowhere(lake: Lake, caplog: pytest.LogCaptureFixture) -> None:
     files = [p for p in lake.root.rglob("*") if p.is_file()]
@@ -557,17 +623,20 @@ def _assert_key_nowhere(lake: Lake, caplog: pytest.LogCaptureFixture) -> None:
         assert KEY not in json.dumps(dataclasses.asdict(e), default=str)
 
 
-def test_api_key_never_reaches_disk_logs_or_envelopes(lake: Lake, server: FakeFmpServer, data: DayData,
-                                                      caplog: pytest.LogCaptureFixture,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_never_reaches_disk_logs_or_envelopes(
+    lake: Lake, server: FakeFmpServer, data: DayData, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     caplog.set_level(logging.DEBUG)
     # error bodies that echo the key (as some gateways echo the request URL) must not carry it into Bronze
     server.add_faults(TREASURY, status(503, "busy"), error_message_200(f"Invalid request apikey={KEY}"))
-    server.add_faults(EOD, status(500, f'{{"Error Message": "bad key {KEY}"}}'.encode()),
-                      status(502, f"<html>GET /stable/x?apikey={KEY} failed</html>"))
+    server.add_faults(
+        EOD,
+        status(500, f'{{"Error Message": "bad key {KEY}"}}'.encode()),
+        status(502, f"<html>GET /stable/x?apikey={KEY} failed</html>"),
+    )
     report = lake.run(server, [EOD_ENTRY, TREASURY_ENTRY], ["AAPL", "MSFT"], MON, max_retries=0)
-    assert all(r.had_key for r in server.requests)          # the key was sent ...
-    assert any(r.name == "httpx" for r in caplog.records)   # ... httpx logged URLs at INFO, filtered
+    assert all(r.had_key for r in server.requests)  # the key was sent ...
+    assert any(r.name == "httpx" for r in caplog.records)  # ... httpx logged URLs at INFO, filtered
     assert sum(sum(r.failed.values()) for r in report.entries.values()) == 4
     assert all(KEY not in f for r in report.entries.values() for f in r.failures)
 
@@ -587,7 +656,7 @@ def test_api_key_never_reaches_disk_logs_or_envelopes(lake: Lake, server: FakeFm
 
 def test_api_key_free_when_the_transport_fails(lake: Lake, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    with socket.socket() as sock:        # a port that was just free: nothing listens there
+    with socket.socket() as sock:  # a port that was just free: nothing listens there
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     report = lake.run(f"http://127.0.0.1:{port}/stable", [EOD_ENTRY, TREASURY_ENTRY], ["AAPL"], MON, max_retries=1)
@@ -604,6 +673,7 @@ def test_api_key_free_when_the_transport_fails(lake: Lake, tmp_path: Path, caplo
 
 # -- dry run -----------------------------------------------------------------------------------------------------
 
+
 def test_dry_run_says_what_is_due_and_why_not(lake: Lake, server: FakeFmpServer) -> None:
     entries = [EOD_ENTRY, TREASURY_ENTRY, SCREENER_ENTRY]
     lake.run(server, [EOD_ENTRY, TREASURY_ENTRY], ["AAPL"], MON)
@@ -612,14 +682,18 @@ def test_dry_run_says_what_is_due_and_why_not(lake: Lake, server: FakeFmpServer)
     with lake.warehouse.reader() as conn:
         same_day = dry_run(entries=entries, tickers=["AAPL", "MSFT"], conn=conn, today=MON, fmp_plan="basic")
         next_day = dry_run(entries=entries, tickers=["AAPL", "MSFT"], conn=conn, today=TUE, fmp_plan="basic")
-    assert len(server.requests) == seen    # nothing fetched
+    assert len(server.requests) == seen  # nothing fetched
 
     def by_key(decisions):
         return {(x.entry.dataset, x.identity.ticker): x for x in decisions}
 
     today = by_key(same_day)
-    assert set(today) == {("historical-price-eod", "AAPL"), ("historical-price-eod", "MSFT"), ("treasury-rates", ""),
-                          ("company-screener", "")}
+    assert set(today) == {
+        ("historical-price-eod", "AAPL"),
+        ("historical-price-eod", "MSFT"),
+        ("treasury-rates", ""),
+        ("company-screener", ""),
+    }
     aapl = today[("historical-price-eod", "AAPL")]
     assert not aapl.due and aapl.skip_kind == "not_due" and "min_age_days=1" in aapl.reason and str(TUE) in aapl.reason
     msft = today[("historical-price-eod", "MSFT")]
@@ -657,8 +731,9 @@ def test_window_reaching_the_row_cap_is_split_and_refetched(tmp_path):
     today = dt.date(2026, 11, 20)
     decision = plan_identity(entry, entry.identity.with_ticker("AAPL"), None, today, None)
     assert len(decision.requests) == 1
-    with FmpClient("https://sample.invalid/stable", None, transport=sample_transport(today),
-                   limiter=RateLimiter(100000)) as client:
+    with FmpClient(
+        "https://sample.invalid/stable", None, transport=sample_transport(today), limiter=RateLimiter(100000)
+    ) as client:
         envelopes = fetch_request(client, decision.requests[0], entry, "run-cap")
     assert len(envelopes) >= 2
     assert all(e.row_count < 5000 for e in envelopes)
@@ -666,7 +741,7 @@ def test_window_reaching_the_row_cap_is_split_and_refetched(tmp_path):
     assert max(e.coverage_to for e in envelopes) == dt.date(2026, 11, 20)
     windows = sorted((e.request.window_from, e.request.window_to) for e in envelopes)
     for (_a1, b1), (a2, _b2) in zip(windows, windows[1:]):
-        assert a2 == b1 + dt.timedelta(days=1)   # contiguous, no hole
+        assert a2 == b1 + dt.timedelta(days=1)  # contiguous, no hole
 
 
 def test_a_refused_key_stops_the_run_early(tmp_path):
@@ -677,14 +752,23 @@ def test_a_refused_key_stops_the_run_early(tmp_path):
     entries = [e for e in KEYMAP if e.dataset in ("historical-price-eod", "profile", "dividends", "splits")]
     tickers = ["AAPL", "MSFT", "NVDA", "JPM", "XOM", "JNJ", "KO", "PG"]
     with FakeFmpServer(api_key="the-right-key", data=sample_data(SampleSource(as_of=THU))) as fake:
-        client = make_client(fake.base_url, max_concurrency=2)   # KEY is not the server's key
-        report = run_bronze(entries=entries, tickers=tickers, warehouse=Warehouse(tmp_path / "warehouse.duckdb"),
-                            store=BronzeStore(tmp_path / "bronze"), client=client, run_id="run-auth", today=THU,
-                            fmp_plan=None, source_mode="fmp", max_concurrency=2)
+        client = make_client(fake.base_url, max_concurrency=2)  # KEY is not the server's key
+        report = run_bronze(
+            entries=entries,
+            tickers=tickers,
+            warehouse=Warehouse(tmp_path / "warehouse.duckdb"),
+            store=BronzeStore(tmp_path / "bronze"),
+            client=client,
+            run_id="run-auth",
+            today=THU,
+            fmp_plan=None,
+            source_mode="fmp",
+            max_concurrency=2,
+        )
         client.close()
         sent = len(fake.requests)
-    planned = sum(r.due for r in report.entries.values())      # identities; EOD adds a window per identity
+    planned = sum(r.due for r in report.entries.values())  # identities; EOD adds a window per identity
     not_sent = sum(r.skipped.get("not_sent_key_refused", 0) for r in report.entries.values())
-    assert sent <= 3 + 2                        # the refusals that stop it, plus what was already in flight
+    assert sent <= 3 + 2  # the refusals that stop it, plus what was already in flight
     assert not_sent > 0 and sent + not_sent >= planned
-    assert report.hard_failures == sent         # every answer was an auth refusal, each one reported
+    assert report.hard_failures == sent  # every answer was an auth refusal, each one reported

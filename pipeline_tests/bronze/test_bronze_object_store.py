@@ -26,6 +26,8 @@ from pipeline_tests.fakes.s3_server import S3_ENV
 from pipeline_tests.system.test_bad_input import envelope, eod_row
 
 BUCKET = "bronze-test"
+
+
 @pytest.fixture()
 def s3_url(s3_endpoint, monkeypatch):
     """A fresh prefix in the bucket, with the S3 client configured the way a user configures it: the environment."""
@@ -63,7 +65,7 @@ def test_write_once_read_back_and_journal(s3_url):
     rel = store.write(env, journal)
     assert rel.endswith(f"/AAPL/{env.fetched_at.date().isoformat()}/{env.file_id}.json")
     assert store.read(rel) == env
-    assert list(store.iter_files()) == [rel]                       # the journal is not Bronze data
+    assert list(store.iter_files()) == [rel]  # the journal is not Bronze data
     assert store.size(rel) == len(env.to_json_bytes()) and store.modified(rel) is not None
     # append-only: the same key is refused, by the existence check and by the exclusive PUT behind it
     with pytest.raises(FileExistsError, match="append-only"):
@@ -123,8 +125,9 @@ def test_a_writer_killed_mid_write_leaves_no_partial_object_and_the_next_run_rec
     for attempt in range(4):
         url = f"{s3_url}/attempt-{attempt}"
         attempt_store = BronzeStore.at(url)
-        proc = subprocess.Popen([sys.executable, "-c", WRITER, url, "30000"], env=env, cwd=PROJECT_ROOT,
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, url, "30000"], env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+        )
         journal = proc.stdout.readline().strip()
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -141,7 +144,7 @@ def test_a_writer_killed_mid_write_leaves_no_partial_object_and_the_next_run_rec
         markers = attempt_store.fs.find(f"{attempt_store.prefix}/_journal/{journal}")
         visible = list(attempt_store.iter_files())
         assert visible, "the writer was killed before its first file became visible"
-        for rel in visible:                          # whole envelopes only: no partial object is ever visible
+        for rel in visible:  # whole envelopes only: no partial object is ever visible
             assert attempt_store.read(rel).row_count == 30000
         cut_mid_write |= len(markers) > len(visible)
 
@@ -182,8 +185,14 @@ def test_sample_graph_bronze_and_silver_on_the_object_store(s3_url, tmp_path):
         instance.add_dynamic_partitions(tickers_partitions.name, TICKERS)
 
         def run(keys):
-            return dg.materialize(list(defs.assets), instance=instance, resources=defs.resources, selection=keys,
-                                  tags=range_tags("AAPL", "NVDA"), raise_on_error=False)
+            return dg.materialize(
+                list(defs.assets),
+                instance=instance,
+                resources=defs.resources,
+                selection=keys,
+                tags=range_tags("AAPL", "NVDA"),
+                raise_on_error=False,
+            )
 
         assert run([bronze_key(eod)]).success
         assert run([silver_key("fmp_price_eod")]).success

@@ -55,6 +55,7 @@ def column(raw: dict[str, Any], name: str) -> dict[str, Any]:
 # Each case: mutate one thing in the shipped keymap; the error names the file, the entry (index + identity) and
 # the field. `at` is (dataset, discriminator) of the entry the error must name, or an index for appended entries.
 
+
 def _set(dataset: str, disc: str, path: str, value: Any) -> Callable[[dict], None]:
     def mutate(doc: dict) -> None:
         target = entry(doc, dataset, disc)
@@ -62,6 +63,7 @@ def _set(dataset: str, disc: str, path: str, value: Any) -> Callable[[dict], Non
         for p in parents:
             target = target[p]
         target[last] = value
+
     return mutate
 
 
@@ -72,6 +74,7 @@ def _delete(dataset: str, disc: str, path: str) -> Callable[[dict], None]:
         for p in parents:
             target = target[p]
         del target[last]
+
     return mutate
 
 
@@ -82,6 +85,7 @@ def _rename(dataset: str, disc: str, path: str, new: str) -> Callable[[dict], No
         for p in parents:
             target = target[p]
         target[new] = target.pop(last)
+
     return mutate
 
 
@@ -92,18 +96,21 @@ def _duplicate_stock_list(doc: dict) -> None:
 def _column_type(dataset: str, disc: str, name: str, ctype: str) -> Callable[[dict], None]:
     def mutate(doc: dict) -> None:
         column(entry(doc, dataset, disc), name)["type"] = ctype
+
     return mutate
 
 
 def _column_field(dataset: str, disc: str, name: str, field: str, value: Any) -> Callable[[dict], None]:
     def mutate(doc: dict) -> None:
         column(entry(doc, dataset, disc), name)[field] = value
+
     return mutate
 
 
 def _add_column(dataset: str, disc: str, col: dict) -> Callable[[dict], None]:
     def mutate(doc: dict) -> None:
         entry(doc, dataset, disc)["silver"]["columns"].append(col)
+
     return mutate
 
 
@@ -124,80 +131,280 @@ EOD = "prices|fmp|historical-price-eod|"
 
 BROKEN: list[tuple[str, Callable[[dict], None], tuple[str, str] | int, str, str, str]] = [
     # id, mutation, entry, identity, field, part of the problem text
-    ("missing-required-field", _delete("market-risk-premium", "", "description"), ("market-risk-premium", ""), RISK,
-     "description", "required"),
-    ("empty-required-field", _set("market-risk-premium", "", "docs_url", "  "), ("market-risk-premium", ""), RISK,
-     "docs_url", "required"),
-    ("empty-domain", _set("market-risk-premium", "", "domain", ""), ("market-risk-premium", ""), "|fmp|market-risk-premium|",
-     "domain", "required"),
-    ("hostile-dataset-name", _set("market-risk-premium", "", "dataset", "../etc"), ("market-risk-premium", ""),
-     "market|fmp|../etc|", "dataset", "does not match"),
-    ("ticker-scope-not-allowed", _set("market-risk-premium", "", "ticker_scope", "sometimes"), ("market-risk-premium", ""),
-     RISK, "ticker_scope", "per_ticker, global"),
-    ("key-empty", _set("market-risk-premium", "", "silver.key", []), ("market-risk-premium", ""), RISK, "silver.key",
-     "non-empty"),
-    ("key-not-a-column", _set("market-risk-premium", "", "silver.key", ["country", "region"]), ("market-risk-premium", ""),
-     RISK, "silver.key", "'region' is not a declared column"),
-    ("per-ticker-key-without-ticker", _set("profile", "", "silver.key", ["company_name"]), ("profile", ""), PROFILE,
-     "silver.key", "'ticker'"),
+    (
+        "missing-required-field",
+        _delete("market-risk-premium", "", "description"),
+        ("market-risk-premium", ""),
+        RISK,
+        "description",
+        "required",
+    ),
+    (
+        "empty-required-field",
+        _set("market-risk-premium", "", "docs_url", "  "),
+        ("market-risk-premium", ""),
+        RISK,
+        "docs_url",
+        "required",
+    ),
+    (
+        "empty-domain",
+        _set("market-risk-premium", "", "domain", ""),
+        ("market-risk-premium", ""),
+        "|fmp|market-risk-premium|",
+        "domain",
+        "required",
+    ),
+    (
+        "hostile-dataset-name",
+        _set("market-risk-premium", "", "dataset", "../etc"),
+        ("market-risk-premium", ""),
+        "market|fmp|../etc|",
+        "dataset",
+        "does not match",
+    ),
+    (
+        "ticker-scope-not-allowed",
+        _set("market-risk-premium", "", "ticker_scope", "sometimes"),
+        ("market-risk-premium", ""),
+        RISK,
+        "ticker_scope",
+        "per_ticker, global",
+    ),
+    (
+        "key-empty",
+        _set("market-risk-premium", "", "silver.key", []),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.key",
+        "non-empty",
+    ),
+    (
+        "key-not-a-column",
+        _set("market-risk-premium", "", "silver.key", ["country", "region"]),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.key",
+        "'region' is not a declared column",
+    ),
+    (
+        "per-ticker-key-without-ticker",
+        _set("profile", "", "silver.key", ["company_name"]),
+        ("profile", ""),
+        PROFILE,
+        "silver.key",
+        "'ticker'",
+    ),
     ("duplicate-identity", _duplicate_stock_list, -1, STOCKS, "dataset", "already declared by entry #0"),
-    ("shared-table-key-differs", _set("economic-indicators", "realGDP", "silver.key", ["date", "name"]),
-     ("economic-indicators", "realGDP"), REAL_GDP, "silver.key", "shares silver table 'fmp_economic_indicator'"),
-    ("shared-table-columns-differ", _column_type("economic-indicators", "CPI", "value", "varchar"),
-     ("economic-indicators", "CPI"), CPI, "silver.columns", "shares silver table"),
-    ("shared-table-scope-differs", _set("historical-price-eod", "", "silver.table", "fmp_economic_indicator"),
-     ("historical-price-eod", ""), EOD, "ticker_scope", "different scope"),
-    ("shared-table-key-cannot-tell-series-apart", _economics_key_date_only, ("economic-indicators", "realGDP"), REAL_GDP,
-     "silver.key", "tells them apart"),
-    ("column-type-not-in-set", _column_type("market-risk-premium", "", "continent", "text"), ("market-risk-premium", ""),
-     RISK, "silver.columns[1].type", "not a column type"),
-    ("table-name-unsafe", _set("market-risk-premium", "", "silver.table", "risk; DROP TABLE x"), ("market-risk-premium", ""),
-     RISK, "silver.table", "does not match"),
-    ("table-name-uppercase", _set("market-risk-premium", "", "silver.table", "RiskPremium"), ("market-risk-premium", ""),
-     RISK, "silver.table", "does not match"),
-    ("column-name-unsafe", _column_field("market-risk-premium", "", "continent", "name", "conti-nent"),
-     ("market-risk-premium", ""), RISK, "silver.columns[1].name", "does not match"),
-    ("column-declared-twice", _add_column("market-risk-premium", "", {"name": "continent", "type": "varchar"}),
-     ("market-risk-premium", ""), RISK, "silver.columns[4].name", "declared twice"),
-    ("column-reserved", _add_column("market-risk-premium", "", {"name": "run_id", "type": "varchar"}),
-     ("market-risk-premium", ""), RISK, "silver.columns[4].name", "lineage column"),
-    ("row-date-not-a-column", _set("treasury-rates", "", "silver.row_date", "day"), ("treasury-rates", ""), TREASURY,
-     "silver.row_date", "not a declared column"),
-    ("placeholder-not-in-set", _set("treasury-rates", "", "recipe.query", {"from": "__yesterday__", "to": "__to__"}),
-     ("treasury-rates", ""), TREASURY, "recipe.query.from", "unknown placeholder __yesterday__"),
-    ("placeholder-typo-with-underscore", _set("treasury-rates", "", "recipe.query", {"from": "__from_date__", "to": "__to__"}),
-     ("treasury-rates", ""), TREASURY, "recipe.query.from", "unknown placeholder __from_date__"),
-    ("ticker-placeholder-in-global", _set("market-risk-premium", "", "recipe.query", {"symbol": "__ticker__"}),
-     ("market-risk-premium", ""), RISK, "recipe.query", "only allowed in per_ticker"),
-    ("apikey-in-query", _set("market-risk-premium", "", "recipe.query", {"apikey": "abc"}), ("market-risk-premium", ""),
-     RISK, "recipe.query.apikey", "added by the client"),
-    ("min-age-negative", _set("market-risk-premium", "", "recipe.min_age_days", -1), ("market-risk-premium", ""), RISK,
-     "recipe.min_age_days", ">= 0"),
-    ("min-age-text", _set("market-risk-premium", "", "recipe.min_age_days", "7"), ("market-risk-premium", ""), RISK,
-     "recipe.min_age_days", ">= 0"),
-    ("min-age-bool", _set("market-risk-premium", "", "recipe.min_age_days", True), ("market-risk-premium", ""), RISK,
-     "recipe.min_age_days", ">= 0"),
-    ("min-age-missing", _delete("market-risk-premium", "", "recipe.min_age_days"), ("market-risk-premium", ""), RISK,
-     "recipe.min_age_days", "required"),
-    ("windowed-without-history", _delete("treasury-rates", "", "recipe.history_start"), ("treasury-rates", ""), TREASURY,
-     "recipe.history_start", "exactly one"),
-    ("min-plan-not-a-plan", _set("market-risk-premium", "", "recipe.min_plan", "gold"), ("market-risk-premium", ""), RISK,
-     "recipe.min_plan", "basic, starter, premium, ultimate"),
-    ("typo-entry-field", _rename("market-risk-premium", "", "ticker_scope", "ticker_scop"), ("market-risk-premium", ""),
-     RISK, "ticker_scop", "unknown field"),
-    ("typo-silver-field", _rename("market-risk-premium", "", "silver.key", "keys"), ("market-risk-premium", ""), RISK,
-     "silver.keys", "unknown field"),
-    ("typo-recipe-field", _rename("market-risk-premium", "", "recipe.min_age_days", "min_age_day"),
-     ("market-risk-premium", ""), RISK, "recipe.min_age_day", "unknown field"),
-    ("typo-column-field", _column_field("market-risk-premium", "", "country", "nulable", False), ("market-risk-premium", ""),
-     RISK, "silver.columns[0].nulable", "unknown field"),
+    (
+        "shared-table-key-differs",
+        _set("economic-indicators", "realGDP", "silver.key", ["date", "name"]),
+        ("economic-indicators", "realGDP"),
+        REAL_GDP,
+        "silver.key",
+        "shares silver table 'fmp_economic_indicator'",
+    ),
+    (
+        "shared-table-columns-differ",
+        _column_type("economic-indicators", "CPI", "value", "varchar"),
+        ("economic-indicators", "CPI"),
+        CPI,
+        "silver.columns",
+        "shares silver table",
+    ),
+    (
+        "shared-table-scope-differs",
+        _set("historical-price-eod", "", "silver.table", "fmp_economic_indicator"),
+        ("historical-price-eod", ""),
+        EOD,
+        "ticker_scope",
+        "different scope",
+    ),
+    (
+        "shared-table-key-cannot-tell-series-apart",
+        _economics_key_date_only,
+        ("economic-indicators", "realGDP"),
+        REAL_GDP,
+        "silver.key",
+        "tells them apart",
+    ),
+    (
+        "column-type-not-in-set",
+        _column_type("market-risk-premium", "", "continent", "text"),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.columns[1].type",
+        "not a column type",
+    ),
+    (
+        "table-name-unsafe",
+        _set("market-risk-premium", "", "silver.table", "risk; DROP TABLE x"),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.table",
+        "does not match",
+    ),
+    (
+        "table-name-uppercase",
+        _set("market-risk-premium", "", "silver.table", "RiskPremium"),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.table",
+        "does not match",
+    ),
+    (
+        "column-name-unsafe",
+        _column_field("market-risk-premium", "", "continent", "name", "conti-nent"),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.columns[1].name",
+        "does not match",
+    ),
+    (
+        "column-declared-twice",
+        _add_column("market-risk-premium", "", {"name": "continent", "type": "varchar"}),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.columns[4].name",
+        "declared twice",
+    ),
+    (
+        "column-reserved",
+        _add_column("market-risk-premium", "", {"name": "run_id", "type": "varchar"}),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.columns[4].name",
+        "lineage column",
+    ),
+    (
+        "row-date-not-a-column",
+        _set("treasury-rates", "", "silver.row_date", "day"),
+        ("treasury-rates", ""),
+        TREASURY,
+        "silver.row_date",
+        "not a declared column",
+    ),
+    (
+        "placeholder-not-in-set",
+        _set("treasury-rates", "", "recipe.query", {"from": "__yesterday__", "to": "__to__"}),
+        ("treasury-rates", ""),
+        TREASURY,
+        "recipe.query.from",
+        "unknown placeholder __yesterday__",
+    ),
+    (
+        "placeholder-typo-with-underscore",
+        _set("treasury-rates", "", "recipe.query", {"from": "__from_date__", "to": "__to__"}),
+        ("treasury-rates", ""),
+        TREASURY,
+        "recipe.query.from",
+        "unknown placeholder __from_date__",
+    ),
+    (
+        "ticker-placeholder-in-global",
+        _set("market-risk-premium", "", "recipe.query", {"symbol": "__ticker__"}),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.query",
+        "only allowed in per_ticker",
+    ),
+    (
+        "apikey-in-query",
+        _set("market-risk-premium", "", "recipe.query", {"apikey": "abc"}),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.query.apikey",
+        "added by the client",
+    ),
+    (
+        "min-age-negative",
+        _set("market-risk-premium", "", "recipe.min_age_days", -1),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.min_age_days",
+        ">= 0",
+    ),
+    (
+        "min-age-text",
+        _set("market-risk-premium", "", "recipe.min_age_days", "7"),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.min_age_days",
+        ">= 0",
+    ),
+    (
+        "min-age-bool",
+        _set("market-risk-premium", "", "recipe.min_age_days", True),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.min_age_days",
+        ">= 0",
+    ),
+    (
+        "min-age-missing",
+        _delete("market-risk-premium", "", "recipe.min_age_days"),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.min_age_days",
+        "required",
+    ),
+    (
+        "windowed-without-history",
+        _delete("treasury-rates", "", "recipe.history_start"),
+        ("treasury-rates", ""),
+        TREASURY,
+        "recipe.history_start",
+        "exactly one",
+    ),
+    (
+        "min-plan-not-a-plan",
+        _set("market-risk-premium", "", "recipe.min_plan", "gold"),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.min_plan",
+        "basic, starter, premium, ultimate",
+    ),
+    (
+        "typo-entry-field",
+        _rename("market-risk-premium", "", "ticker_scope", "ticker_scop"),
+        ("market-risk-premium", ""),
+        RISK,
+        "ticker_scop",
+        "unknown field",
+    ),
+    (
+        "typo-silver-field",
+        _rename("market-risk-premium", "", "silver.key", "keys"),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.keys",
+        "unknown field",
+    ),
+    (
+        "typo-recipe-field",
+        _rename("market-risk-premium", "", "recipe.min_age_days", "min_age_day"),
+        ("market-risk-premium", ""),
+        RISK,
+        "recipe.min_age_day",
+        "unknown field",
+    ),
+    (
+        "typo-column-field",
+        _column_field("market-risk-premium", "", "country", "nulable", False),
+        ("market-risk-premium", ""),
+        RISK,
+        "silver.columns[0].nulable",
+        "unknown field",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("mutate", "at", "identity", "field", "problem"),
-                         [pytest.param(*case[1:], id=case[0]) for case in BROKEN])
-def test_broken_keymap_names_file_entry_and_field(mutate: Callable[[dict], None], at: tuple[str, str] | int, identity: str,
-                                                  field: str, problem: str) -> None:
+@pytest.mark.parametrize(
+    ("mutate", "at", "identity", "field", "problem"), [pytest.param(*case[1:], id=case[0]) for case in BROKEN]
+)
+def test_broken_keymap_names_file_entry_and_field(
+    mutate: Callable[[dict], None], at: tuple[str, str] | int, identity: str, field: str, problem: str
+) -> None:
     doc = shipped_doc()
     index = at if isinstance(at, int) else index_of(doc, *at)
     mutate(doc)
@@ -253,11 +460,14 @@ def test_load_keymap_names_a_missing_or_invalid_file(tmp_path) -> None:
     doc = shipped_doc()
     entry(doc, "stock-list")["recipe"]["min_age_days"] = -3
     broken.write_text(yaml.safe_dump(doc))
-    with pytest.raises(KeymapError, match=rf"^{broken}: entry #0 \(market\|fmp\|stock-list\|\): field 'recipe.min_age_days'"):
+    with pytest.raises(
+        KeymapError, match=rf"^{broken}: entry #0 \(market\|fmp\|stock-list\|\): field 'recipe.min_age_days'"
+    ):
         load_keymap(broken)
 
 
 # ---- the shipped keymap ---------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def keymap() -> Keymap:
@@ -295,8 +505,9 @@ def test_shipped_keymap_company_group(keymap: Keymap) -> None:
         assert "ticker" in company[name].silver.key
 
 
-@pytest.mark.parametrize("dataset", ["income-statement", "balance-sheet-statement", "cash-flow-statement",
-                                     "key-metrics", "ratios"])
+@pytest.mark.parametrize(
+    "dataset", ["income-statement", "balance-sheet-statement", "cash-flow-statement", "key-metrics", "ratios"]
+)
 def test_shipped_keymap_statements_annual_and_quarterly(keymap: Keymap, dataset: str) -> None:
     entries = [e for e in keymap if e.dataset == dataset]
     assert {e.discriminator for e in entries} == {"annual", "quarter"}
@@ -318,11 +529,14 @@ def test_shipped_keymap_daily_eod_prices(keymap: Keymap) -> None:
 def test_shipped_keymap_asset_names_unique(keymap: Keymap) -> None:
     names = [(e.domain, e.asset_name) for e in keymap]
     assert len(names) == len(set(names))
-    assert keymap.require(DatasetIdentity("economics", "fmp", "economic-indicators", "GDP")).asset_name == \
-        "economic-indicators__GDP"
+    assert (
+        keymap.require(DatasetIdentity("economics", "fmp", "economic-indicators", "GDP")).asset_name
+        == "economic-indicators__GDP"
+    )
 
 
 # ---- value objects --------------------------------------------------------------------------------------------
+
 
 def test_identity_normalises_missing_parts() -> None:
     a = DatasetIdentity("market", "fmp", "stock-list", None, None)  # type: ignore[arg-type]
@@ -344,20 +558,33 @@ def test_watermark_canonical_string() -> None:
     assert str(empty) == "market|fmp|stock-list||@coverage_from=;coverage_to="
 
 
-@pytest.mark.parametrize("mark", [
-    DatasetWatermark(DatasetIdentity("prices", "fmp", "historical-price-eod", "", "BRK.B"), dt.date(2020, 1, 1),
-                     dt.date(2024, 12, 31)),
-    DatasetWatermark(DatasetIdentity("economics", "fmp", "economic-indicators", "GDP"), None, dt.date(2024, 6, 30)),
-    DatasetWatermark(DatasetIdentity("market", "fmp", "stock-list")),
-])
+@pytest.mark.parametrize(
+    "mark",
+    [
+        DatasetWatermark(
+            DatasetIdentity("prices", "fmp", "historical-price-eod", "", "BRK.B"),
+            dt.date(2020, 1, 1),
+            dt.date(2024, 12, 31),
+        ),
+        DatasetWatermark(DatasetIdentity("economics", "fmp", "economic-indicators", "GDP"), None, dt.date(2024, 6, 30)),
+        DatasetWatermark(DatasetIdentity("market", "fmp", "stock-list")),
+    ],
+)
 def test_watermark_parse_round_trip(mark: DatasetWatermark) -> None:
     text = str(mark)
     assert DatasetWatermark.parse(text) == mark
     assert str(DatasetWatermark.parse(text)) == text
 
 
-@pytest.mark.parametrize("text", ["", "market|fmp|stock-list", "a|b|c|d@coverage_from=;coverage_to=",
-                                  "a|b|c|d|e@coverage_from=2024-13-01;coverage_to="])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "market|fmp|stock-list",
+        "a|b|c|d@coverage_from=;coverage_to=",
+        "a|b|c|d|e@coverage_from=2024-13-01;coverage_to=",
+    ],
+)
 def test_watermark_parse_rejects_garbage(text: str) -> None:
     with pytest.raises(ValueError):
         DatasetWatermark.parse(text)
@@ -372,13 +599,15 @@ def test_entry_matches_identity_by_scope(keymap: Keymap) -> None:
     assert not profile.matches_identity(DatasetIdentity("company", "fmp", "profile"))
     assert not profile.matches_identity(DatasetIdentity("company", "fmp", "dividends", "", "MSFT"))
     income_annual = keymap.require(DatasetIdentity("fundamentals", "fmp", "income-statement", "annual", "AAPL"))
-    assert not income_annual.matches_identity(DatasetIdentity("fundamentals", "fmp", "income-statement", "quarter", "AAPL"))
+    assert not income_annual.matches_identity(
+        DatasetIdentity("fundamentals", "fmp", "income-statement", "quarter", "AAPL")
+    )
 
 
 def test_keymap_find_and_require(keymap: Keymap) -> None:
-    assert keymap.find(DatasetIdentity("company", "fmp", "profile")) is None       # per-ticker entry needs a ticker
+    assert keymap.find(DatasetIdentity("company", "fmp", "profile")) is None  # per-ticker entry needs a ticker
     assert keymap.find(DatasetIdentity("market", "fmp", "no-such-dataset")) is None
-    ident = DatasetIdentity("market", "fmp", "stock-list", "", "AAPL")              # global entry takes no ticker
+    ident = DatasetIdentity("market", "fmp", "stock-list", "", "AAPL")  # global entry takes no ticker
     with pytest.raises(KeyError) as info:
         keymap.require(ident)
     assert "market|fmp|stock-list||AAPL" in str(info.value)

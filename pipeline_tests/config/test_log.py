@@ -39,7 +39,9 @@ def flush(logger: logging.Logger) -> None:
         handler.flush()
 
 
-@pytest.mark.parametrize(("env", "level"), [("DEV", logging.INFO), ("PROD", logging.WARNING), ("TEST", logging.WARNING)])
+@pytest.mark.parametrize(
+    ("env", "level"), [("DEV", logging.INFO), ("PROD", logging.WARNING), ("TEST", logging.WARNING)]
+)
 def test_level_follows_env(tmp_path: Path, name: str, env: str, level: int) -> None:
     assert get_logger(name, settings(tmp_path, env)).level == level
 
@@ -76,7 +78,9 @@ def test_file_created_under_data_folder(tmp_path: Path, name: str) -> None:
     assert "stored here" in log_file(tmp_path).read_text()
 
 
-def test_key_scrubbed_from_message_args_url_and_traceback(tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_key_scrubbed_from_message_args_url_and_traceback(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     logger = get_logger(name, settings(tmp_path))
     logger.warning("key is %s", KEY)
     logger.warning("GET https://x/stable/quote?symbol=AAPL&apikey=someOtherKey123&limit=1")

@@ -39,20 +39,36 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_blank_values_mean_default() -> None:
-    s = load_settings({"FMP_API_KEY": "  ", "FMP_PLAN": "", "FMP_CALLS_PER_MINUTE": " ", "PIPELINE_TICKERS": "",
-                       "PIPELINE_AS_OF": "", "PIPELINE_KEYMAP": ""})
+    s = load_settings(
+        {
+            "FMP_API_KEY": "  ",
+            "FMP_PLAN": "",
+            "FMP_CALLS_PER_MINUTE": " ",
+            "PIPELINE_TICKERS": "",
+            "PIPELINE_AS_OF": "",
+            "PIPELINE_KEYMAP": "",
+        }
+    )
     assert s.fmp_api_key is None and s.fmp_plan is None and s.calls_per_minute == 300 and s.tickers is None
 
 
 def test_values_are_read_and_normalised(tmp_path: Path) -> None:
     keymap = tmp_path / "km.yaml"
     keymap.write_text("version: 1\n")
-    s = load_settings({
-        "FMP_API_KEY": f" {KEY} ", "FMP_BASE_URL": "http://127.0.0.1:8123/stable/", "FMP_PLAN": " Premium ",
-        "FMP_CALLS_PER_MINUTE": "60", "FMP_MAX_CONCURRENCY": "2", "PIPELINE_DATA_DIR": str(tmp_path / "d"),
-        "PIPELINE_KEYMAP": str(keymap), "PIPELINE_AS_OF": "2024-03-15", "PIPELINE_TICKERS": " AAPL, msft ,AAPL,BRK.B,BF-B,,",
-        "ENV": "dev",
-    })
+    s = load_settings(
+        {
+            "FMP_API_KEY": f" {KEY} ",
+            "FMP_BASE_URL": "http://127.0.0.1:8123/stable/",
+            "FMP_PLAN": " Premium ",
+            "FMP_CALLS_PER_MINUTE": "60",
+            "FMP_MAX_CONCURRENCY": "2",
+            "PIPELINE_DATA_DIR": str(tmp_path / "d"),
+            "PIPELINE_KEYMAP": str(keymap),
+            "PIPELINE_AS_OF": "2024-03-15",
+            "PIPELINE_TICKERS": " AAPL, msft ,AAPL,BRK.B,BF-B,,",
+            "ENV": "dev",
+        }
+    )
     assert s.fmp_api_key == KEY and not s.uses_sample_source
     assert s.fmp_base_url == "http://127.0.0.1:8123/stable"
     assert s.fmp_plan == "premium"
@@ -60,30 +76,34 @@ def test_values_are_read_and_normalised(tmp_path: Path) -> None:
     assert s.data_dir == tmp_path / "d"
     assert s.keymap_path == keymap
     assert s.as_of == dt.date(2024, 3, 15) and s.today() == dt.date(2024, 3, 15)
-    assert s.tickers == ("AAPL", "msft", "BRK.B", "BF-B")   # FMP's spelling kept, duplicates dropped
+    assert s.tickers == ("AAPL", "msft", "BRK.B", "BF-B")  # FMP's spelling kept, duplicates dropped
     assert s.env == "DEV"
 
 
-@pytest.mark.parametrize(("env", "variable", "allowed"), [
-    ({"FMP_PLAN": "gold"}, "FMP_PLAN", "basic, starter, premium, ultimate"),
-    ({"FMP_CALLS_PER_MINUTE": "fast"}, "FMP_CALLS_PER_MINUTE", "whole number >= 1"),
-    ({"FMP_CALLS_PER_MINUTE": "0"}, "FMP_CALLS_PER_MINUTE", "whole number >= 1"),
-    ({"FMP_CALLS_PER_MINUTE": "2.5"}, "FMP_CALLS_PER_MINUTE", "whole number >= 1"),
-    ({"FMP_MAX_CONCURRENCY": "-1"}, "FMP_MAX_CONCURRENCY", "whole number >= 1"),
-    ({"FMP_MAX_CONCURRENCY": "many"}, "FMP_MAX_CONCURRENCY", "whole number >= 1"),
-    ({"PIPELINE_AS_OF": "2024-02-30"}, "PIPELINE_AS_OF", "YYYY-MM-DD"),
-    ({"PIPELINE_AS_OF": "yesterday"}, "PIPELINE_AS_OF", "YYYY-MM-DD"),
-    ({"PIPELINE_TICKERS": "AAPL,../x"}, "PIPELINE_TICKERS", "letters, digits"),
-    ({"PIPELINE_TICKERS": "A/B"}, "PIPELINE_TICKERS", "letters, digits"),
-    ({"PIPELINE_TICKERS": "AAPL MSFT"}, "PIPELINE_TICKERS", "letters, digits"),
-    ({"PIPELINE_TICKERS": "A" * 21}, "PIPELINE_TICKERS", "1-20 characters"),
-    ({"PIPELINE_TICKERS": " , ,"}, "PIPELINE_TICKERS", "comma-separated"),
-    ({"PIPELINE_KEYMAP": "/nonexistent/keymap.yaml"}, "PIPELINE_KEYMAP", "dataset keymap YAML file"),
-    ({"FMP_BASE_URL": "ftp://example.com"}, "FMP_BASE_URL", "http(s) URL"),
-    ({"PIPELINE_UNIVERSE_INCLUDE_ETFS": "maybe"}, "PIPELINE_UNIVERSE_INCLUDE_ETFS", "true, false"),
-    ({"PIPELINE_UNIVERSE_MAX_TICKERS": "0"}, "PIPELINE_UNIVERSE_MAX_TICKERS", "whole number >= 1"),
-    ({"PIPELINE_UNIVERSE_MIN_MARKET_CAP": "big"}, "PIPELINE_UNIVERSE_MIN_MARKET_CAP", "not a number"),
-], ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    ("env", "variable", "allowed"),
+    [
+        ({"FMP_PLAN": "gold"}, "FMP_PLAN", "basic, starter, premium, ultimate"),
+        ({"FMP_CALLS_PER_MINUTE": "fast"}, "FMP_CALLS_PER_MINUTE", "whole number >= 1"),
+        ({"FMP_CALLS_PER_MINUTE": "0"}, "FMP_CALLS_PER_MINUTE", "whole number >= 1"),
+        ({"FMP_CALLS_PER_MINUTE": "2.5"}, "FMP_CALLS_PER_MINUTE", "whole number >= 1"),
+        ({"FMP_MAX_CONCURRENCY": "-1"}, "FMP_MAX_CONCURRENCY", "whole number >= 1"),
+        ({"FMP_MAX_CONCURRENCY": "many"}, "FMP_MAX_CONCURRENCY", "whole number >= 1"),
+        ({"PIPELINE_AS_OF": "2024-02-30"}, "PIPELINE_AS_OF", "YYYY-MM-DD"),
+        ({"PIPELINE_AS_OF": "yesterday"}, "PIPELINE_AS_OF", "YYYY-MM-DD"),
+        ({"PIPELINE_TICKERS": "AAPL,../x"}, "PIPELINE_TICKERS", "letters, digits"),
+        ({"PIPELINE_TICKERS": "A/B"}, "PIPELINE_TICKERS", "letters, digits"),
+        ({"PIPELINE_TICKERS": "AAPL MSFT"}, "PIPELINE_TICKERS", "letters, digits"),
+        ({"PIPELINE_TICKERS": "A" * 21}, "PIPELINE_TICKERS", "1-20 characters"),
+        ({"PIPELINE_TICKERS": " , ,"}, "PIPELINE_TICKERS", "comma-separated"),
+        ({"PIPELINE_KEYMAP": "/nonexistent/keymap.yaml"}, "PIPELINE_KEYMAP", "dataset keymap YAML file"),
+        ({"FMP_BASE_URL": "ftp://example.com"}, "FMP_BASE_URL", "http(s) URL"),
+        ({"PIPELINE_UNIVERSE_INCLUDE_ETFS": "maybe"}, "PIPELINE_UNIVERSE_INCLUDE_ETFS", "true, false"),
+        ({"PIPELINE_UNIVERSE_MAX_TICKERS": "0"}, "PIPELINE_UNIVERSE_MAX_TICKERS", "whole number >= 1"),
+        ({"PIPELINE_UNIVERSE_MIN_MARKET_CAP": "big"}, "PIPELINE_UNIVERSE_MIN_MARKET_CAP", "not a number"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
 def test_bad_value_names_variable_and_allowed_values(env: dict[str, str], variable: str, allowed: str) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(env)

@@ -55,14 +55,25 @@ def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
 
 def test_a_killed_sensor_launched_run_frees_its_slot_and_is_launched_again(tmp_path: Path) -> None:
     data, home = tmp_path / "data", tmp_path / "dagster_home"
-    env = {**os.environ, "PIPELINE_DATA_DIR": str(data), "DAGSTER_HOME": str(home), "PIPELINE_AS_OF": "2026-11-20",
-           "PIPELINE_TICKERS": "AAPL", "DAGSTER_DISABLE_TELEMETRY": "1"}
+    env = {
+        **os.environ,
+        "PIPELINE_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(home),
+        "PIPELINE_AS_OF": "2026-11-20",
+        "PIPELINE_TICKERS": "AAPL",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
     env.pop("FMP_API_KEY", None)
     keymap = load_keymap(load_settings(env).keymap_path)
     global_bronze = ",".join(bronze_key(e).to_user_string() for e in keymap.global_entries())
     # Bronze files waiting for Silver; this also installs the project's dagster.yaml in the home
-    subprocess.run([str(Path(sys.executable).parent / "pipeline"), "run", "--select", global_bronze], env=env,
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "pipeline"), "run", "--select", global_bronze],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     config = yaml.safe_load((home / "dagster.yaml").read_text())
     assert config == yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
     assert config["run_monitoring"]["enabled"] and config["run_monitoring"]["free_slots_after_run_end_seconds"] > 0
@@ -73,6 +84,7 @@ def test_a_killed_sensor_launched_run_frees_its_slot_and_is_launched_again(tmp_p
 
     warehouse = data / "warehouse.duckdb"
     with dagster_dev(tmp_path, env), dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+
         def sensor_runs() -> list[dg.DagsterRun]:
             return [r for r in instance.get_runs() if "pipeline/trigger" in r.tags]
 
@@ -80,6 +92,7 @@ def test_a_killed_sensor_launched_run_frees_its_slot_and_is_launched_again(tmp_p
         # hold the warehouse's write lock: the first step to take the duckdb_writer slot then waits for the file
         lock = wait_for(lambda: _try_lock(warehouse), 60, "could not lock the warehouse")
         try:
+
             def slot_holder() -> str | None:
                 claimed = instance.event_log_storage.get_concurrency_info(DUCKDB_POOL).claimed_slots
                 return claimed[0].run_id if claimed else None
@@ -94,14 +107,17 @@ def test_a_killed_sensor_launched_run_frees_its_slot_and_is_launched_again(tmp_p
                 return any(c.run_id == run.run_id for c in info.claimed_slots)
 
             pid = wait_for(lambda: run_worker_pid(instance, run.run_id), 30, "no run worker pid in the event log")
-            for p in reversed(process_tree(pid)):    # the run worker and its step processes, as an OOM kill would
+            for p in reversed(process_tree(pid)):  # the run worker and its step processes, as an OOM kill would
                 try:
                     os.kill(p, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
 
-            wait_for(lambda: instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE, 60,
-                     "the killed run was not marked failed")
+            wait_for(
+                lambda: instance.get_run_by_id(run.run_id).status == dg.DagsterRunStatus.FAILURE,
+                60,
+                "the killed run was not marked failed",
+            )
             # run monitoring frees the slot the dead run's step held
             wait_for(lambda: not holds_slot(), 90, "the killed run's duckdb_writer slot was never freed")
         finally:
@@ -113,7 +129,7 @@ def test_a_killed_sensor_launched_run_frees_its_slot_and_is_launched_again(tmp_p
 
         retry = wait_for(retry_succeeded, 240, "the killed run was not re-executed to success", every_s=2)
         done = {r.step_key for r in instance.all_logs(retry.run_id, of_type=dg.DagsterEventType.STEP_SUCCESS)}
-        assert killed_step in done   # the work the killed step was doing was done by the retry
+        assert killed_step in done  # the work the killed step was doing was done by the retry
         assert not holds_slot()
 
 

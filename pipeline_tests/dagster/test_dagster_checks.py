@@ -28,15 +28,19 @@ def evaluations(result) -> dict[tuple[str, str], bool]:
 
 def gold_tick(defs, instance):
     sensor = next(s for s in defs.sensors if s.name == "gold_promotion_sensor")
-    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
-                                                        definitions=defs, resources=defs.resources))
+    return sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=instance, instance_ref=instance.get_ref(), definitions=defs, resources=defs.resources
+        )
+    )
 
 
 def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp_path, monkeypatch):
     settings, keymap, defs, instance = setup
     assert materialize(defs, instance, [bronze_key(e) for e in keymap.global_entries()]).success
-    assert materialize(defs, instance, [bronze_key(e) for e in keymap.per_ticker_entries()],
-                       range_tags("AAPL", "NVDA")).success
+    assert materialize(
+        defs, instance, [bronze_key(e) for e in keymap.per_ticker_entries()], range_tags("AAPL", "NVDA")
+    ).success
     silver_global = sorted({silver_key(e.silver.table) for e in keymap.global_entries()}, key=str)
     silver_ticker = sorted({silver_key(e.silver.table) for e in keymap.per_ticker_entries()}, key=str)
     first = materialize(defs, instance, silver_global)
@@ -46,18 +50,26 @@ def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp
 
     # someone writes a row into Silver by hand: the ledger no longer reconciles (an ERROR check)
     treasury = silver_key("fmp_treasury_rates")
-    write(settings, f"INSERT INTO silver.fmp_treasury_rates SELECT * REPLACE (DATE '{ROGUE_DATE}' AS date) "
-                    "FROM silver.fmp_treasury_rates LIMIT 1")
+    write(
+        settings,
+        f"INSERT INTO silver.fmp_treasury_rates SELECT * REPLACE (DATE '{ROGUE_DATE}' AS date) "
+        "FROM silver.fmp_treasury_rates LIMIT 1",
+    )
 
     # the checks run alone against the current warehouse: results, no materialization
-    alone = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
-                           selection=dg.AssetSelection.checks_for_assets(treasury), raise_on_error=False)
+    alone = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        instance=instance,
+        resources=defs.resources,
+        selection=dg.AssetSelection.checks_for_assets(treasury),
+        raise_on_error=False,
+    )
     results = evaluations(alone)
     assert results[("silver/fmp_treasury_rates", "reconciliation")] is False
     assert results[("silver/fmp_treasury_rates", "key_unique")] is True
     assert {k[0] for k in results} == {"silver/fmp_treasury_rates"}
     assert alone.get_asset_materialization_events() == []
-    assert not alone.success   # a blocking ERROR check failed
+    assert not alone.success  # a blocking ERROR check failed
 
     # the Gold sensor (what the daemon evaluates) launches the Gold assets whose inputs are fine, not fact_macro_daily
     tick = gold_tick(defs, instance)
@@ -88,8 +100,13 @@ def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp
         assert cli.main(["check", "--select", "silver/fmp_treasury_rates"]) == 0
     finally:
         get_settings.cache_clear()
-    rerun = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
-                           selection=dg.AssetSelection.checks_for_assets(treasury), raise_on_error=False)
+    rerun = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        instance=instance,
+        resources=defs.resources,
+        selection=dg.AssetSelection.checks_for_assets(treasury),
+        raise_on_error=False,
+    )
     assert rerun.success and all(evaluations(rerun).values())
     tick = gold_tick(defs, instance)
     assert gold_key("fact_macro_daily") in {k for r in tick.run_requests for k in r.asset_selection}
@@ -98,8 +115,13 @@ def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp
     gold = sorted({k for r in tick.run_requests for k in r.asset_selection}, key=str)
     assert materialize(defs, instance, gold).success
     gold_checks = dg.AssetSelection.checks_for_assets(gold_key("fact_price_daily"))
-    alone = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
-                           selection=gold_checks, raise_on_error=False)
+    alone = dg.materialize(
+        [*defs.assets, *defs.asset_checks],
+        instance=instance,
+        resources=defs.resources,
+        selection=gold_checks,
+        raise_on_error=False,
+    )
     assert alone.success and alone.get_asset_materialization_events() == []
     assert set(evaluations(alone)) == {("gold/fact_price_daily", d.name) for d in gold_check_defs("fact_price_daily")}
 

@@ -76,8 +76,10 @@ def test_bronze_for_three_tickers_with_materialize(setup):
     assert meta["requests"].value == 3 and meta["dagster/row_count"].value > 3 * 1000
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        n, tick = con.execute("SELECT count(*), count(DISTINCT ticker) FROM ops.file_ingestions "
-                              "WHERE dataset = 'historical-price-eod' AND can_promote").fetchone()
+        n, tick = con.execute(
+            "SELECT count(*), count(DISTINCT ticker) FROM ops.file_ingestions "
+            "WHERE dataset = 'historical-price-eod' AND can_promote"
+        ).fetchone()
     finally:
         con.close()
     assert (n, tick) == (3, 3)
@@ -112,14 +114,16 @@ def test_full_graph_sensors_and_checks(setup):
     # same files, next tick: the same run keys, which Dagster never launches twice
     tick2 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert sorted(r.run_key for r in tick2.run_requests) == keys
+
     # a run for that work failed: after a pause the retry gets a new key (a reused key would be skipped forever)
     @dg.asset(name="always_fails")
     def always_fails():
         raise RuntimeError("promotion crashed")
 
     work = per_ticker_req.tags["pipeline/work"]
-    assert not dg.materialize([always_fails], instance=instance, tags={"pipeline/scope": "silver:per_ticker"},
-                              raise_on_error=False).success
+    assert not dg.materialize(
+        [always_fails], instance=instance, tags={"pipeline/scope": "silver:per_ticker"}, raise_on_error=False
+    ).success
     tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert {r.tags["pipeline/scope"] for r in tick3.run_requests} == {"silver:global"}
     import pipeline.sensors as sensors
@@ -127,7 +131,9 @@ def test_full_graph_sensors_and_checks(setup):
     later = sensors.now() + sensors.RETRY_BASE_S + 1
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sensors, "now", lambda: later)
-        tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+        tick3 = sensor.evaluate_tick(
+            dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+        )
     assert f"{work}:retry-1" in {r.run_key for r in tick3.run_requests}
 
     # promote as the sensor asked
@@ -136,24 +142,37 @@ def test_full_graph_sensors_and_checks(setup):
     r1 = materialize(defs, instance, silver_global)
     r2 = materialize(defs, instance, silver_ticker, range_tags("AAPL", "NVDA"))
     assert r1.success and r2.success
-    failed = [(e.asset_key.to_user_string(), e.check_name) for r in (r1, r2)
-              for e in r.get_asset_check_evaluations() if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+    failed = [
+        (e.asset_key.to_user_string(), e.check_name)
+        for r in (r1, r2)
+        for e in r.get_asset_check_evaluations()
+        if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+    ]
     assert failed == []
     evaluated = {(e.asset_key.to_user_string(), e.check_name) for e in r2.get_asset_check_evaluations()}
-    assert ("silver/fmp_price_eod", "key_unique") in evaluated and ("silver/fmp_price_eod", "reconciliation") in evaluated
+    assert ("silver/fmp_price_eod", "key_unique") in evaluated and (
+        "silver/fmp_price_eod",
+        "reconciliation",
+    ) in evaluated
 
     # gold sensor: every gold asset has moved inputs before its first build
     gold_sensor = next(s for s in defs.sensors if s.name == "gold_promotion_sensor")
-    gt = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    gt = gold_sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    )
     assert len(gt.run_requests) == 1
     gold_keys = set(gt.run_requests[0].asset_selection)
     assert gold_key("fact_price_daily") in gold_keys
     r3 = materialize(defs, instance, sorted(gold_keys, key=str))
     assert r3.success
-    gold_failed = [(e.asset_key.to_user_string(), e.check_name) for e in r3.get_asset_check_evaluations() if not e.passed]
+    gold_failed = [
+        (e.asset_key.to_user_string(), e.check_name) for e in r3.get_asset_check_evaluations() if not e.passed
+    ]
     assert gold_failed == []
     # nothing moved now: the gold sensor skips with a reason
-    gt2 = gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
+    gt2 = gold_sensor.evaluate_tick(
+        dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+    )
     assert not gt2.run_requests and "no Gold input watermark moved" in (gt2.skip_message or "")
 
 
@@ -172,10 +191,10 @@ def test_universe_sensor_and_schedule(setup):
     ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
     data = schedule.evaluate_tick(ctx)
     keys = [r.run_key for r in data.run_requests]
-    assert keys == ["daily:2026-11-20:global", "daily:2026-11-20:tickers:0"]   # two runs, never one per ticker
+    assert keys == ["daily:2026-11-20:global", "daily:2026-11-20:tickers:0"]  # two runs, never one per ticker
     ticker_run = data.run_requests[1]
     assert ticker_run.tags["dagster/asset_partition_range_start"] == "AAPL"
-    assert ticker_run.tags["dagster/asset_partition_range_end"] == "MSFT"   # NVDA was removed above
+    assert ticker_run.tags["dagster/asset_partition_range_end"] == "MSFT"  # NVDA was removed above
 
 
 @pytest.mark.slow
@@ -185,14 +204,33 @@ def test_dagster_cli_materializes_bronze(tmp_path):
     Path(env["DAGSTER_HOME"]).mkdir()
     (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text((PROJECT_ROOT / "dagster.yaml").read_text())
     # the partitions must exist in the instance the CLI uses
-    subprocess.run([sys.executable, "-c", "import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions("
-                    f"'tickers', {TICKERS!r})"], env=env, check=True, cwd=tmp_path)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('tickers', {TICKERS!r})",
+        ],
+        env=env,
+        check=True,
+        cwd=tmp_path,
+    )
     proc = subprocess.run(
-        [str(Path(sys.executable).parent / "dg"), "launch", "--assets", "bronze/prices/historical-price-eod",
-         "--partition-range", "AAPL...NVDA"],
-        env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+        [
+            str(Path(sys.executable).parent / "dg"),
+            "launch",
+            "--assets",
+            "bronze/prices/historical-price-eod",
+            "--partition-range",
+            "AAPL...NVDA",
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]   # e.g. a superseded command
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]  # e.g. a superseded command
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
     try:
         tickers = {r[0] for r in con.execute("SELECT DISTINCT ticker FROM ops.file_ingestions").fetchall()}
@@ -206,11 +244,17 @@ def test_dg_check_defs(tmp_path):
     """What CI users run to gate a change: `dg check defs` loads and validates the project's definitions."""
     env = {**os.environ, "PIPELINE_DATA_DIR": str(tmp_path / "data"), "DAGSTER_HOME": str(tmp_path)}
     (tmp_path / "dagster.yaml").write_text("")
-    proc = subprocess.run([str(Path(sys.executable).parent / "dg"), "check", "defs"], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "dg"), "check", "defs"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr
-    assert "Warning" not in proc.stdout + proc.stderr   # no superseded command, no venv mismatch
+    assert "Warning" not in proc.stdout + proc.stderr  # no superseded command, no venv mismatch
 
 
 def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
@@ -229,12 +273,14 @@ def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
     assert not result.success
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        status, message = con.execute("SELECT status, message FROM ops.runs WHERE run_id = ?", [result.run_id]).fetchone()
+        status, message = con.execute(
+            "SELECT status, message FROM ops.runs WHERE run_id = ?", [result.run_id]
+        ).fetchone()
         waiting = con.execute("SELECT count(*) FROM ops.file_ingestions WHERE silver_status IS NULL").fetchone()[0]
     finally:
         con.close()
     assert status == "failed" and "silver.fmp_price_eod" in message and "disk full" in message
-    assert waiting == 3   # nothing was lost: the files still wait for promotion
+    assert waiting == 3  # nothing was lost: the files still wait for promotion
 
 
 def test_the_instance_always_gets_the_projects_current_dagster_yaml(tmp_path):
@@ -245,11 +291,11 @@ def test_the_instance_always_gets_the_projects_current_dagster_yaml(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
-    assert not sync_instance_config(home)                      # unchanged: nothing written
+    assert not sync_instance_config(home)  # unchanged: nothing written
     stale = current.replace("free_slots_after_run_end_seconds", "# (an older file)\n  old_key")
-    (home / "dagster.yaml").write_text(stale)                   # written by an older checkout
+    (home / "dagster.yaml").write_text(stale)  # written by an older checkout
     assert sync_instance_config(home) and (home / "dagster.yaml").read_text() == current
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")   # someone's own instance settings
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: true\n")  # someone's own instance settings
     assert not sync_instance_config(home) and "enabled: true" in (home / "dagster.yaml").read_text()
 
 
@@ -277,4 +323,4 @@ def test_assets_carry_code_versions_tags_and_gold_schemas_before_any_run(setup):
     assert code_version(dataclasses.replace(model, sql=model.sql + "\n")) != gold.code_version
     columns = gold.metadata["dagster/column_schema"].columns
     assert [c.name for c in columns] == list(model.column_names)
-    assert instance.get_latest_materialization_event(gold_key("fact_price_daily")) is None   # nothing ran yet
+    assert instance.get_latest_materialization_event(gold_key("fact_price_daily")) is None  # nothing ran yet

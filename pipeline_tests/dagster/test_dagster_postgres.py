@@ -26,7 +26,7 @@ from pipeline_tests.support import E2E_TICKERS as TICKERS
 from pipeline_tests.support import make_env, range_tags
 
 DEPLOY_CONFIG = PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
-URL_VARIABLE = "DAGSTER_POSTGRES_URL"   # what deploy/dagster-postgres.yaml reads
+URL_VARIABLE = "DAGSTER_POSTGRES_URL"  # what deploy/dagster-postgres.yaml reads
 
 
 @pytest.fixture()
@@ -74,18 +74,31 @@ def launch(defs, instance, sensor_name: str, request: dg.RunRequest) -> dg.Execu
     tags = {**request.tags, "dagster/sensor_name": sensor_name}
     if request.run_key:
         tags["dagster/run_key"] = request.run_key
-        existing = instance.get_runs(dg.RunsFilter(tags={"dagster/run_key": request.run_key,
-                                                          "dagster/sensor_name": sensor_name}))
+        existing = instance.get_runs(
+            dg.RunsFilter(tags={"dagster/run_key": request.run_key, "dagster/sensor_name": sensor_name})
+        )
         assert not existing, f"run key {request.run_key} was launched before"
-    return dg.materialize(list(defs.assets), instance=instance, resources=defs.resources,
-                          selection=list(request.asset_selection), tags=tags, raise_on_error=False)
+    return dg.materialize(
+        list(defs.assets),
+        instance=instance,
+        resources=defs.resources,
+        selection=list(request.asset_selection),
+        tags=tags,
+        raise_on_error=False,
+    )
 
 
 def tick(defs, instance, name: str, cursor: str | None = None):
     sensor = next(s for s in defs.sensors if s.name == name)
-    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
-                                                        definitions=defs, cursor=cursor,
-                                                        resources={"warehouse": defs.resources["warehouse"]}))
+    return sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=instance,
+            instance_ref=instance.get_ref(),
+            definitions=defs,
+            cursor=cursor,
+            resources={"warehouse": defs.resources["warehouse"]},
+        )
+    )
 
 
 def test_the_shipped_config_puts_every_dagster_store_in_postgres(pg_setup):
@@ -112,10 +125,16 @@ def test_sample_graph_end_to_end_driven_by_sensors_on_postgres(pg_setup):
     # Bronze, as the daily schedule asks for it
     global_bronze = [bronze_key(e) for e in keymap.global_entries()]
     ticker_bronze = [bronze_key(e) for e in keymap.per_ticker_entries()]
-    assert dg.materialize(list(defs.assets), instance=instance, resources=defs.resources,
-                          selection=global_bronze).success
-    assert dg.materialize(list(defs.assets), instance=instance, resources=defs.resources,
-                          selection=ticker_bronze, tags=range_tags("AAPL", "NVDA")).success
+    assert dg.materialize(
+        list(defs.assets), instance=instance, resources=defs.resources, selection=global_bronze
+    ).success
+    assert dg.materialize(
+        list(defs.assets),
+        instance=instance,
+        resources=defs.resources,
+        selection=ticker_bronze,
+        tags=range_tags("AAPL", "NVDA"),
+    ).success
 
     # Silver: the promotion sensor batches the waiting files into two runs, each launched as the daemon would
     silver = tick(defs, instance, "silver_promotion_sensor")
@@ -123,8 +142,11 @@ def test_sample_graph_end_to_end_driven_by_sensors_on_postgres(pg_setup):
     for req in silver.run_requests:
         result = launch(defs, instance, "silver_promotion_sensor", req)
         assert result.success
-        failed = [e.check_name for e in result.get_asset_check_evaluations()
-                  if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR]
+        failed = [
+            e.check_name
+            for e in result.get_asset_check_evaluations()
+            if not e.passed and e.severity == dg.AssetCheckSeverity.ERROR
+        ]
         assert failed == []
     # the same files on the next tick: the same run keys, which the daemon finds in PostgreSQL and skips
     again = tick(defs, instance, "silver_promotion_sensor", cursor=silver.cursor)
@@ -143,15 +165,20 @@ def test_sample_graph_end_to_end_driven_by_sensors_on_postgres(pg_setup):
     # the orchestration record is in PostgreSQL: 2 Bronze + 2 Silver + 1 Gold runs, all successful, with events
     runs = pg_rows(url, "SELECT status, count(*) FROM runs GROUP BY status")
     assert runs == [("SUCCESS", 5)]
-    materialized = {r[0] for r in pg_rows(url, "SELECT DISTINCT asset_key FROM event_logs "
-                                                "WHERE dagster_event_type = 'ASSET_MATERIALIZATION'")}
+    materialized = {
+        r[0]
+        for r in pg_rows(
+            url, "SELECT DISTINCT asset_key FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION'"
+        )
+    }
     assert silver_key("fmp_price_eod").to_string() in materialized
     assert gold_key("fact_price_daily").to_string() in materialized
     # and the warehouse is what a SQLite-backed run produces: every Bronze file promoted, Gold built
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        waiting = con.execute("SELECT count(*) FROM ops.file_ingestions "
-                              "WHERE can_promote AND silver_status IS DISTINCT FROM 'promoted'").fetchone()[0]
+        waiting = con.execute(
+            "SELECT count(*) FROM ops.file_ingestions WHERE can_promote AND silver_status IS DISTINCT FROM 'promoted'"
+        ).fetchone()[0]
         prices = con.execute("SELECT count(DISTINCT ticker) FROM gold.fact_price_daily").fetchone()[0]
     finally:
         con.close()
@@ -162,14 +189,24 @@ def test_sample_graph_end_to_end_driven_by_sensors_on_postgres(pg_setup):
 def test_pipeline_run_cli_on_postgres_storage(tmp_path, pg_database):
     """`pipeline run` in a fresh process honours a DAGSTER_HOME holding the PostgreSQL configuration."""
     home = pg_home(tmp_path)
-    env = {**os.environ, **make_env(tmp_path), "DAGSTER_HOME": str(home),
-           URL_VARIABLE: postgres_server.sqlalchemy_url(pg_database)}
+    env = {
+        **os.environ,
+        **make_env(tmp_path),
+        "DAGSTER_HOME": str(home),
+        URL_VARIABLE: postgres_server.sqlalchemy_url(pg_database),
+    }
     env.pop("FMP_API_KEY", None)
     exe = Path(sys.executable).parent / "pipeline"
-    proc = subprocess.run([str(exe), "run", "--select", "bronze/prices/historical-price-eod,silver/fmp_price_eod"],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [str(exe), "run", "--select", "bronze/prices/historical-price-eod,silver/fmp_price_eod"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert not list(home.rglob("*.db"))   # no SQLite storage was made (compute logs stay local files)
+    assert not list(home.rglob("*.db"))  # no SQLite storage was made (compute logs stay local files)
     statuses = pg_rows(pg_database, "SELECT DISTINCT status FROM runs")
     assert statuses == [("SUCCESS",)]
     partitions = {k for (k,) in pg_rows(pg_database, "SELECT partition FROM dynamic_partitions")}

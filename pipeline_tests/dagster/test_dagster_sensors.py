@@ -16,8 +16,11 @@ from pipeline_tests.support import make_env, materialize, range_tags
 
 def tick(defs, instance, name: str):
     sensor = next(s for s in defs.sensors if s.name == name)
-    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, instance_ref=instance.get_ref(),
-                                                        definitions=defs, resources=defs.resources))
+    return sensor.evaluate_tick(
+        dg.build_sensor_context(
+            instance=instance, instance_ref=instance.get_ref(), definitions=defs, resources=defs.resources
+        )
+    )
 
 
 def scope_run(instance, scope: str, status: dg.DagsterRunStatus) -> dg.DagsterRun:
@@ -44,7 +47,7 @@ def test_a_burst_of_new_files_yields_at_most_one_queued_run_per_scope(setup):
     instance.report_dagster_event(_run_success_event(queued), queued.run_id)
     again = per_ticker_requests(tick(defs, instance, "silver_promotion_sensor"))
     assert len(again) == 1 and again[0].tags["dagster/asset_partition_range_end"] == "NVDA"
-    assert again[0].run_key != first[0].run_key   # new files: new work, new key
+    assert again[0].run_key != first[0].run_key  # new files: new work, new key
 
 
 def _run_success_event(run: dg.DagsterRun):
@@ -76,11 +79,11 @@ def test_failed_work_is_retried_with_growing_pauses_then_parked(setup, monkeypat
         pause = sensors.scope_state(instance, "silver:global").retry_delay_s
         pauses.append(pause)
         clock[0] += pause - 1
-        assert global_requests()[0] == []          # still waiting just before the pause ends
+        assert global_requests()[0] == []  # still waiting just before the pause ends
         clock[0] += 2
         requests, _ = global_requests()
         assert len(requests) == 1 and requests[0].run_key.endswith(f":retry-{failures}")
-    assert pauses == [60, 120, 240, 480]           # doubling, capped at RETRY_CAP_S
+    assert pauses == [60, 120, 240, 480]  # doubling, capped at RETRY_CAP_S
 
     # parked: a day later it still waits for a person, and `pipeline status` says so
     clock[0] += 86400
@@ -107,7 +110,7 @@ def test_failed_work_is_retried_with_growing_pauses_then_parked(setup, monkeypat
 
 def test_tickers_leaving_the_universe_are_removed_but_a_mass_exit_is_refused(setup):
     settings, keymap, defs, instance = setup
-    instance.add_dynamic_partitions(tickers_partitions.name, ["TSLA"])   # TSLA left PIPELINE_TICKERS
+    instance.add_dynamic_partitions(tickers_partitions.name, ["TSLA"])  # TSLA left PIPELINE_TICKERS
     data = tick(defs, instance, "ticker_universe_sensor")
     assert [r.partition_keys for r in data.dynamic_partitions_requests] == [["TSLA"]]
     assert type(data.dynamic_partitions_requests[0]).__name__ == "DeleteDynamicPartitionsRequest"
@@ -122,7 +125,7 @@ def test_tickers_leaving_the_universe_are_removed_but_a_mass_exit_is_refused(set
 def test_gold_waits_for_a_silver_promotion_in_progress(setup):
     settings, keymap, defs, instance = setup
     assert materialize(defs, instance, [bronze_key(e) for e in keymap.global_entries()]).success
-    assert tick(defs, instance, "gold_promotion_sensor").run_requests   # never built: everything moved
+    assert tick(defs, instance, "gold_promotion_sensor").run_requests  # never built: everything moved
     running = scope_run(instance, "silver:global", dg.DagsterRunStatus.STARTED)
     data = tick(defs, instance, "gold_promotion_sensor")
     assert not data.run_requests and "waiting for the Silver promotion in progress (silver:global)" in data.skip_message

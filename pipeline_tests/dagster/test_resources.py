@@ -21,13 +21,13 @@ def test_the_warehouse_resource_is_duckdb_and_migrates_for_runs_only(tmp_path: P
     path = tmp_path / "data" / "warehouse.duckdb"
     resource = WarehouseResource(database=str(path))
     assert isinstance(resource, DuckDBResource)
-    with dg.build_resources({"warehouse": resource}):   # what a sensor tick does: no run, no write
+    with dg.build_resources({"warehouse": resource}):  # what a sensor tick does: no run, no write
         pass
     assert not path.exists()
 
     @dg.asset
     def reads(warehouse: WarehouseResource) -> None:
-        with warehouse.reader() as conn:                  # migrated by the resource before the step body
+        with warehouse.reader() as conn:  # migrated by the resource before the step body
             assert conn.execute("SELECT count(*) FROM ops.schema_migrations").fetchone()[0] > 0
 
     assert dg.materialize([reads], resources={"warehouse": resource}).success
@@ -36,7 +36,7 @@ def test_the_warehouse_resource_is_duckdb_and_migrates_for_runs_only(tmp_path: P
     with pytest.raises(RuntimeError, match="boom"), resource.transaction() as conn:
         conn.execute("INSERT INTO ops.t VALUES (2)")
         raise RuntimeError("boom")
-    con = duckdb.connect(str(path))                   # the failed block's connection was closed, not leaked
+    con = duckdb.connect(str(path))  # the failed block's connection was closed, not leaked
     try:
         assert con.execute("SELECT list(x) FROM ops.t").fetchone()[0] == [1]
     finally:
@@ -45,13 +45,20 @@ def test_the_warehouse_resource_is_duckdb_and_migrates_for_runs_only(tmp_path: P
 
 def test_the_fmp_resource_shows_its_configuration_but_not_the_key(monkeypatch) -> None:
     monkeypatch.setenv("FMP_API_KEY", SECRET)
-    settings = load_settings({"FMP_API_KEY": SECRET, "FMP_PLAN": "starter", "FMP_CALLS_PER_MINUTE": "120",
-                              "FMP_MAX_CONCURRENCY": "3", "FMP_BASE_URL": "http://127.0.0.1:9/stable"})
+    settings = load_settings(
+        {
+            "FMP_API_KEY": SECRET,
+            "FMP_PLAN": "starter",
+            "FMP_CALLS_PER_MINUTE": "120",
+            "FMP_MAX_CONCURRENCY": "3",
+            "FMP_BASE_URL": "http://127.0.0.1:9/stable",
+        }
+    )
     fmp = build_resources(settings)["fmp"]
     assert isinstance(fmp.api_key, dg.EnvVar) and fmp.api_key.env_var_name == "FMP_API_KEY"
     assert (fmp.plan, fmp.calls_per_minute, fmp.max_concurrency) == ("starter", 120, 3)
     assert SECRET not in repr(fmp) and SECRET not in repr(fmp.get_resource_definition().config_schema)
-    with dg.build_resources({"fmp": fmp}) as resources:   # resolved at run time from the environment
+    with dg.build_resources({"fmp": fmp}) as resources:  # resolved at run time from the environment
         assert resources.fmp.key == SECRET and not resources.fmp.uses_sample_source
         with resources.fmp.client(settings) as client:
             assert client.base_url == "http://127.0.0.1:9/stable" and SECRET not in repr(client)

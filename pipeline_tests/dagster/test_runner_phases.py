@@ -22,10 +22,20 @@ from pipeline.ops.file_ingestions import register_files
 from pipeline.settings import get_settings
 from pipeline.warehouse import Warehouse, connection
 
-SELECT = ("bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/company/profile,silver/fmp_company_profile,"
-          "gold/dim_instrument_history")
-ENV_VARS = ("FMP_API_KEY", "FMP_BASE_URL", "FMP_PLAN", "PIPELINE_DATA_DIR", "PIPELINE_KEYMAP", "PIPELINE_AS_OF",
-            "PIPELINE_TICKERS", "DAGSTER_HOME")
+SELECT = (
+    "bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/company/profile,silver/fmp_company_profile,"
+    "gold/dim_instrument_history"
+)
+ENV_VARS = (
+    "FMP_API_KEY",
+    "FMP_BASE_URL",
+    "FMP_PLAN",
+    "PIPELINE_DATA_DIR",
+    "PIPELINE_KEYMAP",
+    "PIPELINE_AS_OF",
+    "PIPELINE_TICKERS",
+    "DAGSTER_HOME",
+)
 
 
 @pytest.fixture
@@ -56,12 +66,16 @@ def add_restated_profile(data_dir: Path, ticker: str) -> str:
     """A later fetch of a ticker's profile with a changed value, as the next day's Bronze run would write."""
     store = BronzeStore(data_dir / "bronze")
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
-        path = conn.execute("SELECT bronze_path FROM ops.file_ingestions WHERE dataset = 'profile' AND ticker = ? "
-                            "AND can_promote ORDER BY fetched_at DESC LIMIT 1", [ticker]).fetchone()[0]
+        path = conn.execute(
+            "SELECT bronze_path FROM ops.file_ingestions WHERE dataset = 'profile' AND ticker = ? "
+            "AND can_promote ORDER BY fetched_at DESC LIMIT 1",
+            [ticker],
+        ).fetchone()[0]
     env = store.read(path)
     content = [{**env.content[0], "price": float(env.content[0].get("price") or 0) + 1.0}]
-    later = dataclasses.replace(env, file_id=new_file_id(), fetched_at=env.fetched_at + dt.timedelta(hours=1),
-                                content=content)
+    later = dataclasses.replace(
+        env, file_id=new_file_id(), fetched_at=env.fetched_at + dt.timedelta(hours=1), content=content
+    )
     new_path = store.write(later, journal="tests")
     store.close_journal("tests")
     with Warehouse(data_dir / "warehouse.duckdb").transaction() as conn:
@@ -70,7 +84,8 @@ def add_restated_profile(data_dir: Path, ticker: str) -> str:
 
 
 def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
-        data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out = run(capsys)
     assert code == 0, out
     assert "==> global datasets: silver: 1 asset(s)" in out and "==> gold: 1 asset(s)" in out, out
@@ -80,9 +95,14 @@ def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
     # nothing due, nothing fetched: only the two Bronze runs are launched
     code, out = run(capsys)
     assert code == 0, out
-    assert "==> global datasets: silver: skipped, nothing to do: no Bronze file is waiting for silver.fmp_treasury_rates" in out
-    assert ("==> per-ticker datasets: silver: skipped, nothing to do: no Bronze file is waiting for "
-            "silver.fmp_company_profile") in out
+    assert (
+        "==> global datasets: silver: skipped, nothing to do: no Bronze file is waiting for silver.fmp_treasury_rates"
+        in out
+    )
+    assert (
+        "==> per-ticker datasets: silver: skipped, nothing to do: no Bronze file is waiting for "
+        "silver.fmp_company_profile"
+    ) in out
     assert "==> gold: skipped, nothing to do: no Silver input moved since the last successful build" in out
     assert "==> gold: 1 asset(s)" not in out
     assert dagster_runs(data_dir) == first_runs + 2
@@ -95,8 +115,9 @@ def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
     assert "==> per-ticker datasets: silver (" in out and "==> gold: 1 asset(s)" in out
     assert "==> global datasets: silver: skipped, nothing to do" in out
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
-        assert conn.execute("SELECT silver_status FROM ops.file_ingestions WHERE file_id = ?",
-                            [new_file]).fetchone() == ("promoted",)
+        assert conn.execute(
+            "SELECT silver_status FROM ops.file_ingestions WHERE file_id = ?", [new_file]
+        ).fetchone() == ("promoted",)
 
     # a Silver phase that fails blocks Gold, and the exit code says so
     import pipeline.silver.promote as promote

@@ -33,10 +33,15 @@ def test_dagster_dev_serves_the_asset_graph(tmp_path: Path) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     assert sync_instance_config(home)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_DIR": str(tmp_path / "data"),
-           "DAGSTER_DISABLE_TELEMETRY": "1"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PIPELINE_DATA_DIR": str(tmp_path / "data"),
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
     env.pop("FMP_API_KEY", None)
     with dagster_dev(tmp_path, env) as base:
+
         def graph() -> dict | None:
             try:
                 r = httpx.post(f"{base}/graphql", json={"query": QUERY}, timeout=10)

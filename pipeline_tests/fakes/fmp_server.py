@@ -29,26 +29,35 @@ from urllib.parse import parse_qsl, urlsplit
 DataFn = Callable[[str, Mapping[str, str]], tuple[int, bytes, dict[str, str]]]
 
 JSON_TYPE = "application/json; charset=utf-8"
-INVALID_KEY_MESSAGE = ("Invalid API KEY. Please retry or visit our documentation to create one FREE "
-                       "https://financialmodelingprep.com/developer/docs")
-LIMIT_REACH_MESSAGE = ("Limit Reach . Please upgrade your plan or visit our documentation for more details at "
-                       "https://site.financialmodelingprep.com/")
+INVALID_KEY_MESSAGE = (
+    "Invalid API KEY. Please retry or visit our documentation to create one FREE "
+    "https://financialmodelingprep.com/developer/docs"
+)
+LIMIT_REACH_MESSAGE = (
+    "Limit Reach . Please upgrade your plan or visit our documentation for more details at "
+    "https://site.financialmodelingprep.com/"
+)
 # Quota and plan refusals. Evidence: a captured 429 "Limit Reach ." body (blocksense-network/blocksense
 # PR #1275, the exact text above); quota exhaustion, daily or bandwidth, answered with 429 or with 200 and that
 # JSON body, retries not helping until the quota resets (published client issues and probes). The bandwidth
 # text is only known to start "Bandwidth Limit Reach"; the rest here mirrors the daily one.
-BANDWIDTH_LIMIT_MESSAGE = ("Bandwidth Limit Reach . Please upgrade your plan or visit our documentation for more "
-                           "details at https://site.financialmodelingprep.com/")
+BANDWIDTH_LIMIT_MESSAGE = (
+    "Bandwidth Limit Reach . Please upgrade your plan or visit our documentation for more "
+    "details at https://site.financialmodelingprep.com/"
+)
 # 402 for an endpoint outside the plan, JSON (fmpdotnet error-handling guide; public client test fixtures), and
 # 402 plain text for a symbol outside the plan (moremeds/argon #302), labelled JSON like FMP's other text errors.
 RESTRICTED_ENDPOINT_MESSAGE = "Restricted Endpoint: This endpoint is not available under your current subscription"
-PREMIUM_SYMBOL_TEXT = ("Premium Query Parameter: This value set for 'symbol' is not available under your current "
-                       "subscription")
+PREMIUM_SYMBOL_TEXT = (
+    "Premium Query Parameter: This value set for 'symbol' is not available under your current subscription"
+)
 # On the free plan a symbol outside its allow-list is refused everywhere symbol-scoped except these paths.
 SYMBOL_FREE_PATHS = frozenset({"profile", "shares-float"})
 QUOTA_MODES = ("429", "200", "bandwidth")
-LEGACY_MESSAGE = ("Legacy Endpoint : Due to Legacy endpoints being no longer supported - This endpoint is only "
-                  "available for legacy users who have valid subscriptions prior August 31, 2025.")
+LEGACY_MESSAGE = (
+    "Legacy Endpoint : Due to Legacy endpoints being no longer supported - This endpoint is only "
+    "available for legacy users who have valid subscriptions prior August 31, 2025."
+)
 
 
 def error_body(message: str) -> bytes:
@@ -56,6 +65,7 @@ def error_body(message: str) -> bytes:
 
 
 # -- faults ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -111,10 +121,30 @@ def html(code: int = 200) -> Fault:
 # -- default data ------------------------------------------------------------------------------------
 
 _BUILTIN_PRICES = [
-    {"symbol": "AAPL", "date": "2025-01-03", "open": 243.36, "high": 244.18, "low": 241.89, "close": 243.36,
-     "volume": 40244100, "change": 0.0, "changePercent": 0.0, "vwap": 243.2},
-    {"symbol": "AAPL", "date": "2025-01-02", "open": 248.93, "high": 249.1, "low": 241.82, "close": 243.85,
-     "volume": 55740731, "change": -5.08, "changePercent": -2.04, "vwap": 245.9},
+    {
+        "symbol": "AAPL",
+        "date": "2025-01-03",
+        "open": 243.36,
+        "high": 244.18,
+        "low": 241.89,
+        "close": 243.36,
+        "volume": 40244100,
+        "change": 0.0,
+        "changePercent": 0.0,
+        "vwap": 243.2,
+    },
+    {
+        "symbol": "AAPL",
+        "date": "2025-01-02",
+        "open": 248.93,
+        "high": 249.1,
+        "low": 241.82,
+        "close": 243.85,
+        "volume": 55740731,
+        "change": -5.08,
+        "changePercent": -2.04,
+        "vwap": 245.9,
+    },
 ]
 
 
@@ -128,7 +158,10 @@ def builtin_data(path: str, params: Mapping[str, str]) -> tuple[int, bytes, dict
         rows = [{"symbol": symbol, "companyName": f"{symbol} Inc.", "marketCap": 1.0e9}] if symbol else []
         return 200, json.dumps(rows, indent=2).encode(), {}
     if path == "eod-bulk":
-        text = "symbol,date,open,low,high,close,adjClose,volume\nAAPL,2025-01-03,243.36,241.89,244.18,243.36,243.36,40244100\n"
+        text = (
+            "symbol,date,open,low,high,close,adjClose,volume\n"
+            "AAPL,2025-01-03,243.36,241.89,244.18,243.36,243.36,40244100\n"
+        )
         return 200, text.encode(), {"Content-Type": "text/csv; charset=utf-8"}
     return 404, b"[]", {}
 
@@ -151,6 +184,7 @@ def _default_data() -> DataFn:
 
 
 # -- server ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class RecordedRequest:
@@ -184,9 +218,17 @@ class _Server(ThreadingHTTPServer):
 class FakeFmpServer:
     """Serve FMP-like responses on 127.0.0.1:<free port>/stable in a daemon thread; use as a context manager."""
 
-    def __init__(self, *, api_key: str = "test-key", data: DataFn | None = None, latency_s: float = 0.0,
-                 calls_per_minute: int | None = None, retry_after: str | None = None, plan: str = "ultimate",
-                 window_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-key",
+        data: DataFn | None = None,
+        latency_s: float = 0.0,
+        calls_per_minute: int | None = None,
+        retry_after: str | None = None,
+        plan: str = "ultimate",
+        window_s: float = 60.0,
+    ) -> None:
         self.api_key = api_key
         self.data = data or _default_data()
         self.latency_s = latency_s
@@ -199,10 +241,10 @@ class FakeFmpServer:
         self.max_in_flight = 0
         self._faults: list[tuple[str, deque[Fault]]] = []
         self._served: deque[float] = deque()
-        self._quota_left: int | None = None          # None: no quota mode
+        self._quota_left: int | None = None  # None: no quota mode
         self._quota_mode = "429"
         self.restricted_symbols: frozenset[str] = frozenset()
-        self.restricted_paths: tuple[str, ...] = ()   # path globs
+        self.restricted_paths: tuple[str, ...] = ()  # path globs
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", 0), self._handler_class())
         self.port = self._httpd.server_address[1]
@@ -211,8 +253,9 @@ class FakeFmpServer:
 
     # lifecycle
     def start(self) -> FakeFmpServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-fmp", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-fmp", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -298,7 +341,9 @@ class FakeFmpServer:
             return 402, b"Premium Query Parameter: 'limit'"
         return None
 
-    def _answer(self, path: str, params: Mapping[str, str], key_ok: bool, now: float) -> tuple[int, bytes, dict[str, str]]:
+    def _answer(
+        self, path: str, params: Mapping[str, str], key_ok: bool, now: float
+    ) -> tuple[int, bytes, dict[str, str]]:
         if not key_ok:
             return 401, error_body(INVALID_KEY_MESSAGE), {}
         if path.startswith("/api/"):
@@ -335,7 +380,7 @@ class FakeFmpServer:
         split = urlsplit(handler.path)
         params = dict(parse_qsl(split.query, keep_blank_values=True))
         key = params.pop("apikey", None) or handler.headers.get("apikey")
-        path = split.path[len("/stable/"):] if split.path.startswith("/stable/") else split.path
+        path = split.path[len("/stable/") :] if split.path.startswith("/stable/") else split.path
         # Recorded on arrival, status filled in before any byte of the answer leaves: a client that has its
         # response can always see the record of it.
         record = RecordedRequest(arrived, wall, path, params, had_key=key is not None)

@@ -68,8 +68,14 @@ class RecordingSleep:
 
 
 def make_client(base_url: str, **overrides: object) -> FmpClient:
-    options: dict[str, object] = dict(max_retries=2, backoff_base_s=0.01, backoff_cap_s=0.05, retry_after_cap_s=2.0,
-                                      timeout_s=2.0, limiter=RateLimiter(100_000))
+    options: dict[str, object] = dict(
+        max_retries=2,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+        retry_after_cap_s=2.0,
+        timeout_s=2.0,
+        limiter=RateLimiter(100_000),
+    )
     options.update(overrides)
     return FmpClient(base_url, KEY, **options)  # type: ignore[arg-type]
 
@@ -83,6 +89,7 @@ def assert_key_free(*things: object) -> None:
 
 
 # -- retries -------------------------------------------------------------------------------------------
+
 
 def test_500_500_200_succeeds_on_third_attempt(server: FakeFmpServer) -> None:
     server.add_faults(EOD, status(500, b"oops"), status(500, b"oops"))
@@ -153,14 +160,17 @@ def test_persistent_429_is_rate_limited(server: FakeFmpServer) -> None:
     assert result.error_class == "rate_limited" and result.attempts == 3 and "Limit Reach" in result.error_message
 
 
-@pytest.mark.parametrize(("code", "body", "expected"), [
-    (400, b"Query Error: Invalid or missing query parameter - symbol", "http_status"),
-    (401, error_body("Invalid API KEY. Please retry"), "auth"),
-    (402, b"Premium Query Parameter: This value set for 'symbol' is not available", "plan_restricted"),
-    (403, error_body("Legacy Endpoint : no longer supported"), "auth"),
-    (404, b"[]", "http_status"),
-    (418, b"teapot", "http_status"),
-])
+@pytest.mark.parametrize(
+    ("code", "body", "expected"),
+    [
+        (400, b"Query Error: Invalid or missing query parameter - symbol", "http_status"),
+        (401, error_body("Invalid API KEY. Please retry"), "auth"),
+        (402, b"Premium Query Parameter: This value set for 'symbol' is not available", "plan_restricted"),
+        (403, error_body("Legacy Endpoint : no longer supported"), "auth"),
+        (404, b"[]", "http_status"),
+        (418, b"teapot", "http_status"),
+    ],
+)
 def test_client_errors_are_not_retried(server: FakeFmpServer, code: int, body: bytes, expected: str) -> None:
     server.add_faults(EOD, status(code, body))
     with make_client(server.base_url) as client:
@@ -177,6 +187,7 @@ def test_402_message_keeps_fmp_text(server: FakeFmpServer) -> None:
 
 
 # -- transport failures ----------------------------------------------------------------------------------
+
 
 def test_read_timeout_is_retried_then_transport(server: FakeFmpServer) -> None:
     server.add_faults(EOD, *[timeout(0.6)] * 3)
@@ -219,14 +230,18 @@ def test_json_cut_midway_is_invalid_body(server: FakeFmpServer) -> None:
 
 # -- 200 bodies ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("fault", "expected"), [
-    (error_message_200("No Data for this symbol or invalid API call"), "api_error_body"),
-    (error_message_200("Invalid API KEY. Please retry"), "auth"),
-    (plain_text_200("Invalid name"), "invalid_body"),
-    (html(200), "invalid_body"),
-    (status(200, b""), "empty"),
-    (status(200, b"  \n"), "empty"),
-])
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (error_message_200("No Data for this symbol or invalid API call"), "api_error_body"),
+        (error_message_200("Invalid API KEY. Please retry"), "auth"),
+        (plain_text_200("Invalid name"), "invalid_body"),
+        (html(200), "invalid_body"),
+        (status(200, b""), "empty"),
+        (status(200, b"  \n"), "empty"),
+    ],
+)
 def test_200_bodies_are_classified(server: FakeFmpServer, fault: object, expected: str) -> None:
     server.add_faults("economic-indicators", fault)  # type: ignore[arg-type]
     with make_client(server.base_url) as client:
@@ -267,7 +282,9 @@ def test_gzip_and_selected_headers(server: FakeFmpServer) -> None:
         result = client.fetch(EOD, AAPL)
     assert result.body.startswith(b"[\n  {")  # decoded from gzip, pretty-printed as FMP does
     assert set(result.headers) <= {"content-type", "etag", "date", "retry-after", "content-length"}
-    assert result.headers["content-type"] == "application/json; charset=utf-8" and result.headers["etag"].startswith("W/")
+    assert result.headers["content-type"] == "application/json; charset=utf-8" and result.headers["etag"].startswith(
+        "W/"
+    )
     assert result.fetched_at.tzinfo is not None and result.elapsed_ms > 0
 
 
@@ -290,13 +307,18 @@ def test_classify_response_status_first() -> None:
 
 # -- the key never leaks ---------------------------------------------------------------------------------
 
+
 def test_key_is_sent_but_never_recorded(server: FakeFmpServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     server.add_faults(EOD, status(500, b"x"), reset(), truncated(), error_message_200("bad"))
     server.add_faults("profile", timeout(0.5))
     with make_client(server.base_url, max_retries=3, timeout_s=0.2) as client:
-        results = [client.fetch(EOD, {**AAPL, "apikey": KEY}), client.fetch(EOD, AAPL), client.fetch("profile", AAPL),
-                   client.fetch("eod-bulk", {}, expect="csv")]
+        results = [
+            client.fetch(EOD, {**AAPL, "apikey": KEY}),
+            client.fetch(EOD, AAPL),
+            client.fetch("profile", AAPL),
+            client.fetch("eod-bulk", {}, expect="csv"),
+        ]
         assert_key_free(client, *results)
         assert client.redact(f"GET /x?apikey={KEY}&symbol=A and {KEY}") == "GET /x?apikey=***&symbol=A and ***"
     assert all(r.had_key for r in server.requests)  # it did go on the wire
@@ -321,8 +343,9 @@ def test_unexpected_exceptions_are_scrubbed() -> None:
     def explode(request: httpx.Request) -> httpx.Response:
         raise RuntimeError(f"cannot handle {request.url}")
 
-    with FmpClient("http://fmp.invalid/stable", KEY, transport=httpx.MockTransport(explode),
-                   limiter=RateLimiter(1000)) as client:
+    with FmpClient(
+        "http://fmp.invalid/stable", KEY, transport=httpx.MockTransport(explode), limiter=RateLimiter(1000)
+    ) as client:
         with pytest.raises(FmpClientError) as caught:
             client.fetch(EOD, AAPL)
         with pytest.raises(ValueError) as bad_expect:
@@ -332,6 +355,7 @@ def test_unexpected_exceptions_are_scrubbed() -> None:
 
 
 # -- rate limiter ----------------------------------------------------------------------------------------
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -378,7 +402,8 @@ def test_limiter_is_thread_safe_on_a_short_window() -> None:
 
 def test_server_never_sees_more_than_the_limit_in_any_window() -> None:
     """Real sockets, a window scaled from 60 s down to 1.5 s: the server's own arrival stamps must obey it (the
-    client keeps a 0.25 s margin for the time between its send stamp and the server's arrival stamp on a loaded machine)."""
+    client keeps a 0.25 s margin for the time between its send stamp and the server's arrival stamp on a loaded
+    machine)."""
     window, limit = 1.5, 20
     with FakeFmpServer(api_key=KEY, data=builtin_data, calls_per_minute=limit, window_s=window) as fake:
         limiter = RateLimiter(limit, window_s=window, margin_s=0.25)
@@ -412,6 +437,7 @@ def test_process_limiter_is_shared_and_reconfigurable() -> None:
 
 # -- concurrency -----------------------------------------------------------------------------------------
 
+
 def test_concurrency_is_bounded_and_used() -> None:
     with FakeFmpServer(api_key=KEY, data=builtin_data, latency_s=0.2) as fake:
         with make_client(fake.base_url, max_concurrency=4) as client:
@@ -434,6 +460,7 @@ def test_fetch_many_turns_failures_into_results(server: FakeFmpServer) -> None:
 
 
 # -- construction ----------------------------------------------------------------------------------------
+
 
 def test_from_settings_uses_the_sample_transport_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}

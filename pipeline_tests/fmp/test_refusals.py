@@ -53,10 +53,11 @@ DAY = dt.date(2025, 3, 13)
 EOD = "historical-price-eod/full"
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
 # keymap order, which is the order requests are sent in: profile, dividends, splits, EOD
-ENTRIES = [e for e in KEYMAP if e.dataset in ("profile", "dividends", "splits", "historical-price-eod")
-           and not e.discriminator]
+ENTRIES = [
+    e for e in KEYMAP if e.dataset in ("profile", "dividends", "splits", "historical-price-eod") and not e.discriminator
+]
 TICKERS = ["AAPL", "MSFT", "NVDA", "JPM", "XOM", "JNJ", "KO", "PG"]
-MAX_RETRIES = 1                      # a "Limit Reach" is sent twice before it counts as a quota refusal
+MAX_RETRIES = 1  # a "Limit Reach" is sent twice before it counts as a quota refusal
 SOURCE = SampleSource(as_of=DAY)
 
 
@@ -73,14 +74,32 @@ class Lake:
         self.store = BronzeStore(root / "bronze")
         self.said: list[str] = []
 
-    def run(self, server: FakeFmpServer, entries: list[KeymapEntry] = ENTRIES,
-            tickers: list[str] = TICKERS) -> tuple[str, BronzeRunReport]:
+    def run(
+        self, server: FakeFmpServer, entries: list[KeymapEntry] = ENTRIES, tickers: list[str] = TICKERS
+    ) -> tuple[str, BronzeRunReport]:
         run_id = str(uuid.uuid4())
-        with FmpClient(server.base_url, KEY, max_retries=MAX_RETRIES, backoff_base_s=0.001, backoff_cap_s=0.005,
-                       timeout_s=5.0, limiter=RateLimiter(100_000)) as client:
-            report = run_bronze(entries=entries, tickers=tickers, warehouse=self.warehouse, store=self.store,
-                                client=client, run_id=run_id, today=DAY, fmp_plan=None, source_mode="fmp",
-                                max_concurrency=1, log_fn=self.said.append)
+        with FmpClient(
+            server.base_url,
+            KEY,
+            max_retries=MAX_RETRIES,
+            backoff_base_s=0.001,
+            backoff_cap_s=0.005,
+            timeout_s=5.0,
+            limiter=RateLimiter(100_000),
+        ) as client:
+            report = run_bronze(
+                entries=entries,
+                tickers=tickers,
+                warehouse=self.warehouse,
+                store=self.store,
+                client=client,
+                run_id=run_id,
+                today=DAY,
+                fmp_plan=None,
+                source_mode="fmp",
+                max_concurrency=1,
+                log_fn=self.said.append,
+            )
         return run_id, report
 
     def ledger(self, where: str = "true", params: list[Any] | None = None) -> list[dict]:
@@ -122,6 +141,7 @@ def server() -> Iterator[FakeFmpServer]:
 
 # -- classification ---------------------------------------------------------------------------------------
 
+
 def test_refusals_are_classified_within_the_design_classes_with_a_detail() -> None:
     bandwidth = classify_response(429, error_body(BANDWIDTH_LIMIT_MESSAGE))
     assert (bandwidth.error_class, bandwidth.detail, bandwidth.retryable) == ("rate_limited", QUOTA_EXHAUSTED, False)
@@ -140,20 +160,23 @@ def test_refusals_are_classified_within_the_design_classes_with_a_detail() -> No
 
 def test_a_limit_reach_that_outlasts_every_retry_is_read_as_quota(server: FakeFmpServer) -> None:
     server.exhaust_quota(after=0, mode="200")
-    with FmpClient(server.base_url, KEY, max_retries=2, backoff_base_s=0.001, backoff_cap_s=0.005,
-                   limiter=RateLimiter(100_000)) as client:
+    with FmpClient(
+        server.base_url, KEY, max_retries=2, backoff_base_s=0.001, backoff_cap_s=0.005, limiter=RateLimiter(100_000)
+    ) as client:
         result = client.fetch(EOD, {"symbol": "AAPL"})
         assert (result.error_class, result.error_detail, result.attempts) == ("rate_limited", QUOTA_EXHAUSTED, 3)
         server.reset_quota()
         assert client.fetch(EOD, {"symbol": "AAPL"}).ok
-    assert [r.status for r in server.requests] == [200, 200, 200, 200]   # 200 + Limit Reach three times, then data
+    assert [r.status for r in server.requests] == [200, 200, 200, 200]  # 200 + Limit Reach three times, then data
 
 
 # -- quota ------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode, attempts", [("429", MAX_RETRIES + 1), ("200", MAX_RETRIES + 1), ("bandwidth", 1)])
 def test_an_exhausted_quota_stops_the_run_and_a_run_after_the_reset_fetches_the_rest(
-        tmp_path: Path, server: FakeFmpServer, mode: str, attempts: int) -> None:
+    tmp_path: Path, server: FakeFmpServer, mode: str, attempts: int
+) -> None:
     lake = Lake(tmp_path)
     planned = planned_requests()
     served = 5
@@ -170,7 +193,7 @@ def test_an_exhausted_quota_stops_the_run_and_a_run_after_the_reset_fetches_the_
     assert any("not_sent_quota_exhausted" in line for line in lake.said)
     row = lake.run_row(run_id)
     assert row["skipped"] == not_sent and row["requests"] == served + QUOTA_REFUSALS_TO_STOP
-    assert row["status"] == "partial" and report.hard_failures == QUOTA_REFUSALS_TO_STOP   # incomplete: it fails
+    assert row["status"] == "partial" and report.hard_failures == QUOTA_REFUSALS_TO_STOP  # incomplete: it fails
     # the refusals are kept as unpromotable error envelopes, classified
     refused = lake.ledger("run_id = ? AND error_class IS NOT NULL", [run_id])
     assert len(refused) == QUOTA_REFUSALS_TO_STOP
@@ -193,7 +216,7 @@ def test_an_exhausted_quota_stops_the_run_and_a_run_after_the_reset_fetches_the_
 
 def test_quota_refusals_stop_the_run_only_when_consecutive(tmp_path: Path) -> None:
     """Two refusals, an answer, two refusals...: a busy minute, not an exhausted quota; nothing is held back."""
-    refused = {"AAPL", "MSFT", "JPM", "XOM", "KO", "PG"}   # NVDA and JNJ are answered in between
+    refused = {"AAPL", "MSFT", "JPM", "XOM", "KO", "PG"}  # NVDA and JNJ are answered in between
     serve = sample_data(SOURCE)
 
     def data(path: str, params: Mapping[str, str]) -> tuple[int, bytes, dict[str, str]]:
@@ -212,6 +235,7 @@ def test_quota_refusals_stop_the_run_only_when_consecutive(tmp_path: Path) -> No
 
 # -- plan -------------------------------------------------------------------------------------------------
 
+
 def test_a_symbol_outside_the_plan_skips_that_ticker_only(tmp_path: Path, server: FakeFmpServer) -> None:
     server.restrict_symbols("NVDA")
     lake = Lake(tmp_path)
@@ -220,10 +244,10 @@ def test_a_symbol_outside_the_plan_skips_that_ticker_only(tmp_path: Path, server
     nvda = [(r.path, r.status) for r in server.requests if r.params.get("symbol") == "NVDA"]
     # profile is served for any symbol; the first symbol-scoped refusal skips NVDA's remaining requests
     assert nvda == [("profile", 200), ("dividends", 402)]
-    nvda_planned = planned_requests(tickers=["NVDA"])                   # profile, 2 dividends, 2 splits, 1 EOD windows
+    nvda_planned = planned_requests(tickers=["NVDA"])  # profile, 2 dividends, 2 splits, 1 EOD windows
     assert len(server.requests) == planned_requests() - nvda_planned + 2
     others = [r for r in server.requests if r.params["symbol"] != "NVDA"]
-    assert len(others) == planned_requests(tickers=[t for t in TICKERS if t != "NVDA"])   # nobody else skipped
+    assert len(others) == planned_requests(tickers=[t for t in TICKERS if t != "NVDA"])  # nobody else skipped
     assert skipped(report, "not_sent_symbol_not_in_plan") == nvda_planned - 2
     for dataset in ("dividends", "splits", "historical-price-eod"):
         rep = by_dataset(report, dataset)
@@ -235,7 +259,11 @@ def test_a_symbol_outside_the_plan_skips_that_ticker_only(tmp_path: Path, server
     assert report.hard_failures == 0 and lake.run_row(run_id)["status"] == "success"
     [refusal] = lake.ledger("error_class IS NOT NULL")
     assert (refusal["ticker"], refusal["dataset"], refusal["status_code"], refusal["can_promote"]) == (
-        "NVDA", "dividends", 402, False)
+        "NVDA",
+        "dividends",
+        402,
+        False,
+    )
     assert json.loads((lake.store.root / refusal["bronze_path"]).read_bytes())["error"]["detail"] == SYMBOL_NOT_IN_PLAN
 
 
@@ -245,13 +273,13 @@ def test_an_endpoint_outside_the_plan_skips_that_dataset_with_the_reason(tmp_pat
     run_id, report = lake.run(server)
 
     dividends = by_dataset(report, "dividends")
-    assert [r.status for r in server.requests if r.path == "dividends"] == [402]    # asked once, then skipped
+    assert [r.status for r in server.requests if r.path == "dividends"] == [402]  # asked once, then skipped
     assert dividends.skipped["not_sent_endpoint_not_in_plan"] == planned_requests([dividends.entry]) - 1
     assert dividends.failed == {"plan_restricted": 1}
     reason = dividends.skip_reasons[0]
     assert reason.startswith("dividends: not sent: the FMP plan does not include this endpoint")
     assert "Restricted Endpoint" in reason and KEY not in reason
-    assert any("dividends: not sent" in line for line in lake.said)          # in the run's log
+    assert any("dividends: not sent" in line for line in lake.said)  # in the run's log
     # every other dataset is fetched for every ticker, and the step does not fail
     for rep in report.entries.values():
         if rep is not dividends:

@@ -43,18 +43,28 @@ def keymap_cases() -> list[tuple[str, dict[str, Any]]]:
 
 def recipe_params(entry: dict[str, Any], ticker: str) -> dict[str, str]:
     recipe = entry["recipe"]
-    start = (dt.date.fromisoformat(recipe["history_start"]) if "history_start" in recipe
-             else AS_OF - dt.timedelta(days=recipe.get("history_days", 30)))
+    start = (
+        dt.date.fromisoformat(recipe["history_start"])
+        if "history_start" in recipe
+        else AS_OF - dt.timedelta(days=recipe.get("history_days", 30))
+    )
     while start.weekday() >= 5:
         start += dt.timedelta(days=1)
     end = min(start + dt.timedelta(days=recipe.get("max_window_days", 90) - 1), AS_OF)
-    values = {"__ticker__": ticker, "__from__": start.isoformat(), "__to__": end.isoformat(),
-              "__date__": start.isoformat(), "__discriminator__": str(entry.get("discriminator", "")),
-              "__limit__": str(recipe.get("row_limit", 5)), "__page__": "0"}
+    values = {
+        "__ticker__": ticker,
+        "__from__": start.isoformat(),
+        "__to__": end.isoformat(),
+        "__date__": start.isoformat(),
+        "__discriminator__": str(entry.get("discriminator", "")),
+        "__limit__": str(recipe.get("row_limit", 5)),
+        "__page__": "0",
+    }
     return {k: values.get(v, v) for k, v in recipe["query"].items()}
 
 
 # -- wire shape and keymap coverage -------------------------------------------------------------------
+
 
 def test_pretty_printed_and_deterministic() -> None:
     params = {"symbol": "AAPL", "from": "2024-01-01", "to": "2024-03-31"}
@@ -64,30 +74,39 @@ def test_pretty_printed_and_deterministic() -> None:
     assert a.body.startswith(b'[\n  {\n    "symbol": "AAPL",')
     for path in STATEMENTS:
         p = {"symbol": "T0042", "period": "quarter", "limit": "8"}
-        assert (SampleSource(AS_OF, ["T0042"]).respond(path, p).body
-                == SampleSource(AS_OF, ["T0042"]).respond(path, p).body)
+        assert (
+            SampleSource(AS_OF, ["T0042"]).respond(path, p).body == SampleSource(AS_OF, ["T0042"]).respond(path, p).body
+        )
 
 
 def test_history_does_not_depend_on_as_of() -> None:
     params = {"symbol": "MSFT", "from": "2023-01-01", "to": "2023-06-30"}
     early, late = SampleSource(dt.date(2024, 2, 1)), SampleSource(AS_OF)
-    assert early.respond("historical-price-eod/full", params).body == late.respond(
-        "historical-price-eod/full", params).body
+    assert (
+        early.respond("historical-price-eod/full", params).body
+        == late.respond("historical-price-eod/full", params).body
+    )
     older = rows(early, "income-statement", symbol="MSFT", period="quarter", limit="100")
-    newer = {(r["date"], r["period"]): r for r in rows(late, "income-statement", symbol="MSFT",
-                                                          period="quarter", limit="100")}
+    newer = {
+        (r["date"], r["period"]): r
+        for r in rows(late, "income-statement", symbol="MSFT", period="quarter", limit="100")
+    }
     assert older and all(newer[(r["date"], r["period"])] == r for r in older)
 
 
 @pytest.mark.parametrize(("label", "entry"), keymap_cases(), ids=[c[0] for c in keymap_cases()])
-def test_every_keymap_dataset_serves_every_mapped_field(source: SampleSource, label: str,
-                                                        entry: dict[str, Any]) -> None:
+def test_every_keymap_dataset_serves_every_mapped_field(
+    source: SampleSource, label: str, entry: dict[str, Any]
+) -> None:
     per_ticker = entry["ticker_scope"] == "per_ticker"
     params = recipe_params(entry, "AAPL")
     got = rows(source, entry["recipe"]["path"], **params)
     assert got, f"{label}: no rows for {params}"
-    expected = {c.get("api") or camel(c["name"]) for c in entry["silver"]["columns"]
-                if not (per_ticker and c["name"] == "ticker" and "api" not in c)}
+    expected = {
+        c.get("api") or camel(c["name"])
+        for c in entry["silver"]["columns"]
+        if not (per_ticker and c["name"] == "ticker" and "api" not in c)
+    }
     for row in got:
         missing = expected - row.keys()
         assert not missing, f"{label}: missing {sorted(missing)}"
@@ -97,6 +116,7 @@ def test_every_keymap_dataset_serves_every_mapped_field(source: SampleSource, la
 
 
 # -- prices ---------------------------------------------------------------------------------------------
+
 
 def test_prices_are_sane_and_newest_first(source: SampleSource) -> None:
     for ticker in SAMPLE_TICKERS:
@@ -130,9 +150,16 @@ def test_split_is_visible_in_as_traded_prices_splits_and_shares(source: SampleSo
     window = {"from": "2021-07-16", "to": "2021-07-20"}
     bars = rows(source, "historical-price-eod/non-split-adjusted", symbol="NVDA", **window)
     on_split, before = bars[0], bars[1]
-    assert on_split["date"] == "2021-07-20" and set(on_split) == {"symbol", "date", "adjOpen", "adjHigh", "adjLow",
-                                                                   "adjClose", "volume"}
-    assert 3.0 < before["adjClose"] / on_split["adjOpen"] < 5.3          # the as-traded print drops 4:1
+    assert on_split["date"] == "2021-07-20" and set(on_split) == {
+        "symbol",
+        "date",
+        "adjOpen",
+        "adjHigh",
+        "adjLow",
+        "adjClose",
+        "volume",
+    }
+    assert 3.0 < before["adjClose"] / on_split["adjOpen"] < 5.3  # the as-traded print drops 4:1
     assert rows(source, "splits", symbol="KO") == []
     assert rows(SampleSource(dt.date(2021, 1, 4)), "splits", symbol="NVDA") == []
 
@@ -141,20 +168,28 @@ def test_full_is_split_adjusted_and_rewritten_after_each_split() -> None:
     """fmp_api.md section 1: /full is split-adjusted (prices and volume) on the basis of the day it is served."""
     window = {"symbol": "NVDA", "from": "2024-06-03", "to": "2024-06-07"}
     before_split, after_split = SampleSource(dt.date(2024, 6, 7)), SampleSource(dt.date(2024, 6, 14))
-    old, new = rows(before_split, "historical-price-eod/full", **window), rows(after_split, "historical-price-eod/full",
-                                                                               **window)
+    old, new = (
+        rows(before_split, "historical-price-eod/full", **window),
+        rows(after_split, "historical-price-eod/full", **window),
+    )
     raw = rows(after_split, "historical-price-eod/non-split-adjusted", **window)
     for o, n, r in zip(old, new, raw):
         assert o["date"] == n["date"] == r["date"]
-        assert o["close"] == pytest.approx(r["adjClose"]) and o["volume"] == r["volume"]    # no split yet: as traded
-        assert n["close"] == pytest.approx(r["adjClose"] / 10, abs=1e-4)                  # re-based after the 10:1
+        assert o["close"] == pytest.approx(r["adjClose"]) and o["volume"] == r["volume"]  # no split yet: as traded
+        assert n["close"] == pytest.approx(r["adjClose"] / 10, abs=1e-4)  # re-based after the 10:1
         assert n["volume"] == r["volume"] * 10
-    reverse = rows(SampleSource(AS_OF), "historical-price-eod/full", symbol="GE",
-                   **{"from": "2021-07-29", "to": "2021-08-03"})
-    traded = rows(SampleSource(AS_OF), "historical-price-eod/non-split-adjusted", symbol="GE",
-                  **{"from": "2021-07-29", "to": "2021-08-03"})
+    reverse = rows(
+        SampleSource(AS_OF), "historical-price-eod/full", symbol="GE", **{"from": "2021-07-29", "to": "2021-08-03"}
+    )
+    traded = rows(
+        SampleSource(AS_OF),
+        "historical-price-eod/non-split-adjusted",
+        symbol="GE",
+        **{"from": "2021-07-29", "to": "2021-08-03"},
+    )
     assert {"symbol": "GE", "date": "2021-08-02", "numerator": 1, "denominator": 8} in rows(
-        SampleSource(AS_OF), "splits", symbol="GE")
+        SampleSource(AS_OF), "splits", symbol="GE"
+    )
     pre = [(f, t) for f, t in zip(reverse, traded) if f["date"] < "2021-08-02"]
     assert pre and all(f["close"] == pytest.approx(t["adjClose"] * 8, abs=1e-3) for f, t in pre)
 
@@ -167,9 +202,9 @@ def test_dividend_adjusted_is_total_return(source: SampleSource) -> None:
     assert set(full) == set(total) and ex_dates
     ratios = {d: total[d]["adjClose"] / full[d]["close"] for d in sorted(full)}
     days = sorted(ratios)
-    assert all(ratios[a] <= ratios[b] + 1e-4 for a, b in zip(days, days[1:]))   # the factor only grows towards today
+    assert all(ratios[a] <= ratios[b] + 1e-4 for a, b in zip(days, days[1:]))  # the factor only grows towards today
     jumps = [b for a, b in zip(days, days[1:]) if ratios[b] - ratios[a] > 1e-3]
-    assert jumps == ex_dates[::-1]                                             # exactly at each ex-date
+    assert jumps == ex_dates[::-1]  # exactly at each ex-date
 
 
 def test_statement_shares_and_eps_are_restated_onto_the_serving_basis() -> None:
@@ -186,8 +221,11 @@ def test_statement_shares_and_eps_are_restated_onto_the_serving_basis() -> None:
 
 
 def test_some_filings_are_accepted_after_the_close(source: SampleSource) -> None:
-    accepted = [r["acceptedDate"] for t in SAMPLE_TICKERS
-                for r in rows(source, "income-statement", symbol=t, period="quarter", limit="40")]
+    accepted = [
+        r["acceptedDate"]
+        for t in SAMPLE_TICKERS
+        for r in rows(source, "income-statement", symbol=t, period="quarter", limit="40")
+    ]
     after_close = [a for a in accepted if a[11:] > "16:00:00"]
     assert 0.2 < len(after_close) / len(accepted) < 0.5
     assert all(len(a) == 19 and a[10] == " " for a in accepted)
@@ -205,12 +243,20 @@ def test_loss_maker_and_ipo_start() -> None:
 def test_indicators_appear_only_after_their_calendar_release() -> None:
     """fmp_api.md section 1: the indicator date is the start of the reference period; release times are only in
     the economic calendar (UTC)."""
+
     def gdp(as_of: dt.date) -> list[str]:
-        return [r["date"] for r in rows(SampleSource(as_of), "economic-indicators", name="GDP",
-                                        **{"from": "2024-01-01", "to": "2024-03-31"})]
-    calendar = rows(SampleSource(dt.date(2024, 6, 1)), "economic-calendar", **{"from": "2024-04-01", "to": "2024-05-31"})
+        return [
+            r["date"]
+            for r in rows(
+                SampleSource(as_of), "economic-indicators", name="GDP", **{"from": "2024-01-01", "to": "2024-03-31"}
+            )
+        ]
+
+    calendar = rows(
+        SampleSource(dt.date(2024, 6, 1)), "economic-calendar", **{"from": "2024-04-01", "to": "2024-05-31"}
+    )
     us_gdp = [e for e in calendar if e["event"] == "GDP Growth Rate QoQ Adv" and e["country"] == "US"]
-    assert len(us_gdp) == 1 and us_gdp[0]["date"].endswith("12:30:00")        # 08:30 New York in summer time
+    assert len(us_gdp) == 1 and us_gdp[0]["date"].endswith("12:30:00")  # 08:30 New York in summer time
     release_day = dt.date.fromisoformat(us_gdp[0]["date"][:10])
     assert gdp(release_day - dt.timedelta(days=1)) == [] and gdp(release_day) == ["2024-01-01"]
     assert any(e["country"] == "DE" and e["event"] == us_gdp[0]["event"] for e in calendar)
@@ -222,14 +268,16 @@ def test_dividends_are_quarterly_and_consistent_with_price(source: SampleSource)
     assert 38 <= len(got) <= 40
     assert all("2015-01-01" <= r["date"] <= "2024-12-31" and r["frequency"] == "Quarterly" for r in got)
     r = got[0]
-    close = rows(source, "historical-price-eod/non-split-adjusted", symbol="KO",
-                 **{"from": r["date"], "to": r["date"]})[0]["adjClose"]
+    close = rows(
+        source, "historical-price-eod/non-split-adjusted", symbol="KO", **{"from": r["date"], "to": r["date"]}
+    )[0]["adjClose"]
     assert r["yield"] == pytest.approx(r["dividend"] * 4 / close * 100)
     assert r["declarationDate"] < r["date"] <= r["recordDate"] < r["paymentDate"]
     assert len(rows(source, "dividends", symbol="KO", limit="3")) == 3
 
 
 # -- statements -----------------------------------------------------------------------------------------
+
 
 def test_accounting_identities_hold_for_every_statement(source: SampleSource) -> None:
     for ticker in SAMPLE_TICKERS:
@@ -245,7 +293,9 @@ def test_accounting_identities_hold_for_every_statement(source: SampleSource) ->
                 assert i["eps"] == round(i["netIncome"] / i["weightedAverageShsOut"], 2)
                 assert isinstance(i["fiscalYear"], str) and len(i["cik"]) == 10
             for b in balance:
-                assert b["totalAssets"] == b["totalLiabilities"] + b["totalEquity"] == b["totalLiabilitiesAndTotalEquity"]
+                assert (
+                    b["totalAssets"] == b["totalLiabilities"] + b["totalEquity"] == b["totalLiabilitiesAndTotalEquity"]
+                )
                 assert b["totalEquity"] == b["totalStockholdersEquity"] + b["minorityInterest"]
                 assert b["netDebt"] == b["totalDebt"] - b["cashAndCashEquivalents"]
                 assert b["totalAssets"] == b["totalCurrentAssets"] + b["totalNonCurrentAssets"] + b["otherAssets"]
@@ -263,15 +313,19 @@ def test_accounting_identities_hold_for_every_statement(source: SampleSource) ->
 
 def test_fiscal_year_is_the_sum_of_its_quarters(source: SampleSource) -> None:
     fy = rows(source, "income-statement", symbol="JNJ", period="FY", limit="1")[0]
-    quarters = [r for r in rows(source, "income-statement", symbol="JNJ", period="quarter", limit="12")
-                if r["fiscalYear"] == fy["fiscalYear"]]
+    quarters = [
+        r
+        for r in rows(source, "income-statement", symbol="JNJ", period="quarter", limit="12")
+        if r["fiscalYear"] == fy["fiscalYear"]
+    ]
     assert sorted(r["period"] for r in quarters) == ["Q1", "Q2", "Q3", "Q4"]
     for field in ("revenue", "netIncome", "ebitda"):
         assert fy[field] == sum(r[field] for r in quarters)
     fy_balance = rows(source, "balance-sheet-statement", symbol="JNJ", period="annual", limit="1")[0]
     q4_balance = rows(source, "balance-sheet-statement", symbol="JNJ", period="Q4", limit="1")[0]
-    assert {k: v for k, v in fy_balance.items() if k not in ("period", "filingDate", "acceptedDate")} == \
-           {k: v for k, v in q4_balance.items() if k not in ("period", "filingDate", "acceptedDate")}
+    assert {k: v for k, v in fy_balance.items() if k not in ("period", "filingDate", "acceptedDate")} == {
+        k: v for k, v in q4_balance.items() if k not in ("period", "filingDate", "acceptedDate")
+    }
 
 
 def test_statement_limits_and_periods(source: SampleSource) -> None:
@@ -291,9 +345,12 @@ def test_metrics_and_ratios_derive_from_statements_and_price(source: SampleSourc
     balance = rows(source, "balance-sheet-statement", **q)
     for m, r, i, b in zip(metrics, ratios, income, balance):
         assert m["date"] == r["date"] == i["date"] == b["date"]
-        close = rows(source, "historical-price-eod/full", symbol="XOM",
-                     **{"from": (dt.date.fromisoformat(m["date"]) - dt.timedelta(days=7)).isoformat(),
-                        "to": m["date"]})[0]["close"]
+        close = rows(
+            source,
+            "historical-price-eod/full",
+            symbol="XOM",
+            **{"from": (dt.date.fromisoformat(m["date"]) - dt.timedelta(days=7)).isoformat(), "to": m["date"]},
+        )[0]["close"]
         assert m["marketCap"] == round(close * i["weightedAverageShsOut"])
         assert m["enterpriseValue"] == m["marketCap"] + b["netDebt"]
         assert r["priceToEarningsRatio"] == pytest.approx(m["marketCap"] / i["netIncome"], rel=1e-9)
@@ -303,11 +360,15 @@ def test_metrics_and_ratios_derive_from_statements_and_price(source: SampleSourc
 
 # -- global datasets ------------------------------------------------------------------------------------
 
+
 def test_nothing_is_dated_after_as_of(source: SampleSource) -> None:
     far = {"from": "2025-09-01", "to": "2026-12-31"}
-    for path, params in [("historical-price-eod/full", {"symbol": "AAPL", **far}), ("treasury-rates", far),
-                         ("dividends", {"symbol": "KO", **far}),
-                         ("economic-indicators", {"name": "federalFunds", **far})]:
+    for path, params in [
+        ("historical-price-eod/full", {"symbol": "AAPL", **far}),
+        ("treasury-rates", far),
+        ("dividends", {"symbol": "KO", **far}),
+        ("economic-indicators", {"name": "federalFunds", **far}),
+    ]:
         assert all(r["date"] <= AS_OF.isoformat() for r in rows(source, path, **params))
     assert rows(source, "sector-performance-snapshot", date="2025-10-01") == []
 
@@ -325,8 +386,9 @@ def test_treasury_and_indicator_windows_keep_the_newest_three_months(source: Sam
 def test_sector_snapshot(source: SampleSource) -> None:
     nasdaq = rows(source, "sector-performance-snapshot", date="2025-09-02")
     assert len(nasdaq) == 11 and {r["exchange"] for r in nasdaq} == {"NASDAQ"}
-    assert {r["exchange"] for r in rows(source, "sector-performance-snapshot", date="2025-09-02",
-                                        exchange="nyse")} == {"NYSE"}
+    assert {r["exchange"] for r in rows(source, "sector-performance-snapshot", date="2025-09-02", exchange="nyse")} == {
+        "NYSE"
+    }
     assert rows(source, "sector-performance-snapshot", date="2025-09-06") == []  # Saturday
 
 
@@ -349,6 +411,7 @@ def test_directory_screener_peers_profile(source: SampleSource) -> None:
 
 # -- errors ---------------------------------------------------------------------------------------------
 
+
 def test_errors_look_like_fmp(source: SampleSource) -> None:
     assert rows(source, "profile", symbol="ZZZZ") == []
     assert rows(source, "historical-price-eod/full", symbol="AAPL,MSFT") == []
@@ -367,6 +430,7 @@ def test_errors_look_like_fmp(source: SampleSource) -> None:
 
 
 # -- knobs, laziness, transport -------------------------------------------------------------------------
+
 
 def test_revision_restates_one_quarter_and_some_eod_rows() -> None:
     base, revised = SampleSource(AS_OF), SampleSource(AS_OF, revision=1)
@@ -412,8 +476,10 @@ def test_large_universe_is_lazy_and_fast() -> None:
 def test_sample_transport_through_httpx() -> None:
     transport = sample_transport(AS_OF, ["AAPL", "MSFT"])
     with httpx.Client(transport=transport, base_url="https://sample.invalid/stable") as client:
-        answer = client.get("/historical-price-eod/full",
-                            params={"symbol": "AAPL", "from": "2025-09-01", "to": "2025-09-30", "apikey": "x"})
+        answer = client.get(
+            "/historical-price-eod/full",
+            params={"symbol": "AAPL", "from": "2025-09-01", "to": "2025-09-30", "apikey": "x"},
+        )
         assert answer.status_code == 200
         assert answer.headers["content-type"] == "application/json; charset=utf-8"
         body = answer.json()

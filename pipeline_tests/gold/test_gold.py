@@ -27,10 +27,10 @@ from pipeline.warehouse.dialect import next_id_sql
 
 KEYMAP = PROJECT_ROOT / "dataset_keymap.yaml"
 FETCHED = dt.datetime(2024, 3, 1, 12, 0)
-SPLIT_DATE = dt.date(2023, 6, 15)                       # AAA 2:1, a Thursday
+SPLIT_DATE = dt.date(2023, 6, 15)  # AAA 2:1, a Thursday
 TICKERS = ("AAA", "BBB", "CCC")
 
-TABLE_IDENTITY = {   # silver table -> (domain, dataset, per_ticker)
+TABLE_IDENTITY = {  # silver table -> (domain, dataset, per_ticker)
     "fmp_stock_list": ("market", "stock-list", False),
     "fmp_company_profile": ("company", "profile", True),
     "fmp_price_eod_as_traded": ("prices", "historical-price-eod", True),
@@ -49,6 +49,7 @@ TABLE_IDENTITY = {   # silver table -> (domain, dataset, per_ticker)
 
 # ---- fixture data ---------------------------------------------------------------------------------------
 
+
 def trading_days(n: int = 300) -> list[dt.date]:
     """Weekdays from 2023-01-02, with a few 'holidays' removed so calendar and trading windows differ."""
     days = pd.bdate_range("2023-01-02", periods=n + n // 30 + 2).date.tolist()
@@ -65,14 +66,23 @@ def make_prices(ticker: str, seed: int, start: float) -> pd.DataFrame:
     open_ = close * (1 + rng.normal(0, 0.005, len(days)))
     high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, len(days)))
     low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, len(days)))
-    return pd.DataFrame({"ticker": ticker, "date": days, "open": open_, "high": high, "low": low, "close": close,
-                         "volume": rng.integers(10_000, 1_000_000, len(days))})
+    return pd.DataFrame(
+        {
+            "ticker": ticker,
+            "date": days,
+            "open": open_,
+            "high": high,
+            "low": low,
+            "close": close,
+            "volume": rng.integers(10_000, 1_000_000, len(days)),
+        }
+    )
 
 
 def make_dividends() -> pd.DataFrame:
     rows = [("AAA", d, 0.5) for d in ("2023-02-10", "2023-05-10")]
-    rows += [("AAA", d, 0.25) for d in ("2023-08-10", "2023-11-10", "2024-02-09", "2024-05-10")]   # last: future
-    rows += [("BBB", d, 0.3) for d in ("2023-03-15", "2023-06-15", "2023-09-16", "2023-12-15")]    # 09-16: Saturday
+    rows += [("AAA", d, 0.25) for d in ("2023-08-10", "2023-11-10", "2024-02-09", "2024-05-10")]  # last: future
+    rows += [("BBB", d, 0.3) for d in ("2023-03-15", "2023-06-15", "2023-09-16", "2023-12-15")]  # 09-16: Saturday
     df = pd.DataFrame(rows, columns=["ticker", "date", "dividend"])
     df["date"] = pd.to_datetime(df["date"]).dt.date
     df["adj_dividend"] = df["dividend"]
@@ -89,7 +99,7 @@ def make_statements() -> dict[str, pd.DataFrame]:
         rng = np.random.default_rng(seed + 100)
         ends = quarter_ends()
         if ticker == "BBB":
-            ends = [e for e in ends if e != dt.date(2022, 6, 30)]      # a missing quarter breaks TTM
+            ends = [e for e in ends if e != dt.date(2022, 6, 30)]  # a missing quarter breaks TTM
         rows = [(e, f"Q{(e.month - 1) // 3 + 1}") for e in ends]
         rows += [(dt.date(y, 12, 31), "FY") for y in (2021, 2022, 2023)]
         for end, period in rows:
@@ -99,39 +109,104 @@ def make_statements() -> dict[str, pd.DataFrame]:
             shares = 1_000_000 if ticker == "BBB" else 2_000_000
             revenue = float(rng.uniform(900, 1100)) * 1000 * scale
             net_income = revenue * float(rng.uniform(0.05, 0.2))
-            common = {"ticker": ticker, "date": end, "period": period, "filing_date": filing,
-                      "accepted_date": dt.datetime.combine(filing, dt.time(16, 5)), "fiscal_year": end.year,
-                      "reported_currency": "USD"}
-            income.append({**common, "revenue": revenue, "gross_profit": revenue * 0.4,
-                           "operating_income": revenue * 0.25, "net_income": net_income,
-                           "ebitda": revenue * 0.3, "eps": net_income / shares,
-                           "eps_diluted": net_income / shares / 1.01, "weighted_average_shs_out": shares,
-                           "weighted_average_shs_out_dil": int(shares * 1.01)})
+            common = {
+                "ticker": ticker,
+                "date": end,
+                "period": period,
+                "filing_date": filing,
+                "accepted_date": dt.datetime.combine(filing, dt.time(16, 5)),
+                "fiscal_year": end.year,
+                "reported_currency": "USD",
+            }
+            income.append(
+                {
+                    **common,
+                    "revenue": revenue,
+                    "gross_profit": revenue * 0.4,
+                    "operating_income": revenue * 0.25,
+                    "net_income": net_income,
+                    "ebitda": revenue * 0.3,
+                    "eps": net_income / shares,
+                    "eps_diluted": net_income / shares / 1.01,
+                    "weighted_average_shs_out": shares,
+                    "weighted_average_shs_out_dil": int(shares * 1.01),
+                }
+            )
             liabilities = float(rng.uniform(2e6, 3e6))
             equity = float(rng.uniform(1e6, 2e6))
-            balance.append({**common, "total_assets": liabilities + equity, "total_liabilities": liabilities,
-                            "total_equity": equity, "total_stockholders_equity": equity,
-                            "cash_and_cash_equivalents": 3e5, "total_debt": 8e5, "net_debt": 5e5})
+            balance.append(
+                {
+                    **common,
+                    "total_assets": liabilities + equity,
+                    "total_liabilities": liabilities,
+                    "total_equity": equity,
+                    "total_stockholders_equity": equity,
+                    "cash_and_cash_equivalents": 3e5,
+                    "total_debt": 8e5,
+                    "net_debt": 5e5,
+                }
+            )
             ocf = revenue * 0.2
-            cash.append({**common, "operating_cash_flow": ocf, "capital_expenditure": -revenue * 0.05,
-                         "free_cash_flow": ocf - revenue * 0.05, "net_dividends_paid": -1e4 * scale})
-    return {"fmp_income_statement": pd.DataFrame(income), "fmp_balance_sheet": pd.DataFrame(balance),
-            "fmp_cash_flow": pd.DataFrame(cash)}
+            cash.append(
+                {
+                    **common,
+                    "operating_cash_flow": ocf,
+                    "capital_expenditure": -revenue * 0.05,
+                    "free_cash_flow": ocf - revenue * 0.05,
+                    "net_dividends_paid": -1e4 * scale,
+                }
+            )
+    return {
+        "fmp_income_statement": pd.DataFrame(income),
+        "fmp_balance_sheet": pd.DataFrame(balance),
+        "fmp_cash_flow": pd.DataFrame(cash),
+    }
 
 
 def make_profiles() -> tuple[pd.DataFrame, pd.DataFrame]:
-    base = {"exchange": "NASDAQ", "industry": "Software", "country": "US", "currency": "USD", "is_etf": False,
-            "is_actively_trading": True, "ipo_date": dt.date(2000, 1, 1)}
+    base = {
+        "exchange": "NASDAQ",
+        "industry": "Software",
+        "country": "US",
+        "currency": "USD",
+        "is_etf": False,
+        "is_actively_trading": True,
+        "ipo_date": dt.date(2000, 1, 1),
+    }
     t = dt.datetime
     history = [
-        {"ticker": "AAA", "company_name": "Alpha", "sector": "Technology", "price": 10.0,
-         "valid_from": t(2023, 1, 1), "valid_to": t(2023, 2, 1)},
-        {"ticker": "AAA", "company_name": "Alpha", "sector": "Technology", "price": 11.0,     # price only
-         "valid_from": t(2023, 2, 1), "valid_to": t(2023, 3, 1)},
-        {"ticker": "AAA", "company_name": "Alpha Inc", "sector": "Communication", "price": 12.0,
-         "valid_from": t(2023, 3, 1), "valid_to": None},
-        {"ticker": "BBB", "company_name": "Beta", "sector": "Energy", "price": 20.0,
-         "valid_from": t(2023, 1, 5), "valid_to": None},
+        {
+            "ticker": "AAA",
+            "company_name": "Alpha",
+            "sector": "Technology",
+            "price": 10.0,
+            "valid_from": t(2023, 1, 1),
+            "valid_to": t(2023, 2, 1),
+        },
+        {
+            "ticker": "AAA",
+            "company_name": "Alpha",
+            "sector": "Technology",
+            "price": 11.0,  # price only
+            "valid_from": t(2023, 2, 1),
+            "valid_to": t(2023, 3, 1),
+        },
+        {
+            "ticker": "AAA",
+            "company_name": "Alpha Inc",
+            "sector": "Communication",
+            "price": 12.0,
+            "valid_from": t(2023, 3, 1),
+            "valid_to": None,
+        },
+        {
+            "ticker": "BBB",
+            "company_name": "Beta",
+            "sector": "Energy",
+            "price": 20.0,
+            "valid_from": t(2023, 1, 5),
+            "valid_to": None,
+        },
     ]
     history = pd.DataFrame([{**base, **h} for h in history])
     current = history[history["valid_to"].isna()].drop(columns=["valid_from", "valid_to"])
@@ -142,46 +217,59 @@ def make_profiles() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def make_treasury() -> pd.DataFrame:
     days = trading_days()[::5]
-    return pd.DataFrame({"date": days, "month3": np.linspace(4.5, 5.4, len(days)),
-                         "year10": np.linspace(3.5, 4.4, len(days)), "year30": 4.0})
+    return pd.DataFrame(
+        {
+            "date": days,
+            "month3": np.linspace(4.5, 5.4, len(days)),
+            "year10": np.linspace(3.5, 4.4, len(days)),
+            "year30": 4.0,
+        }
+    )
 
 
 def make_indicators() -> pd.DataFrame:
     months = pd.date_range("2022-06-01", "2024-03-01", freq="MS").date
     rows = [("CPI", m, 300 + i) for i, m in enumerate(months)]
-    rows += [("GDP", m, 25000 + 100 * i) for i, m in enumerate(pd.date_range("2022-04-01", "2024-01-01", freq="QS").date)]
-    rows += [("realGDP", m, 22000 + 50 * i) for i, m in enumerate(pd.date_range("2022-04-01", "2024-01-01", freq="QS").date)]
+    rows += [
+        ("GDP", m, 25000 + 100 * i) for i, m in enumerate(pd.date_range("2022-04-01", "2024-01-01", freq="QS").date)
+    ]
+    rows += [
+        ("realGDP", m, 22000 + 50 * i) for i, m in enumerate(pd.date_range("2022-04-01", "2024-01-01", freq="QS").date)
+    ]
     return pd.DataFrame(rows, columns=["name", "date", "value"])
 
 
-FULL_ONLY_BEFORE = dt.date(2023, 3, 1)   # AAA's bars before this exist only in /full (split-adjusted at FETCHED)
+FULL_ONLY_BEFORE = dt.date(2023, 3, 1)  # AAA's bars before this exist only in /full (split-adjusted at FETCHED)
 
 
 def silver_frames() -> dict[str, pd.DataFrame]:
-    prices = pd.concat([make_prices("AAA", 1, 100), make_prices("BBB", 2, 50), make_prices("CCC", 3, 20)],
-                       ignore_index=True)
+    prices = pd.concat(
+        [make_prices("AAA", 1, 100), make_prices("BBB", 2, 50), make_prices("CCC", 3, 20)], ignore_index=True
+    )
     full_only = (prices.ticker == "AAA") & (prices.date < FULL_ONLY_BEFORE)
     full = prices[full_only].copy()
     for col in ("open", "high", "low", "close"):
-        full[col] = full[col] / 2          # fetched after the 2:1 split: /full shows them re-based
+        full[col] = full[col] / 2  # fetched after the 2:1 split: /full shows them re-based
     full["volume"] = full["volume"] * 2
     profile, history = make_profiles()
     frames = {
-        "fmp_stock_list": pd.DataFrame({"symbol": ["AAA", "BBB", "CCC", "DDD"],
-                                        "company_name": ["Alpha", "Beta", "Gamma", "Delta"]}),
+        "fmp_stock_list": pd.DataFrame(
+            {"symbol": ["AAA", "BBB", "CCC", "DDD"], "company_name": ["Alpha", "Beta", "Gamma", "Delta"]}
+        ),
         "fmp_company_profile": profile,
         "fmp_company_profile__history": history,
         "fmp_price_eod_as_traded": prices[~full_only].reset_index(drop=True),
         "fmp_price_eod": full.reset_index(drop=True),
-        "fmp_splits": pd.DataFrame({"ticker": ["AAA"], "date": [SPLIT_DATE], "numerator": [2.0],
-                                    "denominator": [1.0]}),
+        "fmp_splits": pd.DataFrame({"ticker": ["AAA"], "date": [SPLIT_DATE], "numerator": [2.0], "denominator": [1.0]}),
         "fmp_dividends": make_dividends(),
         "fmp_treasury_rates": make_treasury(),
         "fmp_economic_indicator": make_indicators(),
-        "fmp_key_metrics": pd.DataFrame({"ticker": ["AAA"], "date": [dt.date(2023, 12, 31)], "period": ["Q4"],
-                                         "return_on_equity": [0.12]}),
-        "fmp_ratios": pd.DataFrame({"ticker": ["AAA"], "date": [dt.date(2023, 12, 31)], "period": ["Q4"],
-                                    "net_profit_margin": [0.1]}),
+        "fmp_key_metrics": pd.DataFrame(
+            {"ticker": ["AAA"], "date": [dt.date(2023, 12, 31)], "period": ["Q4"], "return_on_equity": [0.12]}
+        ),
+        "fmp_ratios": pd.DataFrame(
+            {"ticker": ["AAA"], "date": [dt.date(2023, 12, 31)], "period": ["Q4"], "net_profit_margin": [0.1]}
+        ),
     }
     frames.update(make_statements())
     return frames
@@ -218,12 +306,25 @@ def ledger(conn: duckdb.DuckDBPyConnection, table: str, ticker: str, cov_from, c
     _file_counter[0] += 1
     n = _file_counter[0]
     next_id = next_id_sql(conn, "ops.file_ingestion_seq", "ops.file_ingestions", "ingestion_id")
-    conn.execute(f"""
+    conn.execute(
+        f"""
         INSERT INTO ops.file_ingestions (ingestion_id, run_id, file_id, domain, source, dataset, discriminator, ticker,
             bronze_path, coverage_from, coverage_to, fetched_at, can_promote, silver_table, silver_status)
         VALUES ({next_id}, 'r', ?, ?, 'fmp', ?, ?, ?, ?, ?, ?, ?, true, ?, 'promoted')
-    """, [f"file-{n}-{table}-{ticker}-{discriminator}", domain, dataset, discriminator, ticker, f"x/{n}.json",
-          cov_from, cov_to, FETCHED, table])
+    """,
+        [
+            f"file-{n}-{table}-{ticker}-{discriminator}",
+            domain,
+            dataset,
+            discriminator,
+            ticker,
+            f"x/{n}.json",
+            cov_from,
+            cov_to,
+            FETCHED,
+            table,
+        ],
+    )
 
 
 def seed_ledger(conn: duckdb.DuckDBPyConnection, frames: dict[str, pd.DataFrame]) -> None:
@@ -291,11 +392,12 @@ def table(conn, name: str, order: str) -> pd.DataFrame:
 
 # ---- independent pandas references ----------------------------------------------------------------------
 
+
 def as_traded_prices(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The as-traded bars: the /non-split-adjusted rows, plus /full rows put back on their day's basis."""
     full = frames["fmp_price_eod"].copy()
     for col in ("open", "high", "low", "close"):
-        full[col] = full[col] * 2          # fetched after AAA's 2:1 split, dated before it
+        full[col] = full[col] * 2  # fetched after AAA's 2:1 split, dated before it
     full["volume"] = (full["volume"] / 2).round().astype("int64")
     both = pd.concat([frames["fmp_price_eod_as_traded"], full], ignore_index=True)
     return both.sort_values(["ticker", "date"]).reset_index(drop=True)
@@ -304,8 +406,9 @@ def as_traded_prices(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def cum(frames: dict[str, pd.DataFrame], ticker: str, day: dt.date) -> float:
     """Shares per original share after the splits effective on or before `day`."""
     splits = frames["fmp_splits"]
-    return math.prod(s.numerator / s.denominator for _, s in splits[splits.ticker == ticker].iterrows()
-                     if s.date <= day)
+    return math.prod(
+        s.numerator / s.denominator for _, s in splits[splits.ticker == ticker].iterrows() if s.date <= day
+    )
 
 
 def expected_prices(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -344,8 +447,10 @@ def expected_prices(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def expected_quarterly(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     inc, cf = frames["fmp_income_statement"], frames["fmp_cash_flow"]
-    q = inc[inc.period != "FY"].merge(cf[cf.period != "FY"][["ticker", "date", "period", "free_cash_flow",
-                                                             "net_dividends_paid"]], on=["ticker", "date", "period"])
+    q = inc[inc.period != "FY"].merge(
+        cf[cf.period != "FY"][["ticker", "date", "period", "free_cash_flow", "net_dividends_paid"]],
+        on=["ticker", "date", "period"],
+    )
     out = []
     for _, g in q.groupby("ticker"):
         g = g.sort_values("date").reset_index(drop=True)
@@ -354,7 +459,12 @@ def expected_quarterly(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for col in ("revenue", "net_income", "ebitda", "free_cash_flow", "net_dividends_paid"):
             g[f"{col}_ttm"] = g[col].rolling(4).sum().where(ok)
         out.append(g)
-    return pd.concat(out).rename(columns={"date": "period_end"}).sort_values(["ticker", "period_end"]).reset_index(drop=True)
+    return (
+        pd.concat(out)
+        .rename(columns={"date": "period_end"})
+        .sort_values(["ticker", "period_end"])
+        .reset_index(drop=True)
+    )
 
 
 def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataFrame:
@@ -363,18 +473,27 @@ def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataF
     q = expected_quarterly(frames)
     q = q[q.ticker == ticker]
     bal = frames["fmp_balance_sheet"]
-    q = q.merge(bal[["ticker", "date", "period", "total_stockholders_equity", "net_debt"]].rename(
-        columns={"date": "period_end"}), on=["ticker", "period_end", "period"])
+    q = q.merge(
+        bal[["ticker", "date", "period", "total_stockholders_equity", "net_debt"]].rename(
+            columns={"date": "period_end"}
+        ),
+        on=["ticker", "period_end", "period"],
+    )
     prices = as_traded_prices(frames)
     prices = prices[prices.ticker == ticker].sort_values("date").reset_index(drop=True)
     cum_l = cum(frames, ticker, prices["date"].max())
     fetch_day = FETCHED.date()
     closes = [dt.datetime.combine(d, dt.time(16)) for d in prices["date"]]
-    q = q.assign(usable_from=[next((d for d, c in zip(prices["date"], closes) if c >= a), None)
-                              for a in q["accepted_date"]])
+    q = q.assign(
+        usable_from=[next((d for d, c in zip(prices["date"], closes) if c >= a), None) for a in q["accepted_date"]]
+    )
     q = q.sort_values("period_end")
-    q["eps_ttm"] = (q["eps"] * cum(frames, ticker, fetch_day) / cum_l).rolling(4).sum().where(
-        (pd.to_datetime(q["period_end"]) - pd.to_datetime(q["period_end"]).shift(3)).dt.days <= 300)
+    q["eps_ttm"] = (
+        (q["eps"] * cum(frames, ticker, fetch_day) / cum_l)
+        .rolling(4)
+        .sum()
+        .where((pd.to_datetime(q["period_end"]) - pd.to_datetime(q["period_end"]).shift(3)).dt.days <= 300)
+    )
     divs = frames["fmp_dividends"]
     divs = divs[divs.ticker == ticker].sort_values("date").reset_index(drop=True)
 
@@ -388,14 +507,19 @@ def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataF
             shares = s.weighted_average_shs_out * basis / cum(frames, ticker, fetch_day)
             mcap = p.close * shares
             eps = s.eps_ttm * cum_l / basis
-            row.update(statement_period_end=s.period_end, statement_usable_from=s.usable_from,
-                       shares_outstanding=shares, market_cap=mcap, eps_ttm=eps,
-                       pe_ttm=p.close / eps if eps > 0 else np.nan,
-                       pb=mcap / s.total_stockholders_equity if s.total_stockholders_equity > 0 else np.nan,
-                       ps_ttm=mcap / s.revenue_ttm if s.revenue_ttm > 0 else np.nan,
-                       ev_to_ebitda_ttm=(mcap + s.net_debt) / s.ebitda_ttm if s.ebitda_ttm > 0 else np.nan,
-                       fcf_yield=s.free_cash_flow_ttm / mcap if mcap > 0 else np.nan)
-        paid = divs[divs.date <= p.date].tail(4)                      # no frequency: 4 payments a year
+            row.update(
+                statement_period_end=s.period_end,
+                statement_usable_from=s.usable_from,
+                shares_outstanding=shares,
+                market_cap=mcap,
+                eps_ttm=eps,
+                pe_ttm=p.close / eps if eps > 0 else np.nan,
+                pb=mcap / s.total_stockholders_equity if s.total_stockholders_equity > 0 else np.nan,
+                ps_ttm=mcap / s.revenue_ttm if s.revenue_ttm > 0 else np.nan,
+                ev_to_ebitda_ttm=(mcap + s.net_debt) / s.ebitda_ttm if s.ebitda_ttm > 0 else np.nan,
+                fcf_yield=s.free_cash_flow_ttm / mcap if mcap > 0 else np.nan,
+            )
+        paid = divs[divs.date <= p.date].tail(4)  # no frequency: 4 payments a year
         paid = paid[[(p.date - d).days < 365 + 182 / 4 for d in paid.date]]
         per_share = sum(d.dividend * cum(frames, ticker, d.date) for _, d in paid.iterrows()) / basis
         row["dividends_ttm_per_share"] = per_share
@@ -412,18 +536,36 @@ def assert_close(actual: pd.Series, expected: pd.Series, name: str) -> None:
 
 # ---- metric tests ---------------------------------------------------------------------------------------
 
+
 def test_prices_match_pandas(built_conn):
     got = table(built_conn, "fact_price_daily", "ticker, date")
     want = expected_prices(silver_frames())
     assert len(got) == len(want) == 900
-    for col in ("open", "close", "volume", "split_factor", "split_adj_close", "split_adj_high", "total_return_factor",
-                "tr_close", "return_1d", "total_return_1d", "log_return_1d", "sma_20", "sma_50", "sma_200",
-                "high_52w", "low_52w", "trading_days_per_year", "realized_vol_20d"):
+    for col in (
+        "open",
+        "close",
+        "volume",
+        "split_factor",
+        "split_adj_close",
+        "split_adj_high",
+        "total_return_factor",
+        "tr_close",
+        "return_1d",
+        "total_return_1d",
+        "log_return_1d",
+        "sma_20",
+        "sma_50",
+        "sma_200",
+        "high_52w",
+        "low_52w",
+        "trading_days_per_year",
+        "realized_vol_20d",
+    ):
         assert_close(got[col], want[col], col)
     aaa = got[got.ticker == "AAA"].set_index("date")
     assert aaa["sma_200"].notna().sum() == 300 - 199
     # bars before FULL_ONLY_BEFORE came from /full, re-based after the split: put back as traded
-    assert set(aaa.loc[:FULL_ONLY_BEFORE - dt.timedelta(days=1), "price_source"]) == {"derived_from_full"}
+    assert set(aaa.loc[: FULL_ONLY_BEFORE - dt.timedelta(days=1), "price_source"]) == {"derived_from_full"}
     assert set(aaa.loc[FULL_ONLY_BEFORE:, "price_source"]) == {"as_traded"}
     # the split halves the traded price but not the split-adjusted one
     split_row = aaa.loc[SPLIT_DATE]
@@ -443,7 +585,7 @@ def test_fundamentals_ttm_match_pandas(built_conn):
     assert_close(got["dividends_paid_ttm"], want["net_dividends_paid_ttm"], "dividends_paid_ttm")
     bbb = got[got.ticker == "BBB"].set_index("period_end")
     # BBB lacks 2022-06-30: the TTMs whose window spans the gap are NULL, then they come back
-    assert bbb.loc[dt.date(2022, 9, 30):dt.date(2023, 3, 31), "revenue_ttm"].isna().all()
+    assert bbb.loc[dt.date(2022, 9, 30) : dt.date(2023, 3, 31), "revenue_ttm"].isna().all()
     assert bbb.loc[dt.date(2023, 6, 30), "revenue_ttm"] > 0
     aaa = got[got.ticker == "AAA"].set_index("period_end")
     assert aaa.loc[dt.date(2023, 12, 31), "return_on_equity"] == 0.12
@@ -460,12 +602,22 @@ def test_valuation_point_in_time_matches_pandas(built_conn):
         w = expected_valuation(frames, ticker)
         assert len(g) == len(w) == 300
         assert (g["statement_usable_from"].dropna() == w["statement_usable_from"].dropna()).all()
-        for col in ("shares_outstanding", "market_cap", "eps_ttm", "pe_ttm", "pb", "ps_ttm", "ev_to_ebitda_ttm",
-                    "fcf_yield", "dividends_ttm_per_share", "dividend_yield_ttm"):
+        for col in (
+            "shares_outstanding",
+            "market_cap",
+            "eps_ttm",
+            "pe_ttm",
+            "pb",
+            "ps_ttm",
+            "ev_to_ebitda_ttm",
+            "fcf_yield",
+            "dividends_ttm_per_share",
+            "dividend_yield_ttm",
+        ):
             assert_close(g[col], w[col], f"{ticker}.{col}")
     aaa = got[got.ticker == "AAA"].set_index("date")
     # accepted at 16:05 on its filing day (a Friday): not usable for that day's close, usable from Monday's
-    filing = dt.date(2023, 8, 4)                                     # 2023-06-30 + 35 days
+    filing = dt.date(2023, 8, 4)  # 2023-06-30 + 35 days
     monday = dt.date(2023, 8, 7)
     assert aaa.loc[filing, "statement_period_end"] == dt.date(2023, 3, 31)
     assert aaa.loc[monday, "statement_period_end"] == dt.date(2023, 6, 30)
@@ -498,8 +650,11 @@ def test_macro_daily(built_conn):
         asof = t[t.date <= row["date"]].iloc[-1]
         assert row["treasury_date"] == asof["date"] and row["month3"] == asof["month3"]
         known = cpi[cpi.known_from <= row["date"]].iloc[-1]
-        assert (row["cpi"], row["cpi_period"], row["cpi_known_from"]) == (known["value"], known["date"],
-                                                                         known["known_from"])
+        assert (row["cpi"], row["cpi_period"], row["cpi_known_from"]) == (
+            known["value"],
+            known["date"],
+            known["known_from"],
+        )
 
 
 def test_dim_instrument_and_history(built_conn):
@@ -514,10 +669,11 @@ def test_dim_instrument_and_history(built_conn):
     assert list(aaa["valid_from"]) == [pd.Timestamp("2023-01-01"), pd.Timestamp("2023-03-01")]
     assert aaa["valid_to"].iloc[0] == pd.Timestamp("2023-03-01") and pd.isna(aaa["valid_to"].iloc[1])
     assert list(aaa["is_current"]) == [False, True]
-    assert set(hist["ticker"]) == {"AAA", "BBB", "CCC"}          # CCC: from the profile, no history yet
+    assert set(hist["ticker"]) == {"AAA", "BBB", "CCC"}  # CCC: from the profile, no history yet
 
 
 # ---- incremental, idempotence, ledger -------------------------------------------------------------------
+
 
 def snapshot(conn) -> dict[str, pd.DataFrame]:
     out = {}
@@ -556,29 +712,48 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
     shutil.copy(built, path)
     with Warehouse(path).connect() as conn:
         # AAA: a revised old price, 5 new days, a new dividend
-        conn.execute("UPDATE silver.fmp_price_eod_as_traded SET close = close * 1.01 "
-                     "WHERE ticker = 'AAA' AND date = '2023-03-01'").fetchall()
-        last = conn.execute("SELECT max(date) FROM silver.fmp_price_eod_as_traded WHERE ticker = 'AAA'").fetchall()[0][0]
+        conn.execute(
+            "UPDATE silver.fmp_price_eod_as_traded SET close = close * 1.01 "
+            "WHERE ticker = 'AAA' AND date = '2023-03-01'"
+        ).fetchall()
+        last = conn.execute("SELECT max(date) FROM silver.fmp_price_eod_as_traded WHERE ticker = 'AAA'").fetchall()[0][
+            0
+        ]
         new_days = pd.bdate_range(last + dt.timedelta(days=1), periods=5).date
-        write_silver(conn, "fmp_price_eod_as_traded", pd.DataFrame({"ticker": "AAA", "date": new_days, "open": 60.0,
-                                                          "high": 61.0, "low": 59.0, "close": 60.5, "volume": 1}))
+        write_silver(
+            conn,
+            "fmp_price_eod_as_traded",
+            pd.DataFrame(
+                {"ticker": "AAA", "date": new_days, "open": 60.0, "high": 61.0, "low": 59.0, "close": 60.5, "volume": 1}
+            ),
+        )
         write_silver(conn, "fmp_dividends", pd.DataFrame({"ticker": ["AAA"], "date": [new_days[2]], "dividend": [0.3]}))
         ledger(conn, "fmp_price_eod_as_traded", "AAA", dt.date(2023, 1, 2), new_days[-1])
         ledger(conn, "fmp_dividends", "AAA", dt.date(2023, 2, 10), new_days[2])
         # fundamentals read the prices too: trading days decide when a statement is usable
-        assert set(gold.moved_inputs(conn)) == {"fact_price_daily", "fact_valuation_daily", "fact_macro_daily",
-                                                "fact_fundamentals_quarterly", "fact_fundamentals_annual"}
+        assert set(gold.moved_inputs(conn)) == {
+            "fact_price_daily",
+            "fact_valuation_daily",
+            "fact_macro_daily",
+            "fact_fundamentals_quarterly",
+            "fact_fundamentals_annual",
+        }
         # BBB: a restated quarter (a new file whose coverage reaches a new, later period)
         conn.execute("""UPDATE silver.fmp_income_statement SET revenue = revenue * 1.5, net_income = net_income * 2
                         WHERE ticker = 'BBB' AND date = '2023-09-30' AND period = 'Q3'""").fetchall()
         ledger(conn, "fmp_income_statement", "BBB", dt.date(2021, 3, 31), dt.date(2024, 3, 31))
-        assert set(gold.moved_inputs(conn)) == {"fact_price_daily", "fact_valuation_daily", "fact_macro_daily",
-                                                "fact_fundamentals_quarterly", "fact_fundamentals_annual"}
+        assert set(gold.moved_inputs(conn)) == {
+            "fact_price_daily",
+            "fact_valuation_daily",
+            "fact_macro_daily",
+            "fact_fundamentals_quarterly",
+            "fact_fundamentals_annual",
+        }
 
         results = {r.name: r for r in build_all(conn, "run-incr")}
         assert results["fact_price_daily"].mode == "incremental"
         assert results["fact_price_daily"].tickers == ["AAA"]
-        assert results["fact_price_daily"].rows_written == 305            # AAA only, over its full history
+        assert results["fact_price_daily"].rows_written == 305  # AAA only, over its full history
         assert results["fact_valuation_daily"].tickers == ["AAA", "BBB"]
         assert results["fact_fundamentals_quarterly"].tickers == ["AAA", "BBB"]
         assert results["fact_fundamentals_quarterly"].rows_written == 12 + 11
@@ -594,11 +769,26 @@ def test_incremental_equals_full_after_global_input_moves(built, tmp_path):
     path = tmp_path / "w.duckdb"
     shutil.copy(built, path)
     with Warehouse(path).connect() as conn:
-        write_silver(conn, "fmp_economic_indicator", pd.DataFrame(
-            {"name": ["CPI", "unemploymentRate"], "date": [dt.date(2024, 4, 1), dt.date(2023, 6, 1)], "value": [330.0, 3.9]}))
+        write_silver(
+            conn,
+            "fmp_economic_indicator",
+            pd.DataFrame(
+                {
+                    "name": ["CPI", "unemploymentRate"],
+                    "date": [dt.date(2024, 4, 1), dt.date(2023, 6, 1)],
+                    "value": [330.0, 3.9],
+                }
+            ),
+        )
         ledger(conn, "fmp_economic_indicator", "", dt.date(2022, 6, 1), dt.date(2024, 4, 1), discriminator="CPI")
-        ledger(conn, "fmp_economic_indicator", "", dt.date(2023, 6, 1), dt.date(2023, 6, 1),
-               discriminator="unemploymentRate")
+        ledger(
+            conn,
+            "fmp_economic_indicator",
+            "",
+            dt.date(2023, 6, 1),
+            dt.date(2023, 6, 1),
+            discriminator="unemploymentRate",
+        )
         conn.execute("UPDATE silver.fmp_stock_list SET company_name = 'Delta Corp' WHERE symbol = 'DDD'").fetchall()
         ledger(conn, "fmp_stock_list", "", FETCHED.date(), dt.date(2024, 3, 2))
         moved = gold.moved_inputs(conn)
@@ -656,29 +846,46 @@ def test_build_refuses_a_connection_inside_a_transaction(wh):
 # ---- quality checks -------------------------------------------------------------------------------------
 
 CORRUPTIONS = {
-    "balance": (lambda c: quality.check_balance_sheet_identity(c),
-                "UPDATE gold.fact_fundamentals_quarterly SET total_assets = total_assets * 1.1 "
-                "WHERE ticker = 'AAA' AND period_end = '2022-03-31'"),
-    "market_cap": (quality.check_market_cap_positive,
-                   "UPDATE gold.fact_valuation_daily SET market_cap = -1 WHERE ticker = 'BBB' AND date = '2023-10-02'"),
-    "lookahead": (quality.check_no_lookahead,
-                  "UPDATE gold.fact_valuation_daily SET statement_usable_from = date + 1 "
-                  "WHERE ticker = 'AAA' AND date = '2023-10-02'"),
-    "after_close": (quality.check_no_lookahead,
-                    "UPDATE gold.fact_valuation_daily SET statement_accepted_at = date + INTERVAL 990 MINUTE "
-                    "WHERE ticker = 'AAA' AND date = '2023-10-02'"),
-    "macro_lookahead": (quality.check_macro_no_lookahead,
-                        "UPDATE gold.fact_macro_daily SET cpi_known_from = date + 1 WHERE date = '2023-10-02'"),
-    "market_cap_split": (quality.check_market_cap_split_continuity,
-                         "UPDATE gold.fact_valuation_daily SET market_cap = market_cap * 2 "
-                         "WHERE ticker = 'AAA' AND date = '2023-06-15'"),
-    "prices": (quality.check_price_sanity,
-               "UPDATE gold.fact_price_daily SET high = low * 0.99 WHERE ticker = 'CCC' AND date = '2023-04-03'"),
-    "split": (quality.check_split_continuity,        # adjusting twice: the split shows up in the adjusted series
-              "UPDATE gold.fact_price_daily SET split_adj_close = split_adj_close / 2 "
-              "WHERE ticker = 'AAA' AND date < '2023-06-15'"),
-    "dim": (lambda c: quality.check_tickers_in_dim(c, "gold.fact_price_daily"),
-            "DELETE FROM gold.dim_instrument WHERE ticker = 'CCC'"),
+    "balance": (
+        lambda c: quality.check_balance_sheet_identity(c),
+        "UPDATE gold.fact_fundamentals_quarterly SET total_assets = total_assets * 1.1 "
+        "WHERE ticker = 'AAA' AND period_end = '2022-03-31'",
+    ),
+    "market_cap": (
+        quality.check_market_cap_positive,
+        "UPDATE gold.fact_valuation_daily SET market_cap = -1 WHERE ticker = 'BBB' AND date = '2023-10-02'",
+    ),
+    "lookahead": (
+        quality.check_no_lookahead,
+        "UPDATE gold.fact_valuation_daily SET statement_usable_from = date + 1 "
+        "WHERE ticker = 'AAA' AND date = '2023-10-02'",
+    ),
+    "after_close": (
+        quality.check_no_lookahead,
+        "UPDATE gold.fact_valuation_daily SET statement_accepted_at = date + INTERVAL 990 MINUTE "
+        "WHERE ticker = 'AAA' AND date = '2023-10-02'",
+    ),
+    "macro_lookahead": (
+        quality.check_macro_no_lookahead,
+        "UPDATE gold.fact_macro_daily SET cpi_known_from = date + 1 WHERE date = '2023-10-02'",
+    ),
+    "market_cap_split": (
+        quality.check_market_cap_split_continuity,
+        "UPDATE gold.fact_valuation_daily SET market_cap = market_cap * 2 WHERE ticker = 'AAA' AND date = '2023-06-15'",
+    ),
+    "prices": (
+        quality.check_price_sanity,
+        "UPDATE gold.fact_price_daily SET high = low * 0.99 WHERE ticker = 'CCC' AND date = '2023-04-03'",
+    ),
+    "split": (
+        quality.check_split_continuity,  # adjusting twice: the split shows up in the adjusted series
+        "UPDATE gold.fact_price_daily SET split_adj_close = split_adj_close / 2 "
+        "WHERE ticker = 'AAA' AND date < '2023-06-15'",
+    ),
+    "dim": (
+        lambda c: quality.check_tickers_in_dim(c, "gold.fact_price_daily"),
+        "DELETE FROM gold.dim_instrument WHERE ticker = 'CCC'",
+    ),
 }
 
 

@@ -9,9 +9,10 @@ Then the dates where point-in-time and share-basis mistakes show: around each sp
 usable (including one accepted after the 16:00 ET close), around a macro release, and a loss-making quarter.
 
 The runs happen today while PIPELINE_AS_OF is in 2024, so every Silver fetched_at is today; the basis a row was
-served on is the earlier of that day and the run's planning day (the ledger's as_of). One test replays the same Silver on a production clock (each row fetched on its
-run's as-of day, no as-traded endpoint, statements not refetched after the split) and checks Gold against both
-the oracle and the real numbers of the first build; another makes the rare branches in a copy of Silver.
+served on is the earlier of that day and the run's planning day (the ledger's as_of). One test replays the same
+Silver on a production clock (each row fetched on its run's as-of day, no as-traded endpoint, statements not
+refetched after the split) and checks Gold against both the oracle and the real numbers of the first build; another
+makes the rare branches in a copy of Silver.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ from pipeline_tests.oracle.silver import gold_columns
 from pipeline_tests.support import KEY
 
 BEFORE_SPLIT = "2024-06-05"
-AS_OF = "2024-06-14"                 # after NVDA's 10:1 split of 2024-06-10
-WANTED = ("AAPL", "NVDA", "KO", "GE", "SNAP")   # GE: 1:8 reverse split; SNAP: loss-making
+AS_OF = "2024-06-14"  # after NVDA's 10:1 split of 2024-06-10
+WANTED = ("AAPL", "NVDA", "KO", "GE", "SNAP")  # GE: 1:8 reverse split; SNAP: loss-making
 TICKERS = [t for t in WANTED if t in SAMPLE_TICKERS]
 CLI_TIMEOUT_S = 300
 INTEGER_TYPES = ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "UBIGINT")
@@ -64,8 +65,13 @@ def release_map() -> dict[str, tuple[tuple[str, ...], int]]:
 
 # ---- the warehouse: two incremental `pipeline run`s around a split ------------------------------------------
 
-FACTS = ("fact_price_daily", "fact_fundamentals_quarterly", "fact_fundamentals_annual", "fact_valuation_daily",
-         "fact_macro_daily")
+FACTS = (
+    "fact_price_daily",
+    "fact_fundamentals_quarterly",
+    "fact_fundamentals_annual",
+    "fact_valuation_daily",
+    "fact_macro_daily",
+)
 # the first run fetches only what Gold reads (faster); the second is a plain `pipeline run`
 GOLD_AND_UPSTREAM = ",".join(f"*gold/{name}" for name in GOLD_ASSETS)
 
@@ -78,7 +84,7 @@ class Built:
     gold: dict[str, pd.DataFrame]
     types: dict[str, dict[str, str]]
     logs: dict[str, str]
-    between_runs: dt.datetime     # UTC wall clock after the first run: older fetched_at = first run
+    between_runs: dt.datetime  # UTC wall clock after the first run: older fetched_at = first run
 
 
 def pipeline_cmd(*args: str) -> list[str]:
@@ -92,12 +98,21 @@ def cli_run(root: Path, as_of: str, tickers: list[str], *args: str) -> tuple[int
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_", "DAGSTER_"))}
     (root / "dagster_home").mkdir(exist_ok=True)
     with FakeFmpServer(api_key=KEY, data=sample_data(source)) as server:
-        env.update({"FMP_API_KEY": KEY, "FMP_BASE_URL": server.base_url, "FMP_CALLS_PER_MINUTE": "100000",
-                    "PIPELINE_TICKERS": ",".join(tickers), "PIPELINE_AS_OF": as_of,
-                    "PIPELINE_DATA_DIR": str(root / "data"), "DAGSTER_HOME": str(root / "dagster_home"),
-                    "DAGSTER_DISABLE_TELEMETRY": "1"})
-        proc = subprocess.run(pipeline_cmd("run", *args), env=env, capture_output=True, text=True,
-                              timeout=CLI_TIMEOUT_S)
+        env.update(
+            {
+                "FMP_API_KEY": KEY,
+                "FMP_BASE_URL": server.base_url,
+                "FMP_CALLS_PER_MINUTE": "100000",
+                "PIPELINE_TICKERS": ",".join(tickers),
+                "PIPELINE_AS_OF": as_of,
+                "PIPELINE_DATA_DIR": str(root / "data"),
+                "DAGSTER_HOME": str(root / "dagster_home"),
+                "DAGSTER_DISABLE_TELEMETRY": "1",
+            }
+        )
+        proc = subprocess.run(
+            pipeline_cmd("run", *args), env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
+        )
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -167,6 +182,7 @@ def mismatches(name: str, expected: pd.DataFrame, actual: pd.DataFrame, types: d
 
 # ---- every metric, every ticker, every date ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(TABLES))
 def test_gold_equals_oracle(built: Built, oracle: Oracle, name: str) -> None:
     expected = getattr(oracle, TABLES[name][0])
@@ -185,8 +201,13 @@ def test_a_one_cell_change_is_reported_with_its_coordinates(built: Built, oracle
     gold.loc[row, "pb"] = np.nan
     problems = mismatches("fact_valuation_daily", oracle.valuation, gold, built.types["fact_valuation_daily"])
     text = "\n".join(problems)
-    for part in ("fact_valuation_daily.market_cap: 1 of", "fact_valuation_daily.pb: 1 of",
-                 f"ticker={ticker} date={day.date()}", "expected", "actual nan"):
+    for part in (
+        "fact_valuation_daily.market_cap: 1 of",
+        "fact_valuation_daily.pb: 1 of",
+        f"ticker={ticker} date={day.date()}",
+        "expected",
+        "actual nan",
+    ):
         assert part in text, text
 
 
@@ -198,6 +219,7 @@ def test_every_requested_ticker_has_prices_and_fundamentals(built: Built) -> Non
 
 
 # ---- splits: the day before, the split day, the day after --------------------------------------------------
+
 
 def split_days(built: Built) -> list[tuple[str, pd.Timestamp, float]]:
     prices = built.gold["fact_price_daily"]
@@ -222,7 +244,7 @@ def test_split_days_keep_adjusted_close_and_market_cap_continuous(built: Built) 
     checked = 0
     for ticker, split_date, ratio in split_days(built):
         days = prices.loc[ticker].index
-        i = int(days.searchsorted(split_date))          # the split day, or the first trading day after it
+        i = int(days.searchsorted(split_date))  # the split day, or the first trading day after it
         before, on = days[i - 1], days[i]
         after = days[i + 1] if i + 1 < len(days) else None
         p, v = prices.loc[ticker], val.loc[ticker]
@@ -237,7 +259,8 @@ def test_split_days_keep_adjusted_close_and_market_cap_continuous(built: Built) 
         # the day after is an ordinary day on both series
         if after is not None:
             assert p.loc[after, "close"] / p.loc[on, "close"] == pytest.approx(
-                p.loc[after, "split_adj_close"] / p.loc[on, "split_adj_close"], rel=1e-9), where
+                p.loc[after, "split_adj_close"] / p.loc[on, "split_adj_close"], rel=1e-9
+            ), where
         # market cap moves with the adjusted close when the same statement is in force on both days
         for a, b in ((before, on), (on, after)):
             if b is None or pd.isna(v.loc[a, "market_cap"]):
@@ -248,12 +271,14 @@ def test_split_days_keep_adjusted_close_and_market_cap_continuous(built: Built) 
             adj = p.loc[b, "split_adj_close"] / p.loc[a, "split_adj_close"]
             assert mcap == pytest.approx(adj, rel=1e-9), f"{where}: market cap x{mcap:.4f}, adjusted close x{adj:.4f}"
             assert v.loc[b, "shares_outstanding"] / v.loc[a, "shares_outstanding"] == pytest.approx(
-                ratio if b == on else 1.0, rel=1e-9), where
+                ratio if b == on else 1.0, rel=1e-9
+            ), where
             checked += 1
     assert checked >= 2, "no split day had a statement in force on both sides"
 
 
 # ---- filings: the day before usable, the usable day, after-close acceptance ---------------------------------
+
 
 def test_statement_switches_on_its_usable_day(built: Built) -> None:
     q = built.gold["fact_fundamentals_quarterly"]
@@ -265,7 +290,7 @@ def test_statement_switches_on_its_usable_day(built: Built) -> None:
         if pd.isna(usable) or usable not in v.index or usable == v.index[0]:
             continue
         if v.loc[usable, "statement_period_end"] != row["period_end"]:
-            continue   # a late filing of an older period, or replaced the same day: covered by the oracle test
+            continue  # a late filing of an older period, or replaced the same day: covered by the oracle test
         before = v.index[v.index.get_loc(usable) - 1]
         where = f"{row['ticker']} {row['period']} {row['period_end'].date()} usable {usable.date()}"
         assert v.loc[before, "statement_period_end"] != row["period_end"], f"{where}: used on {before.date()}"
@@ -285,6 +310,7 @@ def test_statement_switches_on_its_usable_day(built: Built) -> None:
 
 # ---- macro: the day before and the day of a release ----------------------------------------------------------
 
+
 def test_macro_value_appears_on_its_release_day_not_before(built: Built) -> None:
     macro = built.gold["fact_macro_daily"].set_index("date").sort_index()
     calendar = built.silver["fmp_economic_calendar"]
@@ -300,7 +326,9 @@ def test_macro_value_appears_on_its_release_day_not_before(built: Built) -> None
         for released in et_timestamp(cal["released_at"]).sort_values():
             first_day = released.normalize() + pd.Timedelta(days=1 if released.time() > dt.time(16, 0) else 0)
             # the observation this release publishes: the newest period that ended before the release
-            ended = [p for i, p in enumerate(periods) if i + 1 < len(periods) and periods[i + 1] <= released.normalize()]
+            ended = [
+                p for i, p in enumerate(periods) if i + 1 < len(periods) and periods[i + 1] <= released.normalize()
+            ]
             if not ended or first_day > macro.index[-1] or first_day <= macro.index[0]:
                 continue
             period = ended[-1]
@@ -308,7 +336,7 @@ def test_macro_value_appears_on_its_release_day_not_before(built: Built) -> None
             prev = macro.index[macro.index.searchsorted(first_day) - 1]
             where = f"{name} period {period.date()} released {released} (ET)"
             if macro.loc[day, f"{col}_period"] != period:
-                continue   # a later observation already shown (the release came late): the oracle test covers it
+                continue  # a later observation already shown (the release came late): the oracle test covers it
             shown_before = macro.loc[prev, f"{col}_period"]
             assert pd.isna(shown_before) or shown_before < period, f"{where}: shown on {prev.date()} before its release"
             assert macro.loc[day, f"{col}_known_from"] == first_day, where
@@ -329,6 +357,7 @@ def test_macro_never_shows_a_period_before_it_ended(built: Built) -> None:
 
 # ---- a loss-making quarter ------------------------------------------------------------------------------------
 
+
 def test_loss_making_quarter_has_no_pe(built: Built) -> None:
     val = built.gold["fact_valuation_daily"]
     losing = val[val["eps_ttm"] <= 0]
@@ -341,6 +370,7 @@ def test_loss_making_quarter_has_no_pe(built: Built) -> None:
 
 # ---- a split between two incremental runs ---------------------------------------------------------------------
 
+
 def snapshot(conn: duckdb.DuckDBPyConnection, name: str) -> list[tuple]:
     return conn.execute(f"SELECT * FROM gold.{name} ORDER BY ALL").fetchall()
 
@@ -352,8 +382,13 @@ def test_incremental_runs_across_a_split_equal_a_full_rebuild(built: Built, tmp_
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(built.warehouse, copy)
     with duckdb.connect(str(copy)) as conn:
-        modes = [r[0] for r in conn.execute("SELECT mode FROM ops.gold_builds WHERE asset = 'fact_price_daily' "
-                                            "AND status = 'success' ORDER BY build_id").fetchall()]
+        modes = [
+            r[0]
+            for r in conn.execute(
+                "SELECT mode FROM ops.gold_builds WHERE asset = 'fact_price_daily' "
+                "AND status = 'success' ORDER BY build_id"
+            ).fetchall()
+        ]
         assert modes == ["full", "incremental"], f"the second run should build prices incrementally: {modes}"
         incremental = {n: snapshot(conn, n) for n in GOLD_ASSETS}
         for n in GOLD_ASSETS:
@@ -364,29 +399,35 @@ def test_incremental_runs_across_a_split_equal_a_full_rebuild(built: Built, tmp_
 
 # ---- FMP's own series as cross-checks ---------------------------------------------------------------------------
 
+
 def test_total_return_close_tracks_fmp_dividend_adjusted_series(built: Built) -> None:
     """Within one fetch FMP's /dividend-adjusted bars share one basis, so Gold's tr_close / FMP's close is constant
     there (up to FMP's rounding); a dividend or split handled differently would bend the ratio at its date."""
     fmp = built.silver["fmp_price_eod_total_return"]
     assert len(fmp), "no /dividend-adjusted rows in Silver"
-    both = built.gold["fact_price_daily"].merge(fmp[["ticker", "date", "close", "bronze_file_id"]], on=["ticker", "date"],
-                                                suffixes=("", "_fmp"))
+    both = built.gold["fact_price_daily"].merge(
+        fmp[["ticker", "date", "close", "bronze_file_id"]], on=["ticker", "date"], suffixes=("", "_fmp")
+    )
     both["ratio"] = both["tr_close"] / both["close_fmp"]
     spread = both.groupby(["ticker", "bronze_file_id"])["ratio"].agg(lambda r: r.max() / r.min() - 1)
-    assert (spread < 1e-4).all(), f"tr_close / FMP dividend-adjusted close varies within one fetch:\n{spread[spread >= 1e-4]}"
+    assert (spread < 1e-4).all(), (
+        f"tr_close / FMP dividend-adjusted close varies within one fetch:\n{spread[spread >= 1e-4]}"
+    )
 
 
 def test_market_cap_is_near_fmp_historical_market_cap(built: Built) -> None:
     fmp = built.silver["fmp_market_cap"]
     assert len(fmp), "no historical-market-capitalization rows in Silver"
-    both = built.gold["fact_valuation_daily"].merge(fmp[["ticker", "date", "market_cap"]], on=["ticker", "date"],
-                                                    suffixes=("", "_fmp"))
+    both = built.gold["fact_valuation_daily"].merge(
+        fmp[["ticker", "date", "market_cap"]], on=["ticker", "date"], suffixes=("", "_fmp")
+    )
     ratio = both["market_cap"] / both["market_cap_fmp"]
     far = both[(ratio - 1).abs() > 0.05]
     assert far.empty, f"Gold market cap more than 5% away from FMP's on {len(far)} row(s):\n{far.head(8)}"
 
 
 # ---- the same history on a production clock: fetch bases that differ from today's ----------------------------
+
 
 def rebuild_facts(conn: duckdb.DuckDBPyConnection) -> None:
     for name in FACTS:
@@ -398,12 +439,15 @@ def restore_first_fetch(conn: duckdb.DuckDBPyConnection, ticker: str, between: d
     second run had not refetched them (it refetches only what is due)."""
     for table in ("fmp_income_statement", "fmp_ratios"):
         conn.execute(f"DELETE FROM silver.{table} WHERE ticker = ?", [ticker])
-        conn.execute(f"""
+        conn.execute(
+            f"""
             INSERT INTO silver.{table} BY NAME
             SELECT * EXCLUDE (valid_from, valid_to) FROM silver.{table}__history
             WHERE ticker = ? AND fetched_at < ?
             QUALIFY row_number() OVER (PARTITION BY ticker, date, period ORDER BY valid_from DESC) = 1
-        """, [ticker, between])
+        """,
+            [ticker, between],
+        )
 
 
 def replay_on_production_clock(conn: duckdb.DuckDBPyConnection, between: dt.datetime) -> None:
@@ -419,13 +463,19 @@ def replay_on_production_clock(conn: duckdb.DuckDBPyConnection, between: dt.date
     """
     first, second = f"{BEFORE_SPLIT} 21:00:00", f"{AS_OF} 21:00:00"
     restore_first_fetch(conn, "NVDA", between)
-    tables = [r[0] for r in conn.execute("""
+    tables = [
+        r[0]
+        for r in conn.execute("""
         SELECT DISTINCT table_name FROM information_schema.columns
         WHERE table_schema = 'silver' AND column_name = 'fetched_at' AND NOT table_name LIKE '%__history'
-    """).fetchall()]
+    """).fetchall()
+    ]
     for table in tables:
-        conn.execute(f"""UPDATE silver.{table} SET fetched_at = CASE WHEN fetched_at < ? THEN TIMESTAMP '{first}'
-                                                                ELSE TIMESTAMP '{second}' END""", [between])
+        conn.execute(
+            f"""UPDATE silver.{table} SET fetched_at = CASE WHEN fetched_at < ? THEN TIMESTAMP '{first}'
+                                                                ELSE TIMESTAMP '{second}' END""",
+            [between],
+        )
     conn.execute("DELETE FROM silver.fmp_price_eod_as_traded")
     conn.execute("UPDATE silver.fmp_dividends SET dividend = NULL")
 
@@ -443,7 +493,7 @@ def test_gold_on_a_production_clock_matches_oracle_and_the_real_numbers(built: B
         gold = {n: load_gold(conn, n) for n in FACTS}
         types = {n: gold_columns(conn, n) for n in FACTS}
     expected = compute_oracle(silver, types)
-    replayed = [n for n in TABLES if n != "fact_macro_daily"]    # the replay changes no macro input
+    replayed = [n for n in TABLES if n != "fact_macro_daily"]  # the replay changes no macro input
     problems = [line for n in replayed for line in mismatches(n, getattr(expected, TABLES[n][0]), gold[n], types[n])]
     assert not problems, "\n".join(problems)
 
@@ -453,32 +503,59 @@ def test_gold_on_a_production_clock_matches_oracle_and_the_real_numbers(built: B
 
     prices = joined("fact_price_daily", ["ticker", "date"])
     assert (gold["fact_price_daily"]["price_source"] == "derived_from_full").all()
-    for col, rel in (("open", 1e-3), ("high", 1e-3), ("low", 1e-3), ("close", 1e-3), ("split_adj_close", 1e-3),
-                     ("volume", 1e-3), ("total_return_factor", 1e-4), ("sma_200", 1e-3), ("high_52w", 1e-3)):
+    for col, rel in (
+        ("open", 1e-3),
+        ("high", 1e-3),
+        ("low", 1e-3),
+        ("close", 1e-3),
+        ("split_adj_close", 1e-3),
+        ("volume", 1e-3),
+        ("total_return_factor", 1e-4),
+        ("sma_200", 1e-3),
+        ("high_52w", 1e-3),
+    ):
         a, b = prices[col].astype(float), prices[f"{col}_replayed"].astype(float)
         bad = prices[~np.isclose(b, a, rtol=rel, equal_nan=True)]
-        assert bad.empty, (f"fact_price_daily.{col} rebuilt from /full and adj_dividend differs from the as-traded "
-                           f"truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}")
+        assert bad.empty, (
+            f"fact_price_daily.{col} rebuilt from /full and adj_dividend differs from the as-traded "
+            f"truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}"
+        )
     fund = joined("fact_fundamentals_quarterly", ["ticker", "period_end", "period"])
     # EPS is served rounded to cents on each basis: up to half a cent apart per quarter
-    for col, rel, atol in (("weighted_average_shs_out", 1e-6, 0), ("weighted_average_shs_out_dil", 1e-6, 0),
-                           ("book_value_per_share", 1e-3, 0.006), ("eps", 0, 0.0051), ("eps_ttm", 0, 0.021)):
+    for col, rel, atol in (
+        ("weighted_average_shs_out", 1e-6, 0),
+        ("weighted_average_shs_out_dil", 1e-6, 0),
+        ("book_value_per_share", 1e-3, 0.006),
+        ("eps", 0, 0.0051),
+        ("eps_ttm", 0, 0.021),
+    ):
         a, b = fund[col].astype(float), fund[f"{col}_replayed"].astype(float)
         bad = fund[~np.isclose(b, a, rtol=rel, atol=atol, equal_nan=True)]
-        assert bad.empty, (f"fact_fundamentals_quarterly.{col} from statements fetched before the split differs from "
-                           f"the refetched truth on {len(bad)} row(s):\n"
-                           f"{bad[['ticker', 'period_end', col, col + '_replayed']].head(8)}")
-    val = joined("fact_valuation_daily", ["ticker", "date"])   # eps_ttm: checked on the current basis above
-    for col, rel in (("shares_outstanding", 1e-6), ("market_cap", 1e-3), ("pb", 1e-3), ("ps_ttm", 1e-3),
-                     ("dividends_ttm_per_share", 1e-4), ("fcf_yield", 1e-3)):
+        assert bad.empty, (
+            f"fact_fundamentals_quarterly.{col} from statements fetched before the split differs from "
+            f"the refetched truth on {len(bad)} row(s):\n"
+            f"{bad[['ticker', 'period_end', col, col + '_replayed']].head(8)}"
+        )
+    val = joined("fact_valuation_daily", ["ticker", "date"])  # eps_ttm: checked on the current basis above
+    for col, rel in (
+        ("shares_outstanding", 1e-6),
+        ("market_cap", 1e-3),
+        ("pb", 1e-3),
+        ("ps_ttm", 1e-3),
+        ("dividends_ttm_per_share", 1e-4),
+        ("fcf_yield", 1e-3),
+    ):
         a, b = val[col].astype(float), val[f"{col}_replayed"].astype(float)
         bad = val[~np.isclose(b, a, rtol=rel, equal_nan=True)]
-        assert bad.empty, (f"fact_valuation_daily.{col} from statements fetched before the split differs from the "
-                           f"refetched truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}")
+        assert bad.empty, (
+            f"fact_valuation_daily.{col} from statements fetched before the split differs from the "
+            f"refetched truth on {len(bad)} row(s):\n{bad[['ticker', 'date', col, col + '_replayed']].head(8)}"
+        )
 
 
-def test_statements_fetched_before_a_split_by_an_earlier_as_of_run_keep_market_cap(built: Built,
-                                                                                   tmp_path: Path) -> None:
+def test_statements_fetched_before_a_split_by_an_earlier_as_of_run_keep_market_cap(
+    built: Built, tmp_path: Path
+) -> None:
     """Runs as of 2024-06-05 and then 2024-06-11 (statements are not due again after 6 days) leave NVDA's statements
     on the pre-split share basis, served by the stand-in as of 2024-06-05, while fetched_at says today (after the
     split). That is this Silver state; the share basis must come from the day the source answered (the planning
@@ -490,13 +567,16 @@ def test_statements_fetched_before_a_split_by_an_earlier_as_of_run_keep_market_c
         rebuild_facts(conn)
         val = load_gold(conn, "fact_valuation_daily")
     fmp = built.silver["fmp_market_cap"]
-    both = val[val["ticker"] == "NVDA"].merge(fmp[["ticker", "date", "market_cap"]], on=["ticker", "date"],
-                                              suffixes=("", "_fmp"))
+    both = val[val["ticker"] == "NVDA"].merge(
+        fmp[["ticker", "date", "market_cap"]], on=["ticker", "date"], suffixes=("", "_fmp")
+    )
     ratio = both["market_cap"] / both["market_cap_fmp"]
     far = both[(ratio - 1).abs() > 0.05]
-    assert far.empty, (f"NVDA market cap from statements fetched before the split is off FMP's on {len(far)} of "
-                       f"{len(both)} day(s), e.g. x{ratio.median():.3f}:\n"
-                       f"{far[['date', 'close', 'shares_outstanding', 'market_cap', 'market_cap_fmp']].tail(4)}")
+    assert far.empty, (
+        f"NVDA market cap from statements fetched before the split is off FMP's on {len(far)} of "
+        f"{len(both)} day(s), e.g. x{ratio.median():.3f}:\n"
+        f"{far[['date', 'close', 'shares_outstanding', 'market_cap', 'market_cap_fmp']].tail(4)}"
+    )
 
 
 # ---- branches the sample does not reach, made in a copy of Silver -----------------------------------------------
@@ -506,14 +586,17 @@ STATEMENT_TABLES = ("fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow"
 
 def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Path) -> None:
     """A late filing of an older quarter, a statement without acceptance time, acceptances at 16:00:00 and
-    16:00:01, one accepted after the last close in the data, and dividends that are monthly, semi-annual, special or of unknown frequency."""
+    16:00:01, one accepted after the last close in the data, and dividends that are monthly, semi-annual, special
+    or of unknown frequency."""
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(built.warehouse, copy)
     with duckdb.connect(str(copy)) as conn:
         for table in STATEMENT_TABLES:
             conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '2024-02-01 10:00:00',
                              filing_date = DATE '2024-02-01' WHERE ticker = 'NVDA' AND date = '2023-09-30'""")
-            conn.execute(f"UPDATE silver.{table} SET accepted_date = NULL WHERE ticker = 'SNAP' AND date = '2023-12-31'")
+            conn.execute(
+                f"UPDATE silver.{table} SET accepted_date = NULL WHERE ticker = 'SNAP' AND date = '2023-12-31'"
+            )
             conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '{AS_OF} 17:30:00',
                              filing_date = DATE '{AS_OF}' WHERE ticker = 'KO' AND date = '2024-03-31'""")
             # exactly at the close counts for that close; a second later does not (2023-08-14 is a Monday)
@@ -522,10 +605,13 @@ def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Pat
             conn.execute(f"""UPDATE silver.{table} SET accepted_date = TIMESTAMP '2023-08-08 16:00:01'
                              WHERE ticker = 'NVDA' AND date = '2023-06-30'""")
         conn.execute("UPDATE silver.fmp_dividends SET frequency = NULL WHERE ticker = 'AAPL'")
-        conn.execute("UPDATE silver.fmp_dividends SET frequency = 'Monthly' WHERE ticker = 'KO' AND date >= '2023-01-01'")
+        conn.execute(
+            "UPDATE silver.fmp_dividends SET frequency = 'Monthly' WHERE ticker = 'KO' AND date >= '2023-01-01'"
+        )
         conn.execute("UPDATE silver.fmp_dividends SET frequency = 'Semi-Annual' WHERE ticker = 'GE'")
         conn.execute("""UPDATE silver.fmp_dividends SET frequency = 'Special' WHERE ticker = 'NVDA'
-                        AND date = (SELECT max(date) FROM silver.fmp_dividends WHERE ticker = 'NVDA' AND date < '2024-06-01')""")
+                        AND date = (SELECT max(date) FROM silver.fmp_dividends
+                                    WHERE ticker = 'NVDA' AND date < '2024-06-01')""")
         rebuild_facts(conn)
         silver = load_silver(conn)
         gold = {n: load_gold(conn, n) for n in FACTS}
@@ -552,6 +638,7 @@ def test_filing_and_dividend_edge_cases_match_oracle(built: Built, tmp_path: Pat
 
 
 # ---- `pipeline run` against the fake FMP server ------------------------------------------------------------------
+
 
 def test_pipeline_run_exits_0_with_splits_inside_the_fetched_history(built: Built) -> None:
     """The fixture's second run is a plain `pipeline run` (subprocess, real HTTP to the fake FMP); it exited 0."""

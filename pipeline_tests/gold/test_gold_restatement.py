@@ -23,10 +23,23 @@ TICKERS = ["AAPL", "MSFT"]
 def fetch_and_promote(tmp_path, entries, day: dt.date, revision: int, run_id: str) -> None:
     warehouse = Warehouse(tmp_path / "warehouse.duckdb")
     store = BronzeStore(tmp_path / "bronze")
-    with FmpClient("https://sample.invalid/stable", None, transport=sample_transport(day, TICKERS, revision=revision),
-                   limiter=RateLimiter(100000)) as client:
-        report = run_bronze(entries=entries, tickers=TICKERS, warehouse=warehouse, store=store, client=client,
-                            run_id=run_id, today=day, fmp_plan=None, source_mode="sample")
+    with FmpClient(
+        "https://sample.invalid/stable",
+        None,
+        transport=sample_transport(day, TICKERS, revision=revision),
+        limiter=RateLimiter(100000),
+    ) as client:
+        report = run_bronze(
+            entries=entries,
+            tickers=TICKERS,
+            warehouse=warehouse,
+            store=store,
+            client=client,
+            run_id=run_id,
+            today=day,
+            fmp_plan=None,
+            source_mode="sample",
+        )
     assert report.hard_failures == 0
     keymap = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
     for table in sorted({e.silver.table for e in entries}):
@@ -42,8 +55,16 @@ def snapshot(conn, table: str) -> list[tuple]:
 
 def test_restated_quarter_rebuilds_gold_incrementally(tmp_path):
     keymap = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
-    wanted = {"historical-price-eod", "income-statement", "balance-sheet-statement", "cash-flow-statement",
-              "key-metrics", "ratios", "splits", "dividends"}
+    wanted = {
+        "historical-price-eod",
+        "income-statement",
+        "balance-sheet-statement",
+        "cash-flow-statement",
+        "key-metrics",
+        "ratios",
+        "splits",
+        "dividends",
+    }
     entries = [e for e in keymap if e.dataset in wanted]
     day1 = dt.date(2024, 6, 28)
     fetch_and_promote(tmp_path, entries, day1, revision=0, run_id="run-1")

@@ -27,7 +27,7 @@ from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 from pipeline_tests.support import KEY
 
 TICKERS = ["NVDA", "KO"]
-BEFORE_SPLIT, AFTER_SPLIT = dt.date(2024, 6, 5), dt.date(2024, 6, 14)      # NVDA 10:1 on 2024-06-10
+BEFORE_SPLIT, AFTER_SPLIT = dt.date(2024, 6, 5), dt.date(2024, 6, 14)  # NVDA 10:1 on 2024-06-10
 AS_TRADED_PATH = "historical-price-eod/non-split-adjusted"
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
 ENTRIES = [e for e in KEYMAP if e.dataset in {"historical-price-eod", "splits", "dividends"}]
@@ -39,8 +39,17 @@ def fetch_and_promote(data_dir: Path, day: dt.date, *, restrict: tuple[str, ...]
     with FakeFmpServer(api_key=KEY, data=sample_data(SampleSource(day, TICKERS))) as fake:
         fake.restrict_paths(*restrict)
         with FmpClient(fake.base_url, KEY, limiter=RateLimiter(100000)) as client:
-            run_bronze(entries=ENTRIES, tickers=TICKERS, warehouse=warehouse, store=BronzeStore(data_dir / "bronze"),
-                       client=client, run_id=f"run-{day}", today=day, fmp_plan=None, source_mode="fmp")
+            run_bronze(
+                entries=ENTRIES,
+                tickers=TICKERS,
+                warehouse=warehouse,
+                store=BronzeStore(data_dir / "bronze"),
+                client=client,
+                run_id=f"run-{day}",
+                today=day,
+                fmp_plan=None,
+                source_mode="fmp",
+            )
     for table in sorted({e.silver.table for e in ENTRIES}):
         with warehouse.transaction() as conn:
             files = file_ingestions.promotable_files(conn, tables=[table])
@@ -51,7 +60,7 @@ def fetch_and_promote(data_dir: Path, day: dt.date, *, restrict: tuple[str, ...]
 def gold_prices(data_dir: Path) -> dict[tuple[str, str], tuple]:
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
         for table in ("fmp_price_eod_as_traded", "fmp_price_eod", "fmp_splits", "fmp_dividends"):
-            ensure_table(conn, KEYMAP.tables()[table])      # as the Gold asset does: a table never promoted is empty
+            ensure_table(conn, KEYMAP.tables()[table])  # as the Gold asset does: a table never promoted is empty
         build(conn, "fact_price_daily", "gold")
         rows = conn.execute("""
             SELECT ticker, CAST(date AS VARCHAR), close, volume, price_source, split_adj_close
@@ -69,7 +78,7 @@ def traded(day: dt.date, ticker: str) -> dict[str, dict]:
 def test_a_split_between_two_runs_rebases_history_and_keeps_as_traded_prices(tmp_path, restrict):
     fetch_and_promote(tmp_path, BEFORE_SPLIT, restrict=restrict)
     first = gold_prices(tmp_path)
-    fetch_and_promote(tmp_path, AFTER_SPLIT, restrict=restrict)    # /full's overlap window is now 10x lower
+    fetch_and_promote(tmp_path, AFTER_SPLIT, restrict=restrict)  # /full's overlap window is now 10x lower
     second = gold_prices(tmp_path)
 
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as conn:
@@ -86,9 +95,9 @@ def test_a_split_between_two_runs_rebases_history_and_keeps_as_traded_prices(tmp
         if ticker != "NVDA":
             continue
         assert price_source in source
-        assert close == pytest.approx(want[day]["adjClose"], rel=1e-6), day          # as traded, on every day
+        assert close == pytest.approx(want[day]["adjClose"], rel=1e-6), day  # as traded, on every day
         assert volume == pytest.approx(want[day]["volume"], rel=1e-6), day
-        factor = 40.0 if day < "2021-07-20" else 10.0 if day < "2024-06-10" else 1.0     # 4:1 then 10:1
+        factor = 40.0 if day < "2021-07-20" else 10.0 if day < "2024-06-10" else 1.0  # 4:1 then 10:1
         assert split_adj_close == pytest.approx(want[day]["adjClose"] / factor, rel=1e-6), day
     # before the split arrived, nothing was adjusted; after, the whole history is re-based (not only the window)
     old_day = "2021-01-04"

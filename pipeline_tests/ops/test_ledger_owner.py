@@ -28,9 +28,11 @@ def ledger_writes(root: Path) -> list[tuple[Path, str]]:
 
 def test_only_the_ops_package_writes_ops_tables() -> None:
     writes = ledger_writes(PACKAGE)
-    strays = [f"{path.relative_to(PACKAGE.parent)} writes ops.{table}" for path, table in writes
-              if not path.is_relative_to(PACKAGE / "ops")
-              and not (path == MIGRATIONS and table == "schema_migrations")]
+    strays = [
+        f"{path.relative_to(PACKAGE.parent)} writes ops.{table}"
+        for path, table in writes
+        if not path.is_relative_to(PACKAGE / "ops") and not (path == MIGRATIONS and table == "schema_migrations")
+    ]
     assert strays == [], "ops.* tables are written outside pipeline/ops/:\n" + "\n".join(strays)
     # the scan sees the writes that exist, so an empty result is not a pattern that matches nothing
     tables = {table for path, table in writes}

@@ -54,12 +54,28 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> dict:
     store = BronzeStore(settings.bronze_dir)
     for run_id in (RUN_ONE, RUN_TWO):
         with FmpClient.from_settings(settings) as client:
-            run_bronze(entries=entries, tickers=settings.tickers, warehouse=wh, store=store, client=client,
-                       run_id=run_id, today=settings.today(), fmp_plan=None, source_mode="sample", job="test")
+            run_bronze(
+                entries=entries,
+                tickers=settings.tickers,
+                warehouse=wh,
+                store=store,
+                client=client,
+                run_id=run_id,
+                today=settings.today(),
+                fmp_plan=None,
+                source_mode="sample",
+                job="test",
+            )
     with wh.transaction() as conn:
         for table in sorted({e.silver.table for e in entries}):
-            promote_files(conn, keymap, table, file_ingestions.promotable_files(conn, tables=[table]),
-                          settings.bronze_dir, "silver-run-1")
+            promote_files(
+                conn,
+                keymap,
+                table,
+                file_ingestions.promotable_files(conn, tables=[table]),
+                settings.bronze_dir,
+                "silver-run-1",
+            )
         conn.execute("""
             DELETE FROM silver.fmp_price_eod
             WHERE ticker = 'AAPL' AND date BETWEEN '2024-03-04' AND '2024-03-08'
@@ -70,8 +86,10 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> dict:
             ORDER BY date
             LIMIT 1 OFFSET 3
         """).fetchone()
-        conn.execute("DELETE FROM silver.fmp_income_statement WHERE ticker = 'MSFT' AND fiscal_year = ? AND period = ?",
-                     [fy, period])
+        conn.execute(
+            "DELETE FROM silver.fmp_income_statement WHERE ticker = 'MSFT' AND fiscal_year = ? AND period = ?",
+            [fy, period],
+        )
     return {"settings": settings, "data_dir": data_dir, "missing_quarter": f"FY{fy} {period}"}
 
 
@@ -87,11 +105,12 @@ def run_coverage(settings: Settings, **kwargs) -> tuple[int, str]:
 
 # ---- status ---------------------------------------------------------------------------------------------------
 
+
 def test_status_lists_runs_newest_first(warehouse: dict) -> None:
     code, text = run_status(warehouse["settings"], show_plan=False)
     assert code == EXIT_OK
     assert text.index(RUN_TWO[:8]) < text.index(RUN_ONE[:8])
-    assert "nothing due" in text                       # the second run says why it fetched nothing
+    assert "nothing due" in text  # the second run says why it fetched nothing
     assert max(len(line) for line in text.splitlines()) <= 100
 
 
@@ -101,13 +120,13 @@ def test_status_run_shows_its_files_by_prefix(warehouse: dict) -> None:
     assert f"Run {RUN_ONE}" in text
     eod = [line for line in text.splitlines() if line.startswith("historical-price-eod")]
     assert {line.split()[1] for line in eod} == {"AAPL", "MSFT"}
-    assert all(" 200 " in line and "ok " in line for line in eod)   # status code and Silver counts
+    assert all(" 200 " in line and "ok " in line for line in eod)  # status code and Silver counts
     assert max(len(line) for line in text.splitlines()) <= 100
 
 
 def test_status_run_unknown_or_ambiguous(warehouse: dict) -> None:
     assert run_status(warehouse["settings"], run_id="zz")[0] == EXIT_NOTHING
-    code, text = run_status(warehouse["settings"], run_id="")    # empty: falls back to the overview
+    code, text = run_status(warehouse["settings"], run_id="")  # empty: falls back to the overview
     assert code == EXIT_OK
 
 
@@ -115,9 +134,9 @@ def test_due_next_explains_not_due(warehouse: dict) -> None:
     code, text = run_status(warehouse["settings"])
     assert code == EXIT_OK
     assert "prices/historical-price-eod: 0 due (0 request(s)), 2 not due" in text
-    block = text[text.index("prices/historical-price-eod"):]
+    block = text[text.index("prices/historical-price-eod") :]
     assert "not due: last good fetch for 2024-06-28 is 0 day(s) old, min_age_days=1" in " ".join(block.split())
-    assert "market/treasury-rates: not due" in text                # a global entry: one line
+    assert "market/treasury-rates: not due" in text  # a global entry: one line
 
 
 def test_due_next_explains_due(warehouse: dict) -> None:
@@ -131,21 +150,32 @@ def test_due_next_explains_due(warehouse: dict) -> None:
 def test_status_is_busy_while_another_process_writes(warehouse: dict) -> None:
     settings = warehouse["settings"]
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time\n"
-         f"c = duckdb.connect({str(settings.warehouse_path)!r})\nprint('held', flush=True)\ntime.sleep(30)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time\n"
+            f"c = duckdb.connect({str(settings.warehouse_path)!r})\nprint('held', flush=True)\ntime.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        env = {**os.environ, "PIPELINE_DATA_DIR": str(settings.data_dir), "PIPELINE_AS_OF": AS_OF,
-               "PIPELINE_TICKERS": TICKERS}
+        env = {
+            **os.environ,
+            "PIPELINE_DATA_DIR": str(settings.data_dir),
+            "PIPELINE_AS_OF": AS_OF,
+            "PIPELINE_TICKERS": TICKERS,
+        }
         env.pop("FMP_API_KEY", None)
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "status"], env=env, capture_output=True,
-                              text=True, timeout=20)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "status"], env=env, capture_output=True, text=True, timeout=20
+        )
         assert proc.returncode == EXIT_BUSY, proc.stderr
         assert time.monotonic() - started < 10
         assert "being written by a run" in proc.stderr and "Traceback" not in proc.stderr
-        assert run_coverage(settings)[0] == EXIT_BUSY           # coverage shares the behaviour
+        assert run_coverage(settings)[0] == EXIT_BUSY  # coverage shares the behaviour
     finally:
         holder.kill()
         holder.wait()
@@ -155,7 +185,7 @@ def test_missing_warehouse_says_how_to_create_it(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "nothing")
     code, text = run_status(settings)
     assert code == EXIT_NOTHING and "pipeline demo" in text
-    assert not (tmp_path / "nothing").exists()                 # read-only: creates nothing
+    assert not (tmp_path / "nothing").exists()  # read-only: creates nothing
 
 
 def test_status_never_migrates_an_empty_file(tmp_path: Path) -> None:
@@ -169,13 +199,14 @@ def test_status_never_migrates_an_empty_file(tmp_path: Path) -> None:
 
 # ---- coverage ---------------------------------------------------------------------------------------------------
 
+
 def test_trading_calendar_skips_holidays_only() -> None:
     days = {d.item() for d in trading_days(dt.date(2024, 3, 25), dt.date(2024, 12, 31))}
     for holiday in ("2024-03-29", "2024-05-27", "2024-06-19", "2024-07-04", "2024-09-02", "2024-11-28", "2024-12-25"):
         assert dt.date.fromisoformat(holiday) not in days
     for open_day in ("2024-03-28", "2024-07-05", "2024-11-29", "2024-12-24"):
         assert dt.date.fromisoformat(open_day) in days
-    assert dt.date(2024, 3, 30) not in days                   # weekend
+    assert dt.date(2024, 3, 30) not in days  # weekend
 
 
 def test_coverage_finds_the_gaps_we_made(warehouse: dict) -> None:
@@ -183,7 +214,7 @@ def test_coverage_finds_the_gaps_we_made(warehouse: dict) -> None:
     assert code == EXIT_OK
     lines = text.splitlines()
     aapl = next(i for i, line in enumerate(lines) if line.startswith("historical-price-eod") and " AAPL " in line)
-    assert lines[aapl].split()[-2:] == ["trading", "5"]     # exactly the hole: sample holidays are not gaps
+    assert lines[aapl].split()[-2:] == ["trading", "5"]  # exactly the hole: sample holidays are not gaps
     assert "2024-03-04..2024-03-08 (5)" in lines[aapl + 1]
     msft = next(line for line in lines if line.startswith("historical-price-eod") and " MSFT " in line)
     assert msft.split()[-2:] == ["trading", "0"]
@@ -202,7 +233,7 @@ def test_coverage_html_is_self_contained(warehouse: dict, tmp_path: Path) -> Non
     assert "<svg" in page and "<rect" in page and "2024-03-04..2024-03-08 (5)" in page
     lowered = page.lower()
     assert "<script" not in lowered and "<link" not in lowered and "src=" not in lowered and "@import" not in lowered
-    for part in lowered.split("http")[1:]:                  # only documentation links
+    for part in lowered.split("http")[1:]:  # only documentation links
         assert part.startswith("s://site.financialmodelingprep.com/developer/docs/")
     hrefs = page.count('<a href="https://site.financialmodelingprep.com/')
     assert hrefs == lowered.count("http")

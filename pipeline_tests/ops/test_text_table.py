@@ -6,8 +6,12 @@ from pipeline.text_table import text_table
 
 
 def test_columns_align_and_details_follow_their_row() -> None:
-    lines = text_table([["historical-price-eod", "AAPL", "1,424"], ["treasury-rates", "-", "7"]],
-                       ["dataset", "ticker", "rows"], "llr", details=[["    missing: 2024-03-04"], []])
+    lines = text_table(
+        [["historical-price-eod", "AAPL", "1,424"], ["treasury-rates", "-", "7"]],
+        ["dataset", "ticker", "rows"],
+        "llr",
+        details=[["    missing: 2024-03-04"], []],
+    )
     assert lines == [
         "dataset              ticker  rows",
         "-------------------- ------ -----",

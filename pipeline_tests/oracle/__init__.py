@@ -11,5 +11,15 @@ from pipeline_tests.oracle.prices import price_daily
 from pipeline_tests.oracle.silver import load_gold, load_silver
 from pipeline_tests.oracle.valuation import valuation_daily
 
-__all__ = ["SplitBasis", "compare_frames", "et_date", "fundamentals", "load_gold", "load_silver", "macro_daily",
-           "price_daily", "split_bases", "valuation_daily"]
+__all__ = [
+    "SplitBasis",
+    "compare_frames",
+    "et_date",
+    "fundamentals",
+    "load_gold",
+    "load_silver",
+    "macro_daily",
+    "price_daily",
+    "split_bases",
+    "valuation_daily",
+]

@@ -17,7 +17,7 @@ MARKET_TZ = "America/New_York"
 
 @dataclass(frozen=True)
 class SplitBasis:
-    dates: np.ndarray      # datetime64[ns], ascending split dates
+    dates: np.ndarray  # datetime64[ns], ascending split dates
     cumulative: np.ndarray  # cumulative[i] = product of the first i ratios; cumulative[0] = 1.0
 
     def cum(self, when: pd.Series | pd.Timestamp) -> np.ndarray | float:
@@ -53,8 +53,9 @@ def split_bases(splits: pd.DataFrame, last_price_date: dict[str, pd.Timestamp]) 
             s = s[s["date"] <= last]
         s = s.sort_values("date")
         ratios = (s["numerator"] / s["denominator"]).to_numpy(dtype=float)
-        out[ticker] = SplitBasis(s["date"].to_numpy(dtype="datetime64[ns]"),
-                                 np.concatenate([[1.0], np.cumprod(ratios)]))
+        out[ticker] = SplitBasis(
+            s["date"].to_numpy(dtype="datetime64[ns]"), np.concatenate([[1.0], np.cumprod(ratios)])
+        )
     return out
 
 

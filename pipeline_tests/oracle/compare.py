@@ -9,7 +9,7 @@ import pandas as pd
 
 RTOL = 1e-9
 ATOL = 1e-12
-SHOW = 8   # mismatching rows listed per column
+SHOW = 8  # mismatching rows listed per column
 
 
 def _key_text(row: pd.Series, keys: Sequence[str]) -> str:
@@ -33,7 +33,7 @@ def _column_mismatches(exp: pd.Series, act: pd.Series, integer: bool) -> np.ndar
     if pd.api.types.is_numeric_dtype(exp) and (pd.api.types.is_numeric_dtype(act) or act.isna().all()):
         e, a = _as_float(exp), _as_float(act)
         null_e, null_a = np.isnan(e), np.isnan(a)
-        tol = 0.5 + 1e-9 * np.abs(e) if integer else ATOL + RTOL * np.abs(e)   # an integer column may round
+        tol = 0.5 + 1e-9 * np.abs(e) if integer else ATOL + RTOL * np.abs(e)  # an integer column may round
         with np.errstate(invalid="ignore"):
             far = np.abs(a - e) > tol
         return (null_e != null_a) | (~null_e & ~null_a & far)
@@ -42,8 +42,14 @@ def _column_mismatches(exp: pd.Series, act: pd.Series, integer: bool) -> np.ndar
     return np.array([x != y for x, y in zip(e, a)], dtype=bool)
 
 
-def compare_frames(table: str, expected: pd.DataFrame, actual: pd.DataFrame, keys: Sequence[str],
-                   columns: Sequence[str], integer_columns: Sequence[str] = ()) -> list[str]:
+def compare_frames(
+    table: str,
+    expected: pd.DataFrame,
+    actual: pd.DataFrame,
+    keys: Sequence[str],
+    columns: Sequence[str],
+    integer_columns: Sequence[str] = (),
+) -> list[str]:
     """Every difference between the oracle (`expected`) and Gold (`actual`) as readable lines; [] when equal."""
     problems: list[str] = []
     e_keys = expected[list(keys)].astype(str).agg("|".join, axis=1)
@@ -61,8 +67,11 @@ def compare_frames(table: str, expected: pd.DataFrame, actual: pd.DataFrame, key
         bad = _column_mismatches(exp, act, col in integer_columns)
         if bad.any():
             rows = merged[bad]
-            sample = [f"{_key_text(r, keys)}: expected {r[exp.name]!r}, actual {r[act.name]!r}"
-                      for _, r in rows.head(SHOW).iterrows()]
-            problems.append(f"{table}.{col}: {int(bad.sum())} of {len(merged)} row(s) differ\n    "
-                            + "\n    ".join(sample))
+            sample = [
+                f"{_key_text(r, keys)}: expected {r[exp.name]!r}, actual {r[act.name]!r}"
+                for _, r in rows.head(SHOW).iterrows()
+            ]
+            problems.append(
+                f"{table}.{col}: {int(bad.sum())} of {len(merged)} row(s) differ\n    " + "\n    ".join(sample)
+            )
     return problems

@@ -20,8 +20,18 @@ STATEMENTS = ("fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow")
 # where a copied column comes from when several Silver tables carry that name (first wins)
 SOURCE_ORDER = ("fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow", "fmp_ratios", "fmp_key_metrics")
 RENAMED = {"dividends_paid": ("fmp_cash_flow", "net_dividends_paid")}
-TTM_ITEMS = ("revenue", "gross_profit", "operating_income", "net_income", "ebitda", "operating_cash_flow",
-             "capital_expenditure", "free_cash_flow", "dividends_paid", "eps")
+TTM_ITEMS = (
+    "revenue",
+    "gross_profit",
+    "operating_income",
+    "net_income",
+    "ebitda",
+    "operating_cash_flow",
+    "capital_expenditure",
+    "free_cash_flow",
+    "dividends_paid",
+    "eps",
+)
 LINEAGE = ("bronze_file_id", "run_id", "fetched_at", "promoted_at", "served_on")
 CLOSE = dt.time(16, 0)
 
@@ -78,8 +88,9 @@ def _ttm(g: pd.DataFrame, item: str) -> pd.Series:
     return total.where(span <= 300)
 
 
-def fundamentals(silver: dict[str, pd.DataFrame], trading_days: dict[str, np.ndarray], *, annual: bool,
-                 gold_columns: list[str]) -> pd.DataFrame:
+def fundamentals(
+    silver: dict[str, pd.DataFrame], trading_days: dict[str, np.ndarray], *, annual: bool, gold_columns: list[str]
+) -> pd.DataFrame:
     """Rows keyed (ticker, period_end, period), with every gold column the spec defines or copies from Silver."""
     bases = bases_from(silver)
     keys = _statement_keys(silver, annual)
@@ -90,7 +101,7 @@ def fundamentals(silver: dict[str, pd.DataFrame], trading_days: dict[str, np.nda
     accepted = pd.concat([silver[t][KEY + ["accepted_date"]] for t in STATEMENTS if len(silver[t])])
     frame = frame.merge(accepted.groupby(KEY, as_index=False)["accepted_date"].max(), on=KEY, how="left")
     meta = ["fiscal_year", "reported_currency", "filing_date"]
-    for col in meta:   # copied from the first statement that has the row
+    for col in meta:  # copied from the first statement that has the row
         vals = None
         for t in STATEMENTS:
             part = frame[KEY].merge(silver[t][KEY + [col]], on=KEY, how="left")[col]
@@ -112,8 +123,7 @@ def fundamentals(silver: dict[str, pd.DataFrame], trading_days: dict[str, np.nda
             g[col] = g[col].astype(float) * basis.current / fetch
         for col in ("eps", "eps_diluted"):
             g[col] = g[col].astype(float) * fetch / basis.current
-        g["book_value_per_share"] = (g["book_value_per_share"] * basis.cum(g["ratios_served_on"])
-                                     / basis.current)
+        g["book_value_per_share"] = g["book_value_per_share"] * basis.cum(g["ratios_served_on"]) / basis.current
         days = trading_days.get(ticker, np.array([], dtype="datetime64[ns]"))
         g["usable_from"] = [usable_from(a, f, days) for a, f in zip(g["accepted_date"], g["filing_date"])]
         out.append(g)
@@ -128,5 +138,8 @@ def fundamentals(silver: dict[str, pd.DataFrame], trading_days: dict[str, np.nda
             parts.append(g)
         frame = pd.concat(parts)
     frame["usable_from"] = pd.to_datetime(frame["usable_from"])
-    return frame.rename(columns={"date": "period_end"}).sort_values(["ticker", "period_end", "period"]).reset_index(
-        drop=True)
+    return (
+        frame.rename(columns={"date": "period_end"})
+        .sort_values(["ticker", "period_end", "period"])
+        .reset_index(drop=True)
+    )

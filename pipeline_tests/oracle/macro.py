@@ -15,8 +15,20 @@ import pandas as pd
 
 from pipeline_tests.oracle.basis import et_timestamp
 
-TREASURY = ("month1", "month2", "month3", "month6", "year1", "year2", "year3", "year5", "year7", "year10", "year20",
-            "year30")
+TREASURY = (
+    "month1",
+    "month2",
+    "month3",
+    "month6",
+    "year1",
+    "year2",
+    "year3",
+    "year5",
+    "year7",
+    "year10",
+    "year20",
+    "year30",
+)
 DEFAULT_LAG_DAYS = 60
 RELEASE_WINDOW_DAYS = 120
 
@@ -53,8 +65,10 @@ def period_ends(periods: list[pd.Timestamp]) -> list[pd.Timestamp]:
 
 def known_from(period_end: pd.Timestamp, releases: pd.DataFrame, lag_days: int) -> tuple[pd.Timestamp, bool]:
     """(day the value became usable, whether a calendar release set it)."""
-    window = releases[(releases["et"].dt.normalize() > period_end)
-                      & (releases["et"].dt.normalize() <= period_end + pd.Timedelta(days=RELEASE_WINDOW_DAYS))]
+    window = releases[
+        (releases["et"].dt.normalize() > period_end)
+        & (releases["et"].dt.normalize() <= period_end + pd.Timedelta(days=RELEASE_WINDOW_DAYS))
+    ]
     if len(window):
         first = window.sort_values("et").iloc[0]["et"]
         day = first.normalize()
@@ -63,8 +77,9 @@ def known_from(period_end: pd.Timestamp, releases: pd.DataFrame, lag_days: int) 
     return period_end + pd.Timedelta(days=lag_days), False
 
 
-def indicator_observations(ind: pd.DataFrame, calendar: pd.DataFrame, events: Iterable[str],
-                           lag_days: int) -> pd.DataFrame:
+def indicator_observations(
+    ind: pd.DataFrame, calendar: pd.DataFrame, events: Iterable[str], lag_days: int
+) -> pd.DataFrame:
     ind = ind.sort_values("date").reset_index(drop=True)
     releases = pd.DataFrame({"et": pd.Series(dtype="datetime64[ns]")})
     if len(calendar):
@@ -73,8 +88,15 @@ def indicator_observations(ind: pd.DataFrame, calendar: pd.DataFrame, events: It
     periods = list(ind["date"])
     ends = period_ends(periods)
     known = [known_from(e, releases, lag_days) for e in ends]
-    return pd.DataFrame({"period": periods, "value": ind["value"].to_numpy(), "period_end": ends,
-                         "known_from": [k for k, _ in known], "from_release": [r for _, r in known]})
+    return pd.DataFrame(
+        {
+            "period": periods,
+            "value": ind["value"].to_numpy(),
+            "period_end": ends,
+            "known_from": [k for k, _ in known],
+            "from_release": [r for _, r in known],
+        }
+    )
 
 
 def as_known_on(obs: pd.DataFrame, dates: pd.Series) -> pd.DataFrame:
@@ -99,14 +121,20 @@ def macro_dates(silver: Mapping[str, pd.DataFrame], price_dates: pd.Series) -> p
     return pd.Series(days)
 
 
-def macro_daily(silver: Mapping[str, pd.DataFrame], price_dates: pd.Series,
-                releases: Mapping[str, tuple[Iterable[str], int]]) -> pd.DataFrame:
+def macro_daily(
+    silver: Mapping[str, pd.DataFrame], price_dates: pd.Series, releases: Mapping[str, tuple[Iterable[str], int]]
+) -> pd.DataFrame:
     """`releases`: indicator name -> (calendar event names, publication lag in days)."""
     dates = macro_dates(silver, price_dates)
     out = pd.DataFrame({"date": dates})
     t = silver["fmp_treasury_rates"].sort_values("date")
-    tr = pd.merge_asof(out, t.rename(columns={"date": "treasury_date"})[["treasury_date", *TREASURY]],
-                       left_on="date", right_on="treasury_date", direction="backward")
+    tr = pd.merge_asof(
+        out,
+        t.rename(columns={"date": "treasury_date"})[["treasury_date", *TREASURY]],
+        left_on="date",
+        right_on="treasury_date",
+        direction="backward",
+    )
     for col in ("treasury_date", *TREASURY):
         out[col] = tr[col].to_numpy()
     ind_all = silver["fmp_economic_indicator"]

@@ -2,8 +2,8 @@
 
 Three series, never mixed: as traded (what printed that day), split-adjusted (as traded * cum(date)/cum_L, the
 current share basis) and total return (split-adjusted * the product of dividend factors after the day).
-/full rows are split-adjusted on the basis of the day F the source served them, so an as-traded price derived from one is
-price * cum(F)/cum(date).
+/full rows are split-adjusted on the basis of the day F the source served them, so an as-traded price derived from
+one is price * cum(F)/cum(date).
 """
 
 from __future__ import annotations
@@ -102,14 +102,15 @@ def one_ticker(ticker: str, silver: dict[str, pd.DataFrame], basis: SplitBasis) 
         p[f"sma_{n}"] = p["split_adj_close"].rolling(n, min_periods=n).mean()
 
     by_date = p.set_index("date")
-    full_year = p["date"] >= p["date"].min() + pd.Timedelta(days=364)   # first date <= date - 364 days
+    full_year = p["date"] >= p["date"].min() + pd.Timedelta(days=364)  # first date <= date - 364 days
     p["high_52w"] = by_date["split_adj_high"].rolling("365D").max().to_numpy()
     p["low_52w"] = by_date["split_adj_low"].rolling("365D").min().to_numpy()
     p["trading_days_per_year"] = by_date["split_adj_close"].rolling("365D").count().to_numpy()
     for col in ("high_52w", "low_52w", "trading_days_per_year"):
         p[col] = p[col].where(full_year)
     p["realized_vol_20d"] = p["log_return_1d"].rolling(20, min_periods=20).std(ddof=1) * np.sqrt(
-        p["trading_days_per_year"])
+        p["trading_days_per_year"]
+    )
     return p
 
 

@@ -7,10 +7,22 @@ import pandas as pd
 
 from pipeline_tests.oracle.basis import et_date
 
-SILVER_TABLES = ("fmp_price_eod", "fmp_price_eod_as_traded", "fmp_price_eod_total_return", "fmp_market_cap",
-                 "fmp_splits", "fmp_dividends", "fmp_income_statement", "fmp_balance_sheet", "fmp_cash_flow",
-                 "fmp_key_metrics", "fmp_ratios", "fmp_treasury_rates", "fmp_economic_indicator",
-                 "fmp_economic_calendar")
+SILVER_TABLES = (
+    "fmp_price_eod",
+    "fmp_price_eod_as_traded",
+    "fmp_price_eod_total_return",
+    "fmp_market_cap",
+    "fmp_splits",
+    "fmp_dividends",
+    "fmp_income_statement",
+    "fmp_balance_sheet",
+    "fmp_cash_flow",
+    "fmp_key_metrics",
+    "fmp_ratios",
+    "fmp_treasury_rates",
+    "fmp_economic_indicator",
+    "fmp_economic_calendar",
+)
 
 
 def _frame(conn: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
@@ -24,8 +36,11 @@ def _frame(conn: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
 
 
 def table_exists(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
-    return bool(conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                             [schema, table]).fetchone()[0])
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?", [schema, table]
+        ).fetchone()[0]
+    )
 
 
 def served_on(rows: pd.DataFrame, planning_days: pd.DataFrame) -> pd.Series:
@@ -59,6 +74,9 @@ def load_gold(conn: duckdb.DuckDBPyConnection, name: str) -> pd.DataFrame:
 
 
 def gold_columns(conn: duckdb.DuckDBPyConnection, name: str) -> dict[str, str]:
-    rows = conn.execute("SELECT column_name, data_type FROM information_schema.columns "
-                        "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position", [name]).fetchall()
+    rows = conn.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'gold' AND table_name = ? ORDER BY ordinal_position",
+        [name],
+    ).fetchall()
     return dict(rows)

@@ -47,7 +47,7 @@ def dividends_ttm(divs: pd.DataFrame, dates: pd.Series, basis) -> np.ndarray:
         if upto == 0:
             out.append(0.0)
             continue
-        n = ns[upto - 1]                          # the frequency of the latest regular payment
+        n = ns[upto - 1]  # the frequency of the latest regular payment
         first = max(0, upto - n)
         age = (np.datetime64(d, "ns") - ex[first:upto]) / np.timedelta64(1, "D")
         window = age < 365 + 182 / n
@@ -62,14 +62,31 @@ def _positive(den: pd.Series) -> pd.Series:
 def valuation_daily(silver: dict[str, pd.DataFrame], prices: pd.DataFrame, quarterly: pd.DataFrame) -> pd.DataFrame:
     bases = bases_from(silver)
     inc = silver["fmp_income_statement"]
-    served = inc[["ticker", "date", "period", "weighted_average_shs_out", "weighted_average_shs_out_dil",
-                  "served_on"]].rename(columns={"date": "period_end"})
+    served = inc[
+        ["ticker", "date", "period", "weighted_average_shs_out", "weighted_average_shs_out_dil", "served_on"]
+    ].rename(columns={"date": "period_end"})
     bal = silver["fmp_balance_sheet"][["ticker", "date", "period", "net_debt"]].rename(columns={"date": "period_end"})
-    q = quarterly[["ticker", "period_end", "period", "fiscal_year", "filing_date", "accepted_date", "usable_from",
-                   "revenue_ttm", "net_income_ttm", "ebitda_ttm", "free_cash_flow_ttm", "eps_ttm",
-                   "total_stockholders_equity", "total_equity"]]
+    q = quarterly[
+        [
+            "ticker",
+            "period_end",
+            "period",
+            "fiscal_year",
+            "filing_date",
+            "accepted_date",
+            "usable_from",
+            "revenue_ttm",
+            "net_income_ttm",
+            "ebitda_ttm",
+            "free_cash_flow_ttm",
+            "eps_ttm",
+            "total_stockholders_equity",
+            "total_equity",
+        ]
+    ]
     q = q.merge(served, on=["ticker", "period_end", "period"], how="left").merge(
-        bal, on=["ticker", "period_end", "period"], how="left")
+        bal, on=["ticker", "period_end", "period"], how="left"
+    )
     divs_all = silver["fmp_dividends"]
     out = []
     for ticker, p in prices.groupby("ticker"):

@@ -35,18 +35,21 @@ def _rewrite(lake: Lake, path: str, **changes: Any) -> None:
     (lake.root / path).write_text(json.dumps(doc))
 
 
-def test_one_scan_promotes_the_good_files_and_names_each_bad_one(lake: Lake,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    good = [lake.add("historical-price-eod", [eod(t, "2024-11-01", 10 + i), eod(t, "2024-11-04", 11 + i)], day(0),
-                     ticker=t)[0] for i, t in enumerate(("AAPL", "MSFT", "NVDA"))]
+def test_one_scan_promotes_the_good_files_and_names_each_bad_one(lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    good = [
+        lake.add(
+            "historical-price-eod", [eod(t, "2024-11-01", 10 + i), eod(t, "2024-11-04", 11 + i)], day(0), ticker=t
+        )[0]
+        for i, t in enumerate(("AAPL", "MSFT", "NVDA"))
+    ]
     truncated, truncated_path = lake.add("historical-price-eod", [eod("AMZN", "2024-11-01", 1)], day(0), ticker="AMZN")
     (lake.root / truncated_path).write_bytes((lake.root / truncated_path).read_bytes()[:120])
     raw, raw_path = lake.add("historical-price-eod", [eod("META", "2024-11-01", 1)], day(0), ticker="META")
-    (lake.root / raw_path).write_text(json.dumps([eod("META", "2024-11-01", 1)]))     # an API answer, no envelope
+    (lake.root / raw_path).write_text(json.dumps([eod("META", "2024-11-01", 1)]))  # an API answer, no envelope
     other_ticker, other_path = lake.add("historical-price-eod", [eod("TSLA", "2024-11-01", 1)], day(0), ticker="TSLA")
-    _rewrite(lake, other_path, ticker="GOOG")             # rows would land under GOOG while the ledger says TSLA
+    _rewrite(lake, other_path, ticker="GOOG")  # rows would land under GOOG while the ledger says TSLA
     other_body, body_path = lake.add("historical-price-eod", [eod("NFLX", "2024-11-01", 1)], day(0), ticker="NFLX")
-    _rewrite(lake, body_path, body_sha256="0" * 64)       # the file changed after it was registered
+    _rewrite(lake, body_path, body_sha256="0" * 64)  # the file changed after it was registered
     not_array, _ = lake.add("historical-price-eod", eod("AMD", "2024-11-01", 1), day(0), ticker="AMD")
 
     diagnosed: list[str] = []
@@ -56,13 +59,18 @@ def test_one_scan_promotes_the_good_files_and_names_each_bad_one(lake: Lake,
 
     assert result.files == 3 and result.inserted == 6 and result.balanced
     assert lake.rows("SELECT ticker, count(*) FROM silver.fmp_price_eod GROUP BY ALL ORDER BY 1") == [
-        ("AAPL", 2), ("MSFT", 2), ("NVDA", 2)]
+        ("AAPL", 2),
+        ("MSFT", 2),
+        ("NVDA", 2),
+    ]
     errors = {f.file_id: f.error for f in result.failed}
     assert set(errors) == {truncated.file_id, raw.file_id, other_ticker.file_id, other_body.file_id, not_array.file_id}
     assert errors[truncated.file_id].startswith("not valid JSON")
     assert errors[raw.file_id] == "not a Bronze envelope (envelope_version missing)"
-    assert errors[other_ticker.file_id] == ("the envelope is for prices/fmp/historical-price-eod//GOOG but its ledger "
-                                            "row says prices/fmp/historical-price-eod//TSLA")
+    assert errors[other_ticker.file_id] == (
+        "the envelope is for prices/fmp/historical-price-eod//GOOG but its ledger "
+        "row says prices/fmp/historical-price-eod//TSLA"
+    )
     assert "body_sha256" in errors[other_body.file_id]
     assert "not an array" in errors[not_array.file_id]
     # only the two files the reader could not parse were opened one by one; the rest was vetted in SQL
@@ -81,12 +89,12 @@ def test_re_promoting_unchanged_files_writes_nothing(lake: Lake) -> None:
     silver = lake.rows("SELECT * FROM silver.fmp_price_eod ORDER BY ALL")
     history = lake.rows("SELECT * FROM silver.fmp_price_eod__history ORDER BY ALL")
 
-    with lake.warehouse.transaction() as conn:    # offer the same files again, as a replay of the ledger would
+    with lake.warehouse.transaction() as conn:  # offer the same files again, as a replay of the ledger would
         conn.execute("UPDATE ops.file_ingestions SET silver_status = NULL")
     again = lake.promote("fmp_price_eod", run_id="again")
 
     assert (again.files, again.unchanged, again.inserted, again.updated) == (2, 4, 0, 0) and again.balanced
-    assert lake.rows("SELECT * FROM silver.fmp_price_eod ORDER BY ALL") == silver       # run_id, promoted_at kept
+    assert lake.rows("SELECT * FROM silver.fmp_price_eod ORDER BY ALL") == silver  # run_id, promoted_at kept
     assert lake.rows("SELECT * FROM silver.fmp_price_eod__history ORDER BY ALL") == history
     assert {r[0] for r in lake.rows("SELECT silver_run_id FROM ops.file_ingestions")} == {"again"}
 
@@ -99,11 +107,14 @@ def test_a_late_file_in_a_batch_with_its_successor_keeps_both_versions(lake: Lak
     assert (result.inserted, result.updated) == (1, 1)
     assert lake.rows("SELECT close FROM silver.fmp_price_eod") == [(10.5,)]
     assert lake.rows("SELECT close, valid_to IS NULL FROM silver.fmp_price_eod__history ORDER BY valid_from") == [
-        (10.0, False), (10.5, True)]
+        (10.0, False),
+        (10.5, True),
+    ]
 
 
 def test_a_read_that_fails_under_the_reader_names_the_file_and_commits_nothing(
-        lake: Lake, monkeypatch: pytest.MonkeyPatch) -> None:
+    lake: Lake, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A file that vanishes between the file-system check and the read (or a disk error) fails the scan;
     DuckDB aborts the transaction, so the error names the culprit and nothing is written."""
     lake.add("historical-price-eod", [eod("AAPL", "2024-11-01", 10)], day(0), ticker="AAPL")
@@ -113,7 +124,7 @@ def test_a_read_that_fails_under_the_reader_names_the_file_and_commits_nothing(
     def vanishing(root: str, bronze_path: str) -> tuple[str, str | None, int]:
         path, problem, size = real_check(root, bronze_path)
         if bronze_path == gone_path:
-            Path(path).unlink()                   # checked as present, gone by the time the reader opens it
+            Path(path).unlink()  # checked as present, gone by the time the reader opens it
         return path, problem, size
 
     monkeypatch.setattr(batch, "_path_problem", vanishing)
@@ -121,7 +132,7 @@ def test_a_read_that_fails_under_the_reader_names_the_file_and_commits_nothing(
         lake.promote("fmp_price_eod")
     assert lake.rows("SELECT count(*) FROM ops.file_ingestions WHERE silver_status IS NOT NULL") == [(0,)]
     monkeypatch.undo()
-    retry = lake.promote("fmp_price_eod")         # the retry sees the file missing: it fails alone
+    retry = lake.promote("fmp_price_eod")  # the retry sees the file missing: it fails alone
     assert retry.files == 1 and [f.file_id for f in retry.failed] == [gone.file_id]
     assert "missing" in retry.failed[0].error
 

@@ -44,8 +44,16 @@ KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
 EOD_ENTRY: KeymapEntry = next(e for e in KEYMAP if e.dataset == "historical-price-eod" and not e.discriminator)
 DAY = dt.date(2024, 6, 28)
 FETCHED = dt.datetime(2024, 6, 28, 21, 0, tzinfo=dt.UTC)
-ENV_VARS = ("FMP_API_KEY", "FMP_BASE_URL", "FMP_PLAN", "PIPELINE_DATA_DIR", "PIPELINE_KEYMAP", "PIPELINE_AS_OF",
-            "PIPELINE_TICKERS", "DAGSTER_HOME")
+ENV_VARS = (
+    "FMP_API_KEY",
+    "FMP_BASE_URL",
+    "FMP_PLAN",
+    "PIPELINE_DATA_DIR",
+    "PIPELINE_KEYMAP",
+    "PIPELINE_AS_OF",
+    "PIPELINE_TICKERS",
+    "DAGSTER_HOME",
+)
 
 
 @pytest.fixture
@@ -62,14 +70,31 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def eod_row(ticker: str, close: float) -> dict[str, Any]:
-    return {"symbol": ticker, "date": DAY.isoformat(), "open": close, "high": close, "low": close, "close": close,
-            "volume": 1000, "change": 0.0, "changePercent": 0.0, "vwap": close}
+    return {
+        "symbol": ticker,
+        "date": DAY.isoformat(),
+        "open": close,
+        "high": close,
+        "low": close,
+        "close": close,
+        "volume": 1000,
+        "change": 0.0,
+        "changePercent": 0.0,
+        "vwap": close,
+    }
 
 
 def envelope(ticker: str, content: Any) -> BronzeEnvelope:
     """A good EOD envelope for one ticker on DAY, with `content` as its payload."""
-    return support.envelope(EOD_ENTRY.identity.with_ticker(ticker), content, run_id="fetch-run", coverage=(DAY, DAY),
-                            as_of=DAY, fetched_at=FETCHED, path=EOD_ENTRY.recipe.path)
+    return support.envelope(
+        EOD_ENTRY.identity.with_ticker(ticker),
+        content,
+        run_id="fetch-run",
+        coverage=(DAY, DAY),
+        as_of=DAY,
+        fetched_at=FETCHED,
+        path=EOD_ENTRY.recipe.path,
+    )
 
 
 def ledger(root: Path, where: str = "true", params: list | None = None) -> list[dict]:
@@ -81,11 +106,15 @@ def ledger(root: Path, where: str = "true", params: list | None = None) -> list[
 
 def files_under(root: Path) -> dict[str, str]:
     """Every file below root -> sha256 of its bytes."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # -- (a) malformed Bronze files found on disk, registered through `pipeline replay` -----------------------------
+
 
 def _truncated(folder: Path) -> tuple[str, str]:
     name = f"{new_file_id()}.json"
@@ -95,12 +124,12 @@ def _truncated(folder: Path) -> tuple[str, str]:
 
 def _not_an_envelope(folder: Path) -> tuple[str, str]:
     name = f"{new_file_id()}.json"
-    (folder / name).write_text(json.dumps([eod_row("AAPL", 99.0)]))      # a raw API answer dropped in by hand
+    (folder / name).write_text(json.dumps([eod_row("AAPL", 99.0)]))  # a raw API answer dropped in by hand
     return name, "not a Bronze envelope"
 
 
 def _other_file_id(folder: Path) -> tuple[str, str]:
-    stray = envelope("NVDA", [eod_row("NVDA", 99.0)])                     # a copy saved under another name
+    stray = envelope("NVDA", [eod_row("NVDA", 99.0)])  # a copy saved under another name
     name = f"{new_file_id()}.json"
     (folder / name).write_bytes(stray.to_json_bytes())
     return name, f"its envelope names file id {stray.file_id!r}, not its own name"
@@ -130,16 +159,17 @@ MALFORMED = {
 
 @pytest.mark.parametrize("make_bad", list(MALFORMED.values()), ids=list(MALFORMED))
 def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
-        data_dir: Path, capsys: pytest.CaptureFixture[str], make_bad: Any) -> None:
+    data_dir: Path, capsys: pytest.CaptureFixture[str], make_bad: Any
+) -> None:
     store = BronzeStore(data_dir / "bronze")
     good = {t: envelope(t, [eod_row(t, 10.0 + i)]) for i, t in enumerate(("AAPL", "MSFT"))}
-    good_paths = {t: store.write(env, "restored") for t, env in good.items()}     # a restored Bronze folder
+    good_paths = {t: store.write(env, "restored") for t, env in good.items()}  # a restored Bronze folder
     store.close_journal("restored")
     bad_name, reason = make_bad((store.root / good_paths["AAPL"]).parent)
     bad_rel = f"{Path(good_paths['AAPL']).parent.as_posix()}/{bad_name}"
     before = files_under(store.root)
 
-    assert main(["replay"]) == 1     # the good files promote, and the exit code says one file could not
+    assert main(["replay"]) == 1  # the good files promote, and the exit code says one file could not
     out = capsys.readouterr().out
     # reported, naming the file and the reason
     lines = [line for line in out.splitlines() if bad_rel in line]
@@ -159,9 +189,9 @@ def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
     (bad,) = [r for r in rows if r["bronze_path"] == bad_rel]
     assert bad["file_id"] == bad_name.removesuffix(".json")
     assert (bad["dataset"], bad["ticker"], bad["silver_table"]) == ("historical-price-eod", "AAPL", "fmp_price_eod")
-    if make_bad is _content_is_an_object:      # a readable envelope: promotion refuses it and says why
+    if make_bad is _content_is_an_object:  # a readable envelope: promotion refuses it and says why
         assert bad["can_promote"] and bad["silver_status"] == "failed" and reason in bad["silver_error"]
-    else:                                      # unreadable: quarantined at registration, never offered to Silver
+    else:  # unreadable: quarantined at registration, never offered to Silver
         assert not bad["can_promote"] and bad["error_class"] == "invalid_body" and bad["silver_status"] is None
         assert bad_rel in bad["error_message"] and reason in bad["error_message"]
     # and an unreadable file moves no watermark: AAPL's coverage is its good file's
@@ -174,8 +204,9 @@ def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
     out = capsys.readouterr().out
     assert "registered" not in out
     again = ledger(data_dir)
-    assert [(r["file_id"], r["bronze_path"], r["can_promote"], r["error_class"]) for r in again] == \
-        [(r["file_id"], r["bronze_path"], r["can_promote"], r["error_class"]) for r in rows]
+    assert [(r["file_id"], r["bronze_path"], r["can_promote"], r["error_class"]) for r in again] == [
+        (r["file_id"], r["bronze_path"], r["can_promote"], r["error_class"]) for r in rows
+    ]
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
         assert conn.execute("SELECT ticker, date, close FROM silver.fmp_price_eod ORDER BY ticker").fetchall() == silver
 
@@ -187,7 +218,8 @@ HOSTILE = ["../evil", "A/B", "..", "/etc/passwd", "A\\B", "AAPL,../evil"]
 
 @pytest.mark.parametrize("ticker", HOSTILE)
 def test_hostile_pipeline_tickers_stops_the_cli_before_anything_is_written(
-        data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ticker: str) -> None:
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ticker: str
+) -> None:
     monkeypatch.setenv("PIPELINE_TICKERS", ticker)
     get_settings.cache_clear()
     assert main(["replay"]) == 2
@@ -200,7 +232,8 @@ def test_hostile_pipeline_tickers_stops_the_cli_before_anything_is_written(
 
 @pytest.mark.parametrize("ticker", HOSTILE)
 def test_hostile_replay_tickers_option_is_refused_naming_it(
-        data_dir: Path, capsys: pytest.CaptureFixture[str], ticker: str) -> None:
+    data_dir: Path, capsys: pytest.CaptureFixture[str], ticker: str
+) -> None:
     assert main(["replay", "--tickers", ticker]) == 2
     err = capsys.readouterr().err
     bad = ticker.split(",")[-1]
@@ -210,16 +243,23 @@ def test_hostile_replay_tickers_option_is_refused_naming_it(
 
 
 def test_hostile_dagster_partition_key_fails_the_step_naming_it_and_writes_nothing(tmp_path: Path) -> None:
-    settings = load_settings({"PIPELINE_DATA_DIR": str(tmp_path / "data"), "PIPELINE_AS_OF": DAY.isoformat(),
-                              "PIPELINE_TICKERS": "AAPL"})
+    settings = load_settings(
+        {"PIPELINE_DATA_DIR": str(tmp_path / "data"), "PIPELINE_AS_OF": DAY.isoformat(), "PIPELINE_TICKERS": "AAPL"}
+    )
     defs = build_definitions(settings, KEYMAP)
     (tmp_path / "dagster_home").mkdir()
     outside = set(tmp_path.parent.iterdir())
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         for key in ("../evil", "A/B", ".."):
-            instance.add_dynamic_partitions(tickers_partitions.name, [key])   # e.g. added by hand in the UI
-            result = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance, resources=defs.resources,
-                                    selection=[bronze_key(EOD_ENTRY)], partition_key=key, raise_on_error=False)
+            instance.add_dynamic_partitions(tickers_partitions.name, [key])  # e.g. added by hand in the UI
+            result = dg.materialize(
+                [*defs.assets, *defs.asset_checks],
+                instance=instance,
+                resources=defs.resources,
+                selection=[bronze_key(EOD_ENTRY)],
+                partition_key=key,
+                raise_on_error=False,
+            )
             assert not result.success
             failures = [e.step_failure_data.error for e in result.all_events if e.is_step_failure]
             assert failures
@@ -259,8 +299,12 @@ def test_broken_keymap_gives_one_line_naming_the_file(tmp_path: Path, kind: str,
     keymap = tmp_path / f"{kind}.yaml"
     keymap.write_text(BROKEN_KEYMAPS[kind])
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
-    env.update(PIPELINE_DATA_DIR=str(tmp_path / "data"), PIPELINE_KEYMAP=str(keymap),
-               DAGSTER_HOME=str(tmp_path / "dagster_home"), DAGSTER_DISABLE_TELEMETRY="1")
+    env.update(
+        PIPELINE_DATA_DIR=str(tmp_path / "data"),
+        PIPELINE_KEYMAP=str(keymap),
+        DAGSTER_HOME=str(tmp_path / "dagster_home"),
+        DAGSTER_DISABLE_TELEMETRY="1",
+    )
     proc = subprocess.run([*_cli(), command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -272,19 +316,28 @@ def test_broken_keymap_gives_one_line_naming_the_file(tmp_path: Path, kind: str,
 
 # -- (d) a tampered migration stops the process naming the file, and the database is untouched ----------------------
 
+
 def _counts(db: Path) -> dict[str, Any]:
     conn = duckdb.connect(str(db), read_only=True)
     try:
-        tables = [f"{s}.{t}" for s, t in conn.execute(
-            "SELECT table_schema, table_name FROM information_schema.tables ORDER BY ALL").fetchall()]
-        return {"tables": tables, **{t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},
-                "migrations": conn.execute("SELECT * FROM ops.schema_migrations ORDER BY version").fetchall()}
+        tables = [
+            f"{s}.{t}"
+            for s, t in conn.execute(
+                "SELECT table_schema, table_name FROM information_schema.tables ORDER BY ALL"
+            ).fetchall()
+        ]
+        return {
+            "tables": tables,
+            **{t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables},
+            "migrations": conn.execute("SELECT * FROM ops.schema_migrations ORDER BY version").fetchall(),
+        }
     finally:
         conn.close()
 
 
 def test_tampered_shipped_migration_stops_warehouse_and_cli_with_data_untouched(
-        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """test_warehouse.py tampers with toy migrations on an empty database; this is the shipped set, a ledger with
     rows, a pending migration that must not run, and the CLI's one-line message."""
     folder = tmp_path / "migrations"
@@ -307,7 +360,7 @@ def test_tampered_shipped_migration_stops_warehouse_and_cli_with_data_untouched(
     with pytest.raises(MigrationError, match=rf"{first.name}.*changed after it was applied"):
         with Warehouse(db, migrations_dir=folder).connect():
             pass
-    assert _counts(db) == before                 # nothing applied, nothing removed, no row changed
+    assert _counts(db) == before  # nothing applied, nothing removed, no row changed
 
     # the CLI, pointed at the same folder, says so on one line and exits non-zero
     monkeypatch.setattr(migrations, "default_migrations_dir", lambda: folder)

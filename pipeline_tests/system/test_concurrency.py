@@ -35,12 +35,14 @@ from pipeline_tests.fakes.fmp_server import FakeFmpServer
 from pipeline_tests.support import KEY
 
 AS_OF = "2025-06-27"
-SERVER_LATENCY_S = 0.03   # the loopback server answers each request this late (sample_server fixture)
+SERVER_LATENCY_S = 0.03  # the loopback server answers each request this late (sample_server fixture)
 TICKERS = "AAPL,MSFT,NVDA"
 # both phases (global and per ticker), Bronze and Silver writers
-SELECT = ("bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/economics/economic-indicators__GDP,"
-          "silver/fmp_economic_indicator,bronze/prices/historical-price-eod,silver/fmp_price_eod,"
-          "bronze/company/profile,silver/fmp_company_profile")
+SELECT = (
+    "bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/economics/economic-indicators__GDP,"
+    "silver/fmp_economic_indicator,bronze/prices/historical-price-eod,silver/fmp_price_eod,"
+    "bronze/company/profile,silver/fmp_company_profile"
+)
 LOCK_ERROR = re.compile(r"Could not set lock|Conflicting lock|WarehouseBusy|stayed locked", re.IGNORECASE)
 RUN_TIMEOUT_S = 120
 SENSOR_DEADLINE_S = 10.0
@@ -55,16 +57,32 @@ def pipeline_cmd(*args: str) -> list[str]:
 def test_two_runs_launched_at_once_both_finish(sample_server: FakeFmpServer, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_"))}
-    env.update({"FMP_API_KEY": KEY, "FMP_BASE_URL": sample_server.base_url, "FMP_CALLS_PER_MINUTE": "100000",
-                "PIPELINE_TICKERS": TICKERS, "PIPELINE_AS_OF": AS_OF, "PIPELINE_DATA_DIR": str(data_dir),
-                "DAGSTER_HOME": str(data_dir / "dagster_home"), "PYTHONUNBUFFERED": "1",
-                "DAGSTER_DISABLE_TELEMETRY": "1"})
+    env.update(
+        {
+            "FMP_API_KEY": KEY,
+            "FMP_BASE_URL": sample_server.base_url,
+            "FMP_CALLS_PER_MINUTE": "100000",
+            "PIPELINE_TICKERS": TICKERS,
+            "PIPELINE_AS_OF": AS_OF,
+            "PIPELINE_DATA_DIR": str(data_dir),
+            "DAGSTER_HOME": str(data_dir / "dagster_home"),
+            "PYTHONUNBUFFERED": "1",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+    )
     logs = [tmp_path / f"run{i}.log" for i in (1, 2)]
     procs = []
     for log in logs:
         with open(log, "wb") as out:
-            procs.append(subprocess.Popen(pipeline_cmd("run", "--select", SELECT), env=env, stdout=out,
-                                          stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    pipeline_cmd("run", "--select", SELECT),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
     try:
         codes = [p.wait(timeout=RUN_TIMEOUT_S) for p in procs]
     finally:
@@ -83,8 +101,9 @@ def test_two_runs_launched_at_once_both_finish(sample_server: FakeFmpServer, tmp
     on_disk = {Path(rel).stem for rel in store.iter_files()}
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
         ids = [r[0] for r in conn.execute("SELECT file_id FROM ops.file_ingestions").fetchall()]
-        waiting = conn.execute("SELECT count(*) FROM ops.file_ingestions WHERE can_promote "
-                               "AND coalesce(silver_status, '') <> 'promoted'").fetchone()[0]
+        waiting = conn.execute(
+            "SELECT count(*) FROM ops.file_ingestions WHERE can_promote AND coalesce(silver_status, '') <> 'promoted'"
+        ).fetchone()[0]
         prices = conn.execute("SELECT count(DISTINCT ticker), count(*) FROM silver.fmp_price_eod").fetchone()
         runs = conn.execute("SELECT status, count(*) FROM ops.runs GROUP BY ALL").fetchall()
     assert len(ids) == len(set(ids)), "a Bronze file is registered twice"
@@ -113,7 +132,7 @@ def busy_warehouse(tmp_path: Path) -> Iterator[Path]:
     """A migrated warehouse that another process holds read-write, inside a transaction, for 20 s."""
     path = tmp_path / "data" / "warehouse.duckdb"
     with Warehouse(path).connect():
-        pass                                  # created and migrated, then closed: this process holds nothing
+        pass  # created and migrated, then closed: this process holds nothing
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), "20"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -125,17 +144,28 @@ def busy_warehouse(tmp_path: Path) -> Iterator[Path]:
 
 def test_sensors_skip_within_seconds_while_another_process_writes(busy_warehouse: Path, tmp_path: Path) -> None:
     # no PIPELINE_TICKERS and a key: the universe sensor must read the Silver stock list
-    settings = load_settings({"PIPELINE_DATA_DIR": str(busy_warehouse.parent), "PIPELINE_AS_OF": AS_OF,
-                              "FMP_API_KEY": KEY, "FMP_BASE_URL": "http://127.0.0.1:9/stable"})
+    settings = load_settings(
+        {
+            "PIPELINE_DATA_DIR": str(busy_warehouse.parent),
+            "PIPELINE_AS_OF": AS_OF,
+            "FMP_API_KEY": KEY,
+            "FMP_BASE_URL": "http://127.0.0.1:9/stable",
+        }
+    )
     defs = build_definitions(settings, load_keymap(settings.keymap_path))
     sensors = {s.name: s for s in defs.sensors}
     (tmp_path / "dagster_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
         for name in ("silver_promotion_sensor", "gold_promotion_sensor", "ticker_universe_sensor"):
             started = time.monotonic()
-            tick = sensors[name].evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs,
-                                                                       resources={"warehouse": defs.resources["warehouse"]},
-                                                                       cursor="7"))
+            tick = sensors[name].evaluate_tick(
+                dg.build_sensor_context(
+                    instance=instance,
+                    definitions=defs,
+                    resources={"warehouse": defs.resources["warehouse"]},
+                    cursor="7",
+                )
+            )
             elapsed = time.monotonic() - started
             assert elapsed < SENSOR_DEADLINE_S, f"{name} took {elapsed:.1f} s"
             assert not tick.run_requests and not tick.dynamic_partitions_requests, name

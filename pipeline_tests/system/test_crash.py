@@ -48,16 +48,28 @@ from pipeline_tests.fakes.fmp_server import FakeFmpServer
 from pipeline_tests.support import KEY
 
 AS_OF = "2025-06-27"
-SERVER_LATENCY_S = 0.04   # the loopback server answers each request this late (sample_server fixture)
+SERVER_LATENCY_S = 0.04  # the loopback server answers each request this late (sample_server fixture)
 TICKERS = "AAPL,MSFT,NVDA,JPM"
 # Windowed global datasets (many small windows: where a kill leaves gaps) and a few per-ticker ones.
-BRONZE_ASSETS = ["bronze/market/treasury-rates", "bronze/market/sector-performance-snapshot__NASDAQ",
-                 "bronze/market/sector-performance-snapshot__NYSE", "bronze/prices/historical-price-eod",
-                 "bronze/company/profile", "bronze/company/dividends"] + [
+BRONZE_ASSETS = [
+    "bronze/market/treasury-rates",
+    "bronze/market/sector-performance-snapshot__NASDAQ",
+    "bronze/market/sector-performance-snapshot__NYSE",
+    "bronze/prices/historical-price-eod",
+    "bronze/company/profile",
+    "bronze/company/dividends",
+] + [
     f"bronze/economics/economic-indicators__{name}"
-    for name in ("CPI", "GDP", "federalFunds", "inflationRate", "realGDP", "unemploymentRate")]
-SILVER_ASSETS = ["silver/fmp_treasury_rates", "silver/fmp_sector_performance", "silver/fmp_economic_indicator",
-                 "silver/fmp_price_eod", "silver/fmp_company_profile", "silver/fmp_dividends"]
+    for name in ("CPI", "GDP", "federalFunds", "inflationRate", "realGDP", "unemploymentRate")
+]
+SILVER_ASSETS = [
+    "silver/fmp_treasury_rates",
+    "silver/fmp_sector_performance",
+    "silver/fmp_economic_indicator",
+    "silver/fmp_price_eod",
+    "silver/fmp_company_profile",
+    "silver/fmp_dividends",
+]
 SELECT_BRONZE = ",".join(BRONZE_ASSETS)
 SELECT_SILVER = ",".join(SILVER_ASSETS)
 SELECT_ALL = f"{SELECT_BRONZE},{SELECT_SILVER}"
@@ -82,13 +94,25 @@ PROMOTE_KILLS = [
 
 # ---- the fake API and the CLI -----------------------------------------------------------------------------------
 
+
 def cli_env(data_dir: Path, sample_server: FakeFmpServer, concurrency: int = 8) -> dict[str, str]:
     """The CLI's environment; the runs that get killed use 2 connections, so that fetching takes seconds."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PIPELINE_", "FMP_")) and k != "DAGSTER_HOME"}   # DAGSTER_HOME: <data>/dagster_home
-    env.update({"FMP_API_KEY": KEY, "FMP_BASE_URL": sample_server.base_url, "FMP_CALLS_PER_MINUTE": "100000",
-                "FMP_MAX_CONCURRENCY": str(concurrency), "PIPELINE_TICKERS": TICKERS, "PIPELINE_AS_OF": AS_OF,
-                "PIPELINE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", "DAGSTER_DISABLE_TELEMETRY": "1"})
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_")) and k != "DAGSTER_HOME"
+    }  # DAGSTER_HOME: <data>/dagster_home
+    env.update(
+        {
+            "FMP_API_KEY": KEY,
+            "FMP_BASE_URL": sample_server.base_url,
+            "FMP_CALLS_PER_MINUTE": "100000",
+            "FMP_MAX_CONCURRENCY": str(concurrency),
+            "PIPELINE_TICKERS": TICKERS,
+            "PIPELINE_AS_OF": AS_OF,
+            "PIPELINE_DATA_DIR": str(data_dir),
+            "PYTHONUNBUFFERED": "1",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+        }
+    )
     return env
 
 
@@ -101,8 +125,13 @@ def start_run(env: dict[str, str], select: str, log_path: Path) -> subprocess.Po
     log = open(log_path, "ab")
     try:
         # its own session, so the kill reaches any child it may have, and nothing else
-        return subprocess.Popen(pipeline_cmd("run", "--select", select), env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            pipeline_cmd("run", "--select", select),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     finally:
         log.close()
 
@@ -114,8 +143,10 @@ def run_to_end(env: dict[str, str], select: str, log_path: Path) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        pytest.fail(f"`pipeline run --select {select}` did not finish in {RUN_TIMEOUT_S} s (waiting for a pool "
-                    f"slot of a killed run?):\n{tail(log_path)}")
+        pytest.fail(
+            f"`pipeline run --select {select}` did not finish in {RUN_TIMEOUT_S} s (waiting for a pool "
+            f"slot of a killed run?):\n{tail(log_path)}"
+        )
     assert code == 0, f"`pipeline run --select {select}` exited {code}:\n{tail(log_path)}"
 
 
@@ -136,8 +167,10 @@ def kill_after(proc: subprocess.Popen, log_path: Path, marker: str, delay_s: flo
         time.sleep(0.02)
     time.sleep(delay_s)
     if proc.poll() is not None:
-        pytest.fail(f"the run ended (exit {proc.returncode}) before the kill at +{delay_s:.2f} s: move the kill "
-                    f"point\n{tail(log_path)}")
+        pytest.fail(
+            f"the run ended (exit {proc.returncode}) before the kill at +{delay_s:.2f} s: move the kill "
+            f"point\n{tail(log_path)}"
+        )
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=30) == -signal.SIGKILL
     lines = log_path.read_text(errors="replace").splitlines()
@@ -146,11 +179,16 @@ def kill_after(proc: subprocess.Popen, log_path: Path, marker: str, delay_s: flo
 
 # ---- what the warehouse and the Bronze folder hold ------------------------------------------------------------------
 
+
 def silver_snapshot(warehouse: Path) -> dict[str, list[tuple]]:
     """Every Silver table (and history table) as sorted rows, lineage columns excluded."""
     with duckdb.connect(str(warehouse), read_only=True) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver' ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver' ORDER BY 1"
+            ).fetchall()
+        ]
         out = {}
         for table in tables:
             drop = HISTORY_LINEAGE if table.endswith("__history") else LINEAGE
@@ -192,8 +230,11 @@ def plant_cut_write(store: BronzeStore, dead_pid: int) -> Path:
 def assert_dagster_runs_closed(data_dir: Path) -> None:
     """No Dagster run is left unfinished and no pool slot stays claimed (else the next run waits forever)."""
     with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
-        unfinished = instance.get_runs(filters=dg.RunsFilter(statuses=[
-            dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]))
+        unfinished = instance.get_runs(
+            filters=dg.RunsFilter(
+                statuses=[dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+            )
+        )
         assert unfinished == [], f"Dagster runs left unfinished: {[r.run_id for r in unfinished]}"
         storage = instance.event_log_storage
         for pool in storage.get_concurrency_keys():
@@ -236,11 +277,14 @@ def assert_same_silver(got: dict[str, list[tuple]], clean: dict[str, list[tuple]
         if got[table] != clean[table]:
             extra = Counter(got[table]) - Counter(clean[table])
             missing = Counter(clean[table]) - Counter(got[table])
-            pytest.fail(f"silver.{table} differs from the clean run: {sum(missing.values())} row(s) missing, "
-                        f"{sum(extra.values())} extra; e.g. missing {list(missing)[:2]}, extra {list(extra)[:2]}")
+            pytest.fail(
+                f"silver.{table} differs from the clean run: {sum(missing.values())} row(s) missing, "
+                f"{sum(extra.values())} extra; e.g. missing {list(missing)[:2]}, extra {list(extra)[:2]}"
+            )
 
 
 # ---- fixtures: a clean run, and Bronze fetched but not yet promoted -------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def clean(sample_server: FakeFmpServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[tuple]]:
@@ -264,6 +308,7 @@ def fetched(sample_server: FakeFmpServer, tmp_path_factory: pytest.TempPathFacto
 
 # ---- the tests --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed,marker,delays", FETCH_KILLS, ids=[f"seed{s}" for s, _, _ in FETCH_KILLS])
 def test_kill_while_fetching_bronze_then_rerun(sample_server, clean, tmp_path, seed, marker, delays) -> None:
@@ -276,8 +321,10 @@ def test_kill_while_fetching_bronze_then_rerun(sample_server, clean, tmp_path, s
 
     wal = assert_opens(data_dir / "warehouse.duckdb")
     store = BronzeStore(data_dir / "bronze")
-    print(f"seed {seed}: {len(list(store.iter_files()))} Bronze file(s) on disk, journals {len(store.journals())}, "
-          f"temp files {len(temp_files(store.root))}, {wal}")
+    print(
+        f"seed {seed}: {len(list(store.iter_files()))} Bronze file(s) on disk, journals {len(store.journals())}, "
+        f"temp files {len(temp_files(store.root))}, {wal}"
+    )
     tmp = plant_cut_write(store, proc.pid)
 
     run_to_end(cli_env(data_dir, sample_server), SELECT_ALL, log_path)
@@ -300,13 +347,18 @@ def test_kill_while_promoting_silver_then_rerun(sample_server, clean, fetched, t
 
     wal = assert_opens(data_dir / "warehouse.duckdb")
     with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
-        promoted = conn.execute("SELECT count(*) FROM ops.file_ingestions "
-                                "WHERE silver_status = 'promoted'").fetchone()[0]
+        promoted = conn.execute("SELECT count(*) FROM ops.file_ingestions WHERE silver_status = 'promoted'").fetchone()[
+            0
+        ]
         print(f"seed {seed}: {promoted} file(s) promoted before the kill, {wal}")
         # the Silver write and the ledger update commit together: no Silver row of a file the ledger does not
         # call promoted survives the kill
-        tables = [r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
-                                             "WHERE table_schema = 'silver'").fetchall()]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'silver'"
+            ).fetchall()
+        ]
         for table in tables:
             orphan_rows = conn.execute(f"""
                 SELECT count(*) FROM silver."{table}" WHERE bronze_file_id NOT IN
@@ -314,7 +366,7 @@ def test_kill_while_promoting_silver_then_rerun(sample_server, clean, fetched, t
             """).fetchone()[0]
             assert orphan_rows == 0, f"silver.{table} has rows of files the ledger does not call promoted"
 
-    run_to_end(env, SELECT_ALL, log_path)      # Bronze is not due again (same day): this promotes what was left
+    run_to_end(env, SELECT_ALL, log_path)  # Bronze is not due again (same day): this promotes what was left
     assert_consistent(data_dir)
     assert_same_silver(silver_snapshot(data_dir / "warehouse.duckdb"), clean)
 
@@ -326,13 +378,23 @@ TREASURY = next(e for e in KEYMAP if e.dataset == "treasury-rates")
 EOD = next(e for e in KEYMAP if e.dataset == "historical-price-eod")
 
 
-def fetch(sample_server: FakeFmpServer, root: Path, entries, tickers=(), orphan_entries=None, run_id: str | None = None):
+def fetch(
+    sample_server: FakeFmpServer, root: Path, entries, tickers=(), orphan_entries=None, run_id: str | None = None
+):
     client = FmpClient(sample_server.base_url, KEY, max_retries=0, limiter=RateLimiter(100_000))
     with client:
-        return run_bronze(entries=entries, tickers=tickers, warehouse=Warehouse(root / "warehouse.duckdb"),
-                          store=BronzeStore(root / "bronze"), client=client, run_id=run_id or str(uuid.uuid4()),
-                          today=dt.date.fromisoformat(AS_OF), fmp_plan=None, source_mode="fmp",
-                          orphan_entries=orphan_entries)
+        return run_bronze(
+            entries=entries,
+            tickers=tickers,
+            warehouse=Warehouse(root / "warehouse.duckdb"),
+            store=BronzeStore(root / "bronze"),
+            client=client,
+            run_id=run_id or str(uuid.uuid4()),
+            today=dt.date.fromisoformat(AS_OF),
+            fmp_plan=None,
+            source_mode="fmp",
+            orphan_entries=orphan_entries,
+        )
 
 
 def test_windows_a_killed_fetch_never_wrote_are_fetched_again_the_same_day(sample_server, tmp_path) -> None:
@@ -344,13 +406,13 @@ def test_windows_a_killed_fetch_never_wrote_are_fetched_again_the_same_day(sampl
         windows = conn.execute("SELECT window_from, window_to FROM ops.file_ingestions ORDER BY window_from").fetchall()
         assert len(windows) > 5 and windows[-1][1] == dt.date.fromisoformat(AS_OF)
         complete = file_ingestions.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
-        assert complete.last_as_of == dt.date.fromisoformat(AS_OF)          # complete: not due again today
+        assert complete.last_as_of == dt.date.fromisoformat(AS_OF)  # complete: not due again today
         # the kill: the third window and the last two were never written
         lost = [windows[2], *windows[-2:]]
         for window_from, _ in lost:
             conn.execute("DELETE FROM ops.file_ingestions WHERE window_from = ?", [window_from])
         cov = file_ingestions.latest_bronze_coverage(conn, TREASURY.identity)[TREASURY.identity]
-    assert cov.last_as_of is None and cov.coverage_to <= windows[1][1]     # due now, from before the first gap
+    assert cov.last_as_of is None and cov.coverage_to <= windows[1][1]  # due now, from before the first gap
     (decision,) = plan([TREASURY], [], {TREASURY.identity: cov}, dt.date.fromisoformat(AS_OF), None)
     assert decision.due and decision.requests[0].window_from <= windows[2][0]
 
@@ -366,7 +428,7 @@ def test_orphans_of_the_other_bronze_step_get_their_silver_table(sample_server, 
     assert report.entries[EOD.asset_name].files == 1
     store = BronzeStore(tmp_path / "bronze")
     warehouse = Warehouse(tmp_path / "warehouse.duckdb")
-    with warehouse.transaction() as conn:          # as if the process had died before registering the file
+    with warehouse.transaction() as conn:  # as if the process had died before registering the file
         (rel,) = [r[0] for r in conn.execute("SELECT bronze_path FROM ops.file_ingestions").fetchall()]
         conn.execute("DELETE FROM ops.file_ingestions")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -375,8 +437,9 @@ def test_orphans_of_the_other_bronze_step_get_their_silver_table(sample_server, 
     journal.parent.mkdir(exist_ok=True)
     journal.write_text(rel + "\n")
 
-    report = fetch(sample_server, tmp_path, [TREASURY], orphan_entries=list(KEYMAP))   # the global step runs first
+    report = fetch(sample_server, tmp_path, [TREASURY], orphan_entries=list(KEYMAP))  # the global step runs first
     assert report.orphans_registered == 1 and store.journals() == []
     with warehouse.connect() as conn:
-        assert conn.execute("SELECT silver_table FROM ops.file_ingestions WHERE bronze_path = ?",
-                            [rel]).fetchall() == [(EOD.silver.table,)]
+        assert conn.execute("SELECT silver_table FROM ops.file_ingestions WHERE bronze_path = ?", [rel]).fetchall() == [
+            (EOD.silver.table,)
+        ]

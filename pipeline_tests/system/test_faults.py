@@ -63,10 +63,10 @@ from pipeline_tests.fakes.fmp_server import (
 from pipeline_tests.support import KEY
 
 EOD = "historical-price-eod/full"
-DAY = dt.date(2024, 6, 28)                   # the fixed planning date (a Friday)
-TICKERS = ("AAPL", "MSFT")                   # one worker: AAPL is requested first and meets the faults
+DAY = dt.date(2024, 6, 28)  # the fixed planning date (a Friday)
+TICKERS = ("AAPL", "MSFT")  # one worker: AAPL is requested first and meets the faults
 FAULTED, HEALTHY = TICKERS
-MAX_RETRIES = 3                              # 4 attempts: enough for 500, 502, 503 then success
+MAX_RETRIES = 3  # 4 attempts: enough for 500, 502, 503 then success
 ATTEMPTS = MAX_RETRIES + 1
 RETRY_AFTER_CAP_S = 0.05
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
@@ -80,23 +80,24 @@ serve_sample = sample_data(SOURCE)
 
 # -- the matrix ---------------------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Case:
     """One fault of the matrix: what is injected, and what the chain must make of it."""
 
-    faults: tuple[Fault, ...]         # consumed one per request to EOD, in order
-    error_class: str | None           # None: transient, the run recovers by retrying
-    attempts: int                     # attempts recorded for the faulted ticker's request
-    hard: bool = False                # counted in hard_failures (fails the Bronze step)
+    faults: tuple[Fault, ...]  # consumed one per request to EOD, in order
+    error_class: str | None  # None: transient, the run recovers by retrying
+    attempts: int  # attempts recorded for the faulted ticker's request
+    hard: bool = False  # counted in hard_failures (fails the Bronze step)
     client: Mapping[str, Any] = field(default_factory=dict)
-    min_elapsed_ms: float = 0.0       # the retry waited at least this long (Retry-After honoured)
+    min_elapsed_ms: float = 0.0  # the retry waited at least this long (Retry-After honoured)
 
 
 def _times(fault: Fault, n: int = ATTEMPTS) -> tuple[Fault, ...]:
     return (fault,) * n
 
 
-SHORT_TIMEOUT = {"timeout_s": 0.5}         # the server sleeps 1 s on a timeout fault
+SHORT_TIMEOUT = {"timeout_s": 0.5}  # the server sleeps 1 s on a timeout fault
 
 MATRIX: dict[str, Case] = {
     # 429 -------------------------------------------------------------------------------------------------
@@ -130,6 +131,7 @@ MATRIX: dict[str, Case] = {
 
 # -- helpers ------------------------------------------------------------------------------------------------
 
+
 class Lake:
     """A data folder (warehouse + Bronze) and the Bronze step and Silver promotion as the assets run them."""
 
@@ -139,14 +141,28 @@ class Lake:
         self.store = BronzeStore(root / "bronze")
 
     def run(self, server: FakeFmpServer, *, run_id: str | None = None, **client: Any) -> BronzeRunReport:
-        options: dict[str, Any] = dict(max_retries=MAX_RETRIES, backoff_base_s=0.001, backoff_cap_s=0.005,
-                                       retry_after_cap_s=RETRY_AFTER_CAP_S, timeout_s=5.0,
-                                       limiter=RateLimiter(100_000))
+        options: dict[str, Any] = dict(
+            max_retries=MAX_RETRIES,
+            backoff_base_s=0.001,
+            backoff_cap_s=0.005,
+            retry_after_cap_s=RETRY_AFTER_CAP_S,
+            timeout_s=5.0,
+            limiter=RateLimiter(100_000),
+        )
         options.update(client)
         with FmpClient(server.base_url, KEY, **options) as fmp:
-            return run_bronze(entries=[EOD_ENTRY], tickers=TICKERS, warehouse=self.warehouse, store=self.store,
-                              client=fmp, run_id=run_id or str(uuid.uuid4()), today=DAY, fmp_plan=None,
-                              source_mode="fmp", max_concurrency=1)
+            return run_bronze(
+                entries=[EOD_ENTRY],
+                tickers=TICKERS,
+                warehouse=self.warehouse,
+                store=self.store,
+                client=fmp,
+                run_id=run_id or str(uuid.uuid4()),
+                today=DAY,
+                fmp_plan=None,
+                source_mode="fmp",
+                max_concurrency=1,
+            )
 
     def coverage(self, ticker: str) -> Coverage | None:
         with self.warehouse.connect() as conn:
@@ -205,6 +221,7 @@ def clean_silver(tmp_path_factory: pytest.TempPathFactory) -> list[tuple]:
 
 
 # -- the test -----------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", list(MATRIX.values()), ids=list(MATRIX))
 def test_fault_matrix(tmp_path: Path, server: FakeFmpServer, clean_silver: list[tuple], case: Case) -> None:
@@ -274,14 +291,14 @@ def test_fault_matrix(tmp_path: Path, server: FakeFmpServer, clean_silver: list[
     rep2 = report2.entries[EOD_ENTRY.asset_name]
     assert report2.hard_failures == 0 and not rep2.failed and lake.run_status(run2) == "success"
     if case.error_class is None:
-        assert again == [] and rep2.skipped == {"not_due": 2}       # nothing to recover: already complete
+        assert again == [] and rep2.skipped == {"not_due": 2}  # nothing to recover: already complete
         assert len(lake.ledger()) == 2
     else:
         assert again == [first_window[0]], "the same window, for the failed ticker only"
         assert rep2.skipped == {"not_due": 1} and rep2.tickers_with_data == {FAULTED}
         assert lake.coverage(FAULTED).coverage_to == DAY
         rows = lake.ledger()
-        assert len(rows) == 3                                        # the error file stays, next to its repair
+        assert len(rows) == 3  # the error file stays, next to its repair
         assert [r["can_promote"] for r in rows if r["ticker"] == FAULTED] == [False, True]
 
     lake.promote()

@@ -41,10 +41,12 @@ from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 AS_OF = "2025-06-27"
 TICKERS = "AAPL,MSFT"
 KEY = "ducklake-test-key"
-SELECT = ("bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/prices/historical-price-eod,"
-          "silver/fmp_price_eod,bronze/company/profile,silver/fmp_company_profile,gold/dim_instrument,gold/fact_price_daily")
+SELECT = (
+    "bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/prices/historical-price-eod,"
+    "silver/fmp_price_eod,bronze/company/profile,silver/fmp_company_profile,gold/dim_instrument,gold/fact_price_daily"
+)
 RUN_TIMEOUT_S = 300
-IGNORED = {name for name, _ in LINEAGE_COLUMNS} | {"valid_from", "valid_to"}   # differ between any two runs
+IGNORED = {name for name, _ in LINEAGE_COLUMNS} | {"valid_from", "valid_to"}  # differ between any two runs
 
 
 @pytest.fixture()
@@ -60,11 +62,16 @@ def lake_warehouse(lake: dict[str, str]) -> Warehouse:
 
 # ---- settings and DDL (no server) ------------------------------------------------------------------------------
 
+
 def test_settings_select_the_backend_and_name_the_variable(tmp_path: Path) -> None:
     file_default = load_settings({"PIPELINE_DATA_DIR": str(tmp_path)})
     assert not file_default.uses_lake and file_default.warehouse_target == str(tmp_path / "warehouse.duckdb")
-    lake = load_settings({"PIPELINE_WAREHOUSE": "ducklake:postgres:dbname=w host=db password=s3cret",
-                          "PIPELINE_WAREHOUSE_DATA_PATH": "s3://bucket/lake"})
+    lake = load_settings(
+        {
+            "PIPELINE_WAREHOUSE": "ducklake:postgres:dbname=w host=db password=s3cret",
+            "PIPELINE_WAREHOUSE_DATA_PATH": "s3://bucket/lake",
+        }
+    )
     assert lake.uses_lake and lake.warehouse_data_path == "s3://bucket/lake/"
     assert "s3cret" not in lake.warehouse_label and "s3cret" not in repr(lake)
     with pytest.raises(SettingsError, match="PIPELINE_WAREHOUSE_DATA_PATH") as exc:
@@ -80,8 +87,13 @@ def test_writing_steps_use_the_writer_pool_on_the_file_only(tmp_path: Path) -> N
     from pipeline.assets import build_gold_assets, build_silver_assets
 
     file = load_settings({"PIPELINE_DATA_DIR": str(tmp_path)})
-    lake = load_settings({"PIPELINE_DATA_DIR": str(tmp_path), "PIPELINE_WAREHOUSE": "ducklake:postgres:dbname=w",
-                          "PIPELINE_WAREHOUSE_DATA_PATH": str(tmp_path / "lake")})
+    lake = load_settings(
+        {
+            "PIPELINE_DATA_DIR": str(tmp_path),
+            "PIPELINE_WAREHOUSE": "ducklake:postgres:dbname=w",
+            "PIPELINE_WAREHOUSE_DATA_PATH": str(tmp_path / "lake"),
+        }
+    )
     keymap = load_keymap(file.keymap_path)
     for settings, pool in ((file, "duckdb_writer"), (lake, None)):
         writers = [*build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
@@ -111,9 +123,22 @@ with Warehouse(sys.argv[1], data_path=sys.argv[2]).transaction() as conn:
 
 def test_processes_creating_one_catalog_at_once_all_migrate_it_once(lake: dict[str, str]) -> None:
     start = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", OPENER, lake["PIPELINE_WAREHOUSE"],
-                               lake["PIPELINE_WAREHOUSE_DATA_PATH"], str(start)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                OPENER,
+                lake["PIPELINE_WAREHOUSE"],
+                lake["PIPELINE_WAREHOUSE_DATA_PATH"],
+                str(start),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     files = migrations.discover(migrations.default_migrations_dir())
     for proc, (out, err) in zip(procs, results):
@@ -121,8 +146,10 @@ def test_processes_creating_one_catalog_at_once_all_migrate_it_once(lake: dict[s
         assert out.strip() == str(len(files))
     with lake_warehouse(lake).reader() as conn:
         recorded = conn.execute("SELECT version, name, checksum FROM ops.schema_migrations ORDER BY version").fetchall()
-        keys = conn.execute("SELECT count(*) FROM duckdb_constraints() WHERE database_name = 'lake' "
-                            "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')").fetchone()[0]
+        keys = conn.execute(
+            "SELECT count(*) FROM duckdb_constraints() WHERE database_name = 'lake' "
+            "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')"
+        ).fetchone()[0]
     assert recorded == [(m.version, m.name, m.checksum) for m in files]
     assert keys == 0
 
@@ -157,9 +184,24 @@ def test_two_writer_processes_merging_the_same_keys_leave_each_key_once(lake: di
     with lake_warehouse(lake).transaction() as conn:
         conn.execute("CREATE TABLE silver.prices (ticker VARCHAR NOT NULL, date DATE NOT NULL, close DOUBLE)")
     rounds, start = 25, time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, lake["PIPELINE_WAREHOUSE"],
-                               lake["PIPELINE_WAREHOUSE_DATA_PATH"], name, str(rounds), str(start)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WRITER,
+                lake["PIPELINE_WAREHOUSE"],
+                lake["PIPELINE_WAREHOUSE_DATA_PATH"],
+                name,
+                str(rounds),
+                str(start),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err[-2000:]
@@ -170,10 +212,12 @@ def test_two_writer_processes_merging_the_same_keys_leave_each_key_once(lake: di
 
 # ---- two runs and sensor ticks at once, against a serial run on the file ------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[FakeFmpServer]:
-    with FakeFmpServer(api_key=KEY, data=sample_data(SampleSource(as_of=dt.date.fromisoformat(AS_OF))),
-                       latency_s=0.02) as fake:
+    with FakeFmpServer(
+        api_key=KEY, data=sample_data(SampleSource(as_of=dt.date.fromisoformat(AS_OF))), latency_s=0.02
+    ) as fake:
         yield fake
 
 
@@ -183,18 +227,33 @@ def pipeline_cmd(*args: str) -> list[str]:
 
 def run_env(server: FakeFmpServer, data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_"))}
-    env.update({"FMP_API_KEY": KEY, "FMP_BASE_URL": server.base_url, "FMP_CALLS_PER_MINUTE": "100000",
-                "PIPELINE_TICKERS": TICKERS, "PIPELINE_AS_OF": AS_OF, "PIPELINE_DATA_DIR": str(data_dir),
-                "DAGSTER_HOME": str(data_dir / "dagster_home"), "PYTHONUNBUFFERED": "1",
-                "DAGSTER_DISABLE_TELEMETRY": "1", **(extra or {})})
+    env.update(
+        {
+            "FMP_API_KEY": KEY,
+            "FMP_BASE_URL": server.base_url,
+            "FMP_CALLS_PER_MINUTE": "100000",
+            "PIPELINE_TICKERS": TICKERS,
+            "PIPELINE_AS_OF": AS_OF,
+            "PIPELINE_DATA_DIR": str(data_dir),
+            "DAGSTER_HOME": str(data_dir / "dagster_home"),
+            "PYTHONUNBUFFERED": "1",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            **(extra or {}),
+        }
+    )
     return env
 
 
 def start_run(env: dict[str, str], log: Path) -> subprocess.Popen:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        return subprocess.Popen(pipeline_cmd("run", "--select", SELECT), env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            pipeline_cmd("run", "--select", SELECT),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def finish(procs: list[subprocess.Popen], logs: list[Path]) -> None:
@@ -207,22 +266,32 @@ def finish(procs: list[subprocess.Popen], logs: list[Path]) -> None:
                 p.wait()
     for code, log in zip(codes, logs):
         text = log.read_text(errors="replace")
-        assert code == 0 and "Traceback" not in text, f"{log.name} (exit {code}):\n" + "\n".join(text.splitlines()[-40:])
+        assert code == 0 and "Traceback" not in text, f"{log.name} (exit {code}):\n" + "\n".join(
+            text.splitlines()[-40:]
+        )
 
 
 def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
     """Silver (current and history), Gold and the ledger without what differs between any two runs (lineage,
     fetch and build times)."""
     out: dict[str, list[tuple]] = {}
-    tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
-                          "WHERE table_schema IN ('silver', 'gold') ORDER BY ALL").fetchall()
+    tables = conn.execute(
+        "SELECT table_schema, table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('silver', 'gold') ORDER BY ALL"
+    ).fetchall()
     for schema, table in tables:
-        cols = [c for c, t in conn.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                           "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-                                           [schema, table]).fetchall()
-                if c not in IGNORED and t != "TIMESTAMP"]   # timestamps are fetch and build times
+        cols = [
+            c
+            for c, t in conn.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+                [schema, table],
+            ).fetchall()
+            if c not in IGNORED and t != "TIMESTAMP"
+        ]  # timestamps are fetch and build times
         out[f"{schema}.{table}"] = conn.execute(
-            f"SELECT {', '.join(cols)} FROM {schema}.{table} ORDER BY ALL").fetchall()
+            f"SELECT {', '.join(cols)} FROM {schema}.{table} ORDER BY ALL"
+        ).fetchall()
     out["ledger"] = conn.execute("""
         SELECT dataset, discriminator, ticker, window_from, window_to, coverage_from, coverage_to, bronze_rows,
                can_promote, silver_status, silver_rows_read, silver_rejected
@@ -233,18 +302,22 @@ def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
 def duplicate_keys(conn: duckdb.DuckDBPyConnection, keymap) -> dict[str, int]:
     found = {}
     for table, spec in keymap.tables().items():
-        if conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'silver' "
-                        "AND table_name = ?", [table]).fetchone()[0]:
+        if conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'silver' AND table_name = ?", [table]
+        ).fetchone()[0]:
             key = ", ".join(f'"{k}"' for k in spec.key)
-            n = conn.execute(f"SELECT count(*) FROM (SELECT {key} FROM silver.{table} GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+            n = conn.execute(
+                f"SELECT count(*) FROM (SELECT {key} FROM silver.{table} GROUP BY ALL HAVING count(*) > 1)"
+            ).fetchone()[0]
             if n:
                 found[table] = n
     return found
 
 
 @pytest.mark.slow
-def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(lake: dict[str, str], server: FakeFmpServer,
-                                                               tmp_path: Path) -> None:
+def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(
+    lake: dict[str, str], server: FakeFmpServer, tmp_path: Path
+) -> None:
     # the serial baseline: the same two runs, one after the other, on the DuckDB file
     serial_dir = tmp_path / "serial"
     for i in (1, 2):
@@ -263,12 +336,21 @@ def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(lake: dict[str, st
     (tmp_path / "sensor_home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "sensor_home")) as instance:
         while any(p.poll() is None for p in procs):
-            tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, cursor="0",
-                                                                     resources={"warehouse": defs.resources["warehouse"]}))
+            tick = sensor.evaluate_tick(
+                dg.build_sensor_context(
+                    instance=instance,
+                    definitions=defs,
+                    cursor="0",
+                    resources={"warehouse": defs.resources["warehouse"]},
+                )
+            )
             ticks.append(tick.skip_message or "")
-            if len(ticks) == 3:   # mid-run: status reads the lake while the runs write
-                status_codes.append(subprocess.run(pipeline_cmd("status", "--no-plan"), env=env,
-                                                   capture_output=True, timeout=120).returncode)
+            if len(ticks) == 3:  # mid-run: status reads the lake while the runs write
+                status_codes.append(
+                    subprocess.run(
+                        pipeline_cmd("status", "--no-plan"), env=env, capture_output=True, timeout=120
+                    ).returncode
+                )
             time.sleep(1.0)
     finish(procs, logs)
     assert ticks, "the runs finished before a sensor tick"
@@ -279,8 +361,9 @@ def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(lake: dict[str, st
     with warehouse.reader() as conn, duckdb.connect(str(serial_dir / "warehouse.duckdb"), read_only=True) as file:
         concurrent, serial = snapshot(conn), snapshot(file)
         assert duplicate_keys(conn, keymap) == {}
-        ids = conn.execute("SELECT count(*), count(DISTINCT ingestion_id), count(DISTINCT file_id) "
-                           "FROM ops.file_ingestions").fetchone()
+        ids = conn.execute(
+            "SELECT count(*), count(DISTINCT ingestion_id), count(DISTINCT file_id) FROM ops.file_ingestions"
+        ).fetchone()
         runs = conn.execute("SELECT DISTINCT status FROM ops.runs").fetchall()
         # the sensors' cursor: ids grow in the order the registrations committed
         out_of_order = conn.execute("""
@@ -310,8 +393,9 @@ def test_two_runs_and_sensor_ticks_at_once_equal_a_serial_run(lake: dict[str, st
 from pipeline_tests.fakes.s3_server import S3_ENV  # noqa: E402 - with the S3 tests below
 
 
-def test_a_lake_with_its_data_on_s3_migrates_writes_and_reads(lake: dict[str, str], s3_endpoint: str,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lake_with_its_data_on_s3_migrates_writes_and_reads(
+    lake: dict[str, str], s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import s3fs
 
     for name, value in {**S3_ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():

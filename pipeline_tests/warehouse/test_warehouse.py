@@ -52,10 +52,13 @@ def mig_dir(tmp_path: Path) -> Path:
 
 
 def tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
-    return {f"{s}.{t}" for s, t in conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()}
+    return {
+        f"{s}.{t}" for s, t in conn.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+    }
 
 
 # ---- transactions ---------------------------------------------------------------------------------------------
+
 
 def test_transaction_commits_data_and_ddl(tmp_path: Path) -> None:
     wh = Warehouse(tmp_path / "wh.duckdb")
@@ -98,13 +101,16 @@ def test_transaction_rolls_back_when_a_statement_fails(tmp_path: Path) -> None:
 
 # ---- migrations ----------------------------------------------------------------------------------------------
 
+
 def test_shipped_migrations_applied_once_with_checksums(tmp_path: Path, fresh_migration_cache: set[str]) -> None:
     path = tmp_path / "wh.duckdb"
     shipped = migrations.discover(migrations.default_migrations_dir())
     assert shipped and shipped[0].version == 1
     with Warehouse(path).connect() as conn:
         assert {"ops.file_ingestions", "ops.runs", "ops.gold_builds", "ops.schema_migrations"} <= tables(conn)
-        rows = conn.execute("SELECT version, name, checksum, applied_at FROM ops.schema_migrations ORDER BY version").fetchall()
+        rows = conn.execute(
+            "SELECT version, name, checksum, applied_at FROM ops.schema_migrations ORDER BY version"
+        ).fetchall()
     assert [(v, n, c) for v, n, c, _ in rows] == [(m.version, m.name, m.checksum) for m in shipped]
     for m, row in zip(shipped, rows):
         assert row[2] == hashlib.sha256(m.path.read_bytes()).hexdigest() and row[3] is not None
@@ -117,8 +123,9 @@ def test_shipped_migrations_applied_once_with_checksums(tmp_path: Path, fresh_mi
         assert conn.execute("SELECT count(*) FROM ops.schema_migrations").fetchone()[0] == len(shipped)
 
 
-def test_custom_folder_applies_in_order_then_only_new_ones(tmp_path: Path, mig_dir: Path,
-                                                           fresh_migration_cache: set[str]) -> None:
+def test_custom_folder_applies_in_order_then_only_new_ones(
+    tmp_path: Path, mig_dir: Path, fresh_migration_cache: set[str]
+) -> None:
     path = tmp_path / "wh.duckdb"
     with Warehouse(path, migrations_dir=mig_dir).connect() as conn:
         assert {"ops.t1", "ops.t2"} <= tables(conn)
@@ -127,7 +134,10 @@ def test_custom_folder_applies_in_order_then_only_new_ones(tmp_path: Path, mig_d
     with Warehouse(path, migrations_dir=mig_dir).connect() as conn:
         assert "ops.t3" in tables(conn)
         assert conn.execute("SELECT version, name FROM ops.schema_migrations ORDER BY version").fetchall() == [
-            (1, "first"), (2, "second"), (3, "third")]
+            (1, "first"),
+            (2, "second"),
+            (3, "third"),
+        ]
 
 
 def test_checksum_mismatch_names_the_file(tmp_path: Path, mig_dir: Path, fresh_migration_cache: set[str]) -> None:
@@ -139,7 +149,7 @@ def test_checksum_mismatch_names_the_file(tmp_path: Path, mig_dir: Path, fresh_m
     with pytest.raises(MigrationError, match=r"0002_second\.sql changed after it was applied \(checksum mismatch\)"):
         with Warehouse(path, migrations_dir=mig_dir).connect():
             pass
-    assert str(path.resolve()) not in fresh_migration_cache   # a failed check is not remembered as migrated
+    assert str(path.resolve()) not in fresh_migration_cache  # a failed check is not remembered as migrated
 
 
 def test_duplicate_version_names_both_files(tmp_path: Path, mig_dir: Path) -> None:
@@ -160,7 +170,9 @@ def test_missing_applied_file_names_it(tmp_path: Path, mig_dir: Path, fresh_migr
             pass
 
 
-@pytest.mark.parametrize("bad_name", ["1_first.sql", "0003-third.sql", "0003_Third.sql", "0003_third.SQL.sql", "00003_x.sql"])
+@pytest.mark.parametrize(
+    "bad_name", ["1_first.sql", "0003-third.sql", "0003_Third.sql", "0003_third.SQL.sql", "00003_x.sql"]
+)
 def test_malformed_name_names_the_file(tmp_path: Path, mig_dir: Path, bad_name: str) -> None:
     write(mig_dir, bad_name, "SELECT 1;")
     with pytest.raises(MigrationError, match=rf"{bad_name.replace('.', r'.')} has a malformed name"):
@@ -178,7 +190,9 @@ def test_missing_folder_means_nothing_to_apply(tmp_path: Path, fresh_migration_c
     missing = tmp_path / "no_such_migrations"
     fresh = tmp_path / "fresh.duckdb"
     with Warehouse(fresh, migrations_dir=missing).connect() as conn:
-        assert conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ops'").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'ops'").fetchone()[0] == 0
+        )
     # a database that recorded migrations names the first file that went missing
     migrated = tmp_path / "migrated.duckdb"
     with Warehouse(migrated).connect():
@@ -219,11 +233,17 @@ time.sleep(float(sys.argv[3]))
 @contextmanager
 def held_by_other_process(path: Path, hold_s: float, linger_s: float = 30.0) -> Iterator[subprocess.Popen[str]]:
     """Another process opens `path` read-write, holds it `hold_s` seconds, closes it and stays alive."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path), str(hold_s), str(linger_s)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path), str(hold_s), str(linger_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip() if proc.stdout else ""
-        assert line == "ready", f"holder did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        assert line == "ready", (
+            f"holder did not start: {line!r} {proc.stderr.read() if proc.poll() is not None else ''}"
+        )
         yield proc
     finally:
         proc.kill()
@@ -277,7 +297,7 @@ def test_writer_waits_for_the_lock_then_succeeds(db: Path) -> None:
         with Warehouse(db, lock_wait_s=2.5).transaction() as conn:
             conn.execute("INSERT INTO ops.runs (run_id, started_at, status) VALUES ('r1', now(), 'running')")
         waited = time.monotonic() - start
-        assert proc.poll() is None        # released by closing, not by exiting
+        assert proc.poll() is None  # released by closing, not by exiting
     assert 1.0 <= waited < 3.0
     with Warehouse(db).reader() as conn:
         assert conn.execute("SELECT run_id FROM ops.runs").fetchall() == [("r1",)]

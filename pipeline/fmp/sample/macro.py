@@ -20,8 +20,20 @@ from pipeline.fmp.sample.trading_days import trading_days
 TREASURY_START = dt.date(2019, 1, 2)
 INDICATOR_START = dt.date(2000, 1, 1)
 
-MATURITIES = ("month1", "month2", "month3", "month6", "year1", "year2", "year3", "year5", "year7",
-              "year10", "year20", "year30")
+MATURITIES = (
+    "month1",
+    "month2",
+    "month3",
+    "month6",
+    "year1",
+    "year2",
+    "year3",
+    "year5",
+    "year7",
+    "year10",
+    "year20",
+    "year30",
+)
 MATURITY_YEARS = np.array([1 / 12, 2 / 12, 3 / 12, 0.5, 1, 2, 3, 5, 7, 10, 20, 30])
 
 # name -> (frequency, value in 2000, log drift and noise per observation, release: days after the reference
@@ -47,7 +59,7 @@ INDICATORS: dict[str, tuple[str, float, float, float, int]] = {
 }
 # indicator -> the economic-calendar event that first publishes it (free-text names, as FMP lists them:
 # fmp_api.md section 1, e.g. "GDP Growth Rate QoQ Adv"). Indicators not listed have no calendar event.
-_RELEASE_EVENTS: dict[str, tuple[str, str]] = {   # name -> (event, unit)
+_RELEASE_EVENTS: dict[str, tuple[str, str]] = {  # name -> (event, unit)
     "GDP": ("GDP Growth Rate QoQ Adv", "%"),
     "realGDP": ("GDP Growth Rate QoQ Adv", "%"),
     "CPI": ("CPI", ""),
@@ -59,15 +71,30 @@ _RELEASE_TIME_ET = dt.time(8, 30)
 _NEW_YORK = ZoneInfo("America/New_York")
 # Valid names FMP answers with [] (measured).
 EMPTY_INDICATORS = frozenset({"inflation", "3MonthOr90DayRatesAndYieldsCertificatesOfDeposit"})
-_LEVEL_BOUNDS = {"inflationRate": (-1.0, 9.0), "unemploymentRate": (3.4, 14.0), "federalFunds": (0.05, 6.5),
-                 "consumerSentiment": (50.0, 110.0), "30YearFixedRateMortgageAverage": (2.7, 8.0),
-                 "15YearFixedRateMortgageAverage": (2.2, 7.5), "smoothedUSRecessionProbabilities": (0.0, 100.0)}
+_LEVEL_BOUNDS = {
+    "inflationRate": (-1.0, 9.0),
+    "unemploymentRate": (3.4, 14.0),
+    "federalFunds": (0.05, 6.5),
+    "consumerSentiment": (50.0, 110.0),
+    "30YearFixedRateMortgageAverage": (2.7, 8.0),
+    "15YearFixedRateMortgageAverage": (2.2, 7.5),
+    "smoothedUSRecessionProbabilities": (0.0, 100.0),
+}
 
 RISK_PREMIUM: tuple[tuple[str, str, float], ...] = (
-    ("Zimbabwe", "Africa", 12.02), ("United States", "North America", 0), ("United Kingdom", "Europe", 0.8),
-    ("Switzerland", "Europe", 0), ("South Africa", "Africa", 3.73), ("Mexico", "North America", 2.33),
-    ("Japan", "Asia", 0.8), ("India", "Asia", 2.71), ("Germany", "Europe", 0), ("China", "Asia", 0.99),
-    ("Canada", "North America", 0), ("Brazil", "South America", 3.59), ("Australia", "Australia & New Zealand", 0),
+    ("Zimbabwe", "Africa", 12.02),
+    ("United States", "North America", 0),
+    ("United Kingdom", "Europe", 0.8),
+    ("Switzerland", "Europe", 0),
+    ("South Africa", "Africa", 3.73),
+    ("Mexico", "North America", 2.33),
+    ("Japan", "Asia", 0.8),
+    ("India", "Asia", 2.71),
+    ("Germany", "Europe", 0),
+    ("China", "Asia", 0.99),
+    ("Canada", "North America", 0),
+    ("Brazil", "South America", 3.59),
+    ("Australia", "Australia & New Zealand", 0),
 )
 BASE_EQUITY_RISK_PREMIUM = 4.33
 
@@ -137,7 +164,7 @@ def calendar_events(as_of: dt.date, until: dt.date) -> list[dict[str, Any]]:
     indicators; a German GDP release a fortnight earlier shares the US event's name, so a consumer that ignores
     `country` pairs US GDP with the wrong, earlier release.
     """
-    horizon = until + dt.timedelta(days=140)           # series far enough ahead to schedule events up to `until`
+    horizon = until + dt.timedelta(days=140)  # series far enough ahead to schedule events up to `until`
     rows: list[dict[str, Any]] = []
     seen: set[tuple[str, dt.datetime]] = set()
     for name, (event, unit) in _RELEASE_EVENTS.items():
@@ -147,30 +174,53 @@ def calendar_events(as_of: dt.date, until: dt.date) -> list[dict[str, Any]]:
         prev_value: float | None = None
         for i, (start, value, released) in enumerate(series):
             actual = value
-            if unit == "%" and freq != "level":   # growth events report the change, in percent
+            if unit == "%" and freq != "level":  # growth events report the change, in percent
                 actual = None if i == 0 else round((value / series[i - 1][1] - 1) * 100 * (4 if step == 3 else 1), 1)
             if released.date() > until or (event, released) in seen:
                 prev_value = actual
                 continue
             seen.add((event, released))
             scheduled = released.date() > as_of
-            rows.append({"date": _stamp(released), "country": "US", "event": event,
-                         "currency": "USD", "previous": prev_value,
-                         "estimate": None if actual is None else round(actual * 1.01, 2),
-                         "actual": None if scheduled else actual,
-                         "change": None if scheduled or actual is None or prev_value is None
-                         else round(actual - prev_value, 2),
-                         "changePercentage": None, "impact": "High", "unit": unit})
+            rows.append(
+                {
+                    "date": _stamp(released),
+                    "country": "US",
+                    "event": event,
+                    "currency": "USD",
+                    "previous": prev_value,
+                    "estimate": None if actual is None else round(actual * 1.01, 2),
+                    "actual": None if scheduled else actual,
+                    "change": None
+                    if scheduled or actual is None or prev_value is None
+                    else round(actual - prev_value, 2),
+                    "changePercentage": None,
+                    "impact": "High",
+                    "unit": unit,
+                }
+            )
             prev_value = actual
             if event == "GDP Growth Rate QoQ Adv":
                 second = _release_utc(_period_end(start, step), days_after + 30)
                 if second.date() <= until:
-                    rows.append({**rows[-1], "date": _stamp(second),
-                                 "event": "GDP Growth Rate QoQ 2nd Est", "actual": None
-                                 if second.date() > as_of else actual})
+                    rows.append(
+                        {
+                            **rows[-1],
+                            "date": _stamp(second),
+                            "event": "GDP Growth Rate QoQ 2nd Est",
+                            "actual": None if second.date() > as_of else actual,
+                        }
+                    )
                 early = _release_utc(_period_end(start, step), 14) + dt.timedelta(hours=-6)
                 if early.date() <= until:
-                    rows.append({**rows[-1], "date": _stamp(early), "country": "DE",
-                                 "currency": "EUR", "event": "GDP Growth Rate QoQ Adv", "impact": "Medium"})
+                    rows.append(
+                        {
+                            **rows[-1],
+                            "date": _stamp(early),
+                            "country": "DE",
+                            "currency": "EUR",
+                            "event": "GDP Growth Rate QoQ Adv",
+                            "impact": "Medium",
+                        }
+                    )
     rows.sort(key=lambda r: (r["date"], r["country"], r["event"]))
     return rows

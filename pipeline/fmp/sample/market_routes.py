@@ -35,7 +35,7 @@ from pipeline.fmp.sample.wire import (
 if TYPE_CHECKING:
     from pipeline.fmp.sample.source import SampleSource
 
-WINDOW_DAYS = 91                        # treasury / economic-indicators: ~3 months, newest kept
+WINDOW_DAYS = 91  # treasury / economic-indicators: ~3 months, newest kept
 
 Handler = Callable[["SampleSource", Mapping[str, str]], SampleResponse]
 
@@ -47,6 +47,7 @@ def _recent_window(frm: dt.date, to: dt.date, as_of: dt.date) -> tuple[dt.date, 
 
 
 # -- directory and screener -------------------------------------------------------------------------
+
 
 def _stock_list(source: SampleSource, params: Mapping[str, str]) -> SampleResponse:
     rows = [{"symbol": t, "companyName": source.company(t).name} for t in source.tickers]
@@ -60,23 +61,44 @@ def _screener(source: SampleSource, params: Mapping[str, str]) -> SampleResponse
     rows = []
     for t in source.tickers:
         comp, s = source.company(t), source.summary(t)
-        rows.append({"symbol": t, "companyName": comp.name, "marketCap": s["market_cap"],
-                     "sector": comp.sector, "industry": comp.industry, "beta": comp.beta,
-                     "price": s["price"], "lastAnnualDividend": s["last_dividend"], "volume": s["volume"],
-                     "exchange": comp.exchange, "exchangeShortName": comp.exchange, "country": "US",
-                     "isEtf": False, "isFund": False, "isActivelyTrading": True})
+        rows.append(
+            {
+                "symbol": t,
+                "companyName": comp.name,
+                "marketCap": s["market_cap"],
+                "sector": comp.sector,
+                "industry": comp.industry,
+                "beta": comp.beta,
+                "price": s["price"],
+                "lastAnnualDividend": s["last_dividend"],
+                "volume": s["volume"],
+                "exchange": comp.exchange,
+                "exchangeShortName": comp.exchange,
+                "country": "US",
+                "isEtf": False,
+                "isFund": False,
+                "isActivelyTrading": True,
+            }
+        )
     rows.sort(key=lambda r: (-r["marketCap"], r["symbol"]))
     return limited(rows, limit)
 
 
 def _risk_premium(source: SampleSource, params: Mapping[str, str]) -> SampleResponse:
-    rows = [{"country": c, "continent": cont, "countryRiskPremium": crp,
-             "totalEquityRiskPremium": round(BASE_EQUITY_RISK_PREMIUM + crp, 2)}
-            for c, cont, crp in sorted(RISK_PREMIUM, reverse=True)]
+    rows = [
+        {
+            "country": c,
+            "continent": cont,
+            "countryRiskPremium": crp,
+            "totalEquityRiskPremium": round(BASE_EQUITY_RISK_PREMIUM + crp, 2),
+        }
+        for c, cont, crp in sorted(RISK_PREMIUM, reverse=True)
+    ]
     return json_response(rows)
 
 
 # -- macro ------------------------------------------------------------------------------------------
+
 
 def _treasury(source: SampleSource, params: Mapping[str, str]) -> SampleResponse:
     frm, to = parse_range(params)
@@ -87,8 +109,7 @@ def _treasury(source: SampleSource, params: Mapping[str, str]) -> SampleResponse
     frm, to = _recent_window(frm, to, source.as_of)
     dates, curve = source.cached("global", "treasury", lambda: treasury_curve(source.as_of))
     lo, hi = iso(frm), iso(to)
-    rows = [{"date": d, **dict(zip(MATURITIES, curve[i].tolist()))}
-            for i, d in enumerate(dates) if lo <= d <= hi]
+    rows = [{"date": d, **dict(zip(MATURITIES, curve[i].tolist()))} for i, d in enumerate(dates) if lo <= d <= hi]
     rows.reverse()
     return json_response(rows)
 
@@ -140,8 +161,7 @@ def _sector_snapshot(source: SampleSource, params: Mapping[str, str]) -> SampleR
             continue
         z = float(rng("sector", day, name, exchange).standard_normal())
         market = float(rng("market", day).standard_normal())
-        rows.append({"date": iso(day), "sector": name, "exchange": exchange,
-                     "averageChange": 0.8 * market + 0.6 * z})
+        rows.append({"date": iso(day), "sector": name, "exchange": exchange, "averageChange": 0.8 * market + 0.6 * z})
     return json_response(rows)
 
 

@@ -17,22 +17,23 @@ import numpy as np
 from pipeline.fmp.sample.common import crc, rng, safe_div
 from pipeline.fmp.sample.companies import Company
 
-PRICE_START = dt.date(2000, 1, 3)       # first trading day generated (covers every keymap history start)
-PRICE_ANCHOR = dt.date(2025, 1, 2)      # the adjusted close equals Company.ref_price on this day
+PRICE_START = dt.date(2000, 1, 3)  # first trading day generated (covers every keymap history start)
+PRICE_ANCHOR = dt.date(2025, 1, 2)  # the adjusted close equals Company.ref_price on this day
 DIVIDEND_START = dt.date(2012, 1, 1)
 
 
 @dataclass
 class Prices:
     """Raw (as-traded) daily bars, oldest first; prices in cents to keep rounding exact."""
-    days: np.ndarray            # datetime64[D]
-    dates: np.ndarray           # ISO strings
-    open: np.ndarray            # int64 cents
+
+    days: np.ndarray  # datetime64[D]
+    dates: np.ndarray  # ISO strings
+    open: np.ndarray  # int64 cents
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
-    volume: np.ndarray          # int64 shares
-    vwap: np.ndarray            # float64, 4 decimals
+    volume: np.ndarray  # int64 shares
+    vwap: np.ndarray  # float64, 4 decimals
 
     def close_on_or_before(self, d: dt.date) -> float:
         i = int(np.searchsorted(self.days, np.datetime64(d), side="right")) - 1
@@ -91,10 +92,10 @@ def generate_prices(comp: Company, days: np.ndarray, dates: np.ndarray, revised_
     n = len(days)
     sym = comp.symbol
     sigma = comp.vol / math.sqrt(252)
-    phi = 0.998                                   # deviation half-life of about 350 trading days
+    phi = 0.998  # deviation half-life of about 350 trading days
     e = rng("ret", sym).standard_normal(n) * sigma
     t = np.arange(n)
-    deviation = phi ** t * np.cumsum(e * phi ** -t)   # x_t = phi * x_{t-1} + e_t, vectorised
+    deviation = phi**t * np.cumsum(e * phi**-t)  # x_t = phi * x_{t-1} + e_t, vectorised
     anchor = min(int(np.searchsorted(days, np.datetime64(PRICE_ANCHOR))), n - 1)
     trend = comp.drift / 252 * (t - anchor)
     adj_close = comp.ref_price * np.exp(trend + deviation - deviation[anchor])
@@ -149,11 +150,18 @@ def generate_dividends(comp: Company, prices: Prices, as_of: dt.date) -> list[Di
             factor = split_factor_on(comp, ex)
             raw = max(round(annual_adj / 4 * factor, 2), 0.01)
             close = float(prices.close[i]) / 100
-            out.append(Dividend(date=ex, record=ex, payment=ex + dt.timedelta(days=14),
-                                declaration=ex - dt.timedelta(days=21), dividend=raw,
-                                # adjDividend: split-adjusted to the basis FMP serves today (as_of)
-                                adj_dividend=round(raw / split_factor_on(comp, ex, until=as_of), 6),
-                                yield_pct=safe_div(raw * 4 * 100, close)))
+            out.append(
+                Dividend(
+                    date=ex,
+                    record=ex,
+                    payment=ex + dt.timedelta(days=14),
+                    declaration=ex - dt.timedelta(days=21),
+                    dividend=raw,
+                    # adjDividend: split-adjusted to the basis FMP serves today (as_of)
+                    adj_dividend=round(raw / split_factor_on(comp, ex, until=as_of), 6),
+                    yield_pct=safe_div(raw * 4 * 100, close),
+                )
+            )
     return out
 
 

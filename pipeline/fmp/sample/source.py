@@ -36,7 +36,7 @@ from pipeline.fmp.sample.ticker_routes import TICKER_ROUTES
 from pipeline.fmp.sample.trading_days import trading_days
 from pipeline.fmp.sample.wire import QueryError, SampleResponse, response
 
-CACHE_SIZE = 64                         # tickers kept in the per-ticker LRU caches
+CACHE_SIZE = 64  # tickers kept in the per-ticker LRU caches
 
 _ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES}
 
@@ -44,8 +44,9 @@ _ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES}
 class SampleSource:
     """Answers FMP stable paths from generated data. Thread-safe; per-ticker data is cached (LRU)."""
 
-    def __init__(self, as_of: dt.date, tickers: Sequence[str] = SAMPLE_TICKERS, *,
-                 revision: int = 0, extra_fields: bool = False) -> None:
+    def __init__(
+        self, as_of: dt.date, tickers: Sequence[str] = SAMPLE_TICKERS, *, revision: int = 0, extra_fields: bool = False
+    ) -> None:
         self.as_of = as_of
         self.tickers: tuple[str, ...] = tuple(dict.fromkeys(tickers))
         self.ticker_set = frozenset(self.tickers)
@@ -63,8 +64,11 @@ class SampleSource:
         calendar costs about a second to build, which a source that is never asked for prices need not pay.
         Prices are generated up to the anchor date even when as_of is earlier, then cut at as_of."""
         days = trading_days(PRICE_START, max(self.as_of, PRICE_ANCHOR))
-        return days, np.datetime_as_string(days, unit="D"), int(np.searchsorted(days, np.datetime64(self.as_of),
-                                                                                side="right"))
+        return (
+            days,
+            np.datetime_as_string(days, unit="D"),
+            int(np.searchsorted(days, np.datetime64(self.as_of), side="right")),
+        )
 
     # -- entry point ---------------------------------------------------------------------------------
     def respond(self, path: str, params: Mapping[str, str]) -> SampleResponse:
@@ -113,22 +117,37 @@ class SampleSource:
             days, dates, n = self._calendar
             px = generate_prices(comp, days, dates, revised_before)
             lo = int(np.searchsorted(px.days, np.datetime64(comp.first_trade))) if comp.first_trade else 0
-            return Prices(px.days[lo:n], px.dates[lo:n], px.open[lo:n], px.high[lo:n], px.low[lo:n],
-                          px.close[lo:n], px.volume[lo:n], px.vwap[lo:n])
+            return Prices(
+                px.days[lo:n],
+                px.dates[lo:n],
+                px.open[lo:n],
+                px.high[lo:n],
+                px.low[lo:n],
+                px.close[lo:n],
+                px.volume[lo:n],
+                px.vwap[lo:n],
+            )
 
         return self.cached("prices", symbol, build)
 
     def dividends(self, symbol: str) -> list[Dividend]:
-        return self.cached("dividends", symbol,
-                           lambda: generate_dividends(self.company(symbol), self.prices(symbol), self.as_of))
+        return self.cached(
+            "dividends", symbol, lambda: generate_dividends(self.company(symbol), self.prices(symbol), self.as_of)
+        )
 
     def periods(self, symbol: str) -> tuple[list[Period], list[Period]]:
-        return self.cached("periods", symbol, lambda: generate_periods(
-            self.company(symbol), self.as_of, self.dividends(symbol), self.revision))
+        return self.cached(
+            "periods",
+            symbol,
+            lambda: generate_periods(self.company(symbol), self.as_of, self.dividends(symbol), self.revision),
+        )
 
     def total_return_factor(self, symbol: str) -> np.ndarray:
-        return self.cached("total_return", symbol, lambda: total_return_factor(
-            self.company(symbol), self.prices(symbol), self.dividends(symbol), self.as_of))
+        return self.cached(
+            "total_return",
+            symbol,
+            lambda: total_return_factor(self.company(symbol), self.prices(symbol), self.dividends(symbol), self.as_of),
+        )
 
     def as_of_basis(self, symbol: str, px: Prices) -> np.ndarray:
         """Per day: divide an as-traded price (multiply a volume) by this to put it on as_of's share basis."""
@@ -148,8 +167,10 @@ class SampleSource:
         shares = shares_on(comp, self.as_of)
         basis = self.as_of_basis(symbol, px)
         out = {
-            "price": price, "prev_close": prev_close, "volume": int(px.volume[last]),
-            "average_volume": int(px.volume[max(last - 62, 0):].mean()),
+            "price": price,
+            "prev_close": prev_close,
+            "volume": int(px.volume[last]),
+            "average_volume": int(px.volume[max(last - 62, 0) :].mean()),
             "low52": round(float((px.low / basis)[year_ago:].min()) / 100, 4),
             "high52": round(float((px.high / basis)[year_ago:].max()) / 100, 4),
             "market_cap": round(price * shares, 2),

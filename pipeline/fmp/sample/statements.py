@@ -18,14 +18,15 @@ from pipeline.fmp.sample.common import crc, iso, on_or_after_weekday, quarter_en
 from pipeline.fmp.sample.companies import Company
 from pipeline.fmp.sample.prices import Dividend, split_factor_on
 
-FIRST_FISCAL_YEAR = 2012                # statements start with Q1 2012
+FIRST_FISCAL_YEAR = 2012  # statements start with Q1 2012
 
 
 @dataclass
 class Period:
     """One fiscal period (quarter or FY): the three statements plus what metrics need."""
+
     date: dt.date
-    period: str                 # Q1..Q4 | FY
+    period: str  # Q1..Q4 | FY
     fiscal_year: int
     filing: dt.date
     accepted: str
@@ -57,19 +58,34 @@ def shares_on(comp: Company, day: dt.date, basis: dt.date | None = None) -> int:
     shares filed in 2019, after the 2020 4:1 split: fmp_api.md section 1), so statements use basis=as_of.
     """
     q = (day.year - FIRST_FISCAL_YEAR) * 4 + (day.month - 1) // 3
-    final_basis = comp.shares_now * 1.004 ** (60 - q)          # on the basis after every split in comp.splits
+    final_basis = comp.shares_now * 1.004 ** (60 - q)  # on the basis after every split in comp.splits
     return int(round(final_basis / split_factor_on(comp, basis or day)))
 
 
 def _initial_state(comp: Company) -> dict[str, int]:
     rev = comp.revenue0
-    return {"cash": int(rev * 0.5), "receivables": int(rev * 0.6), "inventory": int(rev * comp.inventory_ratio),
-            "payables": int(rev * 0.45), "ppe": int(rev * 1.5), "short_debt": int(rev * 0.1),
-            "long_debt": int(rev * 0.8), "intangibles": int(rev * 0.2)}
+    return {
+        "cash": int(rev * 0.5),
+        "receivables": int(rev * 0.6),
+        "inventory": int(rev * comp.inventory_ratio),
+        "payables": int(rev * 0.45),
+        "ppe": int(rev * 1.5),
+        "short_debt": int(rev * 0.1),
+        "long_debt": int(rev * 0.8),
+        "intangibles": int(rev * 0.2),
+    }
 
 
-def _build_quarter(comp: Company, q: int, year: int, quarter: int, prev: dict[str, int],
-                   dividends_paid: int, basis: dt.date, scale: float = 1.0) -> tuple[dict, dict, dict, dict[str, int]]:
+def _build_quarter(
+    comp: Company,
+    q: int,
+    year: int,
+    quarter: int,
+    prev: dict[str, int],
+    dividends_paid: int,
+    basis: dt.date,
+    scale: float = 1.0,
+) -> tuple[dict, dict, dict, dict[str, int]]:
     """Income, balance sheet and cash flow for one quarter; every identity holds in integer dollars.
 
     Share counts and EPS are on the share basis of `basis` (the day FMP serves them), not as filed.
@@ -105,20 +121,37 @@ def _build_quarter(comp: Company, q: int, year: int, quarter: int, prev: dict[st
     shares = shares_on(comp, end, basis=basis)
     shares_dil = int(round(shares * 1.006))
     income = {
-        "revenue": revenue, "costOfRevenue": cost_of_revenue, "grossProfit": gross_profit,
-        "researchAndDevelopmentExpenses": rd, "generalAndAdministrativeExpenses": ga,
-        "sellingAndMarketingExpenses": sm, "sellingGeneralAndAdministrativeExpenses": sga,
-        "otherExpenses": other_expenses, "operatingExpenses": operating_expenses,
-        "costAndExpenses": cost_of_revenue + operating_expenses, "netInterestIncome": net_interest,
-        "interestIncome": interest_income, "interestExpense": interest_expense,
-        "depreciationAndAmortization": da, "ebitda": ebit + da, "ebit": ebit,
-        "nonOperatingIncomeExcludingInterest": non_operating, "operatingIncome": operating_income,
-        "totalOtherIncomeExpensesNet": total_other, "incomeBeforeTax": income_before_tax,
-        "incomeTaxExpense": income_tax, "netIncomeFromContinuingOperations": net_income_cont,
-        "netIncomeFromDiscontinuedOperations": 0, "otherAdjustmentsToNetIncome": 0, "netIncome": net_income,
-        "netIncomeDeductions": 0, "bottomLineNetIncome": net_income,
-        "eps": round(safe_div(net_income, shares), 2), "epsDiluted": round(safe_div(net_income, shares_dil), 2),
-        "weightedAverageShsOut": shares, "weightedAverageShsOutDil": shares_dil,
+        "revenue": revenue,
+        "costOfRevenue": cost_of_revenue,
+        "grossProfit": gross_profit,
+        "researchAndDevelopmentExpenses": rd,
+        "generalAndAdministrativeExpenses": ga,
+        "sellingAndMarketingExpenses": sm,
+        "sellingGeneralAndAdministrativeExpenses": sga,
+        "otherExpenses": other_expenses,
+        "operatingExpenses": operating_expenses,
+        "costAndExpenses": cost_of_revenue + operating_expenses,
+        "netInterestIncome": net_interest,
+        "interestIncome": interest_income,
+        "interestExpense": interest_expense,
+        "depreciationAndAmortization": da,
+        "ebitda": ebit + da,
+        "ebit": ebit,
+        "nonOperatingIncomeExcludingInterest": non_operating,
+        "operatingIncome": operating_income,
+        "totalOtherIncomeExpensesNet": total_other,
+        "incomeBeforeTax": income_before_tax,
+        "incomeTaxExpense": income_tax,
+        "netIncomeFromContinuingOperations": net_income_cont,
+        "netIncomeFromDiscontinuedOperations": 0,
+        "otherAdjustmentsToNetIncome": 0,
+        "netIncome": net_income,
+        "netIncomeDeductions": 0,
+        "bottomLineNetIncome": net_income,
+        "eps": round(safe_div(net_income, shares), 2),
+        "epsDiluted": round(safe_div(net_income, shares_dil), 2),
+        "weightedAverageShsOut": shares,
+        "weightedAverageShsOutDil": shares_dil,
     }
 
     # -- balance sheet (assets first; liabilities sized to the target leverage; equity is the remainder)
@@ -166,27 +199,59 @@ def _build_quarter(comp: Company, q: int, year: int, quarter: int, prev: dict[st
     retained = stockholders - common_stock - aoci
     total_debt = short_debt + long_debt + lease_cur + lease_ncur
     balance = {
-        "cashAndCashEquivalents": cash, "shortTermInvestments": short_inv,
-        "cashAndShortTermInvestments": cash + short_inv, "netReceivables": net_rec,
-        "accountsReceivables": accounts_rec, "otherReceivables": other_rec, "inventory": inventory,
-        "prepaids": prepaids, "otherCurrentAssets": other_ca, "totalCurrentAssets": total_ca,
-        "propertyPlantEquipmentNet": ppe, "goodwill": goodwill, "intangibleAssets": intangibles,
-        "goodwillAndIntangibleAssets": goodwill + intangibles, "longTermInvestments": long_inv,
-        "taxAssets": tax_assets, "otherNonCurrentAssets": other_nca, "totalNonCurrentAssets": total_nca,
-        "otherAssets": 0, "totalAssets": total_assets, "totalPayables": accounts_pay + other_pay,
-        "accountPayables": accounts_pay, "otherPayables": other_pay, "accruedExpenses": accrued,
-        "shortTermDebt": short_debt, "capitalLeaseObligationsCurrent": lease_cur, "taxPayables": other_pay,
-        "deferredRevenue": deferred_rev, "otherCurrentLiabilities": other_cl,
-        "totalCurrentLiabilities": total_cl, "longTermDebt": long_debt,
-        "capitalLeaseObligationsNonCurrent": lease_ncur, "deferredRevenueNonCurrent": 0,
-        "deferredTaxLiabilitiesNonCurrent": deferred_tax_liab, "otherNonCurrentLiabilities": other_ncl,
-        "totalNonCurrentLiabilities": total_ncl, "otherLiabilities": 0,
-        "capitalLeaseObligations": lease_cur + lease_ncur, "totalLiabilities": total_liabilities,
-        "treasuryStock": 0, "preferredStock": 0, "commonStock": common_stock, "retainedEarnings": retained,
-        "additionalPaidInCapital": 0, "accumulatedOtherComprehensiveIncomeLoss": aoci,
-        "otherTotalStockholdersEquity": 0, "totalStockholdersEquity": stockholders, "totalEquity": total_equity,
-        "minorityInterest": minority, "totalLiabilitiesAndTotalEquity": total_liabilities + total_equity,
-        "totalInvestments": short_inv + long_inv, "totalDebt": total_debt, "netDebt": total_debt - cash,
+        "cashAndCashEquivalents": cash,
+        "shortTermInvestments": short_inv,
+        "cashAndShortTermInvestments": cash + short_inv,
+        "netReceivables": net_rec,
+        "accountsReceivables": accounts_rec,
+        "otherReceivables": other_rec,
+        "inventory": inventory,
+        "prepaids": prepaids,
+        "otherCurrentAssets": other_ca,
+        "totalCurrentAssets": total_ca,
+        "propertyPlantEquipmentNet": ppe,
+        "goodwill": goodwill,
+        "intangibleAssets": intangibles,
+        "goodwillAndIntangibleAssets": goodwill + intangibles,
+        "longTermInvestments": long_inv,
+        "taxAssets": tax_assets,
+        "otherNonCurrentAssets": other_nca,
+        "totalNonCurrentAssets": total_nca,
+        "otherAssets": 0,
+        "totalAssets": total_assets,
+        "totalPayables": accounts_pay + other_pay,
+        "accountPayables": accounts_pay,
+        "otherPayables": other_pay,
+        "accruedExpenses": accrued,
+        "shortTermDebt": short_debt,
+        "capitalLeaseObligationsCurrent": lease_cur,
+        "taxPayables": other_pay,
+        "deferredRevenue": deferred_rev,
+        "otherCurrentLiabilities": other_cl,
+        "totalCurrentLiabilities": total_cl,
+        "longTermDebt": long_debt,
+        "capitalLeaseObligationsNonCurrent": lease_ncur,
+        "deferredRevenueNonCurrent": 0,
+        "deferredTaxLiabilitiesNonCurrent": deferred_tax_liab,
+        "otherNonCurrentLiabilities": other_ncl,
+        "totalNonCurrentLiabilities": total_ncl,
+        "otherLiabilities": 0,
+        "capitalLeaseObligations": lease_cur + lease_ncur,
+        "totalLiabilities": total_liabilities,
+        "treasuryStock": 0,
+        "preferredStock": 0,
+        "commonStock": common_stock,
+        "retainedEarnings": retained,
+        "additionalPaidInCapital": 0,
+        "accumulatedOtherComprehensiveIncomeLoss": aoci,
+        "otherTotalStockholdersEquity": 0,
+        "totalStockholdersEquity": stockholders,
+        "totalEquity": total_equity,
+        "minorityInterest": minority,
+        "totalLiabilitiesAndTotalEquity": total_liabilities + total_equity,
+        "totalInvestments": short_inv + long_inv,
+        "totalDebt": total_debt,
+        "netDebt": total_debt - cash,
     }
 
     # -- cash flow (working-capital lines are balance-sheet changes; other financing closes the cash gap)
@@ -213,26 +278,56 @@ def _build_quarter(comp: Company, q: int, year: int, quarter: int, prev: dict[st
     financing = net_change - operating - investing
     other_financing = financing - (long_issuance + short_issuance + issuance + repurchased + common_dividends)
     cash_flow = {
-        "netIncome": net_income, "depreciationAndAmortization": da, "deferredIncomeTax": deferred_tax,
-        "stockBasedCompensation": sbc, "changeInWorkingCapital": change_wc,
-        "accountsReceivables": cf_receivables, "inventory": cf_inventory, "accountsPayables": cf_payables,
-        "otherWorkingCapital": other_wc, "otherNonCashItems": other_non_cash,
-        "netCashProvidedByOperatingActivities": operating, "investmentsInPropertyPlantAndEquipment": -capex,
-        "acquisitionsNet": acquisitions, "purchasesOfInvestments": purchases,
-        "salesMaturitiesOfInvestments": sales, "otherInvestingActivities": other_investing,
-        "netCashProvidedByInvestingActivities": investing, "netDebtIssuance": long_issuance + short_issuance,
-        "longTermNetDebtIssuance": long_issuance, "shortTermNetDebtIssuance": short_issuance,
-        "netStockIssuance": issuance + repurchased, "netCommonStockIssuance": issuance + repurchased,
-        "commonStockIssuance": issuance, "commonStockRepurchased": repurchased, "netPreferredStockIssuance": 0,
-        "netDividendsPaid": common_dividends, "commonDividendsPaid": common_dividends,
-        "preferredDividendsPaid": 0, "otherFinancingActivities": other_financing,
-        "netCashProvidedByFinancingActivities": financing, "effectOfForexChangesOnCash": 0,
-        "netChangeInCash": net_change, "cashAtEndOfPeriod": cash, "cashAtBeginningOfPeriod": prev["cash"],
-        "operatingCashFlow": operating, "capitalExpenditure": -capex, "freeCashFlow": operating - capex,
-        "incomeTaxesPaid": int(round(income_tax * 0.95)), "interestPaid": interest_expense,
+        "netIncome": net_income,
+        "depreciationAndAmortization": da,
+        "deferredIncomeTax": deferred_tax,
+        "stockBasedCompensation": sbc,
+        "changeInWorkingCapital": change_wc,
+        "accountsReceivables": cf_receivables,
+        "inventory": cf_inventory,
+        "accountsPayables": cf_payables,
+        "otherWorkingCapital": other_wc,
+        "otherNonCashItems": other_non_cash,
+        "netCashProvidedByOperatingActivities": operating,
+        "investmentsInPropertyPlantAndEquipment": -capex,
+        "acquisitionsNet": acquisitions,
+        "purchasesOfInvestments": purchases,
+        "salesMaturitiesOfInvestments": sales,
+        "otherInvestingActivities": other_investing,
+        "netCashProvidedByInvestingActivities": investing,
+        "netDebtIssuance": long_issuance + short_issuance,
+        "longTermNetDebtIssuance": long_issuance,
+        "shortTermNetDebtIssuance": short_issuance,
+        "netStockIssuance": issuance + repurchased,
+        "netCommonStockIssuance": issuance + repurchased,
+        "commonStockIssuance": issuance,
+        "commonStockRepurchased": repurchased,
+        "netPreferredStockIssuance": 0,
+        "netDividendsPaid": common_dividends,
+        "commonDividendsPaid": common_dividends,
+        "preferredDividendsPaid": 0,
+        "otherFinancingActivities": other_financing,
+        "netCashProvidedByFinancingActivities": financing,
+        "effectOfForexChangesOnCash": 0,
+        "netChangeInCash": net_change,
+        "cashAtEndOfPeriod": cash,
+        "cashAtBeginningOfPeriod": prev["cash"],
+        "operatingCashFlow": operating,
+        "capitalExpenditure": -capex,
+        "freeCashFlow": operating - capex,
+        "incomeTaxesPaid": int(round(income_tax * 0.95)),
+        "interestPaid": interest_expense,
     }
-    state = {"cash": cash, "receivables": net_rec, "inventory": inventory, "payables": accounts_pay, "ppe": ppe,
-             "short_debt": short_debt, "long_debt": long_debt, "intangibles": intangibles}
+    state = {
+        "cash": cash,
+        "receivables": net_rec,
+        "inventory": inventory,
+        "payables": accounts_pay,
+        "ppe": ppe,
+        "short_debt": short_debt,
+        "long_debt": long_debt,
+        "intangibles": intangibles,
+    }
     return income, balance, cash_flow, state
 
 
@@ -248,12 +343,21 @@ def _fiscal_year_row(quarters: list[Period]) -> Period:
     cash["cashAtBeginningOfPeriod"] = quarters[0].cash["cashAtBeginningOfPeriod"]
     cash["cashAtEndOfPeriod"] = q4.cash["cashAtEndOfPeriod"]
     latest = max(quarters, key=lambda q: q.accepted)
-    return Period(date=q4.date, period="FY", fiscal_year=q4.fiscal_year, filing=max(q4.filing, latest.filing),
-                  accepted=max(q4.accepted, latest.accepted), income=income, balance=dict(q4.balance), cash=cash)
+    return Period(
+        date=q4.date,
+        period="FY",
+        fiscal_year=q4.fiscal_year,
+        filing=max(q4.filing, latest.filing),
+        accepted=max(q4.accepted, latest.accepted),
+        income=income,
+        balance=dict(q4.balance),
+        cash=cash,
+    )
 
 
-def generate_periods(comp: Company, as_of: dt.date, dividends: list[Dividend],
-                     revision: int) -> tuple[list[Period], list[Period]]:
+def generate_periods(
+    comp: Company, as_of: dt.date, dividends: list[Dividend], revision: int
+) -> tuple[list[Period], list[Period]]:
     """All quarters and fiscal years filed on or before as_of, oldest first."""
     paid: dict[tuple[int, int], int] = {}
     for d in dividends:
@@ -262,7 +366,7 @@ def generate_periods(comp: Company, as_of: dt.date, dividends: list[Dividend],
         paid[key] = paid.get(key, 0) + int(round(d.dividend * shares))
 
     quarters: list[Period] = []
-    drivers: list[tuple[int, int, int, dict[str, int]]] = []   # (q, year, quarter, state before)
+    drivers: list[tuple[int, int, int, dict[str, int]]] = []  # (q, year, quarter, state before)
     state = _initial_state(comp)
     # Statements start two fiscal years before the first trade (an S-1 shows about that much history).
     q = max(0, int(comp.first_trade[:4]) - 2 - FIRST_FISCAL_YEAR) * 4 if comp.first_trade else 0
@@ -272,8 +376,9 @@ def generate_periods(comp: Company, as_of: dt.date, dividends: list[Dividend],
         filing = _filing_date(comp, end, year, quarter)
         if filing > as_of:
             break
-        income, balance, cash, new_state = _build_quarter(comp, q, year, quarter, state, paid.get((year, quarter), 0),
-                                                          basis=as_of)
+        income, balance, cash, new_state = _build_quarter(
+            comp, q, year, quarter, state, paid.get((year, quarter), 0), basis=as_of
+        )
         drivers.append((q, year, quarter, state))
         quarters.append(Period(end, f"Q{quarter}", year, filing, _accepted(comp, filing, q), income, balance, cash))
         state = new_state
@@ -283,20 +388,36 @@ def generate_periods(comp: Company, as_of: dt.date, dividends: list[Dividend],
         # Restate the third-newest quarter: same date and period, new values, filed with the newest one.
         k = len(quarters) - 3
         q_idx, year, quarter, before = drivers[k]
-        income, balance, cash, _ = _build_quarter(comp, q_idx, year, quarter, before,
-                                                  paid.get((year, quarter), 0), basis=as_of,
-                                                  scale=1 + 0.02 * revision)
+        income, balance, cash, _ = _build_quarter(
+            comp, q_idx, year, quarter, before, paid.get((year, quarter), 0), basis=as_of, scale=1 + 0.02 * revision
+        )
         filing = quarters[-1].filing
-        quarters[k] = Period(quarters[k].date, quarters[k].period, year, filing,
-                             f"{filing.isoformat()} 18:{30 + revision % 30:02d}:00", income, balance, cash)
+        quarters[k] = Period(
+            quarters[k].date,
+            quarters[k].period,
+            year,
+            filing,
+            f"{filing.isoformat()} 18:{30 + revision % 30:02d}:00",
+            income,
+            balance,
+            cash,
+        )
 
     years: list[Period] = []
     for i in range(0, len(quarters) - 3, 4):
-        years.append(_fiscal_year_row(quarters[i:i + 4]))
+        years.append(_fiscal_year_row(quarters[i : i + 4]))
     return quarters, years
 
 
 def statement_row(comp: Company, p: Period, values: Mapping[str, Any]) -> dict[str, Any]:
-    return {"date": iso(p.date), "symbol": comp.symbol, "reportedCurrency": "USD", "cik": comp.cik,
-            "filingDate": iso(p.filing), "acceptedDate": p.accepted, "fiscalYear": str(p.fiscal_year),
-            "period": p.period, **values}
+    return {
+        "date": iso(p.date),
+        "symbol": comp.symbol,
+        "reportedCurrency": "USD",
+        "cik": comp.cik,
+        "filingDate": iso(p.filing),
+        "acceptedDate": p.accepted,
+        "fiscalYear": str(p.fiscal_year),
+        "period": p.period,
+        **values,
+    }

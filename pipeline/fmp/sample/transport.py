@@ -20,7 +20,7 @@ def sample_transport(as_of: dt.date, tickers: Sequence[str] = SAMPLE_TICKERS, **
     def handler(request: httpx.Request) -> httpx.Response:
         path = request.url.path
         marker = "/stable/"
-        endpoint = path[path.index(marker) + len(marker):] if marker in path else path.lstrip("/")
+        endpoint = path[path.index(marker) + len(marker) :] if marker in path else path.lstrip("/")
         params = {k: v for k, v in request.url.params.items() if k.lower() != "apikey"}
         answer = source.respond(endpoint, params)
         return httpx.Response(answer.status_code, content=answer.body, headers=answer.headers)

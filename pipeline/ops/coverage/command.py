@@ -54,12 +54,17 @@ def select_entries(keymap: Keymap, name: str | None) -> list[KeymapEntry]:
     """`--dataset` accepts a dataset (all its discriminators), an asset name, `dataset/discriminator` or a table."""
     if not name:
         return list(keymap.entries)
-    return [e for e in keymap.entries if name in (
-        e.dataset, e.asset_name, f"{e.dataset}/{e.discriminator}", e.silver.table, f"silver.{e.silver.table}")]
+    return [
+        e
+        for e in keymap.entries
+        if name
+        in (e.dataset, e.asset_name, f"{e.dataset}/{e.discriminator}", e.silver.table, f"silver.{e.silver.table}")
+    ]
 
 
-def coverage(settings: Settings, *, html_path: str | Path | None = None, dataset: str | None = None,
-             out: TextIO | None = None) -> int:
+def coverage(
+    settings: Settings, *, html_path: str | Path | None = None, dataset: str | None = None, out: TextIO | None = None
+) -> int:
     """`pipeline coverage`: the aligned table on stdout and the HTML report on disk (see the module docstring)."""
     out = out or sys.stdout
     keymap = load_keymap(settings.keymap_path)
@@ -80,8 +85,9 @@ def coverage(settings: Settings, *, html_path: str | Path | None = None, dataset
             print("(no Bronze files recorded for these datasets yet)", file=out)
         print(f"\n{summary_line(rows)}", file=out)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_html(rows, warehouse=settings.warehouse_label, as_of=settings.today()),
-                          encoding="utf-8")
+        target.write_text(
+            render_html(rows, warehouse=settings.warehouse_label, as_of=settings.today()), encoding="utf-8"
+        )
         print(f"HTML report: {target}", file=out)
         return EXIT_OK
 

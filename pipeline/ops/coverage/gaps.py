@@ -87,8 +87,9 @@ def add_months(day: dt.date, months: int) -> Month:
     return index // 12, index % 12 + 1
 
 
-def apply_periods(s: SeriesCoverage, numbered: dict[int, dt.date], step_months: int,
-                  name: Callable[[int], str]) -> None:
+def apply_periods(
+    s: SeriesCoverage, numbered: dict[int, dt.date], step_months: int, name: Callable[[int], str]
+) -> None:
     """Shared by fiscal and calendar periods: `numbered` maps a consecutive period number to its row date."""
     if not numbered:
         return
@@ -138,8 +139,12 @@ def fill_silver(s: SeriesCoverage, frame: pd.DataFrame, fiscal: bool) -> None:
         apply_trading(s, days)
     elif s.rule in ("fiscal-q", "fiscal-y"):
         quarterly = s.rule == "fiscal-q"
-        apply_periods(s, fiscal_numbers(frame, quarterly), 3 if quarterly else 12,
-                      (lambda n: f"FY{n // 4} Q{n % 4 + 1}") if quarterly else (lambda n: f"FY{n}"))
+        apply_periods(
+            s,
+            fiscal_numbers(frame, quarterly),
+            3 if quarterly else 12,
+            (lambda n: f"FY{n // 4} Q{n % 4 + 1}") if quarterly else (lambda n: f"FY{n}"),
+        )
     elif s.rule in ("monthly", "quarterly"):
         step = 1 if s.rule == "monthly" else 3
         numbered = {(d.year * 12 + d.month - 1) // step: d for d in days.tolist()}

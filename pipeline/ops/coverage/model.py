@@ -19,7 +19,7 @@ class SeriesCoverage:
 
     entry: KeymapEntry
     ticker: str
-    first: dt.date | None = None          # good coverage, from the ledger
+    first: dt.date | None = None  # good coverage, from the ledger
     last: dt.date | None = None
     files: int = 0
     error_files: int = 0
@@ -30,7 +30,7 @@ class SeriesCoverage:
     rule: str = "snapshot"
     missing: int = 0
     missing_labels: list[str] = field(default_factory=list)
-    months: dict[Month, tuple[int, int]] = field(default_factory=dict)   # month -> (expected, present)
+    months: dict[Month, tuple[int, int]] = field(default_factory=dict)  # month -> (expected, present)
 
     @property
     def label(self) -> str:

@@ -50,8 +50,9 @@ def silver_columns(conn: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     return out
 
 
-def ledger_series(conn: duckdb.DuckDBPyConnection, keymap: Keymap,
-                  entries: Sequence[KeymapEntry]) -> dict[tuple[str, str], SeriesCoverage]:
+def ledger_series(
+    conn: duckdb.DuckDBPyConnection, keymap: Keymap, entries: Sequence[KeymapEntry]
+) -> dict[tuple[str, str], SeriesCoverage]:
     """Series keyed by (asset name, ticker) with the ledger's facts; files of unknown identities are ignored."""
     wanted = {e.asset_name for e in entries}
     series: dict[tuple[str, str], SeriesCoverage] = {}
@@ -60,7 +61,8 @@ def ledger_series(conn: duckdb.DuckDBPyConnection, keymap: Keymap,
         if entry is None or entry.asset_name not in wanted:
             continue
         series[(entry.asset_name, ticker or "")] = SeriesCoverage(
-            entry, ticker or "", first, last, int(files), int(errors), last_fetch)
+            entry, ticker or "", first, last, int(files), int(errors), last_fetch
+        )
     return series
 
 

@@ -20,7 +20,7 @@ from pipeline.ops.reader import clip, wrap
 from pipeline.text_table import text_table
 
 MAX_HEATMAP_ROWS = 400
-SHOW_GAP_RANGES = 4        # in the terminal; the HTML table shows more
+SHOW_GAP_RANGES = 4  # in the terminal; the HTML table shows more
 HTML_GAP_RANGES = 12
 CELL_W, CELL_H, LABEL_W, TOP = 7, 12, 250, 28
 
@@ -42,13 +42,24 @@ def shown_dates(s: SeriesCoverage) -> tuple[dt.date | None, dt.date | None]:
 
 # ---- terminal table ----------------------------------------------------------------------------------------
 
+
 def format_table(rows: Sequence[SeriesCoverage]) -> list[str]:
     """One line per series; a series with gaps gets its first missing days/periods on the lines below it."""
     cells, details = [], []
     for s in rows:
         first, last = shown_dates(s)
-        cells.append([clip(s.label, 40), clip(s.ticker or "-", 6), fmt_date(first), fmt_date(last),
-                      f"{s.files:,}", f"{s.error_files:,}", s.rule, missing_cell(s)])
+        cells.append(
+            [
+                clip(s.label, 40),
+                clip(s.ticker or "-", 6),
+                fmt_date(first),
+                fmt_date(last),
+                f"{s.files:,}",
+                f"{s.error_files:,}",
+                s.rule,
+                missing_cell(s),
+            ]
+        )
         below: list[str] = []
         if s.has_gaps:
             shown = ", ".join(s.missing_labels[:SHOW_GAP_RANGES])
@@ -64,11 +75,14 @@ def summary_line(rows: Sequence[SeriesCoverage]) -> str:
     days = sum(s.missing for s in gappy if s.rule == "trading")
     periods = sum(s.missing for s in gappy if s.rule != "trading")
     errors = sum(s.error_files for s in rows)
-    return (f"{len(rows)} series, {len(gappy)} with gaps ({days} missing trading day(s), {periods} missing "
-            f"period(s)), {errors} error file(s)")
+    return (
+        f"{len(rows)} series, {len(gappy)} with gaps ({days} missing trading day(s), {periods} missing "
+        f"period(s)), {errors} error file(s)"
+    )
 
 
 # ---- heatmap geometry ----------------------------------------------------------------------------------------
+
 
 def share_colour(expected: int, present: int) -> str:
     """Red (nothing) through yellow to green (everything expected is there); blue = rows without a cadence."""
@@ -108,48 +122,91 @@ def heatmap(rows: Sequence[SeriesCoverage]) -> dict:
     axis = month_axis(rows)
     col = {m: i for i, m in enumerate(axis)}
     width, height = LABEL_W + CELL_W * max(1, len(axis)) + 10, TOP + CELL_H * len(rows) + 10
-    years = [{"x": LABEL_W + i * CELL_W, "year": year}
-             for (year, month), i in col.items() if month == 1 or i == 0]
+    years = [{"x": LABEL_W + i * CELL_W, "year": year} for (year, month), i in col.items() if month == 1 or i == 0]
     drawn = []
     for r, s in enumerate(rows):
         y = TOP + r * CELL_H
         full = f"{s.label} {s.ticker}".strip()
-        cells = [{"x": LABEL_W + col[month] * CELL_W, "fill": share_colour(expected, present),
-                  "title": f"{full} {month[0]}-{month[1]:02d}: "
-                           + (f"{present}/{expected} expected" if expected else f"{present} row(s), no cadence")}
-                 for month, (expected, present) in sorted(s.months.items())]
+        cells = [
+            {
+                "x": LABEL_W + col[month] * CELL_W,
+                "fill": share_colour(expected, present),
+                "title": f"{full} {month[0]}-{month[1]:02d}: "
+                + (f"{present}/{expected} expected" if expected else f"{present} row(s), no cadence"),
+            }
+            for month, (expected, present) in sorted(s.months.items())
+        ]
         drawn.append({"y": y, "label": clip(full, 42), "cells": cells})
-    return {"width": width, "height": height, "top": TOP, "label_w": LABEL_W, "cell_w": CELL_W,
-            "cell_h": CELL_H, "years": years, "rows": drawn}
+    return {
+        "width": width,
+        "height": height,
+        "top": TOP,
+        "label_w": LABEL_W,
+        "cell_w": CELL_W,
+        "cell_h": CELL_H,
+        "years": years,
+        "rows": drawn,
+    }
 
 
 # ---- HTML page -----------------------------------------------------------------------------------------------
+
 
 @cache
 def templates() -> jinja2.Environment:
     """Templates shipped next to this module, read through importlib.resources (works from a wheel too)."""
     folder = resources.files(__package__).joinpath("templates")
-    return jinja2.Environment(loader=jinja2.FunctionLoader(lambda name: folder.joinpath(name).read_text("utf-8")),
-                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
-                              undefined=jinja2.StrictUndefined)
+    return jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: folder.joinpath(name).read_text("utf-8")),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def table_row(s: SeriesCoverage) -> dict:
     first, last = shown_dates(s)
     more = " …" if len(s.missing_labels) > HTML_GAP_RANGES else ""
-    return {"label": s.label, "docs_url": s.entry.docs_url if s.entry.docs_url.startswith("https://") else None,
-            "ticker": s.ticker or "-", "first": fmt_date(first), "last": fmt_date(last),
-            "files": f"{s.files:,}", "error_files": f"{s.error_files:,}", "rule": s.rule,
-            "missing": missing_cell(s), "where": ", ".join(s.missing_labels[:HTML_GAP_RANGES]) + more,
-            "gap": s.has_gaps}
+    return {
+        "label": s.label,
+        "docs_url": s.entry.docs_url if s.entry.docs_url.startswith("https://") else None,
+        "ticker": s.ticker or "-",
+        "first": fmt_date(first),
+        "last": fmt_date(last),
+        "files": f"{s.files:,}",
+        "error_files": f"{s.error_files:,}",
+        "rule": s.rule,
+        "missing": missing_cell(s),
+        "where": ", ".join(s.missing_labels[:HTML_GAP_RANGES]) + more,
+        "gap": s.has_gaps,
+    }
 
 
 def render_html(rows: Sequence[SeriesCoverage], *, warehouse: Path | str, as_of: dt.date) -> str:
     drawn, omitted = heatmap_rows(rows)
-    legend = [(share_colour(e, p), text) for e, p, text in (
-        (1, 0, "none present"), (2, 1, "half"), (1, 1, "all present"), (0, 1, "rows, no cadence"),
-        (0, 0, "nothing expected"))]
-    return templates().get_template("report.html.j2").render(
-        summary=summary_line(rows), warehouse=str(warehouse), as_of=as_of,
-        generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), legend=legend,
-        heatmap=heatmap(drawn), omitted=omitted, max_rows=MAX_HEATMAP_ROWS, rows=[table_row(s) for s in rows])
+    legend = [
+        (share_colour(e, p), text)
+        for e, p, text in (
+            (1, 0, "none present"),
+            (2, 1, "half"),
+            (1, 1, "all present"),
+            (0, 1, "rows, no cadence"),
+            (0, 0, "nothing expected"),
+        )
+    ]
+    return (
+        templates()
+        .get_template("report.html.j2")
+        .render(
+            summary=summary_line(rows),
+            warehouse=str(warehouse),
+            as_of=as_of,
+            generated=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            legend=legend,
+            heatmap=heatmap(drawn),
+            omitted=omitted,
+            max_rows=MAX_HEATMAP_ROWS,
+            rows=[table_row(s) for s in rows],
+        )
+    )
