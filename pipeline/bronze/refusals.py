@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pipeline.bronze.envelope import BronzeEnvelope
 from pipeline.bronze.planner import PlannedRequest
-from pipeline.fmp.client import ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN
+from pipeline.fmp.classify import ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN
 from pipeline.keymap.model import KeymapEntry
 
 AUTH_REFUSALS_TO_STOP = 3

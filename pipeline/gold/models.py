@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from pipeline.fmp.fields import TREASURY_MATURITIES
 from pipeline.gold.macro_releases import DEFAULT_RELEASE_LAG_DAYS, RELEASES
 from pipeline.gold.templates import render
 
@@ -280,20 +281,7 @@ FACT_VALUATION_DAILY = GoldModel(
 
 # ---- macro ----------------------------------------------------------------------------------------------
 
-TREASURY_COLUMNS = (
-    "month1",
-    "month2",
-    "month3",
-    "month6",
-    "year1",
-    "year2",
-    "year3",
-    "year5",
-    "year7",
-    "year10",
-    "year20",
-    "year30",
-)
+TREASURY_COLUMNS = TREASURY_MATURITIES  # one DOUBLE column per maturity, as in Silver
 MACRO_INPUTS = (
     "fmp_treasury_rates",
     "fmp_economic_indicator",

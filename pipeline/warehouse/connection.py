@@ -79,6 +79,24 @@ def _is_lock_error(exc: BaseException) -> bool:
     return "lock" in text.lower() or "Conflicting" in text
 
 
+@contextmanager
+def in_transaction(conn: duckdb.DuckDBPyConnection, label: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN on `conn`; COMMIT when the block succeeds, ROLLBACK and re-raise when it fails. A commit a lake refuses
+    because a concurrent writer changed the same table raises `WriteConflict` (naming `label`)."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except duckdb.Error as exc:
+        if is_write_conflict(exc):
+            raise WriteConflict(f"{label}: {exc}") from exc
+        raise
+
+
 class Warehouse:
     """One DuckDB file (a path), or one DuckLake (`ducklake:postgres:<conninfo>` with `data_path`)."""
 
@@ -177,19 +195,8 @@ class Warehouse:
 
         A commit a lake refuses because a concurrent writer changed the same table raises `WriteConflict`;
         nothing of the block is kept, and the caller may rerun it (`retry_conflicts`)."""
-        with self.connect(scopes) as conn:
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except duckdb.Error as exc:
-                if is_write_conflict(exc):
-                    raise WriteConflict(f"{self}: {exc}") from exc
-                raise
+        with self.connect(scopes) as conn, in_transaction(conn, str(self)):
+            yield conn
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:

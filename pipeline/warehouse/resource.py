@@ -20,7 +20,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from pipeline.warehouse.connection import Warehouse, WarehouseBusy, _is_lock_error
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy, _is_lock_error, in_transaction
 
 
 class WarehouseResource(DuckDBResource):
@@ -82,14 +82,8 @@ class WarehouseResource(DuckDBResource):
             with self.warehouse.transaction(scopes) as conn:
                 yield conn
             return
-        with self.connect() as conn:
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        with self.connect() as conn, in_transaction(conn, self.database):
+            yield conn
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:

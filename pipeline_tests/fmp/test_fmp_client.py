@@ -19,14 +19,8 @@ from collections.abc import Iterator, Mapping
 import httpx
 import pytest
 
-from pipeline.fmp.client import (
-    ERROR_CLASSES,
-    FetchResult,
-    FmpClient,
-    FmpClientError,
-    classify_response,
-    parse_retry_after,
-)
+from pipeline.fmp.classify import ERROR_CLASSES, classify_response
+from pipeline.fmp.client import FetchResult, FmpClient, FmpClientError, parse_retry_after
 from pipeline.fmp.ratelimit import RateLimiter, process_limiter
 from pipeline.settings import Settings
 from pipeline_tests.client_helpers import fetch_many

@@ -24,14 +24,14 @@ from pipeline.bronze.planner import plan
 from pipeline.bronze.refusals import QUOTA_REFUSALS_TO_STOP
 from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.store import BronzeStore
-from pipeline.fmp.client import (
+from pipeline.fmp.classify import (
     ENDPOINT_NOT_IN_PLAN,
     PARAMETER_NOT_IN_PLAN,
     QUOTA_EXHAUSTED,
     SYMBOL_NOT_IN_PLAN,
-    FmpClient,
     classify_response,
 )
+from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import KeymapEntry, load_keymap

@@ -13,22 +13,10 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from pipeline.fmp.fields import TREASURY_MATURITIES
 from pipeline_tests.oracle.basis import et_timestamp
 
-TREASURY = (
-    "month1",
-    "month2",
-    "month3",
-    "month6",
-    "year1",
-    "year2",
-    "year3",
-    "year5",
-    "year7",
-    "year10",
-    "year20",
-    "year30",
-)
+TREASURY = TREASURY_MATURITIES  # the FMP field names (a fact, not Gold's computation)
 DEFAULT_LAG_DAYS = 60
 RELEASE_WINDOW_DAYS = 120
 

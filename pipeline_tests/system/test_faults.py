@@ -314,7 +314,7 @@ def test_fault_matrix(tmp_path: Path, server: FakeFmpServer, clean_silver: list[
 
 def test_matrix_covers_every_error_class_a_fetch_can_produce() -> None:
     """The table is the spec: every class the client can give a response (but `empty`) appears in it."""
-    from pipeline.fmp.client import ERROR_CLASSES
+    from pipeline.fmp.classify import ERROR_CLASSES
 
     covered = {c.error_class for c in MATRIX.values()}
     assert set(ERROR_CLASSES) - covered == {"empty"}

@@ -14,26 +14,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from pipeline.fmp.fields import TREASURY_MATURITIES
 from pipeline.fmp.sample.common import on_or_after_weekday, rng
 from pipeline.fmp.sample.trading_days import trading_days
 
 TREASURY_START = dt.date(2019, 1, 2)
 INDICATOR_START = dt.date(2000, 1, 1)
 
-MATURITIES = (
-    "month1",
-    "month2",
-    "month3",
-    "month6",
-    "year1",
-    "year2",
-    "year3",
-    "year5",
-    "year7",
-    "year10",
-    "year20",
-    "year30",
-)
+MATURITIES = TREASURY_MATURITIES
 MATURITY_YEARS = np.array([1 / 12, 2 / 12, 3 / 12, 0.5, 1, 2, 3, 5, 7, 10, 20, 30])
 
 # name -> (frequency, value in 2000, log drift and noise per observation, release: days after the reference

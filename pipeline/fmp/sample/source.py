@@ -21,6 +21,7 @@ import numpy as np
 from pipeline.fmp.sample.common import add_years
 from pipeline.fmp.sample.companies import SAMPLE_TICKERS, Company, company
 from pipeline.fmp.sample.market_routes import MARKET_ROUTES
+from pipeline.fmp.sample.periods import generate_periods
 from pipeline.fmp.sample.prices import (
     PRICE_ANCHOR,
     PRICE_START,
@@ -31,7 +32,7 @@ from pipeline.fmp.sample.prices import (
     split_factor,
     total_return_factor,
 )
-from pipeline.fmp.sample.statements import Period, generate_periods, shares_on
+from pipeline.fmp.sample.statements import Period, shares_on
 from pipeline.fmp.sample.ticker_routes import TICKER_ROUTES
 from pipeline.fmp.sample.trading_days import trading_days
 from pipeline.fmp.sample.wire import QueryError, SampleResponse, response

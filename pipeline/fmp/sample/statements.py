@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.fmp.sample.common import crc, iso, on_or_after_weekday, quarter_end, rng, safe_div
 from pipeline.fmp.sample.companies import Company
-from pipeline.fmp.sample.prices import Dividend, split_factor_on
+from pipeline.fmp.sample.prices import split_factor_on
 
 FIRST_FISCAL_YEAR = 2012  # statements start with Q1 2012
 
@@ -35,13 +35,13 @@ class Period:
     cash: dict[str, int]
 
 
-def _filing_date(comp: Company, period_end: dt.date, fiscal_year: int, quarter: int) -> dt.date:
+def filing_date_of(comp: Company, period_end: dt.date, fiscal_year: int, quarter: int) -> dt.date:
     """25-45 days after the period end, moved off weekends."""
     days = 25 + crc("filing", comp.symbol, fiscal_year, quarter) % 21
     return on_or_after_weekday(period_end + dt.timedelta(days=days))
 
 
-def _accepted(comp: Company, filing: dt.date, salt: object) -> str:
+def accepted_time(comp: Company, filing: dt.date, salt: object) -> str:
     """EDGAR acceptance time, US Eastern wall clock: about a third after the 16:00 close (16:05-19:59, usable
     only from the next trading day's close), the rest before the open (06:00-09:29). fmp_api.md section 1."""
     s = crc("accepted", comp.symbol, filing, salt)
@@ -62,7 +62,7 @@ def shares_on(comp: Company, day: dt.date, basis: dt.date | None = None) -> int:
     return int(round(final_basis / split_factor_on(comp, basis or day)))
 
 
-def _initial_state(comp: Company) -> dict[str, int]:
+def initial_state(comp: Company) -> dict[str, int]:
     rev = comp.revenue0
     return {
         "cash": int(rev * 0.5),
@@ -76,7 +76,7 @@ def _initial_state(comp: Company) -> dict[str, int]:
     }
 
 
-def _build_quarter(
+def build_quarter(
     comp: Company,
     q: int,
     year: int,
@@ -329,84 +329,6 @@ def _build_quarter(
         "intangibles": intangibles,
     }
     return income, balance, cash_flow, state
-
-
-def _fiscal_year_row(quarters: list[Period]) -> Period:
-    """FY = sum of the four quarters for flows, year-end balance sheet, EPS on the year-end share count."""
-    q4 = quarters[-1]
-    income = {k: sum(q.income[k] for q in quarters) for k in q4.income}
-    for k in ("weightedAverageShsOut", "weightedAverageShsOutDil"):
-        income[k] = q4.income[k]
-    income["eps"] = round(safe_div(income["netIncome"], income["weightedAverageShsOut"]), 2)
-    income["epsDiluted"] = round(safe_div(income["netIncome"], income["weightedAverageShsOutDil"]), 2)
-    cash = {k: sum(q.cash[k] for q in quarters) for k in q4.cash}
-    cash["cashAtBeginningOfPeriod"] = quarters[0].cash["cashAtBeginningOfPeriod"]
-    cash["cashAtEndOfPeriod"] = q4.cash["cashAtEndOfPeriod"]
-    latest = max(quarters, key=lambda q: q.accepted)
-    return Period(
-        date=q4.date,
-        period="FY",
-        fiscal_year=q4.fiscal_year,
-        filing=max(q4.filing, latest.filing),
-        accepted=max(q4.accepted, latest.accepted),
-        income=income,
-        balance=dict(q4.balance),
-        cash=cash,
-    )
-
-
-def generate_periods(
-    comp: Company, as_of: dt.date, dividends: list[Dividend], revision: int
-) -> tuple[list[Period], list[Period]]:
-    """All quarters and fiscal years filed on or before as_of, oldest first."""
-    paid: dict[tuple[int, int], int] = {}
-    for d in dividends:
-        key = (d.payment.year, (d.payment.month - 1) // 3 + 1)
-        shares = shares_on(comp, d.date)
-        paid[key] = paid.get(key, 0) + int(round(d.dividend * shares))
-
-    quarters: list[Period] = []
-    drivers: list[tuple[int, int, int, dict[str, int]]] = []  # (q, year, quarter, state before)
-    state = _initial_state(comp)
-    # Statements start two fiscal years before the first trade (an S-1 shows about that much history).
-    q = max(0, int(comp.first_trade[:4]) - 2 - FIRST_FISCAL_YEAR) * 4 if comp.first_trade else 0
-    while True:
-        year, quarter = FIRST_FISCAL_YEAR + q // 4, q % 4 + 1
-        end = quarter_end(year, quarter)
-        filing = _filing_date(comp, end, year, quarter)
-        if filing > as_of:
-            break
-        income, balance, cash, new_state = _build_quarter(
-            comp, q, year, quarter, state, paid.get((year, quarter), 0), basis=as_of
-        )
-        drivers.append((q, year, quarter, state))
-        quarters.append(Period(end, f"Q{quarter}", year, filing, _accepted(comp, filing, q), income, balance, cash))
-        state = new_state
-        q += 1
-
-    if revision and len(quarters) >= 3:
-        # Restate the third-newest quarter: same date and period, new values, filed with the newest one.
-        k = len(quarters) - 3
-        q_idx, year, quarter, before = drivers[k]
-        income, balance, cash, _ = _build_quarter(
-            comp, q_idx, year, quarter, before, paid.get((year, quarter), 0), basis=as_of, scale=1 + 0.02 * revision
-        )
-        filing = quarters[-1].filing
-        quarters[k] = Period(
-            quarters[k].date,
-            quarters[k].period,
-            year,
-            filing,
-            f"{filing.isoformat()} 18:{30 + revision % 30:02d}:00",
-            income,
-            balance,
-            cash,
-        )
-
-    years: list[Period] = []
-    for i in range(0, len(quarters) - 3, 4):
-        years.append(_fiscal_year_row(quarters[i : i + 4]))
-    return quarters, years
 
 
 def statement_row(comp: Company, p: Period, values: Mapping[str, Any]) -> dict[str, Any]:
