@@ -285,7 +285,10 @@ class FmpClient:
         return response, classify_response(response.status_code, response.content, expect)
 
     def _backoff(self, retry_number: int, retry_after: float | None, *, floor: bool) -> float:
-        """Full jitter, never below a sane Retry-After (capped), and at least the base after a throttle."""
+        """Full jitter, never below a sane Retry-After (capped), and at least the base after a throttle.
+
+        Hand-written rather than the `backoff` library the warehouse uses: each wait depends on the response
+        (Retry-After, a throttle floor), and the client records every attempt in the result it returns."""
         delay = self._random.uniform(0.0, min(self.backoff_cap_s, self.backoff_base_s * 2**retry_number))
         if floor:
             delay = max(delay, self.backoff_base_s)

@@ -17,14 +17,13 @@ Two backends, chosen by PIPELINE_WAREHOUSE:
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import backoff
 import duckdb
 
 from pipeline.warehouse import migrations
@@ -59,19 +58,18 @@ def retry_conflicts(
 ) -> T:
     """Run `work` (one whole transaction) again, with jittered backoff, when it fails on a DuckLake write
     conflict; any other error, and the last conflict, propagate. On the DuckDB file there are no conflicts."""
-    delay = first_delay_s
-    for attempt in range(1, attempts + 1):
-        try:
-            return work()
-        except Exception as exc:
-            if not is_write_conflict(exc) or attempt == attempts:
-                raise
-            (log_fn or log.info)(
-                f"write conflict with a concurrent writer (attempt {attempt}/{attempts}); retrying in {delay:.2f} s"
-            )
-            time.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+
+    def report(details: dict) -> None:
+        (log_fn or log.info)(
+            f"write conflict with a concurrent writer (attempt {details['tries']}/{attempts}); "
+            f"retrying in {details['wait']:.2f} s"
+        )
+
+    retrying = backoff.on_exception(
+        backoff.expo, Exception, giveup=lambda exc: not is_write_conflict(exc), max_tries=attempts,
+        factor=first_delay_s, max_value=2.0, jitter=backoff.full_jitter, on_backoff=report, logger=None,
+    )  # fmt: skip
+    return retrying(work)()
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -143,22 +141,22 @@ class Warehouse:
         if self.lake:
             return open_lake(self.lake, self.data_path, self._locks)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.lock_wait_s
-        delay = 0.05
-        while True:
-            try:
-                return duckdb.connect(str(self.path))
-            except duckdb.IOException as exc:
-                remaining = deadline - time.monotonic()
-                if not _is_lock_error(exc) or remaining <= 0:
-                    if _is_lock_error(exc):
-                        raise WarehouseBusy(
-                            f"warehouse {self.path} stayed locked by another process for {self.lock_wait_s:g} s: {exc}"
-                        ) from exc
-                    raise
-                log.info("warehouse %s is locked by another process; retrying in %.2f s", self.path, delay)
-                time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))  # last try at the deadline
-                delay = min(delay * 2, 5.0)
+
+        def report(details: dict) -> None:
+            log.info("warehouse %s is locked by another process; retrying in %.2f s", self.path, details["wait"])
+
+        connect = backoff.on_exception(
+            backoff.expo, duckdb.IOException, giveup=lambda exc: not _is_lock_error(exc), max_time=self.lock_wait_s,
+            factor=0.05, max_value=5.0, jitter=backoff.full_jitter, on_backoff=report, logger=None,
+        )(duckdb.connect)  # fmt: skip
+        try:
+            return connect(str(self.path))
+        except duckdb.IOException as exc:
+            if _is_lock_error(exc):
+                raise WarehouseBusy(
+                    f"warehouse {self.path} stayed locked by another process for {self.lock_wait_s:g} s: {exc}"
+                ) from exc
+            raise
 
     def ensure_migrated(self, conn: duckdb.DuckDBPyConnection) -> None:
         """Apply pending migrations once per process (cheap no-op afterwards)."""
