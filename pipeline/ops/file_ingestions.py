@@ -186,24 +186,37 @@ def latest_silver_coverage(
     return {DatasetIdentity(*r[:5]): Coverage(DatasetIdentity(*r[:5]), r[5], r[6], r[7], r[8]) for r in rows}
 
 
+# Coverage of a promoted file: what Silver took from it, else what was asked for, else its fetch day (snapshots).
+_COVERAGE = """min(coalesce(silver_coverage_from, coverage_from, CAST(fetched_at AS DATE))),
+               max(coalesce(silver_coverage_to, coverage_to, CAST(fetched_at AS DATE)))"""
+# A promotion that changed Silver rows (a restatement moves this without moving coverage).
+_CHANGED_SILVER = "coalesce(silver_inserted, 0) + coalesce(silver_updated, 0) > 0"
+
+
+def _promoted_into(conn: duckdb.DuckDBPyConnection, select: str, tables: Sequence[str], where: str = "TRUE") -> list:
+    """`select`, grouped by its plain columns and sorted, over the ledger rows promoted into `tables`.
+
+    The watermark and revision queries below share it, so their filters and order agree by construction.
+    """
+    return conn.execute(
+        f"""
+        SELECT {select}
+        FROM ops.file_ingestions
+        WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?)) AND {where}
+        GROUP BY ALL
+        ORDER BY ALL
+    """,
+        [list(tables)],
+    ).fetchall()
+
+
 def input_watermarks(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> list[str]:
     """Canonical DatasetWatermark strings of everything promoted into `tables`, sorted.
 
     Gold builds record these; the gold sensor compares them. The last promotion (highest ingestion id)
     is part of the string for snapshot datasets via coverage_to = fetch date, so a new snapshot moves it.
     """
-    rows = conn.execute(
-        """
-        SELECT domain, source, dataset, discriminator, ticker,
-               min(coalesce(silver_coverage_from, coverage_from, CAST(fetched_at AS DATE))),
-               max(coalesce(silver_coverage_to, coverage_to, CAST(fetched_at AS DATE)))
-        FROM ops.file_ingestions
-        WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
-        GROUP BY ALL
-        ORDER BY ALL
-    """,
-        [list(tables)],
-    ).fetchall()
+    rows = _promoted_into(conn, f"domain, source, dataset, discriminator, ticker, {_COVERAGE}", tables)
     return [str(DatasetWatermark(DatasetIdentity(*r[:5]), r[5], r[6])) for r in rows]
 
 
@@ -213,17 +226,8 @@ def input_revisions(conn: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> l
     Complements the coverage watermarks: a restatement or a corrected price inside covered dates changes Silver
     without moving coverage, but it does move this marker, so Gold rebuilds the affected tickers.
     """
-    rows = conn.execute(
-        """
-        SELECT domain, source, dataset, discriminator, ticker, max(ingestion_id)
-        FROM ops.file_ingestions
-        WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
-          AND coalesce(silver_inserted, 0) + coalesce(silver_updated, 0) > 0
-        GROUP BY ALL
-        ORDER BY ALL
-    """,
-        [list(tables)],
-    ).fetchall()
+    select = "domain, source, dataset, discriminator, ticker, max(ingestion_id)"
+    rows = _promoted_into(conn, select, tables, where=_CHANGED_SILVER)
     return [f"{DatasetIdentity(*r[:5]).key}@revision={r[5]}" for r in rows]
 
 
@@ -236,19 +240,9 @@ def input_state_by_table(
     `input_revisions(conn, [table])`. The Gold sensor reads the inputs of every Gold asset each tick; one
     grouped scan here replaces two scans per distinct input set (performance: the ledger has millions of rows).
     """
-    rows = conn.execute(
-        """
-        SELECT silver_table, domain, source, dataset, discriminator, ticker,
-               min(coalesce(silver_coverage_from, coverage_from, CAST(fetched_at AS DATE))),
-               max(coalesce(silver_coverage_to, coverage_to, CAST(fetched_at AS DATE))),
-               max(ingestion_id) FILTER (WHERE coalesce(silver_inserted, 0) + coalesce(silver_updated, 0) > 0)
-        FROM ops.file_ingestions
-        WHERE silver_status = 'promoted' AND silver_table IN (SELECT unnest(?))
-        GROUP BY ALL
-        ORDER BY ALL
-    """,
-        [list(tables)],
-    ).fetchall()
+    select = f"""silver_table, domain, source, dataset, discriminator, ticker, {_COVERAGE},
+               max(ingestion_id) FILTER (WHERE {_CHANGED_SILVER})"""
+    rows = _promoted_into(conn, select, tables)
     watermarks: dict[str, list[str]] = {}
     revisions: dict[str, list[str]] = {}
     for table, *ident, cov_from, cov_to, revision in rows:

@@ -42,13 +42,11 @@ def key_unique(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutcom
         SELECT count(*) FROM (SELECT {keys} FROM {qualified(spec.table)} GROUP BY ALL HAVING count(*) > 1)
     """).fetchone()[0]
     examples = [dict(zip([*spec.key, "rows"], map(str, r))) for r in rows]
-    return CheckOutcome(
-        dup_keys == 0,
-        f"silver.{spec.table}: {dup_keys} key(s) ({', '.join(spec.key)}) occur more than once"
-        if dup_keys
-        else f"silver.{spec.table}: every key is unique",
-        {"duplicate_keys": dup_keys, "examples": examples},
-    )
+    meta = {"duplicate_keys": dup_keys, "examples": examples}
+    if dup_keys:
+        columns = ", ".join(spec.key)
+        return CheckOutcome(False, f"silver.{spec.table}: {dup_keys} key(s) ({columns}) occur more than once", meta)
+    return CheckOutcome(True, f"silver.{spec.table}: every key is unique", meta)
 
 
 def key_not_null(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutcome:
@@ -57,14 +55,10 @@ def key_not_null(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutc
     counts = ", ".join(f"count(*) FILTER (WHERE {quote(c)} IS NULL)" for c in required)
     row = conn.execute(f"SELECT {counts} FROM {qualified(spec.table)}").fetchone()
     nulls = {c: int(n) for c, n in zip(required, row) if n}
-    total = sum(nulls.values())
-    return CheckOutcome(
-        total == 0,
-        f"silver.{spec.table}: NULLs in required columns {nulls}"
-        if total
-        else f"silver.{spec.table}: no NULL in {', '.join(required)}",
-        {"null_counts": nulls, "columns_checked": required},
-    )
+    meta = {"null_counts": nulls, "columns_checked": required}
+    if sum(nulls.values()):
+        return CheckOutcome(False, f"silver.{spec.table}: NULLs in required columns {nulls}", meta)
+    return CheckOutcome(True, f"silver.{spec.table}: no NULL in {', '.join(required)}", meta)
 
 
 def column_types_match(conn: duckdb.DuckDBPyConnection, spec: SilverSpec) -> CheckOutcome:
