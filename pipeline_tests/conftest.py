@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pipeline.fmp.sample import SAMPLE_TICKERS, SampleSource
+from pipeline.settings import get_settings
+from pipeline.warehouse import connection
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 from pipeline_tests.fakes.s3_server import moto_server
-from pipeline_tests.support import KEY
+from pipeline_tests.support import KEY, PRODUCT_ENV_VARS
 
 
 @pytest.fixture(scope="module")
@@ -33,3 +36,17 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A moto S3 server on a free loopback port, for the whole module."""
     with moto_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty PIPELINE_DATA_DIR for in-process `pipeline.cli.main` calls: the product's other environment
+    variables unset, and the settings cache and the once-per-process migration marker cleared."""
+    for name in PRODUCT_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "data"
+    monkeypatch.setenv("PIPELINE_DATA_DIR", str(root))
+    monkeypatch.setattr(connection, "_migrated", set())
+    get_settings.cache_clear()
+    yield root
+    get_settings.cache_clear()

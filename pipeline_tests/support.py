@@ -6,6 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,23 @@ def envelope(
     )
 
 
+def eod_row(ticker: str, date: str | None, close: Any, **extra: Any) -> dict[str, Any]:
+    """One `/historical-price-eod/full` row as FMP sends it, flat at `close`, with `extra` fields on top."""
+    return {
+        "symbol": ticker,
+        "date": date,
+        "open": close,
+        "high": close,
+        "low": close,
+        "close": close,
+        "volume": 1000,
+        "change": 0.0,
+        "changePercent": 0.0,
+        "vwap": close,
+        **extra,
+    }
+
+
 # ---- Dagster end-to-end ------------------------------------------------------------------------------------
 
 E2E_AS_OF = "2026-11-20"
@@ -107,3 +128,60 @@ def materialize(defs: dg.Definitions, instance: dg.DagsterInstance, keys, tags: 
 
 def range_tags(first: str, last: str) -> dict[str, str]:
     return {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+
+
+# Environment variables the product reads: tests that call `pipeline.cli.main` in-process unset them all first.
+PRODUCT_ENV_VARS = (
+    "FMP_API_KEY",
+    "FMP_BASE_URL",
+    "FMP_PLAN",
+    "PIPELINE_DATA_DIR",
+    "PIPELINE_KEYMAP",
+    "PIPELINE_AS_OF",
+    "PIPELINE_TICKERS",
+    "DAGSTER_HOME",
+)
+
+
+# ---- `pipeline` in a subprocess ----------------------------------------------------------------------------
+
+
+def pipeline_cmd(*args: str) -> list[str]:
+    """The installed `pipeline` command (as a user runs it), else the module, with `args`."""
+    script = Path(sys.executable).with_name("pipeline")
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pipeline.cli", *args]
+
+
+def cli_env(base_url: str, data_dir: Path, tickers: str, as_of: str, **extra: str) -> dict[str, str]:
+    """The environment of a `pipeline` subprocess against a loopback fake FMP at `base_url`.
+
+    The caller's environment without the product's and Dagster's own variables, the rate limit lifted (the fake
+    has none), DAGSTER_HOME under the data folder, and `extra` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_", "DAGSTER_"))}
+    env.update(
+        {
+            "FMP_API_KEY": KEY,
+            "FMP_BASE_URL": base_url,
+            "FMP_CALLS_PER_MINUTE": "100000",
+            "PIPELINE_TICKERS": tickers,
+            "PIPELINE_AS_OF": as_of,
+            "PIPELINE_DATA_DIR": str(data_dir),
+            "DAGSTER_HOME": str(data_dir / "dagster_home"),
+            "PYTHONUNBUFFERED": "1",
+            "DAGSTER_DISABLE_TELEMETRY": "1",
+            **extra,
+        }
+    )
+    return env
+
+
+def wait_all(procs: list[subprocess.Popen], timeout_s: float) -> list[int]:
+    """The exit codes of `procs` (started with start_new_session=True); whatever is still running when waiting
+    stops, by timeout or error, is killed with its whole process group so no run outlives the test."""
+    try:
+        return [p.wait(timeout=timeout_s) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()

@@ -23,7 +23,8 @@ from pipeline.bronze.store import BronzeStore, ObjectBronzeStore, UnsafeNameErro
 from pipeline.settings import PROJECT_ROOT, SettingsError, load_settings
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.s3_server import S3_ENV
-from pipeline_tests.system.test_bad_input import envelope, eod_row
+from pipeline_tests.support import eod_row
+from pipeline_tests.system.test_bad_input import DAY, envelope
 
 BUCKET = "bronze-test"
 
@@ -44,7 +45,7 @@ def s3_url(s3_endpoint, monkeypatch):
 
 
 def big_envelope(ticker: str, rows: int):
-    return envelope(ticker, [eod_row(ticker, 100.0 + i / 100) for i in range(rows)])
+    return envelope(ticker, [eod_row(ticker, DAY.isoformat(), 100.0 + i / 100) for i in range(rows)])
 
 
 def test_the_setting_selects_the_object_store(s3_url, tmp_path):
@@ -105,12 +106,14 @@ def test_full_scan_registers_a_restored_bucket(s3_url, tmp_path):
 WRITER = textwrap.dedent("""
     import sys
     from pipeline.bronze.store import BronzeStore
-    from pipeline_tests.system.test_bad_input import eod_row, envelope
+    from pipeline_tests.support import eod_row
+    from pipeline_tests.system.test_bad_input import DAY, envelope
 
     store = BronzeStore.at(sys.argv[1])
     journal = store.journal_name("killed-run")
-    envs = [envelope(f"T{i:03d}", [eod_row(f"T{i:03d}", 100.0 + j / 100) for j in range(int(sys.argv[2]))])
-            for i in range(200)]
+    rows = int(sys.argv[2])
+    envs = [envelope(t, [eod_row(t, DAY.isoformat(), 100.0 + j / 100) for j in range(rows)])
+            for t in (f"T{i:03d}" for i in range(200))]
     print(journal, flush=True)
     for env in envs:
         store.write(env, journal)

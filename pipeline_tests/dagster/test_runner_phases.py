@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -19,37 +18,20 @@ from pipeline.bronze.envelope import file_record, new_file_id
 from pipeline.bronze.store import BronzeStore
 from pipeline.cli import main
 from pipeline.ops.file_ingestions import register_files
-from pipeline.settings import get_settings
-from pipeline.warehouse import Warehouse, connection
+from pipeline.warehouse import Warehouse
 
 SELECT = (
     "bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/company/profile,silver/fmp_company_profile,"
     "gold/dim_instrument_history"
 )
-ENV_VARS = (
-    "FMP_API_KEY",
-    "FMP_BASE_URL",
-    "FMP_PLAN",
-    "PIPELINE_DATA_DIR",
-    "PIPELINE_KEYMAP",
-    "PIPELINE_AS_OF",
-    "PIPELINE_TICKERS",
-    "DAGSTER_HOME",
-)
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "data"
-    monkeypatch.setenv("PIPELINE_DATA_DIR", str(root))
+def data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The shared empty data dir, for two sample tickers as of a fixed day."""
     monkeypatch.setenv("PIPELINE_TICKERS", "AAPL,MSFT")
     monkeypatch.setenv("PIPELINE_AS_OF", "2025-06-27")
-    monkeypatch.setattr(connection, "_migrated", set())
-    get_settings.cache_clear()
-    yield root
-    get_settings.cache_clear()
+    return data_dir
 
 
 def run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

@@ -18,10 +18,8 @@ makes the rare branches in a copy of Silver.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +44,7 @@ from pipeline_tests.oracle import (
 from pipeline_tests.oracle.basis import et_timestamp
 from pipeline_tests.oracle.macro import snake
 from pipeline_tests.oracle.silver import gold_columns
-from pipeline_tests.support import KEY
+from pipeline_tests.support import KEY, cli_env, pipeline_cmd
 
 BEFORE_SPLIT = "2024-06-05"
 AS_OF = "2024-06-14"  # after NVDA's 10:1 split of 2024-06-10
@@ -87,29 +85,12 @@ class Built:
     between_runs: dt.datetime  # UTC wall clock after the first run: older fetched_at = first run
 
 
-def pipeline_cmd(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("pipeline")
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pipeline.cli", *args]
-
-
 def cli_run(root: Path, as_of: str, tickers: list[str], *args: str) -> tuple[int, str]:
     """`pipeline run` in a subprocess against the loopback fake FMP serving the sample source as of `as_of`."""
     source = SampleSource(as_of=dt.date.fromisoformat(as_of), tickers=tickers)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_", "DAGSTER_"))}
     (root / "dagster_home").mkdir(exist_ok=True)
     with FakeFmpServer(api_key=KEY, data=sample_data(source)) as server:
-        env.update(
-            {
-                "FMP_API_KEY": KEY,
-                "FMP_BASE_URL": server.base_url,
-                "FMP_CALLS_PER_MINUTE": "100000",
-                "PIPELINE_TICKERS": ",".join(tickers),
-                "PIPELINE_AS_OF": as_of,
-                "PIPELINE_DATA_DIR": str(root / "data"),
-                "DAGSTER_HOME": str(root / "dagster_home"),
-                "DAGSTER_DISABLE_TELEMETRY": "1",
-            }
-        )
+        env = cli_env(server.base_url, root / "data", ",".join(tickers), as_of, DAGSTER_HOME=str(root / "dagster_home"))
         proc = subprocess.run(
             pipeline_cmd("run", *args), env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
         )

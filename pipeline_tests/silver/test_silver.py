@@ -42,6 +42,7 @@ from pipeline.silver.promote import PromotionResult, promote_files
 from pipeline.silver.replay import replay
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests import postgres_server
+from pipeline_tests.support import eod_row as eod  # short: many rows per line below
 
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
 T0 = dt.datetime(2024, 11, 1, 21, 0, tzinfo=dt.UTC)
@@ -124,23 +125,6 @@ class Lake:
         with self.warehouse.connect() as conn:
             cur = conn.execute("SELECT * FROM ops.file_ingestions WHERE file_id = ?", [file_id])
             return dict(zip([d[0] for d in cur.description], cur.fetchone()))
-
-
-def eod(ticker: str, date: str, close: Any, **extra: Any) -> dict:
-    row = {
-        "symbol": ticker,
-        "date": date,
-        "open": close,
-        "high": close,
-        "low": close,
-        "close": close,
-        "volume": 1000,
-        "change": 0.0,
-        "changePercent": 0.0,
-        "vwap": close,
-    }
-    row.update(extra)
-    return row
 
 
 @pytest.fixture(params=["file", "ducklake"])
@@ -352,7 +336,10 @@ def test_null_keys_are_rejected_and_counted(lake: Lake) -> None:
 
 def test_duplicates_in_batch_keep_the_latest_fetch(lake: Lake) -> None:
     e1, _ = lake.add(
-        "historical-price-eod", [eod("AAPL", "2024-11-01", 10), eod("AAPL", "2024-11-01", 10.5)], day(0), ticker="AAPL"
+        "historical-price-eod",
+        [eod("AAPL", "2024-11-01", 10), eod("AAPL", "2024-11-01", 10.5)],
+        day(0),
+        ticker="AAPL",
     )
     e2, _ = lake.add("historical-price-eod", [eod("AAPL", "2024-11-01", 10.5)], day(1), ticker="AAPL")
     result = lake.promote("fmp_price_eod")
@@ -392,7 +379,10 @@ def test_older_file_promoted_later_does_not_overwrite(lake: Lake) -> None:
     new, _ = lake.add("historical-price-eod", [eod("AAPL", "2024-11-01", 11)], day(2), ticker="AAPL")
     lake.promote("fmp_price_eod")
     old, _ = lake.add(
-        "historical-price-eod", [eod("AAPL", "2024-11-01", 10), eod("AAPL", "2024-10-31", 9)], day(1), ticker="AAPL"
+        "historical-price-eod",
+        [eod("AAPL", "2024-11-01", 10), eod("AAPL", "2024-10-31", 9)],
+        day(1),
+        ticker="AAPL",
     )
     result = lake.promote("fmp_price_eod")
     assert (result.inserted, result.updated, result.duplicates) == (1, 0, 1)  # the late 10-31 row still lands
@@ -411,7 +401,10 @@ def test_exception_after_merge_leaves_everything_unchanged(lake: Lake, monkeypat
         for t in ("silver.fmp_price_eod", "silver.fmp_price_eod__history", "ops.file_ingestions")
     ]
     e2, _ = lake.add(
-        "historical-price-eod", [eod("AAPL", "2024-11-01", 11), eod("AAPL", "2024-11-04", 12)], day(1), ticker="AAPL"
+        "historical-price-eod",
+        [eod("AAPL", "2024-11-01", 11), eod("AAPL", "2024-11-04", 12)],
+        day(1),
+        ticker="AAPL",
     )
 
     def boom(*args: Any, **kwargs: Any) -> tuple[str, ...]:

@@ -16,7 +16,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,49 +38,12 @@ from pipeline.partitions import tickers_partitions
 from pipeline.settings import PROJECT_ROOT, get_settings, load_settings
 from pipeline.warehouse import MigrationError, Warehouse, connection, migrations
 from pipeline_tests import support
+from pipeline_tests.support import eod_row
 
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
 EOD_ENTRY: KeymapEntry = next(e for e in KEYMAP if e.dataset == "historical-price-eod" and not e.discriminator)
 DAY = dt.date(2024, 6, 28)
 FETCHED = dt.datetime(2024, 6, 28, 21, 0, tzinfo=dt.UTC)
-ENV_VARS = (
-    "FMP_API_KEY",
-    "FMP_BASE_URL",
-    "FMP_PLAN",
-    "PIPELINE_DATA_DIR",
-    "PIPELINE_KEYMAP",
-    "PIPELINE_AS_OF",
-    "PIPELINE_TICKERS",
-    "DAGSTER_HOME",
-)
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty PIPELINE_DATA_DIR for in-process `pipeline.cli.main` calls, with the settings cache cleared."""
-    for name in ENV_VARS:
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "data"
-    monkeypatch.setenv("PIPELINE_DATA_DIR", str(root))
-    monkeypatch.setattr(connection, "_migrated", set())
-    get_settings.cache_clear()
-    yield root
-    get_settings.cache_clear()
-
-
-def eod_row(ticker: str, close: float) -> dict[str, Any]:
-    return {
-        "symbol": ticker,
-        "date": DAY.isoformat(),
-        "open": close,
-        "high": close,
-        "low": close,
-        "close": close,
-        "volume": 1000,
-        "change": 0.0,
-        "changePercent": 0.0,
-        "vwap": close,
-    }
 
 
 def envelope(ticker: str, content: Any) -> BronzeEnvelope:
@@ -118,25 +80,26 @@ def files_under(root: Path) -> dict[str, str]:
 
 def _truncated(folder: Path) -> tuple[str, str]:
     name = f"{new_file_id()}.json"
-    (folder / name).write_bytes(envelope("AAPL", [eod_row("AAPL", 1.0)]).to_json_bytes()[:150])
+    (folder / name).write_bytes(envelope("AAPL", [eod_row("AAPL", DAY.isoformat(), 1.0)]).to_json_bytes()[:150])
     return name, "not a readable Bronze envelope (JSONDecodeError"
 
 
 def _not_an_envelope(folder: Path) -> tuple[str, str]:
     name = f"{new_file_id()}.json"
-    (folder / name).write_text(json.dumps([eod_row("AAPL", 99.0)]))  # a raw API answer dropped in by hand
+    # a raw API answer dropped in by hand
+    (folder / name).write_text(json.dumps([eod_row("AAPL", DAY.isoformat(), 99.0)]))
     return name, "not a Bronze envelope"
 
 
 def _other_file_id(folder: Path) -> tuple[str, str]:
-    stray = envelope("NVDA", [eod_row("NVDA", 99.0)])  # a copy saved under another name
+    stray = envelope("NVDA", [eod_row("NVDA", DAY.isoformat(), 99.0)])  # a copy saved under another name
     name = f"{new_file_id()}.json"
     (folder / name).write_bytes(stray.to_json_bytes())
     return name, f"its envelope names file id {stray.file_id!r}, not its own name"
 
 
 def _content_is_an_object(folder: Path) -> tuple[str, str]:
-    env = envelope("AAPL", eod_row("AAPL", 99.0))
+    env = envelope("AAPL", eod_row("AAPL", DAY.isoformat(), 99.0))
     name = f"{env.file_id}.json"
     (folder / name).write_bytes(env.to_json_bytes())
     return name, "content is not an array"
@@ -162,7 +125,7 @@ def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
     data_dir: Path, capsys: pytest.CaptureFixture[str], make_bad: Any
 ) -> None:
     store = BronzeStore(data_dir / "bronze")
-    good = {t: envelope(t, [eod_row(t, 10.0 + i)]) for i, t in enumerate(("AAPL", "MSFT"))}
+    good = {t: envelope(t, [eod_row(t, DAY.isoformat(), 10.0 + i)]) for i, t in enumerate(("AAPL", "MSFT"))}
     good_paths = {t: store.write(env, "restored") for t, env in good.items()}  # a restored Bronze folder
     store.close_journal("restored")
     bad_name, reason = make_bad((store.root / good_paths["AAPL"]).parent)
@@ -298,7 +261,7 @@ def _cli() -> list[str]:
 def test_broken_keymap_gives_one_line_naming_the_file(tmp_path: Path, kind: str, command: str) -> None:
     keymap = tmp_path / f"{kind}.yaml"
     keymap.write_text(BROKEN_KEYMAPS[kind])
-    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in support.PRODUCT_ENV_VARS}
     env.update(
         PIPELINE_DATA_DIR=str(tmp_path / "data"),
         PIPELINE_KEYMAP=str(keymap),
@@ -347,7 +310,7 @@ def test_tampered_shipped_migration_stops_warehouse_and_cli_with_data_untouched(
     store = BronzeStore(data_dir / "bronze")
     with Warehouse(db, migrations_dir=folder).transaction() as conn:
         for t in ("AAPL", "MSFT"):
-            env = envelope(t, [eod_row(t, 1.0)])
+            env = envelope(t, [eod_row(t, DAY.isoformat(), 1.0)])
             file_ingestions.register_files(conn, [file_record(env, store.write(env, "j"), "fmp_price_eod")])
     store.close_journal("j")
     before = _counts(db)

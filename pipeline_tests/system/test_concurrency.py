@@ -13,9 +13,7 @@ other processes cannot even read it.
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -32,7 +30,7 @@ from pipeline.keymap import load_keymap
 from pipeline.settings import load_settings
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.fakes.fmp_server import FakeFmpServer
-from pipeline_tests.support import KEY
+from pipeline_tests.support import KEY, cli_env, pipeline_cmd, wait_all
 
 AS_OF = "2025-06-27"
 SERVER_LATENCY_S = 0.03  # the loopback server answers each request this late (sample_server fixture)
@@ -48,28 +46,10 @@ RUN_TIMEOUT_S = 120
 SENSOR_DEADLINE_S = 10.0
 
 
-def pipeline_cmd(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("pipeline")
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pipeline.cli", *args]
-
-
 @pytest.mark.slow
 def test_two_runs_launched_at_once_both_finish(sample_server: FakeFmpServer, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_"))}
-    env.update(
-        {
-            "FMP_API_KEY": KEY,
-            "FMP_BASE_URL": sample_server.base_url,
-            "FMP_CALLS_PER_MINUTE": "100000",
-            "PIPELINE_TICKERS": TICKERS,
-            "PIPELINE_AS_OF": AS_OF,
-            "PIPELINE_DATA_DIR": str(data_dir),
-            "DAGSTER_HOME": str(data_dir / "dagster_home"),
-            "PYTHONUNBUFFERED": "1",
-            "DAGSTER_DISABLE_TELEMETRY": "1",
-        }
-    )
+    env = cli_env(sample_server.base_url, data_dir, TICKERS, AS_OF)
     logs = [tmp_path / f"run{i}.log" for i in (1, 2)]
     procs = []
     for log in logs:
@@ -83,13 +63,7 @@ def test_two_runs_launched_at_once_both_finish(sample_server: FakeFmpServer, tmp
                     start_new_session=True,
                 )
             )
-    try:
-        codes = [p.wait(timeout=RUN_TIMEOUT_S) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+    codes = wait_all(procs, RUN_TIMEOUT_S)
     texts = [log.read_text(errors="replace") for log in logs]
     for code, text in zip(codes, texts):
         tail = "\n".join(text.splitlines()[-30:])

@@ -44,8 +44,9 @@ from pipeline.keymap import load_keymap
 from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.warehouse.connection import Warehouse
+from pipeline_tests import support
 from pipeline_tests.fakes.fmp_server import FakeFmpServer
-from pipeline_tests.support import KEY
+from pipeline_tests.support import KEY, pipeline_cmd
 
 AS_OF = "2025-06-27"
 SERVER_LATENCY_S = 0.04  # the loopback server answers each request this late (sample_server fixture)
@@ -97,28 +98,7 @@ PROMOTE_KILLS = [
 
 def cli_env(data_dir: Path, sample_server: FakeFmpServer, concurrency: int = 8) -> dict[str, str]:
     """The CLI's environment; the runs that get killed use 2 connections, so that fetching takes seconds."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_")) and k != "DAGSTER_HOME"
-    }  # DAGSTER_HOME: <data>/dagster_home
-    env.update(
-        {
-            "FMP_API_KEY": KEY,
-            "FMP_BASE_URL": sample_server.base_url,
-            "FMP_CALLS_PER_MINUTE": "100000",
-            "FMP_MAX_CONCURRENCY": str(concurrency),
-            "PIPELINE_TICKERS": TICKERS,
-            "PIPELINE_AS_OF": AS_OF,
-            "PIPELINE_DATA_DIR": str(data_dir),
-            "PYTHONUNBUFFERED": "1",
-            "DAGSTER_DISABLE_TELEMETRY": "1",
-        }
-    )
-    return env
-
-
-def pipeline_cmd(*args: str) -> list[str]:
-    script = Path(sys.executable).with_name("pipeline")
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pipeline.cli", *args]
+    return support.cli_env(sample_server.base_url, data_dir, TICKERS, AS_OF, FMP_MAX_CONCURRENCY=str(concurrency))
 
 
 def start_run(env: dict[str, str], select: str, log_path: Path) -> subprocess.Popen:

@@ -15,8 +15,6 @@ database and data folder. Without a server the tests skip with the reason, unles
 from __future__ import annotations
 
 import datetime as dt
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -37,10 +35,10 @@ from pipeline.warehouse.connection import Warehouse
 from pipeline.warehouse.dialect import lake_ddl
 from pipeline_tests import postgres_server
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
+from pipeline_tests.support import KEY, cli_env, pipeline_cmd, wait_all
 
 AS_OF = "2025-06-27"
 TICKERS = "AAPL,MSFT"
-KEY = "ducklake-test-key"
 SELECT = (
     "bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/prices/historical-price-eod,"
     "silver/fmp_price_eod,bronze/company/profile,silver/fmp_company_profile,gold/dim_instrument,gold/fact_price_daily"
@@ -221,27 +219,8 @@ def server() -> Iterator[FakeFmpServer]:
         yield fake
 
 
-def pipeline_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
-
-
 def run_env(server: FakeFmpServer, data_dir: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FMP_"))}
-    env.update(
-        {
-            "FMP_API_KEY": KEY,
-            "FMP_BASE_URL": server.base_url,
-            "FMP_CALLS_PER_MINUTE": "100000",
-            "PIPELINE_TICKERS": TICKERS,
-            "PIPELINE_AS_OF": AS_OF,
-            "PIPELINE_DATA_DIR": str(data_dir),
-            "DAGSTER_HOME": str(data_dir / "dagster_home"),
-            "PYTHONUNBUFFERED": "1",
-            "DAGSTER_DISABLE_TELEMETRY": "1",
-            **(extra or {}),
-        }
-    )
-    return env
+    return cli_env(server.base_url, data_dir, TICKERS, AS_OF, **(extra or {}))
 
 
 def start_run(env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -257,13 +236,7 @@ def start_run(env: dict[str, str], log: Path) -> subprocess.Popen:
 
 
 def finish(procs: list[subprocess.Popen], logs: list[Path]) -> None:
-    try:
-        codes = [p.wait(timeout=RUN_TIMEOUT_S) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+    codes = wait_all(procs, RUN_TIMEOUT_S)
     for code, log in zip(codes, logs):
         text = log.read_text(errors="replace")
         assert code == 0 and "Traceback" not in text, f"{log.name} (exit {code}):\n" + "\n".join(
