@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext
 
 from pipeline.assets.keys import bronze_key, code_version, entry_description, entry_fingerprint, entry_tags
 from pipeline.assets.metadata import bronze_metadata
-from pipeline.assets.steps import partition_tickers
+from pipeline.assets.steps import materialize_partitions, partition_tickers
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
@@ -93,7 +93,18 @@ def build_bronze_asset(
             rep = report.entries[entry.asset_name]
             if rep.refused:
                 context.log.warning(f"{bronze_key(entry).to_user_string()}: {rep.skip_reasons[0]}")
-            yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=bronze_metadata(rep, fmp))
+            if not per_ticker:
+                yield dg.MaterializeResult(asset_key=bronze_key(entry), metadata=bronze_metadata(rep, fmp))
+                continue
+            counts = {t: rep.ticker(t).as_metadata() for t in tickers}
+            changed = {t for t in tickers if rep.ticker(t).anything}
+            context.log.info(
+                f"{bronze_key(entry).to_user_string()}: due for {len(changed)} of {len(tickers)} ticker(s); "
+                f"{rep.requests} request(s), {rep.files} file(s), {rep.rows} row(s), {sum(rep.failed.values())} failed"
+            )
+            result = materialize_partitions(context, bronze_key(entry), counts, changed, {"source": fmp.source_label})
+            if result is not None:
+                yield result
         if report.hard_failures:
             kinds = report.failure_kinds
             transient = kinds <= TRANSIENT_ERRORS

@@ -17,12 +17,12 @@ from pipeline.assets.keys import (
     silver_table_description,
 )
 from pipeline.assets.metadata import silver_column_schema, silver_metadata, table_preview
-from pipeline.assets.steps import partition_tickers, record_failure
+from pipeline.assets.steps import materialize_partitions, partition_tickers, record_failure
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import Settings
-from pipeline.silver.promote import promote_waiting
+from pipeline.silver.promote import TICKER_COUNTS, promote_waiting
 from pipeline.silver.schema import qualified, row_count
 from pipeline.warehouse.lake import writer_pool
 from pipeline.warehouse.resource import WarehouseResource
@@ -87,16 +87,24 @@ def build_silver_asset(
                     rows=totals["inserted"] + totals["updated"],
                     errors=totals["failed_files"],
                 )
-                rows = row_count(conn, table)
-                preview = table_preview(conn, qualified(table), "fetched_at DESC")
                 if totals["drift_fields"]:
                     context.log.warning(
                         f"silver.{table}: the API sends fields the keymap does not map: "
                         f"{', '.join(totals['drift_fields'][:20])}"
                     )
-                yield dg.MaterializeResult(
-                    asset_key=key, metadata=silver_metadata(table, keymap.tables()[table], totals, rows, preview)
-                )
+                if tickers is None:
+                    rows = row_count(conn, table)
+                    preview = table_preview(conn, qualified(table), "fetched_at DESC")
+                    yield dg.MaterializeResult(
+                        asset_key=key, metadata=silver_metadata(table, keymap.tables()[table], totals, rows, preview)
+                    )
+                    continue
+            by_ticker = totals["by_ticker"]
+            counts = {t: by_ticker.get(t) or dict.fromkeys(TICKER_COUNTS, 0) for t in tickers}
+            changed = {t for t, c in by_ticker.items() if c["files"]} & set(tickers)
+            result = materialize_partitions(context, key, counts, changed)
+            if result is not None:
+                yield result
 
     return _silver
 

@@ -201,6 +201,8 @@ def run_bronze(
     tasks: list[tuple[PlannedRequest, KeymapEntry]] = []
     for d in decisions:
         rep = reports[d.entry.asset_name]
+        if d.identity.ticker:
+            rep.ticker(d.identity.ticker).due += int(d.due)
         if d.due:
             rep.due += 1
             tasks.extend((r, d.entry) for r in d.requests)
@@ -266,7 +268,6 @@ def run_bronze(
                         say(f"{entry.asset_name}: {message}")
                         rep.add_skip_reason(message)
                     for env, rel in written:
-                        rep.requests += 1
                         rep.add_file(env)
                         pending.append(file_record(env, rel, entry.silver.table))
                     done_tasks += 1

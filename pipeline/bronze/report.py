@@ -18,6 +18,31 @@ MAX_SKIP_REASONS = 5
 
 
 @dataclass
+class TickerCounts:
+    """What one entry did for one ticker: the counts its Dagster partition is materialized with."""
+
+    due: int = 0  # identities due (0 or 1: one identity per entry and ticker)
+    requests: int = 0
+    files: int = 0
+    rows: int = 0
+    failed: int = 0
+
+    def as_metadata(self) -> dict[str, int]:
+        return {
+            "due": self.due,
+            "requests": self.requests,
+            "files": self.files,
+            "rows": self.rows,
+            "failed": self.failed,
+        }
+
+    @property
+    def anything(self) -> bool:
+        """Whether something was due or written for this ticker (a partition worth materializing)."""
+        return bool(self.due or self.files)
+
+
+@dataclass
 class EntryReport:
     """What happened to one keymap entry (one Bronze asset) in one run."""
 
@@ -34,6 +59,10 @@ class EntryReport:
     coverage_from: dt.date | None = None
     coverage_to: dt.date | None = None
     tickers_with_data: set[str] = field(default_factory=set)
+    by_ticker: dict[str, TickerCounts] = field(default_factory=dict)  # per-ticker entries only
+
+    def ticker(self, ticker: str) -> TickerCounts:
+        return self.by_ticker.setdefault(ticker, TickerCounts())
 
     @property
     def hard_failures(self) -> int:
@@ -51,15 +80,25 @@ class EntryReport:
             del self.skip_reasons[MAX_SKIP_REASONS:]
 
     def add_file(self, env: BronzeEnvelope) -> None:
+        """One response written to Bronze (one request: a page or a window is a file of its own)."""
+        own = self.ticker(env.identity.ticker) if env.identity.ticker else None
+        self.requests += 1
         self.files += 1
         self.bytes += env.bytes
+        if own:
+            own.requests += 1
+            own.files += 1
         if env.error_class:
             self.failed[env.error_class] += 1
+            if own:
+                own.failed += 1
             if len(self.failures) < 5:
                 who = env.identity.ticker or env.identity.discriminator or env.identity.dataset
                 self.failures.append(f"{who}: {env.error_class}: {env.error_message}")
             return
         self.rows += env.row_count
+        if own:
+            own.rows += env.row_count
         if env.can_promote and env.identity.ticker and env.row_count:
             self.tickers_with_data.add(env.identity.ticker)
         if env.coverage_from and (self.coverage_from is None or env.coverage_from < self.coverage_from):

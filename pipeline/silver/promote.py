@@ -275,6 +275,19 @@ class Transactions(Protocol):
     def transaction(self, scopes: Sequence[str] | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
 
 
+TICKER_COUNTS = ("files", "failed_files", "inserted", "updated", "unchanged", "rejected")
+
+
+def add_outcome(counts: dict[str, int], outcome: FileOutcome) -> None:
+    """Add one file's outcome to a ticker's counts (keys `TICKER_COUNTS`)."""
+    if outcome.status == "failed":
+        counts["failed_files"] += 1
+        return
+    counts["files"] += 1
+    for key in ("inserted", "updated", "unchanged", "rejected"):
+        counts[key] += getattr(outcome, key)
+
+
 def promote_waiting(
     warehouse: Transactions,
     keymap: Keymap,
@@ -284,7 +297,8 @@ def promote_waiting(
     run_id: str,
     log_fn: Callable[[str], None],
 ) -> dict:
-    """Promote every waiting file of one table (for some tickers), in batches; returns summed metadata.
+    """Promote every waiting file of one table (for some tickers), in batches; returns summed metadata, and under
+    "by_ticker" the counts (`TICKER_COUNTS`) of each ticker that had files.
 
     One transaction per batch of `PROMOTE_BATCH_FILES`, so a crash loses at most one batch of work and a rerun
     picks up the files still waiting. A DuckLake commit that meets a concurrent writer is retried as a whole.
@@ -308,19 +322,28 @@ def promote_waiting(
         log_fn(f"silver.{table}: added column(s) {', '.join(added)} from the keymap")
     scopes = silver_scopes(table, tickers)
 
+    by_ticker: dict[str, dict[str, int]] = {}  # per-ticker tables: what each ticker's partition is materialized with
+
     def promote_batch():
         with warehouse.transaction(scopes) as conn:
             files = file_ingestions.promotable_files(conn, tables=[table], tickers=tickers)
             batch = files[:PROMOTE_BATCH_FILES]
-            return files, (promote_files(conn, keymap, table, batch, bronze_root, run_id) if batch else None)
+            return files, batch, (promote_files(conn, keymap, table, batch, bronze_root, run_id) if batch else None)
 
     while True:
-        files, result = retry_conflicts(promote_batch, log_fn=log_fn)  # a DuckLake commit may meet a concurrent one
+        # a DuckLake commit may meet a concurrent one
+        files, batch, result = retry_conflicts(promote_batch, log_fn=log_fn)
         if result is None:
             break
         meta = result.metadata()
         for k in totals:
             totals[k] += meta.get(k) or 0
+        ticker_of = {f.ingestion_id: f.ticker for f in batch}
+        for outcome in result.per_file:
+            if ticker_of.get(outcome.ingestion_id):
+                add_outcome(
+                    by_ticker.setdefault(ticker_of[outcome.ingestion_id], dict.fromkeys(TICKER_COUNTS, 0)), outcome
+                )
         drift.update(result.drift_fields)
         failures.extend(meta.get("failed") or [])
         coverage += [d for d in (result.coverage_from, result.coverage_to) if d]
@@ -330,6 +353,7 @@ def promote_waiting(
         )
         if len(files) <= PROMOTE_BATCH_FILES:
             break
+    totals["by_ticker"] = by_ticker
     totals["drift_fields"] = sorted(drift)
     totals["failures"] = failures[:20]
     totals["coverage_from"] = str(min(coverage)) if coverage else ""

@@ -15,6 +15,7 @@ import pytest
 
 from pipeline.assets import bronze_key, gold_key, silver_key
 from pipeline.partitions import tickers_partitions
+from pipeline.resources import SAMPLE_SOURCE_LABEL
 from pipeline.settings import PROJECT_ROOT
 from pipeline_tests.support import (
     E2E_AS_OF,
@@ -63,7 +64,9 @@ def test_partition_mappings_resolve(setup):
                 assert graph.get_parent_partition_keys_for_child(pk, parent, key)
 
 
-def test_bronze_for_three_tickers_with_materialize(setup):
+def test_bronze_partitions_are_materialized_with_their_own_counts_and_only_when_due(setup):
+    """Each ticker partition carries what happened for that ticker (not the run's totals), and a ticker with
+    nothing due is not materialized at all."""
     settings, keymap, defs, instance = setup
     eod = next(e for e in keymap if e.dataset == "historical-price-eod")
     profile = next(e for e in keymap if e.dataset == "profile")
@@ -72,27 +75,80 @@ def test_bronze_for_three_tickers_with_materialize(setup):
     mats = result.get_asset_materialization_events()
     partitions = {(m.asset_key.to_user_string(), m.partition) for m in mats}
     assert {("bronze/prices/historical-price-eod", t) for t in TICKERS} <= partitions
-    meta = next(m.materialization.metadata for m in mats if m.asset_key == bronze_key(eod))
-    assert meta["requests"].value == 3 and meta["dagster/row_count"].value > 3 * 1000
     con = duckdb.connect(str(settings.warehouse_path), read_only=True)
     try:
-        n, tick = con.execute(
-            "SELECT count(*), count(DISTINCT ticker) FROM ops.file_ingestions "
-            "WHERE dataset = 'historical-price-eod' AND can_promote"
-        ).fetchone()
+        ledger = dict(
+            con.execute(
+                "SELECT ticker, sum(bronze_rows) FROM ops.file_ingestions "
+                "WHERE dataset = 'historical-price-eod' AND can_promote GROUP BY ticker"
+            ).fetchall()
+        )
     finally:
         con.close()
-    assert (n, tick) == (3, 3)
+    assert set(ledger) == set(TICKERS)
+    own = {m.partition: m.materialization.metadata for m in mats if m.asset_key == bronze_key(eod)}
+    for ticker in TICKERS:
+        meta = own[ticker]
+        assert (meta["due"].value, meta["requests"].value, meta["files"].value) == (1, 1, 1)
+        assert meta["rows"].value == ledger[ticker] > 1000  # this ticker's rows, not the run's
+    assert meta["source"].value == SAMPLE_SOURCE_LABEL
     # the run log says where data came from
     logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
     assert any("bundled sample source" in (m or "") for m in logs)
 
-    # a second run the same day: nothing is due, and the metadata says why
+    # a second run the same day: nothing is due, nothing is materialized, and the run log says why
     again = materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA"))
-    assert again.success
-    meta2 = again.get_asset_materialization_events()[0].materialization.metadata
-    assert meta2["requests"].value == 0
-    assert meta2["skipped"].value == {"not_due": 3}
+    assert again.success and again.get_asset_materialization_events() == []
+    logs = [entry.user_message or "" for entry in instance.all_logs(again.run_id)]
+    assert any("historical-price-eod: due for 0 of 3 ticker(s)" in m for m in logs)
+
+    # a new ticker joins: a run over all four materializes that one alone
+    instance.add_dynamic_partitions(tickers_partitions.name, ["JPM"])
+    joined = materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "JPM"))
+    assert joined.success
+    [mat] = joined.get_asset_materialization_events()
+    assert mat.partition == "JPM" and mat.materialization.metadata["requests"].value == 1
+
+
+def test_silver_partitions_carry_their_own_promotion_counts(setup):
+    """A Silver ticker partition says what was promoted for that ticker; a rerun with nothing waiting records none."""
+    settings, keymap, defs, instance = setup
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    silver = silver_key(eod.silver.table)
+    assert materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA")).success
+    result = materialize(defs, instance, [silver], range_tags("AAPL", "NVDA"))
+    assert result.success
+    own = {m.partition: m.materialization.metadata for m in result.get_asset_materialization_events()}
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        rows = dict(con.execute(f"SELECT ticker, count(*) FROM silver.{eod.silver.table} GROUP BY ticker").fetchall())
+    finally:
+        con.close()
+    assert set(own) == set(TICKERS)
+    for ticker in TICKERS:
+        assert own[ticker]["files"].value == 1
+        assert own[ticker]["inserted"].value == rows[ticker]  # this ticker's rows, not the table's
+    again = materialize(defs, instance, [silver], range_tags("AAPL", "NVDA"))
+    assert again.success and again.get_asset_materialization_events() == []
+
+
+def test_backfills_and_runs_with_downstream_assets_still_materialize_every_partition(setup):
+    """Dagster fails a backfill that leaves a requested partition unmaterialized, and skips the steps downstream of
+    an output that was not yielded: there, every partition is materialized (with its own, possibly zero, counts)."""
+    settings, keymap, defs, instance = setup
+    eod = next(e for e in keymap if e.dataset == "historical-price-eod")
+    assert materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA")).success
+    # nothing is due any more
+    backfill = materialize(
+        defs, instance, [bronze_key(eod)], {**range_tags("AAPL", "NVDA"), "dagster/backfill": "abcdefgh"}
+    )
+    assert {m.partition for m in backfill.get_asset_materialization_events()} == set(TICKERS)
+    assert {m.materialization.metadata["requests"].value for m in backfill.get_asset_materialization_events()} == {0}
+    # Bronze and its Silver table in one run: Silver still runs (and promotes the files waiting since the first run)
+    both = materialize(defs, instance, [bronze_key(eod), silver_key(eod.silver.table)], range_tags("AAPL", "NVDA"))
+    assert both.success
+    by_asset = {(m.asset_key, m.partition) for m in both.get_asset_materialization_events()}
+    assert {(silver_key(eod.silver.table), t) for t in TICKERS} <= by_asset
 
 
 def test_full_graph_sensors_and_checks(setup):
