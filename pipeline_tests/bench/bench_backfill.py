@@ -58,6 +58,10 @@ ENTRIES = (
     ("fundamentals", "cash-flow-statement", "quarter"),
 )
 RATIO_TARGET = 1.5
+UI_RATIO_TARGET = 2.0
+# Dagster 1.13's backfill daemon evaluates backfills every 30 s (DEFAULT_DAEMON_INTERVAL_SECONDS, not configurable):
+# a backfill waits up to one tick to start and up to one more, after its last run, to be marked done.
+BACKFILL_DAEMON_TICK_S = 30
 RUNS_TARGET = 10
 BATCH_FILES = 2000
 ROOT = Path(__file__).resolve().parents[2]
@@ -383,7 +387,7 @@ def case_ui(workdir: Path, keymap_path: Path, n: int) -> dict:
             raise RuntimeError("dagster dev did not answer within 120 s")
         ready_s = time.perf_counter() - started
         keys = [{"path": k.split("/")} for k in selection(keymap_path).split(",")]
-        launched = time.perf_counter()
+        launched, launched_epoch = time.perf_counter(), time.time()
         answer = _graphql(port, LAUNCH, {"p": {"partitionNames": tickers(n), "assetSelection": keys}})
         payload = answer.get("data", {}).get("launchPartitionBackfill") or answer
         if payload.get("__typename") != "LaunchBackfillSuccess":
@@ -415,6 +419,8 @@ def case_ui(workdir: Path, keymap_path: Path, n: int) -> dict:
             "other_runs": len(every) - len(runs),
             "run_statuses": sorted({r["status"] for r in runs}),
             "run_span_s": (max(ends) - min(starts)) if starts and ends else None,
+            "to_first_run_s": (min(starts) - launched_epoch) if starts else None,
+            "to_last_run_end_s": (max(ends) - launched_epoch) if ends else None,
             "exit_code": 0 if status in ("COMPLETED", "COMPLETED_SUCCESS") else 1,
         }
     finally:
@@ -501,6 +507,11 @@ def main(quick: bool = False, ui: bool | None = None) -> dict:
             f"after launch; {u['runs']} backfill run(s) {u['run_statuses']} (+{u['other_runs']} launched by "
             f"sensors); first backfill run start -> last run end "
             f"{u['run_span_s'] or 0:.1f} s; ui / library {u['seconds'] / lib['seconds']:.2f}"
+        )
+        print(
+            f"ui: launch -> first run start {u['to_first_run_s'] or 0:.1f} s, -> last run end "
+            f"{u['to_last_run_end_s'] or 0:.1f} s ({(u['to_last_run_end_s'] or 0) / lib['seconds']:.2f} x library), "
+            f"-> backfill done {u['seconds']:.1f} s (the backfill daemon ticks every {BACKFILL_DAEMON_TICK_S} s)"
         )
     checks = {
         f"cli / library wall <= {RATIO_TARGET:g}": ratio <= RATIO_TARGET,
