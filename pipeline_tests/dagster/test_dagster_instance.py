@@ -72,7 +72,8 @@ def what_was_stored(instance: dg.DagsterInstance, run_id: str) -> dict:
 @pytest.fixture()
 def homes(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")  # both instances get the batches; only one writes them whole
-    monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)  # one planned event per partition
+    # one planned event per partition (a CLI test run earlier in the same process may have set it)
+    monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)
     project, stock = tmp_path / "project", tmp_path / "stock"
     for home in (project, stock):
         home.mkdir()
