@@ -265,11 +265,15 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
         # the sensors' context.log lines would go to the tick's captured log under the daemon; keep them off the table
         def silver_tick():
             with contextlib.redirect_stderr(io.StringIO()):
-                return silver_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+                return silver_sensor.evaluate_tick(
+                    dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+                )
 
         def gold_tick():
             with contextlib.redirect_stderr(io.StringIO()):
-                return gold_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+                return gold_sensor.evaluate_tick(
+                    dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources)
+                )
 
         times["silver_promotion_sensor tick"], tick = _median(silver_tick, reps)
         notes["silver_promotion_sensor tick"] = f"{len(tick.run_requests)} run request(s)"
