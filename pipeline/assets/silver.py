@@ -101,7 +101,7 @@ def build_silver_asset(
                     continue
             by_ticker = totals["by_ticker"]
             counts = {t: by_ticker.get(t) or dict.fromkeys(TICKER_COUNTS, 0) for t in tickers}
-            changed = {t for t, c in by_ticker.items() if c["files"]} & set(tickers)
+            changed = {t for t, c in by_ticker.items() if c["files"]}  # promote_waiting read only these tickers
             result = materialize_partitions(context, key, counts, changed)
             if result is not None:
                 yield result
