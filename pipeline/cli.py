@@ -94,6 +94,10 @@ def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
         from pipeline.report import print_demo_summary
 
         print_demo_summary(settings, outcome, time.monotonic() - started)
+    else:
+        from pipeline.report import print_run_summary
+
+        print_run_summary(outcome, time.monotonic() - started)
     return 0 if outcome.success else 1
 
 
@@ -101,6 +105,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Run every asset check (or those of --select) against the current warehouse, through Dagster."""
     import dagster as dg
 
+    from pipeline.dagster_runs import check_results, crashed_steps, run_checks
     from pipeline.definitions import build_definitions
     from pipeline.keymap import load_keymap
     from pipeline.warehouse.connection import Warehouse
@@ -123,25 +128,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         selection = dg.AssetSelection.checks(*[k for k in graph.asset_check_keys if k.asset_key in assets])
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = dg.materialize(
-            [*defs.assets, *defs.asset_checks],
-            instance=instance,
-            resources=defs.resources,
-            selection=selection,
-            raise_on_error=False,
-            tags={"pipeline/trigger": "pipeline check"},
-            run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-        )
-    evaluations = sorted(
-        result.get_asset_check_evaluations(), key=lambda e: (e.asset_key.to_user_string(), e.check_name)
-    )
+        result = run_checks(defs, instance, selection, "pipeline check", log_level="CRITICAL")
+    evaluations = sorted(check_results(result), key=lambda c: c.name)
     failed_error = 0
-    for e in evaluations:
-        if e.passed:
+    for c in evaluations:
+        if c.passed:
             continue
-        failed_error += e.severity == dg.AssetCheckSeverity.ERROR
-        print(f"  {e.severity.value:5} {e.asset_key.to_user_string()} {e.check_name}: {e.description or 'failed'}")
-    passed = sum(e.passed for e in evaluations)
+        failed_error += c.severity == "ERROR"
+        print(f"  {c.severity:5} {c.name}: {c.description or 'failed'}")
+    passed = sum(c.passed for c in evaluations)
     print(
         f"pipeline check: {passed}/{len(evaluations)} check(s) passed, {failed_error} ERROR check(s) failed, "
         f"{len(evaluations) - passed - failed_error} WARN; "
@@ -150,11 +145,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not evaluations:
         print("pipeline check: no check matched the selection", file=sys.stderr)
         return 1
-    crashed = [
-        str(ev.message)
-        for ev in result.all_events
-        if ev.is_step_failure and "blocking asset check" not in str(ev.message)
-    ]
+    crashed = crashed_steps(result)
     for message in crashed:
         print(f"pipeline check: a check step failed: {message[:500]}", file=sys.stderr)
     return 1 if failed_error or crashed else 0

@@ -1,4 +1,5 @@
-"""The demo summary the CLI prints (status and coverage live in pipeline.ops, replay in the CLI)."""
+"""The summaries `pipeline run` and `pipeline demo` close with (status and coverage live in pipeline.ops, replay in
+the CLI)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,33 @@ def table_counts(conn) -> list[tuple[str, str, int]]:
         n = conn.execute(f'SELECT count(*) FROM {schema}."{table}"').fetchall()[0][0]
         out.append((schema, table, int(n)))
     return out
+
+
+def check_summary(outcome: RunOutcome) -> list[str]:
+    """How many checks passed, then every failed check (WARN ones too) and every check that did not run, by name:
+    a count alone ("38/42 passed") does not say what to look at."""
+    checks = outcome.checks
+    passed = sum(1 for c in checks if c.passed)
+    head = f"asset checks: {passed}/{len(checks)} passed"
+    if outcome.checks_not_run:
+        head += f", {len(outcome.checks_not_run)} did not run"
+    lines = [head]
+    lines += [f"  {c.describe()}" for c in checks if not c.passed]
+    lines += [f"  did not run: {name}" for name in outcome.checks_not_run]
+    return lines
+
+
+def print_run_summary(outcome: RunOutcome, seconds: float) -> None:
+    """The last lines of a plain `pipeline run`, after the phases and Dagster's own log lines."""
+    head, *details = check_summary(outcome)
+    print(f"pipeline run: {'SUCCESS' if outcome.success else 'FAILED'}; {head}; {seconds:.1f} s")
+    for line in details:
+        print(line)
+    for phase in outcome.phases:
+        if not phase.success:
+            print(f"  run failed: {phase.name}")
+    for phase in outcome.skipped:
+        print(f"  not run, blocked by failures upstream: {phase}")
 
 
 def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) -> None:
@@ -58,13 +86,11 @@ def print_demo_summary(settings: Settings, outcome: RunOutcome, seconds: float) 
     print()
     for line in text_table([[f"{schema}.{table}", f"{n:,}"] for schema, table, n in counts], ["table", "rows"], "lr"):
         print(line)
-    checks = outcome.checks
-    passed = sum(1 for c in checks if c[2])
+    head, *details = check_summary(outcome)
     print()
-    print(f"Asset checks: {passed} passed, {len(checks) - passed} failed")
-    for asset, name, ok, severity in checks:
-        if not ok:
-            print(f"  FAILED [{severity}] {asset}: {name}")
+    print(head[0].upper() + head[1:])
+    for line in details:
+        print(line)
     for phase in outcome.phases:
         if not phase.success:
             print(f"  run failed: {phase.name}: {phase.failure}")

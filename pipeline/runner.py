@@ -8,6 +8,11 @@ Bronze and Silver go in separate runs so that a phase with nothing to do is not 
 only when the ledger holds files waiting for the selected tables (and tickers), Gold only when a Silver input
 moved since its last build. A quiet day (nothing due, nothing fetched) then costs the Bronze planning alone.
 A phase skipped for lack of work is a success and says why; a phase blocked by a failure upstream is not.
+
+Checks never skip silently: a phase's outcome compares the checks its run was to evaluate with those it did.
+Dagster skips a Silver check step when the Silver step promoted nothing new (another run promoted the files
+first, or only some of the run's tickers changed); those checks then run on their own against the warehouse,
+and Gold waits until every check ran and the ERROR ones passed.
 """
 
 from __future__ import annotations
@@ -19,6 +24,17 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from pipeline.dagster_runs import (
+    HOST_TAG,
+    PID_TAG,
+    CheckResult,
+    check_label,
+    check_results,
+    checks_not_evaluated,
+    crashed_steps,
+    materialize,
+    run_checks,
+)
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
@@ -28,9 +44,8 @@ from pipeline.settings import Settings
 from pipeline.universe import SILVER_UNIVERSE, resolve_universe
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy
 
-RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-# Which process runs a CLI run: lets the next `pipeline run` recognise runs whose process died (kill -9, OOM).
-PID_TAG, HOST_TAG = "pipeline/pid", "pipeline/host"
+# The trigger tag of the checks-only run of the checks a phase's run did not evaluate.
+CHECKS_NOT_RUN_TRIGGER = "pipeline run: checks that did not run"
 _UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -45,8 +60,9 @@ class PhaseResult:
     run_id: str
     success: bool
     materialized: int
-    checks: list[tuple[str, str, bool, str]]  # (asset, check, passed, severity)
+    checks: list[CheckResult]  # evaluated in the phase's run, or in its checks-only run
     failure: str | None = None
+    checks_not_run: list[str] = field(default_factory=list)  # checks the run was to evaluate, never evaluated
 
 
 @dataclass
@@ -59,15 +75,24 @@ class RunOutcome:
 
     @property
     def success(self) -> bool:
-        return all(p.success for p in self.phases) and not self.failed_error_checks and not self.skipped
+        return (
+            all(p.success for p in self.phases)
+            and not self.failed_error_checks
+            and not self.checks_not_run
+            and not self.skipped
+        )
 
     @property
-    def checks(self) -> list[tuple[str, str, bool, str]]:
+    def checks(self) -> list[CheckResult]:
         return [c for p in self.phases for c in p.checks]
 
     @property
-    def failed_error_checks(self) -> list[tuple[str, str, bool, str]]:
-        return [c for c in self.checks if not c[2] and c[3] == "ERROR"]
+    def failed_error_checks(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed and c.severity == "ERROR"]
+
+    @property
+    def checks_not_run(self) -> list[str]:
+        return [name for p in self.phases for name in p.checks_not_run]
 
 
 def _execute(
@@ -78,33 +103,68 @@ def _execute(
     tags: dict[str, str] | None,
     echo: Callable[[str], None],
 ) -> PhaseResult:
+    """One run of the phase's assets and their checks; the checks it did not evaluate then run on their own.
+
+    Dagster skips a check step when the asset step it follows yields no output, which a Silver step does when
+    it finds nothing new for its tickers (another run promoted the files first, or only some tickers changed).
+    The phase's outcome counts the checks its run was to evaluate, not only those it got.
+    """
     echo(f"==> {name}: {len(keys)} asset(s)")
-    tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
-    result = dg.materialize(
-        [*(defs.assets or []), *(defs.asset_checks or [])],
-        instance=instance,
-        resources=defs.resources,
-        selection=keys,
-        tags=tags,
-        raise_on_error=False,
-        run_config=RUN_CONFIG,
-    )
-    checks = [
-        (e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
-        for e in result.get_asset_check_evaluations()
-    ]
+    result = materialize(defs, instance, keys, tags or {})
+    checks = check_results(result)
     failure = None
     if not result.success:
         errors = [ev.message for ev in result.all_events if ev.is_step_failure]
         failure = "; ".join(str(e) for e in errors)[:2000] or "run failed"
     mats = len(result.get_asset_materialization_events())
+    missing = checks_not_evaluated(result, instance, checks)
+    skipped_steps = sorted(ev.step_key for ev in result.get_step_skipped_events() if ev.step_key)
+    why = f"Dagster skipped step {', '.join(skipped_steps)}" if skipped_steps else "their step did not evaluate them"
     echo(
         f"    {'ok' if result.success else 'FAILED'}: run {result.run_id[:8]}, {mats} materialization(s), "
-        f"{sum(1 for c in checks if c[2])}/{len(checks)} check(s) passed"
+        f"{_passed(checks)} check(s) passed" + (f"; {len(missing)} check(s) did not run ({why})" if missing else "")
     )
     if failure:
         echo(f"    {failure}")
-    return PhaseResult(name, result.run_id, result.success, mats, checks, failure)
+    for check in checks:
+        if not check.passed:
+            echo(f"    {check.describe()}")
+    phase = PhaseResult(name, result.run_id, result.success, mats, checks, failure)
+    if missing:
+        _run_missing_checks(phase, defs, instance, missing, echo)
+    return phase
+
+
+def _run_missing_checks(
+    phase: PhaseResult,
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    missing: list[dg.AssetCheckKey],
+    echo: Callable[[str], None],
+) -> None:
+    """Run the checks a phase's run skipped on their own; those that still do not run stay in `checks_not_run`
+    (the outcome fails and Gold waits for them)."""
+    echo(f"    running those {len(missing)} check(s) on their own, against the warehouse")
+    result = run_checks(defs, instance, missing, CHECKS_NOT_RUN_TRIGGER)
+    checks = check_results(result)
+    echo(
+        f"    {'ok' if result.success else 'FAILED'}: checks-only run {result.run_id[:8]}, "
+        f"{_passed(checks)} check(s) passed"
+    )
+    for message in crashed_steps(result):
+        echo(f"    {message[:500]}")
+    for check in checks:
+        if not check.passed:
+            echo(f"    {check.describe()}")
+    phase.checks.extend(checks)
+    got = {c.key for c in checks}
+    phase.checks_not_run = [check_label(k) for k in missing if k not in got]
+    if phase.checks_not_run:
+        echo(f"    NOT RUN: {len(phase.checks_not_run)} check(s): {', '.join(phase.checks_not_run[:5])}")
+
+
+def _passed(checks: list[CheckResult]) -> str:
+    return f"{sum(1 for c in checks if c.passed)}/{len(checks)}"
 
 
 def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
@@ -193,9 +253,14 @@ def run_pipeline(
             )
 
     if gold_keys:
-        # Gold reads Silver: a failed step or a failed ERROR check upstream blocks it, as it would in one run.
+        # Gold reads Silver: a failed step, a failed ERROR check or a check that did not run upstream blocks it.
         blocked = [p.name for p in outcome.phases if not p.success]
-        blocked += [f"{asset} {check}" for asset, check, _ok, _sev in outcome.failed_error_checks]
+        blocked += [c.name for c in outcome.failed_error_checks]
+        if outcome.checks_not_run:
+            names = outcome.checks_not_run
+            blocked.append(
+                f"{len(names)} check(s) that did not run ({', '.join(names[:3])}{', ...' * (len(names) > 3)})"
+            )
         if blocked:
             echo(f"==> gold: skipped, blocked by failures upstream: {'; '.join(blocked[:5])}")
             outcome.skipped.append("gold")

@@ -18,14 +18,17 @@ import duckdb
 import pytest
 
 from pipeline.assets import bronze_key, gold_key, silver_key
+from pipeline.dagster_instance import ProjectInstance
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline_tests import postgres_server
+from pipeline_tests.dagster.test_dagster_instance import PARTITIONS, run_range
 from pipeline_tests.support import E2E_TICKERS as TICKERS
 from pipeline_tests.support import make_env, range_tags
 
 DEPLOY_CONFIG = PROJECT_ROOT / "deploy" / "dagster-postgres.yaml"
+DISTRIBUTED_CONFIG = PROJECT_ROOT / "deploy" / "dagster-distributed.yaml"
 URL_VARIABLE = "DAGSTER_POSTGRES_URL"  # what deploy/dagster-postgres.yaml reads
 
 
@@ -40,11 +43,11 @@ def pg_database():
         yield url
 
 
-def pg_home(tmp_path: Path) -> Path:
-    """A DAGSTER_HOME whose dagster.yaml is the shipped PostgreSQL configuration, unchanged."""
+def pg_home(tmp_path: Path, config: Path = DEPLOY_CONFIG) -> Path:
+    """A DAGSTER_HOME whose dagster.yaml is a shipped PostgreSQL configuration, unchanged."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copyfile(DEPLOY_CONFIG, home / "dagster.yaml")
+    shutil.copyfile(config, home / "dagster.yaml")
     return home
 
 
@@ -110,6 +113,32 @@ def test_the_shipped_config_puts_every_dagster_store_in_postgres(pg_setup):
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
     tables = {r[0] for r in pg_rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"runs", "event_logs", "dynamic_partitions", "instigators"} <= tables
+
+
+def test_the_distributed_config_is_the_project_instance_on_postgres(tmp_path, pg_database, monkeypatch):
+    """deploy/dagster-distributed.yaml as the webserver, daemon and run workers load it: every store in PostgreSQL,
+    runs queued, and the project's instance class, so the partition events of a step reach PostgreSQL in
+    batches (one multi-row insert each) as the benchmarks measured them, not one insert per event."""
+    monkeypatch.setenv(URL_VARIABLE, postgres_server.sqlalchemy_url(pg_database))
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "0")
+    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")  # unset, as in a fresh daemon: the instance must turn it on
+    with dg.DagsterInstance.from_config(str(pg_home(tmp_path, DISTRIBUTED_CONFIG))) as instance:
+        assert isinstance(instance, ProjectInstance)
+        assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        batches: list[int] = []
+        store_batch = instance.event_log_storage.store_event_batch
+
+        def counted(events):
+            batches.append(len(events))
+            store_batch(events)
+
+        monkeypatch.setattr(instance.event_log_storage, "store_event_batch", counted)
+        run_id = run_range(instance).run_id
+        materialized = instance.get_materialized_partitions(dg.AssetKey("prices"))
+    assert sorted(materialized) == PARTITIONS
+    assert max(batches, default=0) >= len(PARTITIONS), (run_id, batches)
 
 
 def test_sample_graph_end_to_end_driven_by_sensors_on_postgres(pg_setup):

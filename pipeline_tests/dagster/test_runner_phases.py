@@ -16,9 +16,12 @@ import pytest
 
 from pipeline.bronze.envelope import file_record, new_file_id
 from pipeline.bronze.store import BronzeStore
+from pipeline.checks import silver_check_defs
 from pipeline.cli import main
 from pipeline.ops.file_ingestions import register_files
+from pipeline.runner import CHECKS_NOT_RUN_TRIGGER
 from pipeline.warehouse import Warehouse
+from pipeline_tests.support import KEYMAP
 
 SELECT = (
     "bronze/market/treasury-rates,silver/fmp_treasury_rates,bronze/company/profile,silver/fmp_company_profile,"
@@ -34,8 +37,8 @@ def data_dir(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data_dir
 
 
-def run(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    code = main(["run", "--select", SELECT])
+def run(capsys: pytest.CaptureFixture[str], select: str = SELECT) -> tuple[int, str]:
+    code = main(["run", "--select", select])
     return code, capsys.readouterr().out
 
 
@@ -44,8 +47,9 @@ def dagster_runs(data_dir: Path) -> int:
         return len(instance.get_runs())
 
 
-def add_restated_profile(data_dir: Path, ticker: str) -> str:
-    """A later fetch of a ticker's profile with a changed value, as the next day's Bronze run would write."""
+def add_restated_profile(data_dir: Path, ticker: str, **extra: object) -> str:
+    """A later fetch of a ticker's profile with a changed value (and `extra` fields), as the next day's Bronze run
+    would write."""
     store = BronzeStore(data_dir / "bronze")
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
         path = conn.execute(
@@ -54,7 +58,7 @@ def add_restated_profile(data_dir: Path, ticker: str) -> str:
             [ticker],
         ).fetchone()[0]
     env = store.read(path)
-    content = [{**env.content[0], "price": float(env.content[0].get("price") or 0) + 1.0}]
+    content = [{**env.content[0], "price": float(env.content[0].get("price") or 0) + 1.0, **extra}]
     later = dataclasses.replace(
         env, file_id=new_file_id(), fetched_at=env.fetched_at + dt.timedelta(hours=1), content=content
     )
@@ -86,7 +90,7 @@ def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
         "silver.fmp_company_profile"
     ) in out
     assert "==> gold: skipped, nothing to do: no Silver input moved since the last successful build" in out
-    assert "==> gold: 1 asset(s)" not in out
+    assert "==> gold: 1 asset(s)" not in out, out
     assert dagster_runs(data_dir) == first_runs + 2
 
     # one new Bronze file for one ticker: its Silver phase and Gold run again, the global Silver phase does not
@@ -112,3 +116,108 @@ def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
     code, out = run(capsys)
     assert code == 1, out
     assert "==> gold: skipped, blocked by failures upstream: per-ticker datasets: silver" in out
+
+
+PROFILE_CHECKS = 6  # the Silver checks of one table (pipeline.checks.silver_check_defs)
+
+
+def checks_only_runs(data_dir: Path) -> list[dg.DagsterRun]:
+    """The checks-only runs `pipeline run` launched for checks its phases' runs did not evaluate."""
+    with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+        return instance.get_runs(dg.RunsFilter(tags={"pipeline/trigger": CHECKS_NOT_RUN_TRIGGER}))
+
+
+def test_checks_skipped_in_a_silver_run_run_on_their_own_and_gold_waits_for_them(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two promotions of the same files, as two overlapping runs do: this run sees files waiting, another run
+    promotes them first, so this run's Silver step yields nothing and Dagster skips its check step ("skipped
+    dependencies"). The run says so, runs those checks on their own against the warehouse, and builds Gold only
+    once they ran and the ERROR ones passed."""
+    import pipeline.runner as runner
+    from pipeline.silver.promote import promote_waiting
+
+    code, out = run(capsys)
+    assert code == 0, out
+    assert checks_only_runs(data_dir) == []  # a run whose check steps ran needs none
+    corrupt = False
+    waiting = runner.silver_files_waiting
+
+    def promoted_by_another_run(settings, tables, tickers):
+        found = waiting(settings, tables, tickers)
+        warehouse = Warehouse.from_settings(settings)
+        for table in found if tickers is not None else ():
+            promote_waiting(warehouse, KEYMAP, table, tickers, settings.bronze_location, "other-run", print)
+            if corrupt:  # and that run leaves a row the ledger never inserted
+                with warehouse.transaction() as conn:
+                    conn.execute(
+                        f"INSERT INTO silver.{table} SELECT * REPLACE ('ZZZZ' AS ticker) FROM silver.{table} LIMIT 1"
+                    )
+        return found
+
+    monkeypatch.setattr(runner, "silver_files_waiting", promoted_by_another_run)
+    promote_and_build = "silver/fmp_company_profile,gold/dim_instrument_history"  # the new files are registered
+    for ticker in ("AAPL", "MSFT"):
+        add_restated_profile(data_dir, ticker)
+    code, out = run(capsys, promote_and_build)
+    assert code == 0, out
+    assert f"{PROFILE_CHECKS} check(s) did not run (Dagster skipped step silver_per_ticker_checks)" in out, out
+    assert f"{PROFILE_CHECKS}/{PROFILE_CHECKS} check(s) passed" in out.split("checks-only run")[1], out
+    assert out.index("checks-only run") < out.index("==> gold: 1 asset(s)"), out
+    (only,) = checks_only_runs(data_dir)
+    keys = [
+        dg.AssetCheckKey(dg.AssetKey(["silver", "fmp_company_profile"]), d.name)
+        for d in silver_check_defs(KEYMAP, "fmp_company_profile", dt.date.today)
+    ]
+    with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    assert {k: r.run_id for k, r in latest.items()} == dict.fromkeys(keys, only.run_id)
+
+    # the same, but the files the other run promoted break an ERROR check: Gold waits, and the exit code says so
+    corrupt = True
+    for ticker in ("AAPL", "MSFT"):
+        add_restated_profile(data_dir, ticker)
+    code, out = run(capsys, promote_and_build)
+    assert code == 1, out
+    assert "failed ERROR check silver/fmp_company_profile reconciliation: silver.fmp_company_profile: " in out, out
+    assert "==> gold: skipped, blocked by failures upstream: silver/fmp_company_profile reconciliation" in out, out
+    assert "==> gold: 1 asset(s)" not in out, out
+
+    # the checks cannot run on their own either (their step crashes): Gold waits for them, and the run says so
+    import pipeline.checks as checks
+
+    def unreadable(*args: object) -> None:
+        raise RuntimeError("catalog unreachable")
+
+    corrupt = False
+    monkeypatch.setattr(checks, "evaluate", unreadable)
+    monkeypatch.setattr(checks, "CHECK_RETRY", dg.RetryPolicy(max_retries=0))  # fail now, not after 75 s of retries
+    for ticker in ("AAPL", "MSFT"):
+        add_restated_profile(data_dir, ticker)
+    code, out = run(capsys, promote_and_build)
+    assert code == 1, out
+    assert "step silver_per_ticker_checks failed: RuntimeError: catalog unreachable" in out, out
+    assert f"NOT RUN: {PROFILE_CHECKS} check(s): silver/fmp_company_profile column_types, " in out, out
+    blocked = f"==> gold: skipped, blocked by failures upstream: {PROFILE_CHECKS} check(s) that did not run (silver/"
+    assert blocked in out, out
+    assert "  did not run: silver/fmp_company_profile reconciliation\n" in out, out
+
+
+def test_a_plain_run_names_its_failed_warn_checks(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A WARN check that fails does not fail the run, but the run names it (not only "5/6 check(s) passed")."""
+    select = "bronze/company/profile,silver/fmp_company_profile"
+    code = main(["run", "--select", select])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for ticker in ("AAPL", "MSFT"):  # FMP starts sending a field the keymap does not map
+        add_restated_profile(data_dir, ticker, analystRating="buy")
+    code = main(["run", "--select", "silver/fmp_company_profile"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    named = (
+        "failed WARN check silver/fmp_company_profile schema_drift: silver.fmp_company_profile: 1 API field(s) not "
+        "mapped by the keymap: analystRating"
+    )
+    phase, summary = out.split("pipeline run: ")[-2:]  # the Silver phase's lines, then the closing summary
+    assert named in phase, out
+    assert summary.startswith("SUCCESS; asset checks: 5/6 passed") and named in summary, out
