@@ -8,6 +8,7 @@ Why this shape:
 - Every per-ticker SELECT takes the named parameter `$tickers` (VARCHAR[]; NULL = all tickers). An
   incremental build passes the moved tickers and gets each of them over its *full* history, so windowed
   metrics (SMA-200, 52-week range, TTM) come out exactly as in a full rebuild.
+- Statements become usable on the NYSE calendar (`$sessions`), never on the price days the warehouse holds.
 - Columns are declared here (not inferred by CREATE TABLE AS) so the tables carry primary keys, stable types and
   descriptions the Dagster UI shows before the first run; adding a column here makes the next build recreate the
   table and rebuild it in full.
@@ -16,17 +17,31 @@ Why this shape:
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import re
 from dataclasses import dataclass, field
 
 import duckdb
 
+from pipeline import market_calendar
 from pipeline.fmp.fields import TREASURY_MATURITIES
 from pipeline.gold.macro_releases import DEFAULT_RELEASE_LAG_DAYS, RELEASES
 from pipeline.gold.templates import render
 
 QUARTERS = ("Q1", "Q2", "Q3", "Q4")
 ANNUAL = ("FY",)
+SESSIONS_FROM = dt.date(1970, 1, 1)  # the NYSE sessions passed to the SQL start here (before any EDGAR acceptance)
+
+
+@functools.cache
+def _sessions(until_year: int) -> list[dt.date]:
+    return market_calendar.sessions(SESSIONS_FROM, dt.date(until_year, 12, 31)).tolist()
+
+
+def exchange_sessions() -> list[dt.date]:
+    """The NYSE sessions from SESSIONS_FROM to the end of next year: the value of `$sessions`."""
+    return _sessions(dt.date.today().year + 1)
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,8 @@ class GoldModel:
             params["tickers"] = tickers
         if "$periods" in self.sql:
             params["periods"] = list(self.periods or ())
+        if "$sessions" in self.sql:
+            params["sessions"] = exchange_sessions()
         return params
 
 

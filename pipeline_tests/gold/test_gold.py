@@ -8,6 +8,7 @@ DuckDB file and copied for each test, so every test gets its own warehouse cheap
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import shutil
 from pathlib import Path
@@ -467,8 +468,16 @@ def expected_quarterly(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     )
 
 
+@functools.cache
+def nyse_sessions() -> list[dt.date]:
+    """NYSE sessions straight from exchange-calendars (not through the pipeline's calendar module)."""
+    import exchange_calendars
+
+    return list(exchange_calendars.get_calendar("XNYS", start="2015-01-01", end="2026-12-31").sessions.date)
+
+
 def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataFrame:
-    """For each trading day: the latest quarter usable by then (first close at or after its acceptance), its
+    """For each trading day: the latest quarter usable by then (first NYSE close at or after its acceptance), its
     share count put on the day's basis, and the ratios with their NULL rules."""
     q = expected_quarterly(frames)
     q = q[q.ticker == ticker]
@@ -483,10 +492,9 @@ def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataF
     prices = prices[prices.ticker == ticker].sort_values("date").reset_index(drop=True)
     cum_l = cum(frames, ticker, prices["date"].max())
     fetch_day = FETCHED.date()
-    closes = [dt.datetime.combine(d, dt.time(16)) for d in prices["date"]]
-    q = q.assign(
-        usable_from=[next((d for d, c in zip(prices["date"], closes) if c >= a), None) for a in q["accepted_date"]]
-    )
+    sessions = nyse_sessions()  # the exchange calendar decides, not the fixture's price days
+    closes = [dt.datetime.combine(d, dt.time(16)) for d in sessions]
+    q = q.assign(usable_from=[next((d for d, c in zip(sessions, closes) if c >= a), None) for a in q["accepted_date"]])
     q = q.sort_values("period_end")
     q["eps_ttm"] = (
         (q["eps"] * cum(frames, ticker, fetch_day) / cum_l)
@@ -630,6 +638,44 @@ def test_valuation_point_in_time_matches_pandas(built_conn):
     assert aaa.loc[SPLIT_DATE, "eps_ttm"] == pytest.approx(aaa.loc[prev, "eps_ttm"] / 2)
     # no statement filed yet for CCC: prices present, valuation unknown
     assert got[got.ticker == "CCC"]["market_cap"].isna().all()
+
+
+def test_usable_from_is_decided_on_the_exchange_calendar_not_on_the_warehouse_price_days(built, tmp_path):
+    """Statements accepted years before the warehouse's first price day (2023-01-02 here; issue 19: AAPL's
+    quarter ending 2014-06-28, accepted 2014-08-04 06:01, showed usable_from 2019-01-02, that warehouse's first
+    price day). The acceptance time decides, on the NYSE calendar: the first session whose 16:00 close is at
+    or after it."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(built, path)
+    t = dt.datetime
+    cases = {  # period end -> (accepted, filing, the usable day)
+        dt.date(2014, 6, 28): (t(2014, 8, 4, 6, 1), dt.date(2014, 8, 4), dt.date(2014, 8, 4)),  # the issue's example
+        dt.date(2014, 3, 29): (t(2014, 4, 23, 16, 30), dt.date(2014, 4, 23), dt.date(2014, 4, 24)),  # after the close
+        dt.date(2014, 9, 27): (t(2014, 12, 24, 16, 30), dt.date(2014, 12, 24), dt.date(2014, 12, 26)),  # Christmas
+        dt.date(2014, 12, 27): (None, dt.date(2014, 11, 26), dt.date(2014, 11, 28)),  # no acceptance; Thanksgiving
+    }
+    rows = pd.DataFrame(
+        [
+            {
+                "ticker": "AAA",
+                "date": end,
+                "period": f"Q{i + 1}",
+                "fiscal_year": 2014,
+                "accepted_date": accepted,
+                "filing_date": filing,
+                "revenue": 1e6,
+            }
+            for i, (end, (accepted, filing, _)) in enumerate(sorted(cases.items()))
+        ]
+    )
+    with Warehouse(path).connect() as conn:
+        write_silver(conn, "fmp_income_statement", rows)
+        gold.build(conn, "fact_fundamentals_quarterly", "run-2", full=True)
+        got = dict(
+            conn.execute("""SELECT period_end, usable_from FROM gold.fact_fundamentals_quarterly
+                            WHERE ticker = 'AAA' AND period_end < '2015-01-01'""").fetchall()
+        )
+    assert got == {end: usable for end, (_, _, usable) in cases.items()}
 
 
 def test_macro_daily(built_conn):

@@ -130,9 +130,8 @@ class Oracle:
 
 def compute_oracle(silver: dict[str, pd.DataFrame], types: dict[str, dict[str, str]]) -> Oracle:
     prices = price_daily(silver)
-    days = {t: g["date"].to_numpy(dtype="datetime64[ns]") for t, g in prices.groupby("ticker")}
-    quarterly = fundamentals(silver, days, annual=False, gold_columns=list(types["fact_fundamentals_quarterly"]))
-    annual = fundamentals(silver, days, annual=True, gold_columns=list(types["fact_fundamentals_annual"]))
+    quarterly = fundamentals(silver, annual=False, gold_columns=list(types["fact_fundamentals_quarterly"]))
+    annual = fundamentals(silver, annual=True, gold_columns=list(types["fact_fundamentals_annual"]))
     valuation = valuation_daily(silver, prices, quarterly)
     macro = macro_daily(silver, prices["date"], release_map())
     return Oracle(prices, quarterly, annual, valuation, macro)
