@@ -6,8 +6,10 @@ Why this shape:
   dependency would let a build run against a stale upstream Gold table that the watermarks cannot see. (The
   ledger is read for the day each Silver row was served, which never changes once written.)
 - Every per-ticker SELECT takes the named parameter `$tickers` (VARCHAR[]; NULL = all tickers). An
-  incremental build passes the moved tickers and gets each of them over its *full* history, so windowed
-  metrics (SMA-200, 52-week range, TTM) come out exactly as in a full rebuild.
+  incremental build passes the moved tickers and gets each of them over its full history, so windowed
+  metrics (SMA-200, 52-week range, TTM) come out as in a full rebuild; the price SQL also takes `$bars_from`,
+  which limits the bars read for tickers built by date (`ByDate`, `pipeline.gold.by_date`) to their new days and
+  the lookback their rolling windows need.
 - Statements become usable on the NYSE calendar (`$sessions`), never on the price days the warehouse holds.
 - Columns are declared here (not inferred by CREATE TABLE AS) so the tables carry primary keys, stable types and
   descriptions the Dagster UI shows before the first run; adding a column here makes the next build recreate the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import re
 from dataclasses import dataclass, field
 
@@ -45,6 +48,19 @@ def exchange_sessions() -> list[dt.date]:
 
 
 @dataclass(frozen=True)
+class ByDate:
+    """A table keyed (ticker, date) that a daily refresh extends by date: for a ticker whose history did not
+    change, only its new days are computed and written (`pipeline.gold.by_date` decides which tickers qualify).
+
+    `rows` and `days`: how far before its first new day a ticker's bars are read, so that every rolling window
+    of the new days sees what a full rebuild sees (the longest ROWS frame, the longest RANGE frame in days).
+    """
+
+    rows: int = 0
+    days: int = 0
+
+
+@dataclass(frozen=True)
 class GoldModel:
     name: str  # table name in schema gold
     inputs: tuple[str, ...]  # Silver tables read (names as in ops.file_ingestions.silver_table)
@@ -56,6 +72,7 @@ class GoldModel:
     descriptions: dict[str, str] = field(default_factory=dict)  # column -> meaning, shown in the Dagster UI
     report_sql: str | None = None  # (label, count) rows worth telling the user after a build
     description: str = ""  # what a row is, shown as the asset's description in the Dagster UI
+    by_date: ByDate | None = None  # keyed (ticker, date) and extended by date on a daily refresh
 
     @property
     def qualified(self) -> str:
@@ -65,16 +82,26 @@ class GoldModel:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.columns)
 
+    @property
+    def version(self) -> str:
+        """A short hash of what the table's rows are: its SQL, columns and key. A build records it; a change
+        recomputes the whole table (a corrected formula must reach every row, not only those of moved tickers)."""
+        text = "\n".join([self.sql, repr(self.columns), repr(self.key), repr(self.periods), repr(self.by_date)])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def ddl(self) -> str:
         cols = ",\n".join(f"    {c} {t}{' NOT NULL' if c in self.key else ''}" for c, t in self.columns)
         return f"CREATE TABLE {self.qualified} (\n{cols},\n    PRIMARY KEY ({', '.join(self.key)})\n)"
 
-    def parameters(self, tickers: list[str] | None) -> dict:
+    def parameters(self, tickers: list[str] | None, bars_from: list[dict] | None = None) -> dict:
+        """The SQL's named parameters. `bars_from`: [{ticker, read_from}] for tickers built by date."""
         params: dict = {}
         if "$tickers" in self.sql:
             params["tickers"] = tickers
         if "$periods" in self.sql:
             params["periods"] = list(self.periods or ())
+        if "$bars_from" in self.sql:
+            params["bars_from"] = bars_from or []
         if "$sessions" in self.sql:
             params["sessions"] = exchange_sessions()
         return params
@@ -174,6 +201,8 @@ FACT_PRICE_DAILY = GoldModel(
     key=("ticker", "date"),
     descriptions=PRICE_DESCRIPTIONS,
     sql=render("fact_price_daily"),
+    # sma_200 reads 199 earlier rows, the 52-week range 364 earlier days
+    by_date=ByDate(rows=200, days=365),
     # where the plan lacks /non-split-adjusted, bars are derived from /full and the splits: say how many
     report_sql="SELECT 'bars_' || price_source, count(*) FROM gold.fact_price_daily GROUP BY ALL ORDER BY 1",
 )
@@ -293,6 +322,7 @@ FACT_VALUATION_DAILY = GoldModel(
     periods=QUARTERS,
     descriptions=VALUATION_DESCRIPTIONS,
     sql=render("fact_valuation_daily", ttm_items=TTM_ITEMS),
+    by_date=ByDate(),  # each day stands alone (no window over days): the new days need no earlier bar
 )
 
 

@@ -20,7 +20,9 @@ import pytest
 
 from pipeline.gold import build as gold
 from pipeline.gold import quality
+from pipeline.gold.by_date import history_marks, plan_by_date
 from pipeline.keymap.loader import load_keymap
+from pipeline.ops.gold_builds import last_build
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.schema import ensure_table
 from pipeline.warehouse.connection import Warehouse
@@ -776,7 +778,7 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
         write_silver(conn, "fmp_dividends", pd.DataFrame({"ticker": ["AAA"], "date": [new_days[2]], "dividend": [0.3]}))
         ledger(conn, "fmp_price_eod_as_traded", "AAA", dt.date(2023, 1, 2), new_days[-1])
         ledger(conn, "fmp_dividends", "AAA", dt.date(2023, 2, 10), new_days[2])
-        # fundamentals read the prices too: trading days decide when a statement is usable
+        # fundamentals read the prices too: a split counts from the first price on or after its date
         assert set(gold.moved_inputs(conn)) == {
             "fact_price_daily",
             "fact_valuation_daily",
@@ -802,13 +804,80 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
         assert results["fact_price_daily"].rows_written == 305  # AAA only, over its full history
         assert results["fact_valuation_daily"].tickers == ["AAA", "BBB"]
         assert results["fact_fundamentals_quarterly"].tickers == ["AAA", "BBB"]
-        assert results["fact_fundamentals_quarterly"].rows_written == 12 + 11
+        # only what differs is written: BBB's restated Q3 2023 and the Q4 whose TTM sums it (AAA's new days and
+        # dividend change no fundamentals row)
+        assert results["fact_fundamentals_quarterly"].rows_written == 2
+        assert results["fact_fundamentals_quarterly"].rows_deleted == 2
         assert results["fact_macro_daily"].mode == "full"
         assert results["dim_instrument"].mode == "noop"
         assert gold.moved_inputs(conn) == {}
         incremental = snapshot(conn)
         build_all(conn, "run-full", full=True)
         assert_same_tables(incremental, snapshot(conn))
+
+
+def test_by_date_plan_reads_what_silver_history_changed_since_the_last_build(built, tmp_path):
+    """Which moved tickers get only their new days (pipeline/gold/by_date.py), from the Silver history rows promoted
+    since the last build (this fixture's Silver was written without history, so every history row below is new):
+    AAA adds a bar and a quarter accepted after the last day built (its dividend dated after the last price is an
+    announcement); BBB adds a bar and restates an old quarter; CCC's bar of 2023-06-01 is corrected."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(built, path)
+    promoted = dt.datetime(2024, 3, 11, 23, 0)
+    held_to, new_day = dt.date(2024, 3, 8), dt.date(2024, 3, 11)
+    bars = pd.DataFrame(
+        {"ticker": ["AAA", "BBB", "CCC"], "date": [new_day, new_day, dt.date(2023, 6, 1)], "close": [50.0, 60.0, 7.0]}
+    )
+    statements = pd.DataFrame(
+        {
+            "ticker": ["AAA", "BBB"],
+            "date": [dt.date(2024, 2, 29), dt.date(2023, 9, 30)],
+            "period": ["Q1", "Q3"],
+            "accepted_date": [dt.datetime(2024, 3, 11, 8, 0), dt.datetime(2024, 3, 11, 8, 0)],
+            "revenue": [1e6, 2e6],
+        }
+    )
+    with Warehouse(path).connect() as conn:
+        write_silver(conn, "fmp_price_eod_as_traded", bars[bars.date == new_day])
+        for table, rows in (("fmp_price_eod_as_traded", bars), ("fmp_income_statement", statements)):
+            write_silver(conn, f"{table}__history", rows.assign(promoted_at=promoted, valid_from=promoted))
+        assert conn.execute("SELECT max(date) FROM gold.fact_price_daily").fetchone()[0] == held_to
+        plans = {}
+        for name in ("fact_price_daily", "fact_valuation_daily"):
+            since = last_build(conn, name).promoted_to
+            assert since == []  # the fixture's builds saw no history rows
+            plans[name] = plan_by_date(conn, gold.models.MODELS[name], ["AAA", "BBB", "CCC"], since)
+        # and with the marks of a build that saw all of it, a ticker that moved shows no change: recomputed
+        unexplained = plan_by_date(
+            conn, gold.models.MODELS["fact_price_daily"], ["AAA"], history_marks(conn, ("fmp_price_eod_as_traded",))
+        )
+    prices, valuation = plans["fact_price_daily"], plans["fact_valuation_daily"]
+    assert prices.after == {"AAA": held_to, "BBB": held_to}
+    # the 52-week range needs the 364 days before the first new day (the last 200 rows span less here)
+    assert prices.read_from == {"AAA": dt.date(2023, 3, 10), "BBB": dt.date(2023, 3, 10)}
+    assert prices.full == {"CCC": "a bar on or before 2024-03-08 changed or arrived"}
+    assert valuation.after == {"AAA": held_to}
+    assert valuation.read_from == {"AAA": dt.date(2024, 3, 9)}  # a valuation day needs no earlier bar
+    assert valuation.full == {
+        "BBB": "a statement for a day already built changed or arrived (restated or filed late)",
+        "CCC": "a bar on or before 2024-03-08 changed or arrived",
+    }
+    assert unexplained.full == {"AAA": "its inputs moved, but Silver history shows no change"}
+
+
+def test_a_changed_model_rebuilds_the_whole_table(built, tmp_path):
+    """A build records the version of the table's SQL; after it changed (here: recorded as another, or not at all by
+    a build from before versions), the next build recomputes every ticker, not only those whose inputs moved."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(built, path)
+    with Warehouse(path).connect() as conn:
+        for version in ("an-older-sql", None):
+            conn.execute("UPDATE ops.gold_builds SET model_version = ? WHERE asset = 'fact_price_daily'", [version])
+            ledger(conn, "fmp_price_eod_as_traded", "AAA", dt.date(2023, 1, 2), dt.date(2024, 3, 9))
+            result = gold.build(conn, "fact_price_daily", "run-2")
+            assert result.mode == "full" and "SQL changed" in result.reason
+            assert result.rows_written == 0  # the same SQL really: nothing differs
+        assert gold.build(conn, "fact_price_daily", "run-3").mode == "noop"
 
 
 def test_incremental_equals_full_after_global_input_moves(built, tmp_path):
@@ -983,10 +1052,21 @@ def test_gold_on_a_ducklake_equals_the_file(built_conn, tmp_path):
                     assert check(conn).passed, name
             again = build_all(conn, "run-2")
             assert {r.mode for r in again} == {"noop"}
+            # an incremental build writes only what differs (temp tables, EXCEPT, DELETE ... EXISTS on the lake)
+            conn.execute("""
+                UPDATE silver.fmp_price_eod_as_traded SET close = close * 1.01 WHERE ticker = 'CCC'
+                AND date = (SELECT min(date) FROM silver.fmp_price_eod_as_traded WHERE date > '2024-01-01')""")
+            ledger(conn, "fmp_price_eod_as_traded", "CCC", dt.date(2023, 1, 2), dt.date(2024, 3, 20))
+            price = gold.build(conn, "fact_price_daily", "run-3")
+            assert price.mode == "incremental" and price.tickers == ["CCC"]
+            assert 0 < price.rows_deleted == price.rows_written < 300  # the bar and the windows that include it
+            incremental = snapshot(conn)["fact_price_daily"]
+            gold.build(conn, "fact_price_daily", "run-4", full=True)
+            assert_same_tables({"p": incremental}, {"p": snapshot(conn)["fact_price_daily"]})
             builds = conn.execute("SELECT build_id, status FROM ops.gold_builds ORDER BY build_id").fetchall()
             # no PRIMARY KEY on a lake: a key written twice is caught by the ERROR check instead
             conn.execute("INSERT INTO gold.fact_price_daily SELECT * FROM gold.fact_price_daily LIMIT 1")
             outcome = quality.check_key_unique(conn, "fact_price_daily")
             assert not outcome.passed and outcome.metadata["offending_rows"] == 1
-        assert [b for b, _ in builds] == list(range(1, 2 * len(gold.GOLD_ASSETS) + 1))
+        assert [b for b, _ in builds] == list(range(1, 2 * len(gold.GOLD_ASSETS) + 3))
         assert {s for _, s in builds} == {"success"}
