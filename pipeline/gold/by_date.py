@@ -116,7 +116,8 @@ def _kind(table: str, model: GoldModel) -> str:
 
 def plan_sql(model: GoldModel, inputs: list[str]) -> str:
     """The classification query for `model` over the input tables that have a history table."""
-    assert model.by_date is not None, f"{model.name} is not built by date"
+    if model.by_date is None:
+        raise ValueError(f"gold.{model.name} is not built by date")
     kinds = [(t, _kind(t, model)) for t in inputs]
     return render(
         "by_date_plan",
@@ -139,8 +140,9 @@ def plan_by_date(
     if since is None:
         return ByDatePlan(full=dict.fromkeys(tickers, "no record of what its last build saw"))
     inputs = _history_tables(conn, model.inputs)
-    if not inputs or not any(t in BAR_TABLES for t in inputs):
-        return ByDatePlan(full=dict.fromkeys(tickers, "no Silver history to tell what changed"))
+    missing = sorted(set(model.inputs) - set(inputs))
+    if missing:
+        return ByDatePlan(full=dict.fromkeys(tickers, f"no Silver history table for {', '.join(missing)}"))
     rows = conn.execute(plan_sql(model, inputs), {"tickers": tickers, "since": _since(since)}).fetchall()
     return ByDatePlan(
         after={ticker: held_to for ticker, held_to, _, why in rows if why is None},
