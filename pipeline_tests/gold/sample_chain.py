@@ -58,8 +58,8 @@ def fetch_and_promote(
             source_mode="sample",
         )
     assert report.hard_failures == 0
-    for table in sorted({e.silver.table for e in entries}):
-        with warehouse.transaction() as conn:
+    with warehouse.transaction() as conn:  # one transaction: each connection's close costs a checkpoint
+        for table in sorted({e.silver.table for e in entries}):
             files = file_ingestions.promotable_files(conn, tables=[table])
             if files:
                 promote_files(conn, KEYMAP, table, files, root / "bronze", run_id)
