@@ -89,7 +89,9 @@ def gold_metadata(result: GoldBuildResult, model: GoldModel, chart: str | None) 
         "mode": result.mode,
         "reason": result.reason,
         "rows_written": result.rows_written,
+        "rows_deleted": result.rows_deleted,  # changed rows (replaced by written ones) and vanished rows
         "tickers_touched": result.tickers_touched if result.tickers_touched is not None else 0,
+        "tickers_by_date": result.tickers_by_date,  # of those, how many got only their new days
         "input_watermarks": dg.MetadataValue.json(result.input_watermarks[:200]),
         "input_identities": len(result.input_watermarks),
         **{key: int(value) for key, value in result.report.items()},

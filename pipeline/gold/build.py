@@ -3,9 +3,17 @@
 Why it works this way:
 - Recomputing every fact table from all of Silver on every run does not scale. Here a build compares the
   Silver input watermarks now with those recorded by the table's last successful build. Only the tickers
-  whose per-ticker identities moved are recomputed (their rows deleted and re-inserted in one transaction,
-  each over its full history so windows equal a full rebuild); a moved global input (stock list, treasury,
-  indicators) recomputes the whole table; nothing moved means nothing is written.
+  whose per-ticker identities moved are recomputed; a moved global input (stock list, treasury, indicators)
+  recomputes the whole table; nothing moved means nothing is written.
+- Cost grows with the news, not with history: in the tables keyed (ticker, date) that a daily refresh extends
+  (`ByDate` models), a moved ticker whose history did not change gets only its new days, computed from the bars
+  its rolling windows need; one with a split, a dividend, a restatement or a corrected bar is recomputed over its
+  whole history (`pipeline.gold.by_date` decides, from Silver's history tables).
+- A build writes only what differs: the recomputed rows are compared with those the table holds in the same
+  scope (the ticker's new days, its whole history, or the whole table), rows that changed or vanished are
+  deleted and new or changed ones inserted. A quiet day then writes the new days' rows, a restated quarter the
+  fundamentals rows it changes, and the macro table (recomputed whole, it is small) its new day. All of it in the
+  build's one transaction.
 - The build's ledger row is committed on its own before the work starts, and its outcome ('success' with
   the watermarks, or 'failed' with the error) is written afterwards, so a failed build never stays
   'running' and the next build still compares against the last *successful* one. The success update
@@ -26,10 +34,11 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pipeline.gold import models
+from pipeline.gold.by_date import ByDatePlan, history_marks, plan_by_date
 from pipeline.gold.models import GoldModel
 from pipeline.keymap.model import DatasetIdentity
 from pipeline.ops.file_ingestions import input_revisions, input_state_by_table, input_watermarks
-from pipeline.ops.gold_builds import finish_build, last_successful_inputs, start_build
+from pipeline.ops.gold_builds import LastBuild, finish_build, last_build, last_successful_inputs, start_build
 from pipeline.warehouse.dialect import portable_ddl
 
 log = logging.getLogger("pipeline.gold")
@@ -54,6 +63,9 @@ class GoldBuildResult:
     build_id: int | None = None
     tickers: list[str] = field(default_factory=list)  # the recomputed tickers of an incremental build
     report: dict[str, int] = field(default_factory=dict)  # the model's run-report counts (model.report_sql)
+    rows_deleted: int = 0  # rows removed because they changed (replaced by a written row) or vanished
+    tickers_by_date: int = 0  # tickers of an incremental build that got only their new days
+    recomputed_because: dict[str, str] = field(default_factory=dict)  # by-date models: ticker -> why in full
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,7 @@ class BuildPlan:
     mode: str
     tickers: list[str] | None  # None = all
     reason: str
+    by_date: ByDatePlan | None = None  # for by-date models: which tickers get only their new days
 
 
 def _model_or_error(name: str) -> GoldModel:
@@ -148,15 +161,24 @@ def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def plan_build(
-    model: GoldModel, previous: list[str] | None, current: list[str], *, full: bool, table_ready: bool
+    model: GoldModel,
+    previous: list[str] | None,
+    current: list[str],
+    *,
+    full: bool,
+    table_ready: bool,
+    model_version: str | None = None,
 ) -> BuildPlan:
-    """Decide full / incremental (which tickers) / noop from the watermark difference."""
+    """Decide full / incremental (which tickers) / noop from the watermark difference. `model_version`: the
+    version the last successful build recorded (None: before versions were recorded)."""
     if full:
         return BuildPlan(FULL, None, "full rebuild requested")
     if not table_ready:
         return BuildPlan(FULL, None, "table created or its columns changed")
     if previous is None:
         return BuildPlan(FULL, None, "no earlier successful build")
+    if model_version != model.version:
+        return BuildPlan(FULL, None, "the table's SQL changed since its last successful build")
     changes = _identity_changes(previous, current)
     if not changes:
         return BuildPlan(NOOP, [], "no input moved since the last successful build")
@@ -209,18 +231,68 @@ def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
         pass  # no transaction open (the failure happened before BEGIN or at COMMIT)
 
 
-def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan) -> int:
-    """Replace the planned rows; returns the number of rows inserted."""
-    if plan.mode == NOOP:
-        return 0
+def _with_by_date(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan, last: LastBuild) -> BuildPlan:
+    """An incremental plan of a by-date model, with its tickers split into by-date and full recomputes."""
+    if plan.mode != INCREMENTAL or model.by_date is None or not plan.tickers:
+        return plan
+    by_date = plan_by_date(conn, model, plan.tickers, last.promoted_to)
+    return BuildPlan(plan.mode, plan.tickers, f"{plan.reason}; {by_date.describe()}", by_date)
+
+
+_TEMP_TABLES = ("_gold_scope", "_gold_new", "_gold_gone")
+
+
+def _scope(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan) -> str:
+    """SQL predicate on a row aliased `r`: it is one this build recomputes. For an incremental build the temp table
+    `_gold_scope` lists the tickers, each with the last day held when it is built by date (only later days)."""
     if plan.tickers is None:
-        conn.execute(f"DELETE FROM {model.qualified}")
-    else:
-        conn.execute(f"DELETE FROM {model.qualified} WHERE list_contains(?, ticker)", [plan.tickers])
-    inserted = conn.execute(
-        f"INSERT INTO {model.qualified} BY NAME\n{model.sql}", model.parameters(plan.tickers)
-    ).fetchall()
-    return int(inserted[0][0]) if inserted else 0
+        return "TRUE"
+    after = plan.by_date.after if plan.by_date else {}
+    conn.execute(
+        "CREATE OR REPLACE TEMP TABLE _gold_scope AS SELECT unnest(?::VARCHAR[]) AS ticker, unnest(?::DATE[]) AS after",
+        [plan.tickers, [after.get(t) for t in plan.tickers]],
+    )
+    later = " AND (s.after IS NULL OR r.date > s.after)" if model.by_date else ""
+    return f"EXISTS (SELECT 1 FROM _gold_scope s WHERE s.ticker = r.ticker{later})"
+
+
+def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan, *, empty: bool) -> tuple[int, int]:
+    """Write the planned rows that differ from what the table holds; returns (rows inserted, rows deleted).
+
+    The rows are computed once into a temp table. Within the plan's scope, the table's rows that are not among
+    them (changed or vanished) are deleted, then the computed rows it does not hold are inserted: a changed row
+    counts once in each. An `empty` table (just created) takes the rows straight away.
+    """
+    if plan.mode == NOOP:
+        return 0, 0
+    cols = ", ".join(model.column_names)
+    params = model.parameters(plan.tickers, plan.by_date.bars_from() if plan.by_date else None)
+    if empty:
+        inserted = conn.execute(f"INSERT INTO {model.qualified} ({cols})\nSELECT {cols} FROM (\n{model.sql}\n)", params)
+        return int(inserted.fetchone()[0]), 0
+    in_scope = _scope(conn, model, plan)
+    conn.execute(
+        f"CREATE OR REPLACE TEMP TABLE _gold_new AS SELECT {cols} FROM (\n{model.sql}\n) r WHERE {in_scope}", params
+    )
+    conn.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _gold_gone AS
+        SELECT {cols} FROM {model.qualified} r WHERE {in_scope}
+        EXCEPT
+        SELECT {cols} FROM _gold_new
+    """)
+    same_key = " AND ".join(f"g.{k} = r.{k}" for k in model.key)
+    deleted = conn.execute(
+        f"DELETE FROM {model.qualified} r WHERE EXISTS (SELECT 1 FROM _gold_gone g WHERE {same_key})"
+    ).fetchone()[0]
+    inserted = conn.execute(f"""
+        INSERT INTO {model.qualified} ({cols})
+        SELECT {cols} FROM _gold_new
+        EXCEPT
+        SELECT {cols} FROM {model.qualified} r WHERE {in_scope}
+    """).fetchone()[0]
+    for temp in _TEMP_TABLES:
+        conn.execute(f"DROP TABLE IF EXISTS {temp}")
+    return int(inserted), int(deleted)
 
 
 def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool = False) -> GoldBuildResult:
@@ -233,8 +305,11 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
         current, revisions = current_state(conn, model.inputs)
         table_ready = _ensure_table(conn, model)
         previous = last_successful_state(conn).get(name)
-        plan = plan_build(model, previous, input_state(current, revisions), full=full, table_ready=table_ready)
-        rows_written = _write(conn, model, plan)
+        last = last_build(conn, name)
+        state = input_state(current, revisions)
+        plan = plan_build(model, previous, state, full=full, table_ready=table_ready, model_version=last.model_version)
+        plan = _with_by_date(conn, model, plan, last)
+        rows_written, rows_deleted = _write(conn, model, plan, empty=not table_ready)
         row_count = conn.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()[0][0]
         if not model.per_ticker:
             tickers_touched = None
@@ -251,6 +326,8 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
             revisions=revisions,
             tickers_touched=tickers_touched,
             rows_written=rows_written,
+            promoted_to=history_marks(conn, model.inputs),
+            model_version=model.version,
         )
         conn.execute("COMMIT")
     except BaseException as exc:
@@ -272,4 +349,7 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
         build_id=build_id,
         tickers=list(plan.tickers or []),
         report=report,
+        rows_deleted=rows_deleted,
+        tickers_by_date=len(plan.by_date.after) if plan.by_date else 0,
+        recomputed_because=dict(plan.by_date.full) if plan.by_date else {},
     )

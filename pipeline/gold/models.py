@@ -6,8 +6,11 @@ Why this shape:
   dependency would let a build run against a stale upstream Gold table that the watermarks cannot see. (The
   ledger is read for the day each Silver row was served, which never changes once written.)
 - Every per-ticker SELECT takes the named parameter `$tickers` (VARCHAR[]; NULL = all tickers). An
-  incremental build passes the moved tickers and gets each of them over its *full* history, so windowed
-  metrics (SMA-200, 52-week range, TTM) come out exactly as in a full rebuild.
+  incremental build passes the moved tickers and gets each of them over its full history, so windowed
+  metrics (SMA-200, 52-week range, TTM) come out as in a full rebuild; the price SQL also takes `$bars_from`,
+  which limits the bars read for tickers built by date (`ByDate`, `pipeline.gold.by_date`) to their new days and
+  the lookback their rolling windows need.
+- Statements become usable on the NYSE calendar (`$sessions`), never on the price days the warehouse holds.
 - Columns are declared here (not inferred by CREATE TABLE AS) so the tables carry primary keys, stable types and
   descriptions the Dagster UI shows before the first run; adding a column here makes the next build recreate the
   table and rebuild it in full.
@@ -16,17 +19,45 @@ Why this shape:
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import hashlib
 import re
 from dataclasses import dataclass, field
 
 import duckdb
 
+from pipeline import market_calendar
 from pipeline.fmp.fields import TREASURY_MATURITIES
 from pipeline.gold.macro_releases import DEFAULT_RELEASE_LAG_DAYS, RELEASES
 from pipeline.gold.templates import render
 
 QUARTERS = ("Q1", "Q2", "Q3", "Q4")
 ANNUAL = ("FY",)
+SESSIONS_FROM = dt.date(1970, 1, 1)  # the NYSE sessions passed to the SQL start here (before any EDGAR acceptance)
+
+
+@functools.cache
+def _sessions(until_year: int) -> list[dt.date]:
+    return market_calendar.sessions(SESSIONS_FROM, dt.date(until_year, 12, 31)).tolist()
+
+
+def exchange_sessions() -> list[dt.date]:
+    """The NYSE sessions from SESSIONS_FROM to the end of next year: the value of `$sessions`."""
+    return _sessions(dt.date.today().year + 1)
+
+
+@dataclass(frozen=True)
+class ByDate:
+    """A table keyed (ticker, date) that a daily refresh extends by date: for a ticker whose history did not
+    change, only its new days are computed and written (`pipeline.gold.by_date` decides which tickers qualify).
+
+    `rows` and `days`: how far before its first new day a ticker's bars are read, so that every rolling window
+    of the new days sees what a full rebuild sees (the longest ROWS frame, the longest RANGE frame in days).
+    """
+
+    rows: int = 0
+    days: int = 0
 
 
 @dataclass(frozen=True)
@@ -41,6 +72,7 @@ class GoldModel:
     descriptions: dict[str, str] = field(default_factory=dict)  # column -> meaning, shown in the Dagster UI
     report_sql: str | None = None  # (label, count) rows worth telling the user after a build
     description: str = ""  # what a row is, shown as the asset's description in the Dagster UI
+    by_date: ByDate | None = None  # keyed (ticker, date) and extended by date on a daily refresh
 
     @property
     def qualified(self) -> str:
@@ -50,16 +82,28 @@ class GoldModel:
     def column_names(self) -> tuple[str, ...]:
         return tuple(c for c, _ in self.columns)
 
+    @property
+    def version(self) -> str:
+        """A short hash of what the table's rows are: its SQL, columns and key. A build records it; a change
+        recomputes the whole table (a corrected formula must reach every row, not only those of moved tickers)."""
+        text = "\n".join([self.sql, repr(self.columns), repr(self.key), repr(self.periods), repr(self.by_date)])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
     def ddl(self) -> str:
         cols = ",\n".join(f"    {c} {t}{' NOT NULL' if c in self.key else ''}" for c, t in self.columns)
         return f"CREATE TABLE {self.qualified} (\n{cols},\n    PRIMARY KEY ({', '.join(self.key)})\n)"
 
-    def parameters(self, tickers: list[str] | None) -> dict:
+    def parameters(self, tickers: list[str] | None, bars_from: list[dict] | None = None) -> dict:
+        """The SQL's named parameters. `bars_from`: [{ticker, read_from}] for tickers built by date."""
         params: dict = {}
         if "$tickers" in self.sql:
             params["tickers"] = tickers
         if "$periods" in self.sql:
             params["periods"] = list(self.periods or ())
+        if "$bars_from" in self.sql:
+            params["bars_from"] = bars_from or []
+        if "$sessions" in self.sql:
+            params["sessions"] = exchange_sessions()
         return params
 
 
@@ -157,6 +201,8 @@ FACT_PRICE_DAILY = GoldModel(
     key=("ticker", "date"),
     descriptions=PRICE_DESCRIPTIONS,
     sql=render("fact_price_daily"),
+    # sma_200 reads 199 earlier rows, the 52-week range 364 earlier days
+    by_date=ByDate(rows=200, days=365),
     # where the plan lacks /non-split-adjusted, bars are derived from /full and the splits: say how many
     report_sql="SELECT 'bars_' || price_source, count(*) FROM gold.fact_price_daily GROUP BY ALL ORDER BY 1",
 )
@@ -276,6 +322,7 @@ FACT_VALUATION_DAILY = GoldModel(
     periods=QUARTERS,
     descriptions=VALUATION_DESCRIPTIONS,
     sql=render("fact_valuation_daily", ttm_items=TTM_ITEMS),
+    by_date=ByDate(),  # each day stands alone (no window over days): the new days need no earlier bar
 )
 
 

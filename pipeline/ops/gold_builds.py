@@ -8,6 +8,7 @@ past the next build of the same table, and the next build compares against the l
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 
@@ -53,18 +54,35 @@ def finish_build(
     revisions: list[str] | None = None,
     tickers_touched: int | None = None,
     rows_written: int | None = None,
+    promoted_to: list[str] | None = None,
+    model_version: str | None = None,
     error: str | None = None,
 ) -> None:
-    """Close a build's row with its outcome; the watermarks and revisions it read stay when not given."""
+    """Close a build's row with its outcome; what it read stays when not given. `promoted_to`: per Silver input
+    table, `<table>@<newest promoted_at in its history>`; `model_version`: the hash of the table's SQL and columns
+    (both migration 0004)."""
     conn.execute(
         """
         UPDATE ops.gold_builds
         SET status = ?, mode = coalesce(?, mode), input_watermarks = coalesce(?, input_watermarks),
-            input_revisions = coalesce(?, input_revisions),
+            input_revisions = coalesce(?, input_revisions), input_promoted_to = coalesce(?, input_promoted_to),
+            model_version = coalesce(?, model_version),
             tickers_touched = ?, rows_written = ?, finished_at = ?, error_message = ?
         WHERE build_id = ?
     """,
-        [status, mode, watermarks, revisions, tickers_touched, rows_written, _now(), error, build_id],
+        [
+            status,
+            mode,
+            watermarks,
+            revisions,
+            promoted_to,
+            model_version,
+            tickers_touched,
+            rows_written,
+            _now(),
+            error,
+            build_id,
+        ],
     )
 
 
@@ -77,3 +95,27 @@ def last_successful_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, tuple[l
         QUALIFY row_number() OVER (PARTITION BY asset ORDER BY build_id DESC) = 1
     """).fetchall()
     return {asset: (list(marks), list(revs)) for asset, marks, revs in rows}
+
+
+@dataclass(frozen=True)
+class LastBuild:
+    """What the latest successful build of a table saw beyond its input watermarks (None: not recorded, either
+    because there is no such build or because it predates migration 0004)."""
+
+    promoted_to: list[str] | None  # per Silver input table, `<table>@<newest promoted_at>` in its history
+    model_version: str | None  # the hash of the table's SQL and columns
+
+
+def last_build(conn: duckdb.DuckDBPyConnection, asset: str) -> LastBuild:
+    """The history marks and model version of the latest successful build of `asset`."""
+    row = conn.execute(
+        """
+        SELECT input_promoted_to, model_version FROM ops.gold_builds
+        WHERE asset = ? AND status = 'success'
+        ORDER BY build_id DESC LIMIT 1
+    """,
+        [asset],
+    ).fetchone()
+    if row is None:
+        return LastBuild(None, None)
+    return LastBuild(None if row[0] is None else list(row[0]), row[1])

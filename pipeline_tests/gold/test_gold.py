@@ -8,6 +8,7 @@ DuckDB file and copied for each test, so every test gets its own warehouse cheap
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import shutil
 from pathlib import Path
@@ -19,7 +20,9 @@ import pytest
 
 from pipeline.gold import build as gold
 from pipeline.gold import quality
+from pipeline.gold.by_date import history_marks, plan_by_date
 from pipeline.keymap.loader import load_keymap
+from pipeline.ops.gold_builds import last_build
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.schema import ensure_table
 from pipeline.warehouse.connection import Warehouse
@@ -467,8 +470,16 @@ def expected_quarterly(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     )
 
 
+@functools.cache
+def nyse_sessions() -> list[dt.date]:
+    """NYSE sessions straight from exchange-calendars (not through the pipeline's calendar module)."""
+    import exchange_calendars
+
+    return list(exchange_calendars.get_calendar("XNYS", start="2015-01-01", end="2026-12-31").sessions.date)
+
+
 def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataFrame:
-    """For each trading day: the latest quarter usable by then (first close at or after its acceptance), its
+    """For each trading day: the latest quarter usable by then (first NYSE close at or after its acceptance), its
     share count put on the day's basis, and the ratios with their NULL rules."""
     q = expected_quarterly(frames)
     q = q[q.ticker == ticker]
@@ -483,10 +494,9 @@ def expected_valuation(frames: dict[str, pd.DataFrame], ticker: str) -> pd.DataF
     prices = prices[prices.ticker == ticker].sort_values("date").reset_index(drop=True)
     cum_l = cum(frames, ticker, prices["date"].max())
     fetch_day = FETCHED.date()
-    closes = [dt.datetime.combine(d, dt.time(16)) for d in prices["date"]]
-    q = q.assign(
-        usable_from=[next((d for d, c in zip(prices["date"], closes) if c >= a), None) for a in q["accepted_date"]]
-    )
+    sessions = nyse_sessions()  # the exchange calendar decides, not the fixture's price days
+    closes = [dt.datetime.combine(d, dt.time(16)) for d in sessions]
+    q = q.assign(usable_from=[next((d for d, c in zip(sessions, closes) if c >= a), None) for a in q["accepted_date"]])
     q = q.sort_values("period_end")
     q["eps_ttm"] = (
         (q["eps"] * cum(frames, ticker, fetch_day) / cum_l)
@@ -632,6 +642,44 @@ def test_valuation_point_in_time_matches_pandas(built_conn):
     assert got[got.ticker == "CCC"]["market_cap"].isna().all()
 
 
+def test_usable_from_is_decided_on_the_exchange_calendar_not_on_the_warehouse_price_days(built, tmp_path):
+    """Statements accepted years before the warehouse's first price day (2023-01-02 here; issue 19: AAPL's
+    quarter ending 2014-06-28, accepted 2014-08-04 06:01, showed usable_from 2019-01-02, that warehouse's first
+    price day). The acceptance time decides, on the NYSE calendar: the first session whose 16:00 close is at
+    or after it."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(built, path)
+    t = dt.datetime
+    cases = {  # period end -> (accepted, filing, the usable day)
+        dt.date(2014, 6, 28): (t(2014, 8, 4, 6, 1), dt.date(2014, 8, 4), dt.date(2014, 8, 4)),  # the issue's example
+        dt.date(2014, 3, 29): (t(2014, 4, 23, 16, 30), dt.date(2014, 4, 23), dt.date(2014, 4, 24)),  # after the close
+        dt.date(2014, 9, 27): (t(2014, 12, 24, 16, 30), dt.date(2014, 12, 24), dt.date(2014, 12, 26)),  # Christmas
+        dt.date(2014, 12, 27): (None, dt.date(2014, 11, 26), dt.date(2014, 11, 28)),  # no acceptance; Thanksgiving
+    }
+    rows = pd.DataFrame(
+        [
+            {
+                "ticker": "AAA",
+                "date": end,
+                "period": f"Q{i + 1}",
+                "fiscal_year": 2014,
+                "accepted_date": accepted,
+                "filing_date": filing,
+                "revenue": 1e6,
+            }
+            for i, (end, (accepted, filing, _)) in enumerate(sorted(cases.items()))
+        ]
+    )
+    with Warehouse(path).connect() as conn:
+        write_silver(conn, "fmp_income_statement", rows)
+        gold.build(conn, "fact_fundamentals_quarterly", "run-2", full=True)
+        got = dict(
+            conn.execute("""SELECT period_end, usable_from FROM gold.fact_fundamentals_quarterly
+                            WHERE ticker = 'AAA' AND period_end < '2015-01-01'""").fetchall()
+        )
+    assert got == {end: usable for end, (_, _, usable) in cases.items()}
+
+
 def test_macro_daily(built_conn):
     """Without an economic calendar each value counts as known a documented lag after its period ends."""
     from pipeline.gold.macro_releases import RELEASES
@@ -730,7 +778,7 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
         write_silver(conn, "fmp_dividends", pd.DataFrame({"ticker": ["AAA"], "date": [new_days[2]], "dividend": [0.3]}))
         ledger(conn, "fmp_price_eod_as_traded", "AAA", dt.date(2023, 1, 2), new_days[-1])
         ledger(conn, "fmp_dividends", "AAA", dt.date(2023, 2, 10), new_days[2])
-        # fundamentals read the prices too: trading days decide when a statement is usable
+        # fundamentals read the prices too: a split counts from the first price on or after its date
         assert set(gold.moved_inputs(conn)) == {
             "fact_price_daily",
             "fact_valuation_daily",
@@ -756,13 +804,80 @@ def test_incremental_equals_full_after_one_ticker_moves(built, tmp_path):
         assert results["fact_price_daily"].rows_written == 305  # AAA only, over its full history
         assert results["fact_valuation_daily"].tickers == ["AAA", "BBB"]
         assert results["fact_fundamentals_quarterly"].tickers == ["AAA", "BBB"]
-        assert results["fact_fundamentals_quarterly"].rows_written == 12 + 11
+        # only what differs is written: BBB's restated Q3 2023 and the Q4 whose TTM sums it (AAA's new days and
+        # dividend change no fundamentals row)
+        assert results["fact_fundamentals_quarterly"].rows_written == 2
+        assert results["fact_fundamentals_quarterly"].rows_deleted == 2
         assert results["fact_macro_daily"].mode == "full"
         assert results["dim_instrument"].mode == "noop"
         assert gold.moved_inputs(conn) == {}
         incremental = snapshot(conn)
         build_all(conn, "run-full", full=True)
         assert_same_tables(incremental, snapshot(conn))
+
+
+def test_by_date_plan_reads_what_silver_history_changed_since_the_last_build(built, tmp_path):
+    """Which moved tickers get only their new days (pipeline/gold/by_date.py), from the Silver history rows promoted
+    since the last build (this fixture's Silver was written without history, so every history row below is new):
+    AAA adds a bar and a quarter accepted after the last day built (its dividend dated after the last price is an
+    announcement); BBB adds a bar and restates an old quarter; CCC's bar of 2023-06-01 is corrected."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(built, path)
+    promoted = dt.datetime(2024, 3, 11, 23, 0)
+    held_to, new_day = dt.date(2024, 3, 8), dt.date(2024, 3, 11)
+    bars = pd.DataFrame(
+        {"ticker": ["AAA", "BBB", "CCC"], "date": [new_day, new_day, dt.date(2023, 6, 1)], "close": [50.0, 60.0, 7.0]}
+    )
+    statements = pd.DataFrame(
+        {
+            "ticker": ["AAA", "BBB"],
+            "date": [dt.date(2024, 2, 29), dt.date(2023, 9, 30)],
+            "period": ["Q1", "Q3"],
+            "accepted_date": [dt.datetime(2024, 3, 11, 8, 0), dt.datetime(2024, 3, 11, 8, 0)],
+            "revenue": [1e6, 2e6],
+        }
+    )
+    with Warehouse(path).connect() as conn:
+        write_silver(conn, "fmp_price_eod_as_traded", bars[bars.date == new_day])
+        for table, rows in (("fmp_price_eod_as_traded", bars), ("fmp_income_statement", statements)):
+            write_silver(conn, f"{table}__history", rows.assign(promoted_at=promoted, valid_from=promoted))
+        assert conn.execute("SELECT max(date) FROM gold.fact_price_daily").fetchone()[0] == held_to
+        plans = {}
+        for name in ("fact_price_daily", "fact_valuation_daily"):
+            since = last_build(conn, name).promoted_to
+            assert since == []  # the fixture's builds saw no history rows
+            plans[name] = plan_by_date(conn, gold.models.MODELS[name], ["AAA", "BBB", "CCC"], since)
+        # and with the marks of a build that saw all of it, a ticker that moved shows no change: recomputed
+        unexplained = plan_by_date(
+            conn, gold.models.MODELS["fact_price_daily"], ["AAA"], history_marks(conn, ("fmp_price_eod_as_traded",))
+        )
+    prices, valuation = plans["fact_price_daily"], plans["fact_valuation_daily"]
+    assert prices.after == {"AAA": held_to, "BBB": held_to}
+    # the 52-week range needs the 364 days before the first new day (the last 200 rows span less here)
+    assert prices.read_from == {"AAA": dt.date(2023, 3, 10), "BBB": dt.date(2023, 3, 10)}
+    assert prices.full == {"CCC": "a bar on or before 2024-03-08 changed or arrived"}
+    assert valuation.after == {"AAA": held_to}
+    assert valuation.read_from == {"AAA": dt.date(2024, 3, 9)}  # a valuation day needs no earlier bar
+    assert valuation.full == {
+        "BBB": "a statement for a day already built changed or arrived (restated or filed late)",
+        "CCC": "a bar on or before 2024-03-08 changed or arrived",
+    }
+    assert unexplained.full == {"AAA": "its inputs moved, but Silver history shows no change"}
+
+
+def test_a_changed_model_rebuilds_the_whole_table(built, tmp_path):
+    """A build records the version of the table's SQL; after it changed (here: recorded as another, or not at all by
+    a build from before versions), the next build recomputes every ticker, not only those whose inputs moved."""
+    path = tmp_path / "w.duckdb"
+    shutil.copy(built, path)
+    with Warehouse(path).connect() as conn:
+        for version in ("an-older-sql", None):
+            conn.execute("UPDATE ops.gold_builds SET model_version = ? WHERE asset = 'fact_price_daily'", [version])
+            ledger(conn, "fmp_price_eod_as_traded", "AAA", dt.date(2023, 1, 2), dt.date(2024, 3, 9))
+            result = gold.build(conn, "fact_price_daily", "run-2")
+            assert result.mode == "full" and "SQL changed" in result.reason
+            assert result.rows_written == 0  # the same SQL really: nothing differs
+        assert gold.build(conn, "fact_price_daily", "run-3").mode == "noop"
 
 
 def test_incremental_equals_full_after_global_input_moves(built, tmp_path):
@@ -937,10 +1052,21 @@ def test_gold_on_a_ducklake_equals_the_file(built_conn, tmp_path):
                     assert check(conn).passed, name
             again = build_all(conn, "run-2")
             assert {r.mode for r in again} == {"noop"}
+            # an incremental build writes only what differs (temp tables, EXCEPT, DELETE ... EXISTS on the lake)
+            conn.execute("""
+                UPDATE silver.fmp_price_eod_as_traded SET close = close * 1.01 WHERE ticker = 'CCC'
+                AND date = (SELECT min(date) FROM silver.fmp_price_eod_as_traded WHERE date > '2024-01-01')""")
+            ledger(conn, "fmp_price_eod_as_traded", "CCC", dt.date(2023, 1, 2), dt.date(2024, 3, 20))
+            price = gold.build(conn, "fact_price_daily", "run-3")
+            assert price.mode == "incremental" and price.tickers == ["CCC"]
+            assert 0 < price.rows_deleted == price.rows_written < 300  # the bar and the windows that include it
+            incremental = snapshot(conn)["fact_price_daily"]
+            gold.build(conn, "fact_price_daily", "run-4", full=True)
+            assert_same_tables({"p": incremental}, {"p": snapshot(conn)["fact_price_daily"]})
             builds = conn.execute("SELECT build_id, status FROM ops.gold_builds ORDER BY build_id").fetchall()
             # no PRIMARY KEY on a lake: a key written twice is caught by the ERROR check instead
             conn.execute("INSERT INTO gold.fact_price_daily SELECT * FROM gold.fact_price_daily LIMIT 1")
             outcome = quality.check_key_unique(conn, "fact_price_daily")
             assert not outcome.passed and outcome.metadata["offending_rows"] == 1
-        assert [b for b, _ in builds] == list(range(1, 2 * len(gold.GOLD_ASSETS) + 1))
+        assert [b for b, _ in builds] == list(range(1, 2 * len(gold.GOLD_ASSETS) + 3))
         assert {s for _, s in builds} == {"success"}

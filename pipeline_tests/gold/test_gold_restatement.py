@@ -5,48 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pipeline.bronze.fetch import run_bronze
-from pipeline.bronze.store import BronzeStore
-from pipeline.fmp.client import FmpClient
-from pipeline.fmp.ratelimit import RateLimiter
-from pipeline.fmp.sample import sample_transport
 from pipeline.gold.build import build, moved_inputs
 from pipeline.keymap import load_keymap
-from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
-from pipeline.silver.promote import promote_files
 from pipeline.warehouse import Warehouse
+from pipeline_tests.gold.sample_chain import fetch_and_promote as fetch_for
 
 TICKERS = ["AAPL", "MSFT"]
 
 
 def fetch_and_promote(tmp_path, entries, day: dt.date, revision: int, run_id: str) -> None:
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
-    store = BronzeStore(tmp_path / "bronze")
-    with FmpClient(
-        "https://sample.invalid/stable",
-        None,
-        transport=sample_transport(day, TICKERS, revision=revision),
-        limiter=RateLimiter(100000),
-    ) as client:
-        report = run_bronze(
-            entries=entries,
-            tickers=TICKERS,
-            warehouse=warehouse,
-            store=store,
-            client=client,
-            run_id=run_id,
-            today=day,
-            fmp_plan=None,
-            source_mode="sample",
-        )
-    assert report.hard_failures == 0
-    keymap = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
-    for table in sorted({e.silver.table for e in entries}):
-        with warehouse.transaction() as conn:
-            files = file_ingestions.promotable_files(conn, tables=[table])
-            if files:
-                promote_files(conn, keymap, table, files, tmp_path / "bronze", run_id)
+    fetch_for(tmp_path, entries, day, TICKERS, run_id, revision=revision)
 
 
 def snapshot(conn, table: str) -> list[tuple]:

@@ -2,12 +2,14 @@
 
 Statement share counts and EPS are served on the basis of the day F the source answered (the income row's
 `served_on`); the Gold table states them on the current basis cum_L. A statement is usable from the first
-trading day whose 16:00 ET close is at or after its acceptance time (the latest of the three statements').
+NYSE session whose 16:00 ET close is at or after its acceptance time (the latest of the three statements'), on the
+exchange calendar: which price days the warehouse holds plays no part.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import numpy as np
 import pandas as pd
@@ -42,27 +44,26 @@ def _statement_keys(silver: dict[str, pd.DataFrame], annual: bool) -> pd.DataFra
     return keys[is_fy if annual else keys["period"].isin(["Q1", "Q2", "Q3", "Q4"])].reset_index(drop=True)
 
 
-def usable_from(accepted: pd.Timestamp, filing: pd.Timestamp, trading_days: np.ndarray) -> pd.Timestamp:
-    """First trading day whose close (16:00 ET) is at or after `accepted`; fallbacks when no such price day exists."""
+@functools.cache
+def nyse_sessions() -> np.ndarray:
+    """Every NYSE session from 1990 to the end of next year (datetime64[ns]), from exchange-calendars itself."""
+    import exchange_calendars
+
+    end = f"{dt.date.today().year + 1}-12-31"
+    days = exchange_calendars.get_calendar("XNYS", start="1990-01-01", end=end).sessions
+    return days.to_numpy(dtype="datetime64[ns]")
+
+
+def usable_from(accepted: pd.Timestamp, filing: pd.Timestamp) -> pd.Timestamp:
+    """First NYSE session whose close (16:00 ET) is at or after `accepted` (without one: after the filing day)."""
     if pd.isna(accepted):
         if pd.isna(filing):
             return pd.NaT
-        later = trading_days[trading_days > np.datetime64(filing, "ns")]
-        if len(later):
-            return pd.Timestamp(later[0])
-        day = filing + pd.Timedelta(days=1)
-        while day.weekday() >= 5:
-            day += pd.Timedelta(days=1)
-        return day
-    day = accepted.normalize()
-    if accepted.time() > CLOSE:
-        day += pd.Timedelta(days=1)
-    later = trading_days[trading_days >= np.datetime64(day, "ns")]
-    if len(later):
-        return pd.Timestamp(later[0])
-    while day.weekday() >= 5:
-        day += pd.Timedelta(days=1)
-    return day
+        day = filing + pd.Timedelta(days=1)  # known from the start of the day after the filing
+    else:
+        day = accepted.normalize() + pd.Timedelta(days=1 if accepted.time() > CLOSE else 0)
+    sessions = nyse_sessions()
+    return pd.Timestamp(sessions[np.searchsorted(sessions, np.datetime64(day, "ns"))])
 
 
 def _copied(frame: pd.DataFrame, silver: dict[str, pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -88,9 +89,7 @@ def _ttm(g: pd.DataFrame, item: str) -> pd.Series:
     return total.where(span <= 300)
 
 
-def fundamentals(
-    silver: dict[str, pd.DataFrame], trading_days: dict[str, np.ndarray], *, annual: bool, gold_columns: list[str]
-) -> pd.DataFrame:
+def fundamentals(silver: dict[str, pd.DataFrame], *, annual: bool, gold_columns: list[str]) -> pd.DataFrame:
     """Rows keyed (ticker, period_end, period), with every gold column the spec defines or copies from Silver."""
     bases = bases_from(silver)
     keys = _statement_keys(silver, annual)
@@ -124,8 +123,7 @@ def fundamentals(
         for col in ("eps", "eps_diluted"):
             g[col] = g[col].astype(float) * fetch / basis.current
         g["book_value_per_share"] = g["book_value_per_share"] * basis.cum(g["ratios_served_on"]) / basis.current
-        days = trading_days.get(ticker, np.array([], dtype="datetime64[ns]"))
-        g["usable_from"] = [usable_from(a, f, days) for a, f in zip(g["accepted_date"], g["filing_date"])]
+        g["usable_from"] = [usable_from(a, f) for a, f in zip(g["accepted_date"], g["filing_date"])]
         out.append(g)
     frame = pd.concat(out).drop(columns=["ratios_served_on"])
     frame = _copied(frame, silver, [c for c in gold_columns if not c.endswith("_ttm")] + list(TTM_ITEMS))

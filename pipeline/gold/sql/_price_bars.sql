@@ -8,37 +8,52 @@
 -- - statement share counts and EPS are restated onto the basis of their serving day, too.
 -- cum(t) is the number of shares per original share after the splits effective on or before t (a split dated s is
 -- effective from the trading day s). Splits dated after a ticker's last price are announcements: ignored.
--- Parameter: $tickers (VARCHAR[], NULL = all).
+-- Parameters: $tickers (VARCHAR[], NULL = all); $bars_from (STRUCT(ticker, read_from)[]): for a ticker built by
+-- date, the first bar to read (its new days and what their rolling windows need); a ticker not listed reads every
+-- bar. Splits, dividends and statements are always read in full: they are few, and they re-base whole histories.
 -- The day a source answered fixes the share basis FMP served: the fetch day in New York, or the planning day when
 -- that is earlier (the bundled sample source, the test fakes and a PIPELINE_AS_OF replay answer as of that day).
 served_on AS (
     SELECT file_id, least({{ ny_date('fetched_at') }}, coalesce(as_of, {{ ny_date('fetched_at') }})) AS served_on
     FROM ops.file_ingestions
 ),
+bars_from AS (
+    SELECT unnest(CAST($bars_from AS STRUCT(ticker VARCHAR, read_from DATE)[]), recursive := true)
+),
 as_traded AS (
-    SELECT ticker, date, open, high, low, close, volume
-    FROM silver.fmp_price_eod_as_traded
-    WHERE ($tickers IS NULL OR list_contains($tickers, ticker))
+    SELECT a.ticker, a.date, a.open, a.high, a.low, a.close, a.volume
+    FROM silver.fmp_price_eod_as_traded a
+    LEFT JOIN bars_from w ON w.ticker = a.ticker
+    WHERE ($tickers IS NULL OR list_contains($tickers, a.ticker)) AND (w.read_from IS NULL OR a.date >= w.read_from)
 ),
 full_rows AS (
     -- split-adjusted on the basis of the fetch day (FMP rewrites /full after each split)
     SELECT f.ticker, f.date, f.open, f.high, f.low, f.close, f.volume, {{ served_on('f') }} AS basis_date
     FROM silver.fmp_price_eod f
     {{ join_served_on('f') }}
-    WHERE ($tickers IS NULL OR list_contains($tickers, f.ticker))
+    LEFT JOIN bars_from w ON w.ticker = f.ticker
+    WHERE ($tickers IS NULL OR list_contains($tickers, f.ticker)) AND (w.read_from IS NULL OR f.date >= w.read_from)
 ),
-price_days AS (
-    SELECT ticker, date FROM as_traded
-    UNION
-    SELECT ticker, date FROM full_rows
-),
-last_price_day AS (
-    SELECT ticker, max(date) AS last_date FROM price_days GROUP BY ticker
+-- first and last price day of each ticker, over every bar (also those a by-date build does not read)
+price_span AS (
+    SELECT ticker, min(first_date) AS first_date, max(last_date) AS last_date
+    FROM (
+        SELECT ticker, min(date) AS first_date, max(date) AS last_date
+        FROM silver.fmp_price_eod_as_traded
+        WHERE ($tickers IS NULL OR list_contains($tickers, ticker))
+        GROUP BY ticker
+        UNION ALL
+        SELECT ticker, min(date), max(date)
+        FROM silver.fmp_price_eod
+        WHERE ($tickers IS NULL OR list_contains($tickers, ticker))
+        GROUP BY ticker
+    )
+    GROUP BY ticker
 ),
 split_events AS (
     SELECT s.ticker, s.date, product(s.numerator / s.denominator) AS ratio
     FROM silver.fmp_splits s
-    JOIN last_price_day l ON l.ticker = s.ticker AND s.date <= l.last_date
+    JOIN price_span l ON l.ticker = s.ticker AND s.date <= l.last_date
     WHERE s.numerator > 0 AND s.denominator > 0
     GROUP BY s.ticker, s.date
 ),

@@ -1,7 +1,7 @@
 -- Shared CTEs: one row per (ticker, period_end, period) from the three statements, with the moment it became
 -- usable and its share counts and EPS on the current basis. A row is known once all of its statements are
 -- accepted, so accepted_date is the latest of theirs. Needs _price_bars.sql before it. Parameters: $tickers,
--- $periods (the fiscal periods: Q1..Q4 or FY).
+-- $periods (the fiscal periods: Q1..Q4 or FY), $sessions (DATE[]: the NYSE sessions).
 statement_keys AS (
     SELECT ticker, date, period FROM silver.fmp_income_statement
     WHERE list_contains($periods, period) AND ($tickers IS NULL OR list_contains($tickers, ticker))
@@ -42,12 +42,16 @@ statements_timed AS (
     SELECT *, coalesce(accepted_date, CAST(filing_date + 1 AS TIMESTAMP)) AS knowable_at
     FROM statements_raw
 ),
-price_closes AS (
-    SELECT ticker, date, date + INTERVAL 16 HOUR AS close_at FROM price_days   -- the 16:00 New York close
+-- The NYSE sessions ($sessions, from pipeline.market_calendar) with their 16:00 New York close. Point in time is
+-- decided on the exchange calendar, never on which price days the warehouse happens to hold: a statement accepted
+-- years before the first price in the warehouse is usable from its own session.
+session_closes AS (
+    SELECT date, date + INTERVAL 16 HOUR AS close_at
+    FROM (SELECT unnest(CAST($sessions AS DATE[])) AS date)
 ),
 statements AS (
     SELECT s.* EXCLUDE (eps_served, eps_diluted_served, shares_served, shares_dil_served, knowable_at),
-           -- the first close at or after the acceptance; past the last known price, the weekday rule
+           -- the first session close at or after the acceptance; past the calendar's end, the weekday rule
            coalesce(p.date,
                     CASE WHEN isodow(s.knowable_at) <= 5 AND CAST(s.knowable_at AS TIME) <= TIME '16:00:00'
                          THEN CAST(s.knowable_at AS DATE)
@@ -60,7 +64,7 @@ statements AS (
            s.eps_diluted_served * coalesce(at_fetch.cum, 1.0) / coalesce(cb.cum_l, 1.0) AS eps_diluted,
            s.shares_served, s.shares_dil_served
     FROM statements_timed s
-    ASOF LEFT JOIN price_closes p ON p.ticker = s.ticker AND s.knowable_at <= p.close_at
+    ASOF LEFT JOIN session_closes p ON s.knowable_at <= p.close_at
     ASOF LEFT JOIN split_index at_fetch ON at_fetch.ticker = s.ticker AND at_fetch.date <= s.share_basis_date
     LEFT JOIN current_basis cb ON cb.ticker = s.ticker
 )

@@ -15,7 +15,7 @@ dividend_events AS (
                * coalesce(at_ex.cum, 1.0) / coalesce(cb.cum_l, 1.0) AS amount,
            prev.split_adj_close AS prev_close
     FROM silver.fmp_dividends d
-    JOIN last_price_day l ON l.ticker = d.ticker AND d.date <= l.last_date
+    JOIN price_span l ON l.ticker = d.ticker AND d.date <= l.last_date
     LEFT JOIN current_basis cb ON cb.ticker = d.ticker
     ASOF LEFT JOIN split_index at_ex ON at_ex.ticker = d.ticker AND at_ex.date <= d.date
     {{ join_served_on('d') }}
@@ -42,14 +42,15 @@ with_total_return AS (
     ASOF LEFT JOIN dividend_cumulative c ON c.ticker = s.ticker AND s.date < c.date   -- first ex-date after the day
 ),
 with_returns AS (
-    SELECT *,
+    SELECT t.*,
            split_adj_close / lag(split_adj_close) OVER by_day - 1 AS return_1d,
            tr_close / lag(tr_close) OVER by_day - 1 AS total_return_1d,
            CASE WHEN split_adj_close > 0 AND lag(split_adj_close) OVER by_day > 0
                 THEN ln(split_adj_close / lag(split_adj_close) OVER by_day) END AS log_return_1d,
-           min(date) OVER (PARTITION BY ticker) <= date - 364 AS has_full_year
-    FROM with_total_return
-    WINDOW by_day AS (PARTITION BY ticker ORDER BY date)
+           ps.first_date <= t.date - 364 AS has_full_year   -- the ticker's first bar, also when not read
+    FROM with_total_return t
+    JOIN price_span ps ON ps.ticker = t.ticker
+    WINDOW by_day AS (PARTITION BY t.ticker ORDER BY t.date)
 )
 SELECT ticker, date, open, high, low, close, volume, price_source, split_factor,
        split_adj_open, split_adj_high, split_adj_low, split_adj_close, split_adj_volume,
