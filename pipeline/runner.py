@@ -12,8 +12,6 @@ A phase skipped for lack of work is a success and says why; a phase blocked by a
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,14 +21,13 @@ from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
 from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
-from pipeline.process import pid_alive
+from pipeline.pools import RUN_PROCESS_TAG, close_if_dead
+from pipeline.process import ProcessId
 from pipeline.settings import Settings
 from pipeline.universe import SILVER_UNIVERSE, resolve_universe
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy
 
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
-# Which process runs a CLI run: lets the next `pipeline run` recognise runs whose process died (kill -9, OOM).
-PID_TAG, HOST_TAG = "pipeline/pid", "pipeline/host"
 _UNFINISHED = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
@@ -79,7 +76,8 @@ def _execute(
     echo: Callable[[str], None],
 ) -> PhaseResult:
     echo(f"==> {name}: {len(keys)} asset(s)")
-    tags = {**(tags or {}), PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    # which process runs it: a run waiting for its pool slot, or the next `pipeline run`, recognises it as dead
+    tags = {**(tags or {}), RUN_PROCESS_TAG: str(ProcessId.current())}
     result = dg.materialize(
         [*(defs.assets or []), *(defs.asset_checks or [])],
         instance=instance,
@@ -108,24 +106,17 @@ def _execute(
 
 
 def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
-    """Close out runs of this host's `pipeline run` whose process died; returns their run ids.
+    """Close out runs of `pipeline run` whose process died (kill -9, OOM); returns their run ids.
 
-    Without a daemon nothing else would: such a run stays STARTED in the instance and keeps its slot in the
-    `fmp_api` / `duckdb_writer` pools (limit 1), so every later run would wait for that slot forever. Its
-    `ops.runs` row, left 'running', is marked failed too.
+    A run waiting for a pool slot takes back the slots of such runs itself (`pipeline.pools`); this closes the
+    ones nobody waited for, so that they do not stay STARTED in the instance (with their slots) and 'running' in
+    `ops.runs`.
     """
-    host = socket.gethostname()
-    dead: list[dg.DagsterRun] = []
-    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED, tags={HOST_TAG: host})):
-        run = record.dagster_run
-        pid = run.tags.get(PID_TAG, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            dead.append(run)
-    for run in dead:
-        instance.report_run_failed(
-            run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died before the run finished"
-        )
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    dead = [
+        record.dagster_run
+        for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED))
+        if close_if_dead(instance, record.dagster_run)
+    ]
     if dead and Warehouse.from_settings(settings).exists():
         with Warehouse.from_settings(settings).transaction() as conn:
             runs.fail_abandoned(conn, [r.run_id for r in dead])

@@ -12,11 +12,12 @@ from dagster import AssetExecutionContext
 
 from pipeline.assets.keys import bronze_key, code_version, entry_description, entry_fingerprint, entry_tags
 from pipeline.assets.metadata import bronze_metadata
-from pipeline.assets.steps import materialize_partitions, partition_tickers
+from pipeline.assets.steps import close_abandoned, materialize_partitions, partition_tickers
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
 from pipeline.partitions import tickers_partitions
+from pipeline.pools import pool_slot, pool_tags
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
 from pipeline.warehouse.connection import WarehouseBusy
@@ -61,7 +62,7 @@ def build_bronze_asset(
         name=name,
         specs=specs,
         can_subset=True,
-        pool=FMP_POOL,
+        op_tags=pool_tags(FMP_POOL),  # claimed in the step body (pipeline.pools), which sleeps while it waits
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
         retry_policy=BRONZE_RETRY,
@@ -73,7 +74,11 @@ def build_bronze_asset(
         tickers = partition_tickers(context) or []
         if fmp.uses_sample_source:
             context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
-        with fmp.client(settings) as client, _only_transient_errors_retry():
+        with (
+            pool_slot(context, lambda dead: close_abandoned(warehouse.warehouse, dead)),
+            fmp.client(settings) as client,
+            _only_transient_errors_retry(),
+        ):
             report = run_bronze(
                 entries=selected,
                 tickers=tickers,

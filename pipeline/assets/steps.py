@@ -9,7 +9,8 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
-from pipeline.ops.runs import record_failed_step
+from pipeline.ops.runs import fail_abandoned, record_failed_step
+from pipeline.warehouse.connection import Warehouse
 from pipeline.warehouse.resource import WarehouseResource
 
 BACKFILL_TAG = "dagster/backfill"
@@ -29,6 +30,12 @@ def record_failure(warehouse: WarehouseResource, context: AssetExecutionContext,
             record_failed_step(conn, context.run_id, job=context.job_name, message=message)
     except Exception as exc:  # noqa: BLE001 - the step's own error is the one to raise
         context.log.warning(f"could not record the failure in ops.runs: {exc}")
+
+
+def close_abandoned(warehouse: WarehouseResource | Warehouse, run_ids: list[str]) -> None:
+    """Mark failed in ops.runs the runs a step found dead while it waited for its pool slot (`pool_slot`)."""
+    with warehouse.transaction() as conn:
+        fail_abandoned(conn, run_ids)
 
 
 def materialize_partitions(
