@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import dagster as dg
 import duckdb
 
+from pipeline.assets.steps import interrupts_end_the_step
 from pipeline.gold.quality import GOLD_CHECKS
 from pipeline.keymap.model import Keymap
 from pipeline.pools import pool_slot, pool_tags
@@ -163,7 +164,7 @@ def build_check_group(
     def _checks(context, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         selected = set(context.selected_asset_check_keys)
         try:
-            with pool_slot(context):
+            with interrupts_end_the_step(), pool_slot(context):
                 warehouse.migrate()
                 with warehouse.reader() as conn:
                     for key, defs in defs_by_asset.items():

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from pipeline import stopping
+from pipeline.assets.bronze import UNREACHABLE_FAILURE
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
@@ -44,6 +46,7 @@ class PhaseResult:
     materialized: int
     checks: list[tuple[str, str, bool, str]]  # (asset, check, passed, severity)
     failure: str | None = None
+    unreachable: bool = False  # a Bronze step found the FMP API unreachable: nothing more is worth fetching
 
 
 @dataclass
@@ -75,6 +78,7 @@ def _execute(
     tags: dict[str, str] | None,
     echo: Callable[[str], None],
 ) -> PhaseResult:
+    stopping.raise_if_requested()  # no new phase once SIGTERM/SIGINT came
     echo(f"==> {name}: {len(keys)} asset(s)")
     # which process runs it: a run waiting for its pool slot, or the next `pipeline run`, recognises it as dead
     tags = {**(tags or {}), RUN_PROCESS_TAG: str(ProcessId.current())}
@@ -91,10 +95,11 @@ def _execute(
         (e.asset_key.to_user_string(), e.check_name, e.passed, e.severity.value)
         for e in result.get_asset_check_evaluations()
     ]
-    failure = None
+    failure, unreachable = None, False
     if not result.success:
-        errors = [ev.message for ev in result.all_events if ev.is_step_failure]
-        failure = "; ".join(str(e) for e in errors)[:2000] or "run failed"
+        failed = [ev for ev in result.all_events if ev.is_step_failure]
+        failure = "; ".join(_failure_text(ev) for ev in failed)[:2000] or "run failed"
+        unreachable = any(_user_failure_metadata(ev).get("stopped") == UNREACHABLE_FAILURE["stopped"] for ev in failed)
     mats = len(result.get_asset_materialization_events())
     echo(
         f"    {'ok' if result.success else 'FAILED'}: run {result.run_id[:8]}, {mats} materialization(s), "
@@ -102,7 +107,20 @@ def _execute(
     )
     if failure:
         echo(f"    {failure}")
-    return PhaseResult(name, result.run_id, result.success, mats, checks, failure)
+    stopping.raise_if_requested()  # the signal came while Dagster ran the phase: its step was interrupted
+    return PhaseResult(name, result.run_id, result.success, mats, checks, failure, unreachable)
+
+
+def _user_failure_metadata(event: dg.DagsterEvent) -> dict[str, object]:
+    """The metadata of the dg.Failure a step raised (plain values), {} for any other failure."""
+    data = event.step_failure_data.user_failure_data if event.step_failure_data else None
+    return {k: getattr(v, "value", v) for k, v in (data.metadata if data else {}).items()}
+
+
+def _failure_text(event: dg.DagsterEvent) -> str:
+    """What a failed step says: the description of the dg.Failure it raised, else Dagster's message."""
+    data = event.step_failure_data.user_failure_data if event.step_failure_data else None
+    return str(data.description) if data and data.description else str(event.message)
 
 
 def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
@@ -166,7 +184,10 @@ def run_pipeline(
     if global_keys:
         _run_fetch_then_promote(settings, defs, instance, outcome, "global datasets", global_keys, None, echo)
 
-    if ticker_keys:
+    if ticker_keys and _unreachable(outcome):
+        echo("==> per-ticker datasets: skipped, the FMP API is unreachable (see above)")
+        outcome.skipped.append("per-ticker datasets")
+    elif ticker_keys:
         tickers, why = universe_for_run(settings)
         outcome.tickers, outcome.universe_reason = tickers, why
         if not tickers:
@@ -251,6 +272,10 @@ def _execute_chunks(
     for i, (first, last) in enumerate(chunks, 1):
         name = f"{label} ({first}..{last})" + (f" [{i}/{len(chunks)}]" if len(chunks) > 1 else "")
         outcome.phases.append(_execute(name, defs, keys, instance, partition_range_tags(first, last), echo))
+
+
+def _unreachable(outcome: RunOutcome) -> bool:
+    return any(p.unreachable for p in outcome.phases)
 
 
 def _not_needed(outcome: RunOutcome, phase: str, why: str, echo: Callable[[str], None]) -> None:
