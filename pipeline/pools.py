@@ -32,7 +32,7 @@ POOL_TAG = "pipeline/pool"  # op tag: the pool whose slot the step holds while i
 RUN_PROCESS_TAG = "pipeline/process"  # run tag of `pipeline run`: the process that executes the whole run
 HOLDER_TAG = "pipeline/slot-holder/"  # + step key, run tag: the process of the step that claims a slot
 LEGACY_PID_TAG, LEGACY_HOST_TAG = "pipeline/pid", "pipeline/host"  # runs started before RUN_PROCESS_TAG
-FIRST_SLEEP_S = 0.1
+FIRST_SLEEP_S = 0.25
 MAX_SLEEP_S = 2.0
 SLEEP_GROWTH = 1.5
 PRIORITY_TAG = "dagster/priority"
@@ -134,8 +134,8 @@ def pool_slot(
 ) -> Iterator[None]:
     """Hold a slot of the step's pool (its POOL_TAG op tag) for the block; without a pool, just run the block.
 
-    `on_runs_closed` receives the ids of dead runs this wait marked failed, once the slot is held (the Silver and
-    Bronze steps close their `ops.runs` rows with it)."""
+    `on_runs_closed` receives the ids of dead runs this wait marked failed, once the slot is held (the asset steps
+    close their `ops.runs` rows with it)."""
     op = context.op_execution_context
     pool = op.op_def.tags.get(POOL_TAG)
     storage = context.instance.event_log_storage
@@ -155,10 +155,12 @@ def pool_slot(
         storage.free_concurrency_slot_for_step(run.run_id, step)
 
 
-def _wait_for_slot(instance: dg.DagsterInstance, pool: str, run: dg.DagsterRun, step: str, log) -> list[str]:
+def _wait_for_slot(
+    instance: dg.DagsterInstance, pool: str, run: dg.DagsterRun, step: str, log: dg.DagsterLogManager
+) -> list[str]:
     """Claim the slot, sleeping between attempts and taking back dead holders' slots; returns the runs closed."""
     storage = instance.event_log_storage
-    priority = int(run.tags.get(PRIORITY_TAG, "0")) if run.tags.get(PRIORITY_TAG, "0").lstrip("-").isdigit() else 0
+    priority = _priority(run)
     sleep_s, waited_since, closed = FIRST_SLEEP_S, None, []
     while True:
         if storage.claim_concurrency_slot(pool, run.run_id, step, priority).is_claimed:
@@ -176,6 +178,14 @@ def _wait_for_slot(instance: dg.DagsterInstance, pool: str, run: dg.DagsterRun, 
             log.info(f"pool {pool}: waiting for a slot ({_holders(storage, pool)})")
         time.sleep(sleep_s)
         sleep_s = min(MAX_SLEEP_S, sleep_s * SLEEP_GROWTH)
+
+
+def _priority(run: dg.DagsterRun) -> int:
+    """The run's `dagster/priority` tag, as Dagster's executor reads it (0 when absent or not a number)."""
+    try:
+        return int(run.tags.get(PRIORITY_TAG, "0"))
+    except ValueError:
+        return 0
 
 
 def _holders(storage, pool: str) -> str:

@@ -3,6 +3,7 @@ in ops.runs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 
@@ -16,6 +17,7 @@ from pipeline.warehouse.connection import Warehouse
 from pipeline.warehouse.resource import WarehouseResource
 
 BACKFILL_TAG = "dagster/backfill"
+log = logging.getLogger("pipeline.assets")
 
 
 def partition_tickers(context: AssetExecutionContext) -> list[str] | None:
@@ -46,9 +48,13 @@ def interrupts_end_the_step() -> Iterator[None]:
 
 
 def close_abandoned(warehouse: WarehouseResource | Warehouse, run_ids: list[str]) -> None:
-    """Mark failed in ops.runs the runs a step found dead while it waited for its pool slot (`pool_slot`)."""
-    with warehouse.transaction() as conn:
-        fail_abandoned(conn, run_ids)
+    """Mark failed in ops.runs the runs a step found dead while it waited for its pool slot (`pipeline.pools`).
+    Bookkeeping only: when the warehouse cannot be written, the step goes on and says so."""
+    try:
+        with warehouse.transaction() as conn:
+            fail_abandoned(conn, run_ids)
+    except Exception as exc:  # noqa: BLE001 - the step's own work matters more than this row
+        log.warning("could not mark the dead run(s) %s failed in ops.runs: %s", ", ".join(run_ids), exc)
 
 
 def materialize_partitions(

@@ -26,8 +26,8 @@ from pipeline.process import ProcessId, start_ticks
 
 POOL = "test_pool"
 STEP = "holder_step"
-RELEASE_AFTER_S = 1.5
-WAIT_CPU_LIMIT_S = 0.3  # CPU of the waiting step's thread while it waits RELEASE_AFTER_S: sleeping, not spinning
+RELEASE_AFTER_S = 2.0
+WAIT_CPU_LIMIT_S = 0.5  # CPU of the waiting step's thread over RELEASE_AFTER_S: sleeping (a spin burns all of it)
 RECLAIM_DEADLINE_S = 3.0
 
 
