@@ -5,6 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export DAGSTER_HOME ?= $(abspath $(or $(PIPELINE_DATA_DIR),data))/dagster_home
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
 
 .PHONY: demo test lint ui bench venv clean
 
@@ -27,9 +29,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check pipeline pipeline_tests
 
 ui: $(STAMP)
-	# installs the project's current dagster.yaml in $(DAGSTER_HOME) (pools, run monitoring, retries)
-	$(BIN)/python -c 'from pipeline.cli import ensure_dagster_home; from pipeline.settings import get_settings; ensure_dagster_home(get_settings())'
-	$(BIN)/dg dev --host 127.0.0.1 --port 3000
+	# dg dev with the project's current dagster.yaml in $(DAGSTER_HOME); SIGTERM or SIGINT stops all of it
+	$(BIN)/pipeline ui --host $(UI_HOST) --port $(UI_PORT)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipeline_tests.bench.run_all

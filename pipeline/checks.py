@@ -20,8 +20,10 @@ from dataclasses import dataclass
 import dagster as dg
 import duckdb
 
+from pipeline.assets.steps import interrupts_end_the_step
 from pipeline.gold.quality import GOLD_CHECKS
 from pipeline.keymap.model import Keymap
+from pipeline.pools import pool_slot, pool_tags
 from pipeline.silver import quality as silver_quality
 from pipeline.silver.quality import CheckOutcome
 from pipeline.warehouse.connection import WarehouseMissing
@@ -155,16 +157,18 @@ def build_check_group(
         name=name,
         specs=specs,
         can_subset=True,
-        pool=pool,
+        op_tags=pool_tags(pool),
         retry_policy=CHECK_RETRY,
         description=f"Data-quality checks of {len(defs_by_asset)} asset(s), on the current warehouse.",
     )
     def _checks(context, warehouse: WarehouseResource) -> Iterator[dg.AssetCheckResult]:
         selected = set(context.selected_asset_check_keys)
         try:
-            with warehouse.reader() as conn:
-                for key, defs in defs_by_asset.items():
-                    yield from evaluate(conn, key, list(defs), selected)
+            with interrupts_end_the_step(), pool_slot(context):
+                warehouse.migrate()
+                with warehouse.reader() as conn:
+                    for key, defs in defs_by_asset.items():
+                        yield from evaluate(conn, key, list(defs), selected)
         except WarehouseMissing as exc:
             for ck in sorted(selected, key=str):
                 d = next(d for d in defs_by_asset[ck.asset_key] if d.name == ck.name)

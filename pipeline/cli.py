@@ -15,11 +15,13 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline import stopping
 from pipeline.keymap.loader import KeymapError
 from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from pipeline.warehouse.migrations import MigrationError
 
 PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."  # first words of ./dagster.yaml
+WRITING_COMMANDS = ("run", "demo", "replay")
 
 
 def sync_instance_config(home: Path) -> bool:
@@ -129,6 +131,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
         result = run_checks(defs, instance, selection, "pipeline check", log_level="CRITICAL")
+    stopping.raise_if_requested()  # the signal came while Dagster ran the checks: their results are incomplete
     evaluations = sorted(check_results(result), key=lambda c: c.name)
     failed_error = 0
     for c in evaluations:
@@ -184,6 +187,13 @@ def print_automation(settings: Settings) -> None:
     print("\nSensors: " + ("nothing waiting" if not lines else ""))
     for line in lines:
         print(f"  {line}")
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pipeline.ui import serve
+
+    ensure_dagster_home(get_settings())  # the project's current dagster.yaml (pools, run monitoring, retries)
+    return serve(args.host, args.port)
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
@@ -316,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_cov.set_defaults(func=cmd_coverage)
 
+    p_ui = sub.add_parser(
+        "ui", help="the Dagster UI and daemon (dg dev); SIGTERM or SIGINT stops all of it (what `make ui` runs)"
+    )
+    p_ui.add_argument("--host", default="127.0.0.1")
+    p_ui.add_argument("--port", type=int, default=3000)
+    p_ui.set_defaults(func=cmd_ui)
+
     p_replay = sub.add_parser("replay", help="rebuild Silver from Bronze with zero API calls")
     p_replay.add_argument("--table", default=None, help="only this Silver table (default: all)")
     p_replay.add_argument("--tickers", default=None, help="comma-separated tickers (default: all)")
@@ -324,6 +341,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `pipeline` command. Run as a program (no `argv`), SIGTERM and SIGINT stop it within seconds with exit
+    code 128 + the signal (`pipeline.stopping`); called with `argv` (tests), the caller's signal handling stays."""
+    if argv is None:
+        stopping.install()
+    code = _main(argv)
+    if argv is None and stopping.requested() is not None:
+        stopping.exit_now(code)  # without waiting for threads still blocked in a request
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         os.environ.pop("FMP_API_KEY", None)  # the demo always uses the bundled sample source
@@ -333,6 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         get_logger("pipeline", get_settings())  # console + dated file under <data>/logs, key scrubbed
         return int(args.func(args) or 0)
+    except stopping.Stopped as exc:
+        kept = "; what was written so far is kept and registered" if args.command in WRITING_COMMANDS else ""
+        print(f"pipeline {args.command}: {exc}{kept}", file=sys.stderr)
+        return stopping.exit_code(exc.signum)
     except SettingsError as exc:
         print(f"pipeline: configuration error: {exc}", file=sys.stderr)
         return 2

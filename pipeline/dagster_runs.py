@@ -1,22 +1,21 @@
 """In-process Dagster runs of the CLI (`pipeline run`, `pipeline check`), and what the CLI reads from them.
 
-Every run carries the pid and host of the process that runs it, so that the next `pipeline run` can close out
-a run whose process died (`pipeline.runner.reclaim_abandoned_runs`). A run's checks are read against its plan,
-not only from the evaluations it produced: Dagster skips a check step whose asset step yielded no output, and
-counting only the evaluations would report such a run as "0/0 check(s) passed".
+Every run carries the process that runs it (`pipeline.pools.RUN_PROCESS_TAG`: host, pid and start time), so that
+a run waiting for a pool slot, or the next `pipeline run`, recognises a run whose process died. A run's checks
+are read against its plan, not only from the evaluations it produced: Dagster skips a check step whose asset step
+yielded no output, and counting only the evaluations would report such a run as "0/0 check(s) passed".
 """
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
-# Which process runs a CLI run: lets the next `pipeline run` recognise runs whose process died (kill -9, OOM).
-PID_TAG, HOST_TAG = "pipeline/pid", "pipeline/host"
+from pipeline.pools import RUN_PROCESS_TAG
+from pipeline.process import ProcessId
+
 # What started a checks-only run: `pipeline check`, or `pipeline run` for the checks a phase's run did not evaluate.
 TRIGGER_TAG = "pipeline/trigger"
 
@@ -58,7 +57,7 @@ def materialize(
         instance=instance,
         resources=defs.resources,
         selection=selection,
-        tags={**tags, PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()},
+        tags={**tags, RUN_PROCESS_TAG: str(ProcessId.current())},
         raise_on_error=False,
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )

@@ -21,8 +21,8 @@ from pipeline.sensors import (
 from pipeline.settings import Settings, get_settings
 from pipeline.warehouse.lake import writer_pool
 
-# Each step in its own process, as Dagster's default executor does: a step loads its resources (the warehouse
-# resource applies migrations) only after it holds its pool slot. The processes are forked from a server that has
+# Each step in its own process, as Dagster's default executor does (a step claims its pool slot in its body,
+# `pipeline.pools`, and touches the warehouse only once it holds it). The processes are forked from a server that has
 # already imported the project, instead of each starting Python and loading the definitions again (about 2 s per
 # step; a Gold run has seven steps).
 STEP_EXECUTOR = dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}}, name="forkserver_executor")

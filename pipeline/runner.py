@@ -17,16 +17,14 @@ and Gold waits until every check ran and the ERROR ones passed.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
 
+from pipeline import stopping
+from pipeline.assets.bronze import UNREACHABLE_FAILURE
 from pipeline.dagster_runs import (
-    HOST_TAG,
-    PID_TAG,
     CheckResult,
     check_label,
     check_results,
@@ -39,7 +37,7 @@ from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
 from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
-from pipeline.process import pid_alive
+from pipeline.pools import close_if_dead
 from pipeline.settings import Settings
 from pipeline.universe import SILVER_UNIVERSE, resolve_universe
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy
@@ -63,6 +61,7 @@ class PhaseResult:
     checks: list[CheckResult]  # evaluated in the phase's run, or in its checks-only run
     failure: str | None = None
     checks_not_run: list[str] = field(default_factory=list)  # checks the run was to evaluate, never evaluated
+    unreachable: bool = False  # a Bronze step found the FMP API unreachable: nothing more is worth fetching
 
 
 @dataclass
@@ -109,13 +108,15 @@ def _execute(
     it finds nothing new for its tickers (another run promoted the files first, or only some tickers changed).
     The phase's outcome counts the checks its run was to evaluate, not only those it got.
     """
+    stopping.raise_if_requested()  # no new phase once SIGTERM/SIGINT came
     echo(f"==> {name}: {len(keys)} asset(s)")
     result = materialize(defs, instance, keys, tags or {})
     checks = check_results(result)
-    failure = None
+    failure, unreachable = None, False
     if not result.success:
-        errors = [ev.message for ev in result.all_events if ev.is_step_failure]
-        failure = "; ".join(str(e) for e in errors)[:2000] or "run failed"
+        failed = [ev for ev in result.all_events if ev.is_step_failure]
+        failure = "; ".join(_failure_text(ev) for ev in failed)[:2000] or "run failed"
+        unreachable = any(_user_failure_metadata(ev).get("stopped") == UNREACHABLE_FAILURE["stopped"] for ev in failed)
     mats = len(result.get_asset_materialization_events())
     missing = checks_not_evaluated(result, instance, checks)
     skipped_steps = sorted(ev.step_key for ev in result.get_step_skipped_events() if ev.step_key)
@@ -129,7 +130,8 @@ def _execute(
     for check in checks:
         if not check.passed:
             echo(f"    {check.describe()}")
-    phase = PhaseResult(name, result.run_id, result.success, mats, checks, failure)
+    stopping.raise_if_requested()  # the signal came while Dagster ran the phase: its step was interrupted
+    phase = PhaseResult(name, result.run_id, result.success, mats, checks, failure, unreachable=unreachable)
     if missing:
         _run_missing_checks(phase, defs, instance, missing, echo)
     return phase
@@ -167,25 +169,30 @@ def _passed(checks: list[CheckResult]) -> str:
     return f"{sum(1 for c in checks if c.passed)}/{len(checks)}"
 
 
-def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
-    """Close out runs of this host's `pipeline run` whose process died; returns their run ids.
+def _user_failure_metadata(event: dg.DagsterEvent) -> dict[str, object]:
+    """The metadata of the dg.Failure a step raised (plain values), {} for any other failure."""
+    data = event.step_failure_data.user_failure_data if event.step_failure_data else None
+    return {k: getattr(v, "value", v) for k, v in (data.metadata if data else {}).items()}
 
-    Without a daemon nothing else would: such a run stays STARTED in the instance and keeps its slot in the
-    `fmp_api` / `duckdb_writer` pools (limit 1), so every later run would wait for that slot forever. Its
-    `ops.runs` row, left 'running', is marked failed too.
+
+def _failure_text(event: dg.DagsterEvent) -> str:
+    """What a failed step says: the description of the dg.Failure it raised, else Dagster's message."""
+    data = event.step_failure_data.user_failure_data if event.step_failure_data else None
+    return str(data.description) if data and data.description else str(event.message)
+
+
+def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
+    """Close out runs of `pipeline run` whose process died (kill -9, OOM); returns their run ids.
+
+    A run waiting for a pool slot takes back the slots of such runs itself (`pipeline.pools`); this closes the
+    ones nobody waited for, so that they do not stay STARTED in the instance (with their slots) and 'running' in
+    `ops.runs`.
     """
-    host = socket.gethostname()
-    dead: list[dg.DagsterRun] = []
-    for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED, tags={HOST_TAG: host})):
-        run = record.dagster_run
-        pid = run.tags.get(PID_TAG, "")
-        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
-            dead.append(run)
-    for run in dead:
-        instance.report_run_failed(
-            run, f"abandoned: the process that ran it (pid {run.tags[PID_TAG]}) died before the run finished"
-        )
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+    dead = [
+        record.dagster_run
+        for record in instance.get_run_records(filters=dg.RunsFilter(statuses=_UNFINISHED))
+        if close_if_dead(instance, record.dagster_run)
+    ]
     if dead and Warehouse.from_settings(settings).exists():
         with Warehouse.from_settings(settings).transaction() as conn:
             runs.fail_abandoned(conn, [r.run_id for r in dead])
@@ -235,7 +242,10 @@ def run_pipeline(
     if global_keys:
         _run_fetch_then_promote(settings, defs, instance, outcome, "global datasets", global_keys, None, echo)
 
-    if ticker_keys:
+    if ticker_keys and _unreachable(outcome):
+        echo("==> per-ticker datasets: skipped, the FMP API is unreachable (see above)")
+        outcome.skipped.append("per-ticker datasets")
+    elif ticker_keys:
         tickers, why = universe_for_run(settings)
         outcome.tickers, outcome.universe_reason = tickers, why
         if not tickers:
@@ -325,6 +335,10 @@ def _execute_chunks(
     for i, (first, last) in enumerate(chunks, 1):
         name = f"{label} ({first}..{last})" + (f" [{i}/{len(chunks)}]" if len(chunks) > 1 else "")
         outcome.phases.append(_execute(name, defs, keys, instance, partition_range_tags(first, last), echo))
+
+
+def _unreachable(outcome: RunOutcome) -> bool:
+    return any(p.unreachable for p in outcome.phases)
 
 
 def _not_needed(outcome: RunOutcome, phase: str, why: str, echo: Callable[[str], None]) -> None:

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
+from pipeline import ui
 from pipeline.settings import PROJECT_ROOT
 
 T = TypeVar("T")
@@ -28,20 +28,8 @@ def free_port() -> int:
 
 
 def dev_command(port: int) -> list[str]:
-    """`dg dev` when the dg CLI is installed (the command `make ui` runs), else `dagster dev`."""
-    bin_dir = Path(sys.executable).parent
-    if (bin_dir / "dg").exists():
-        return [str(bin_dir / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)]
-    return [
-        str(bin_dir / "dagster"),
-        "dev",
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
+    """What `pipeline ui` (and so `make ui`) starts: `dg dev`, or `dagster dev` without the dg CLI."""
+    return ui.dev_command("127.0.0.1", port)
 
 
 @contextmanager
@@ -85,3 +73,21 @@ def wait_for(probe: Callable[[], T], timeout_s: float, message: str, every_s: fl
             return value
         time.sleep(every_s)
     pytest.fail(message)
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out

@@ -12,11 +12,19 @@ from dagster import AssetExecutionContext
 
 from pipeline.assets.keys import bronze_key, code_version, entry_description, entry_fingerprint, entry_tags
 from pipeline.assets.metadata import bronze_metadata
-from pipeline.assets.steps import materialize_partitions, partition_tickers
+from pipeline.assets.steps import (
+    close_abandoned,
+    interrupts_end_the_step,
+    materialize_partitions,
+    partition_tickers,
+)
 from pipeline.bronze.fetch import run_bronze
+from pipeline.bronze.refusals import UNREACHABLE_STOP
+from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
 from pipeline.partitions import tickers_partitions
+from pipeline.pools import pool_slot, pool_tags
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
 from pipeline.warehouse.connection import WarehouseBusy
@@ -28,6 +36,8 @@ FMP_POOL = "fmp_api"  # fetching steps: two runs together cannot exceed the rate
 # rate limit, busy warehouse) the step is retried after a growing pause; only what is still due is fetched again.
 BRONZE_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 TRANSIENT_ERRORS = frozenset({"transport", "rate_limited"})
+# In the step failure's metadata when the API could not be reached at all: `pipeline run` starts no further fetch.
+UNREACHABLE_FAILURE = {"stopped": "api_unreachable"}
 
 
 def build_bronze_asset(
@@ -61,7 +71,7 @@ def build_bronze_asset(
         name=name,
         specs=specs,
         can_subset=True,
-        pool=FMP_POOL,
+        op_tags=pool_tags(FMP_POOL),  # claimed in the step body (pipeline.pools), which sleeps while it waits
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
         retry_policy=BRONZE_RETRY,
@@ -73,7 +83,12 @@ def build_bronze_asset(
         tickers = partition_tickers(context) or []
         if fmp.uses_sample_source:
             context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
-        with fmp.client(settings) as client, _only_transient_errors_retry():
+        with (
+            interrupts_end_the_step(),
+            pool_slot(context, lambda dead: close_abandoned(warehouse.warehouse, dead)),
+            fmp.client(settings) as client,
+            _only_transient_errors_retry(),
+        ):
             report = run_bronze(
                 entries=selected,
                 tickers=tickers,
@@ -105,6 +120,8 @@ def build_bronze_asset(
             result = materialize_partitions(context, bronze_key(entry), counts, changed, {"source": fmp.source_label})
             if result is not None:
                 yield result
+        if report.unreachable:
+            raise dg.Failure(description=unreachable_message(report), allow_retries=False, metadata=UNREACHABLE_FAILURE)
         if report.hard_failures:
             kinds = report.failure_kinds
             transient = kinds <= TRANSIENT_ERRORS
@@ -119,6 +136,16 @@ def build_bronze_asset(
             )
 
     return _bronze
+
+
+def unreachable_message(report: BronzeRunReport) -> str:
+    """The one message of a step that found the API unreachable: which API, why, and what was kept."""
+    not_sent = sum(r.skipped[UNREACHABLE_STOP] for r in report.entries.values())
+    why = report.stop.reason.removeprefix("not sent: ") if report.stop else "the FMP API is unreachable"
+    return (
+        f"{why}. Nothing more was sent: {not_sent} request(s) not sent; the {report.requests} error envelope(s) "
+        "written are registered. Check the network and FMP_BASE_URL, then run again."
+    )
 
 
 @contextmanager

@@ -9,12 +9,13 @@ from dagster import AssetExecutionContext
 
 from pipeline.assets.keys import code_version, gold_key, silver_key
 from pipeline.assets.metadata import gold_column_schema, gold_metadata
-from pipeline.assets.steps import record_failure
+from pipeline.assets.steps import close_abandoned, record_failure
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline.gold.chart import chart
 from pipeline.gold.models import MODELS, resolve
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
+from pipeline.pools import pool_slot, pool_tags
 from pipeline.settings import Settings
 from pipeline.silver.schema import ensure_table
 from pipeline.warehouse.lake import writer_pool
@@ -30,7 +31,7 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
         group_name="gold",
         kinds={"duckdb"},
         tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
-        pool=writer_pool(settings.uses_lake),
+        op_tags=pool_tags(writer_pool(settings.uses_lake)),
         code_version=code_version(model),
         description=(model.description or name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
         metadata={
@@ -40,7 +41,7 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
         },
     )
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
-        with warehouse.connect() as conn:
+        with pool_slot(context, lambda dead: close_abandoned(warehouse, dead)), warehouse.connect() as conn:
             for table in inputs:  # a Silver input that was never promoted reads as empty, not as an error
                 ensure_table(conn, keymap.tables()[table])
             try:

@@ -17,10 +17,11 @@ from pipeline.assets.keys import (
     silver_table_description,
 )
 from pipeline.assets.metadata import silver_column_schema, silver_metadata, table_preview
-from pipeline.assets.steps import materialize_partitions, partition_tickers, record_failure
+from pipeline.assets.steps import close_abandoned, materialize_partitions, partition_tickers, record_failure
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
 from pipeline.partitions import tickers_partitions
+from pipeline.pools import pool_slot, pool_tags
 from pipeline.settings import Settings
 from pipeline.silver.promote import TICKER_COUNTS, promote_waiting
 from pipeline.silver.schema import qualified, row_count
@@ -57,15 +58,8 @@ def build_silver_asset(
         )
     by_key = {silver_key(t): t for t in tables}
 
-    @dg.multi_asset(
-        name=name,
-        specs=specs,
-        can_subset=True,
-        pool=writer_pool(settings.uses_lake),
-        partitions_def=tickers_partitions if per_ticker else None,
-        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
-    )
-    def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
+    def _promote(context: AssetExecutionContext, warehouse: WarehouseResource):
+        """Promote the selected tables, as the step does once it holds its pool slot."""
         tickers = partition_tickers(context)
         for key in sorted(context.selected_asset_keys, key=str):
             table = by_key.get(key)
@@ -105,6 +99,18 @@ def build_silver_asset(
             result = materialize_partitions(context, key, counts, changed)
             if result is not None:
                 yield result
+
+    @dg.multi_asset(
+        name=name,
+        specs=specs,
+        can_subset=True,
+        op_tags=pool_tags(writer_pool(settings.uses_lake)),
+        partitions_def=tickers_partitions if per_ticker else None,
+        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+    )
+    def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
+        with pool_slot(context, lambda dead: close_abandoned(warehouse, dead)):
+            yield from _promote(context, warehouse)
 
     return _silver
 

@@ -3,16 +3,21 @@ in ops.runs."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import logging
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 
 import dagster as dg
 from dagster import AssetExecutionContext
 from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
-from pipeline.ops.runs import record_failed_step
+from pipeline import stopping
+from pipeline.ops.runs import fail_abandoned, record_failed_step
+from pipeline.warehouse.connection import Warehouse
 from pipeline.warehouse.resource import WarehouseResource
 
 BACKFILL_TAG = "dagster/backfill"
+log = logging.getLogger("pipeline.assets")
 
 
 def partition_tickers(context: AssetExecutionContext) -> list[str] | None:
@@ -29,6 +34,27 @@ def record_failure(warehouse: WarehouseResource, context: AssetExecutionContext,
             record_failed_step(conn, context.run_id, job=context.job_name, message=message)
     except Exception as exc:  # noqa: BLE001 - the step's own error is the one to raise
         context.log.warning(f"could not record the failure in ops.runs: {exc}")
+
+
+@contextmanager
+def interrupts_end_the_step() -> Iterator[None]:
+    """A step interrupted (SIGTERM or SIGINT, a run terminated from the UI) fails for good: with a retry policy,
+    Dagster would otherwise start it again after the policy's delay, long after the run was asked to stop."""
+    try:
+        yield
+    except (dg.DagsterExecutionInterruptedError, stopping.Stopped, KeyboardInterrupt) as exc:
+        why = stopping.reason() or "interrupted: the run was asked to stop"
+        raise dg.Failure(description=f"{why}; the step is not retried", allow_retries=False) from exc
+
+
+def close_abandoned(warehouse: WarehouseResource | Warehouse, run_ids: list[str]) -> None:
+    """Mark failed in ops.runs the runs a step found dead while it waited for its pool slot (`pipeline.pools`).
+    Bookkeeping only: when the warehouse cannot be written, the step goes on and says so."""
+    try:
+        with warehouse.transaction() as conn:
+            fail_abandoned(conn, run_ids)
+    except Exception as exc:  # noqa: BLE001 - the step's own work matters more than this row
+        log.warning("could not mark the dead run(s) %s failed in ops.runs: %s", ", ".join(run_ids), exc)
 
 
 def materialize_partitions(

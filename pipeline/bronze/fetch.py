@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+from pipeline import stopping
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.recovery import register_orphans
@@ -30,6 +31,7 @@ log = logging.getLogger("pipeline.bronze")
 
 REGISTER_EVERY_FILES = 500
 REGISTER_EVERY_SECONDS = 5.0
+STOP_WAIT_S = 3.0  # after SIGTERM/SIGINT, how long requests already in flight may take to end
 
 
 def _envelope(
@@ -230,7 +232,7 @@ def run_bronze(
 
     # A refused key, an exhausted quota or a plan that lacks a symbol or an endpoint refuses every similar
     # request alike: what they make pointless is not sent (reported as skipped), instead of hundreds of refusals.
-    stops = RunStops()
+    stops = RunStops(unreachable=lambda: client.unreachable)
 
     def work(
         request: PlannedRequest, entry: KeymapEntry
@@ -243,50 +245,83 @@ def run_bronze(
         return [(env, store.write(env, journal)) for env in envelopes], news
 
     done_tasks = 0
-    with ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="bronze") as pool:
-        futures: dict[Future, tuple[PlannedRequest, KeymapEntry]] = {}
-        queue = iter(tasks)
+
+    def collect(fut: Future) -> None:
+        """Account for one finished request: its skip, its stop messages, its files (registered at the next flush)."""
+        nonlocal done_tasks
+        request, entry = futures.pop(fut)
+        rep = reports[entry.asset_name]
+        outcome = fut.result()
+        if isinstance(outcome, NotSent):
+            rep.skipped[outcome.kind] += 1
+            rep.add_skip_reason(outcome.reason)
+            outcome = ([], [])
+        written, news = outcome
+        for message in news:
+            log.warning("%s: %s", entry.asset_name, message)
+            say(f"{entry.asset_name}: {message}")
+            rep.add_skip_reason(message)
+        for env, rel in written:
+            rep.add_file(env)
+            pending.append(file_record(env, rel, entry.silver.table))
+        done_tasks += 1
+
+    pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="bronze")
+    futures: dict[Future, tuple[PlannedRequest, KeymapEntry]] = {}
+    queue = iter(tasks)
+    abandoned = 0
+    try:
         for _ in range(max(1, max_concurrency) * 2):
             item = next(queue, None)
             if item is None:
                 break
             futures[pool.submit(work, *item)] = item
-        try:
-            while futures:
-                finished, _ = wait(futures, timeout=REGISTER_EVERY_SECONDS, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    request, entry = futures.pop(fut)
-                    rep = reports[entry.asset_name]
-                    outcome = fut.result()
-                    if isinstance(outcome, NotSent):
-                        rep.skipped[outcome.kind] += 1
-                        rep.add_skip_reason(outcome.reason)
-                        outcome = ([], [])
-                    written, news = outcome
-                    for message in news:
-                        log.warning("%s: %s", entry.asset_name, message)
-                        say(f"{entry.asset_name}: {message}")
-                        rep.add_skip_reason(message)
-                    for env, rel in written:
-                        rep.add_file(env)
-                        pending.append(file_record(env, rel, entry.silver.table))
-                    done_tasks += 1
-                    item = next(queue, None)
-                    if item is not None:
-                        futures[pool.submit(work, *item)] = item
-                if len(pending) >= REGISTER_EVERY_FILES or time.monotonic() - last_flush >= REGISTER_EVERY_SECONDS:
-                    flush()
-                    if tasks:
-                        say(f"progress: {done_tasks}/{len(tasks)} request(s) done")
-        finally:
-            flush()
-    store.close_journal(journal)
+        while futures:
+            finished, _ = wait(futures, timeout=REGISTER_EVERY_SECONDS, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                collect(fut)
+                item = next(queue, None)
+                if item is not None:
+                    futures[pool.submit(work, *item)] = item
+            if len(pending) >= REGISTER_EVERY_FILES or time.monotonic() - last_flush >= REGISTER_EVERY_SECONDS:
+                flush()
+                if tasks:
+                    say(f"progress: {done_tasks}/{len(tasks)} request(s) done")
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            raise  # a bug: the requests in flight end, what they wrote is registered (below), the error stands
+        # SIGTERM / SIGINT (through Dagster, or a `Stopped`), or a run terminated from the UI
+        why = stopping.reason() or f"interrupted ({type(exc).__name__})"
+        stops.stop_all(NotSent("not_sent_stopped", f"not sent: the run was {why}"))
+        client.stop_retrying()
+        abandoned = _wind_down(futures, collect)
+        flush()
+        with warehouse.transaction() as conn:
+            runs.record_run(
+                conn,
+                run_id,
+                job=job,
+                source_mode=source_mode,
+                status="failed",
+                finished=True,
+                message=f"{why}: {done_tasks} of {len(tasks)} request(s) done, the files written are registered",
+            )
+        say(
+            f"{why}: {done_tasks} of {len(tasks)} request(s) done, their files registered; nothing more sent"
+            + (f"; {abandoned} request(s) in flight abandoned" if abandoned else "")
+        )
+        raise
+    finally:
+        pool.shutdown(wait=not abandoned, cancel_futures=True)
+        flush()
+    store.close_journal(journal)  # only once everything written is registered: after a stop or an error the next
+    # run registers from the journal what a request still in flight wrote
     for name, rep in reports.items():
         not_sent = {kind: n for kind, n in rep.skipped.items() if kind.startswith("not_sent_")}
         if not_sent:
             say(f"{name}: not sent this run: {', '.join(f'{n} {kind}' for kind, n in sorted(not_sent.items()))}")
 
-    report = BronzeRunReport(run_id, source_mode, reports, orphans)
+    report = BronzeRunReport(run_id, source_mode, reports, orphans, stop=stops.run_stop)
     failed = report.hard_failures
     with warehouse.transaction() as conn:
         runs.record_run(
@@ -304,6 +339,20 @@ def run_bronze(
             finished=True,
         )
     return report
+
+
+def _wind_down(futures: dict[Future, object], collect: Callable[[Future], None]) -> int:
+    """After a stop: cancel the requests not started, give those in flight STOP_WAIT_S to end (their files are
+    collected for registration), and return how many are abandoned."""
+    for fut in list(futures):
+        if fut.cancel():
+            futures.pop(fut)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while futures and (left := deadline - time.monotonic()) > 0:
+        finished, _ = wait(futures, timeout=left, return_when=FIRST_COMPLETED)
+        for fut in finished:
+            collect(fut)
+    return len(futures)
 
 
 def dry_run(

@@ -8,16 +8,23 @@ its reason, and a later run plans the same requests again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pipeline.bronze.envelope import BronzeEnvelope
 from pipeline.bronze.planner import PlannedRequest
-from pipeline.fmp.classify import ENDPOINT_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN
+from pipeline.fmp.classify import (
+    API_UNREACHABLE,
+    ENDPOINT_NOT_IN_PLAN,
+    PARAMETER_NOT_IN_PLAN,
+    QUOTA_EXHAUSTED,
+    SYMBOL_NOT_IN_PLAN,
+)
 from pipeline.keymap.model import KeymapEntry
 
 AUTH_REFUSALS_TO_STOP = 3
 QUOTA_REFUSALS_TO_STOP = 3  # consecutive: one success in between means the quota is not gone
+UNREACHABLE_STOP = "not_sent_api_unreachable"
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class RunStops:
     - a refused key (`auth`, AUTH_REFUSALS_TO_STOP answers): every remaining request, `not_sent_key_refused`;
     - an exhausted quota (QUOTA_REFUSALS_TO_STOP consecutive quota refusals): every remaining request,
       `not_sent_quota_exhausted`; a later run, once the quota has reset, plans them again;
+    - an unreachable API (the client saw UNREACHABLE_AFTER transport failures in a row and never an answer):
+      every remaining request, `not_sent_api_unreachable`;
     - a 402 on one symbol: that ticker's remaining requests, `not_sent_symbol_not_in_plan`;
     - a 402 on an endpoint: that path's remaining requests, `not_sent_endpoint_not_in_plan`;
     - a 402 on another query parameter: that keymap entry's remaining requests, `not_sent_parameter_not_in_plan`.
@@ -42,7 +51,9 @@ class RunStops:
     every request not yet on the wire. The refusals themselves stay Bronze error envelopes.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, unreachable: Callable[[], str | None] = lambda: None) -> None:
+        """`unreachable`: why the client found the API unreachable (FmpClient.unreachable), for the stop's reason."""
+        self._unreachable = unreachable
         self._lock = threading.Lock()
         self._key_refusals = 0
         self._quota_streak = 0
@@ -50,6 +61,17 @@ class RunStops:
         self._tickers: dict[str, NotSent] = {}
         self._paths: dict[str, NotSent] = {}
         self._entries: dict[str, NotSent] = {}
+
+    @property
+    def run_stop(self) -> NotSent | None:
+        """The stop that keeps every remaining request of the run from being sent, if one came."""
+        with self._lock:
+            return self._run
+
+    def stop_all(self, stop: NotSent) -> None:
+        """Send nothing more this run (the run is stopping), whatever stopped it before."""
+        with self._lock:
+            self._run = stop
 
     def not_sent(self, request: PlannedRequest, entry: KeymapEntry) -> NotSent | None:
         with self._lock:
@@ -69,7 +91,11 @@ class RunStops:
             self._quota_streak = self._quota_streak + 1 if quota else 0
             if refused is None:
                 return news
-            if refused.error_class == "auth":
+            if refused.error_detail == API_UNREACHABLE and self._run is None:
+                why = self._unreachable() or f"the FMP API is unreachable (last: {refused.error_message})"
+                self._run = NotSent(UNREACHABLE_STOP, f"not sent: {why}")
+                news.append(self._run.reason)
+            elif refused.error_class == "auth":
                 self._key_refusals += 1
                 if self._key_refusals >= AUTH_REFUSALS_TO_STOP and self._run is None:
                     self._run = NotSent(

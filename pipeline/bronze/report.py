@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from pipeline.bronze.envelope import BronzeEnvelope
+from pipeline.bronze.refusals import UNREACHABLE_STOP, NotSent
 from pipeline.keymap.model import KeymapEntry
 
 # Error classes that fail the step (after everything that succeeded is persisted): the API or our
@@ -113,6 +114,12 @@ class BronzeRunReport:
     source_mode: str
     entries: dict[str, EntryReport]
     orphans_registered: int = 0
+    stop: NotSent | None = None  # what stopped the run from sending the rest (a refused key, the API unreachable...)
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether the API could not be reached at all: retrying the step later would only repeat that."""
+        return self.stop is not None and self.stop.kind == UNREACHABLE_STOP
 
     @property
     def requests(self) -> int:

@@ -31,7 +31,8 @@ QUOTA_EXHAUSTED = "quota_exhausted"  # daily or bandwidth quota: nothing helps u
 SYMBOL_NOT_IN_PLAN = "symbol_not_in_plan"  # 402 Premium Query Parameter on 'symbol': skip that ticker
 PARAMETER_NOT_IN_PLAN = "parameter_not_in_plan"  # 402 Premium Query Parameter on another one: skip the dataset
 ENDPOINT_NOT_IN_PLAN = "endpoint_not_in_plan"  # 402 Restricted Endpoint (or an unrecognised 402): skip the path
-ERROR_DETAILS = (QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, ENDPOINT_NOT_IN_PLAN)
+API_UNREACHABLE = "api_unreachable"  # inside `transport`: nothing ever answered (see FmpClient.unreachable)
+ERROR_DETAILS = (QUOTA_EXHAUSTED, SYMBOL_NOT_IN_PLAN, PARAMETER_NOT_IN_PLAN, ENDPOINT_NOT_IN_PLAN, API_UNREACHABLE)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from pipeline.fmp.classify import QUOTA_EXHAUSTED, Verdict, classify_response
+from pipeline.fmp.classify import API_UNREACHABLE, QUOTA_EXHAUSTED, Verdict, classify_response
 from pipeline.fmp.ratelimit import RateLimiter, process_limiter
 from pipeline.redact import redact
 
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline.fmp")
 
 KEPT_HEADERS = ("content-type", "etag", "date", "retry-after", "content-length")
+# Attempts that failed in transport (refused, timed out, no route, reset), one after another, before anything ever
+# answered: the API is unreachable from here. Retrying each request would take minutes to say the same thing.
+UNREACHABLE_AFTER = 8
 SAMPLE_BASE_URL = "https://sample.fmp.invalid/stable"
 
 
@@ -147,7 +150,7 @@ class FmpClient:
         retry_after_cap_s: float = 120.0,
         transport: httpx.BaseTransport | None = None,
         limiter: RateLimiter | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
@@ -159,10 +162,15 @@ class FmpClient:
         self.backoff_cap_s = backoff_cap_s
         self.retry_after_cap_s = retry_after_cap_s
         self.limiter = limiter if limiter is not None else process_limiter(calls_per_minute)
-        self._sleep = sleep
+        self._no_more_retries = threading.Event()
+        self._sleep = sleep or self._no_more_retries.wait  # a backoff wait ends early once retrying is pointless
         self._random = random.Random()
         # Held from the limiter stamp until the response: a stamped send goes on the wire at once.
         self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._health = threading.Lock()
+        self._answered = False  # any HTTP answer at all since this client was made
+        self._transport_streak = 0
+        self.unreachable: str | None = None  # why the API is unreachable, once UNREACHABLE_AFTER attempts said so
         _install_log_filter()
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, pool=None),
@@ -229,7 +237,7 @@ class FmpClient:
                 attempts,
                 response.status_code if response is not None else verdict.error_class,
             )
-            if not verdict.retryable or attempts > self.max_retries:
+            if not verdict.retryable or attempts > self.max_retries or self._no_more_retries.is_set():
                 break
             retry_after = parse_retry_after(response.headers.get("retry-after")) if response is not None else None
             delay = self._backoff(attempts - 1, retry_after, floor=verdict.error_class == "rate_limited")
@@ -242,9 +250,13 @@ class FmpClient:
                 delay,
             )
             self._sleep(delay)
+            if self._no_more_retries.is_set():
+                break
         fetched_at = dt.datetime.now(dt.UTC)
         error_detail = verdict.detail
-        if verdict.error_class == "rate_limited" and verdict.retryable:
+        if verdict.error_class == "transport" and self.unreachable:
+            error_detail = API_UNREACHABLE
+        if verdict.error_class == "rate_limited" and verdict.retryable and attempts > self.max_retries:
             # "Limit Reach" through every retry, backoff included: read as the daily quota, not the minute's
             error_detail = QUOTA_EXHAUSTED
         message = verdict.message
@@ -279,10 +291,32 @@ class FmpClient:
             except httpx.HTTPError as exc:
                 detail = str(exc).strip()
                 message = self.redact(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+                self._transport_failed(message)
                 return None, Verdict("transport", message, retryable=_is_retryable_exception(exc))
             except httpx.InvalidURL as exc:
                 return None, Verdict("transport", self.redact(f"InvalidURL: {exc}"))
+        with self._health:
+            self._answered, self._transport_streak = True, 0
         return response, classify_response(response.status_code, response.content, expect)
+
+    def _transport_failed(self, message: str) -> None:
+        """Count an attempt that got no answer; the UNREACHABLE_AFTER-th in a row, before any answer ever came,
+        makes the API unreachable for this client: no more retries (the run stops sending, see RunStops)."""
+        with self._health:
+            self._transport_streak += 1
+            if self._answered or self.unreachable or self._transport_streak < UNREACHABLE_AFTER:
+                return
+            self.unreachable = (
+                f"the FMP API at {self.base_url} is unreachable: {self._transport_streak} consecutive transport "
+                f"failures and no answer since the run started (last: {message})"
+            )
+        log.warning("%s", self.unreachable)
+        self.stop_retrying()
+
+    def stop_retrying(self) -> None:
+        """From now on every request ends after the attempt in progress: no retry, no backoff wait (the API is
+        unreachable, or the run is stopping)."""
+        self._no_more_retries.set()
 
     def _backoff(self, retry_number: int, retry_after: float | None, *, floor: bool) -> float:
         """Full jitter, never below a sane Retry-After (capped), and at least the base after a throttle.

@@ -3,7 +3,8 @@ a fail-fast reader.
 
 Write connections come from DuckDBResource.get_connection (it retries a locked file with exponential backoff for
 about 100 s; the `duckdb_writer` pool keeps Dagster's own writers from contending at all). Migrations are applied
-once, when a run's step initialises the resource; sensors get the same resource but never migrate and only read.
+on the first write connection of a process (once, idempotently), never when a step sets the resource up: a step
+touches the file only once it holds its pool slot (`pipeline.pools`). Sensors get the same resource and only read.
 DuckDB refuses two connections to one file with different settings in one process, so a step uses either this
 resource's connections or a plain `Warehouse` at a time (Bronze hands `warehouse` to the fetch code), never both
 open together.
@@ -15,7 +16,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
@@ -36,13 +36,6 @@ class WarehouseResource(DuckDBResource):
         default=600.0,
         description="How long the plain `Warehouse` used by Bronze waits for the file lock before giving up.",
     )
-
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """Apply pending migrations once per process, for run steps only (a sensor tick must not write)."""
-        if context.dagster_run is None:
-            return
-        with self.connect():
-            pass
 
     @property
     def is_lake(self) -> bool:
@@ -84,6 +77,13 @@ class WarehouseResource(DuckDBResource):
             return
         with self.connect() as conn, in_transaction(conn, self.database):
             yield conn
+
+    def migrate(self) -> None:
+        """Apply pending migrations to an existing warehouse (once per process): what a step that only reads does
+        once it holds its slot, so that it reads the schema this code expects. A missing warehouse stays missing."""
+        if self.warehouse.exists():
+            with self.connect():
+                pass
 
     @contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -19,29 +19,11 @@ from pipeline.assets import bronze_key
 from pipeline.keymap import load_keymap
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline.warehouse.lake import DUCKDB_POOL
-from pipeline_tests.dagster_dev import dagster_dev, wait_for
+from pipeline_tests.dagster_dev import dagster_dev, process_tree, wait_for
 
 pytestmark = pytest.mark.slow
 
 PARENT_RUN_TAG = "dagster/parent_run_id"
-
-
-def process_tree(pid: int) -> list[int]:
-    """pid and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += children.get(p, [])
-    return out
 
 
 def run_worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:

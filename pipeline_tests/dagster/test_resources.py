@@ -1,4 +1,5 @@
-"""The resources Dagster users see: a DuckDBResource that migrates once for a run (never for a sensor), and an
+"""The resources Dagster users see: a DuckDBResource that migrates on its first write connection (never when a step
+or a sensor sets it up: a step touches the file only once it holds its pool slot), and an
 FMP resource whose configuration shows in the UI with the key only as an environment variable's name."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pipeline.warehouse.resource import WarehouseResource
 SECRET = "k3y-that-must-not-show"
 
 
-def test_the_warehouse_resource_is_duckdb_and_migrates_for_runs_only(tmp_path: Path) -> None:
+def test_the_warehouse_resource_is_duckdb_and_migrates_on_first_write_use(tmp_path: Path) -> None:
     path = tmp_path / "data" / "warehouse.duckdb"
     resource = WarehouseResource(database=str(path))
     assert isinstance(resource, DuckDBResource)
@@ -26,11 +27,16 @@ def test_the_warehouse_resource_is_duckdb_and_migrates_for_runs_only(tmp_path: P
     assert not path.exists()
 
     @dg.asset
-    def reads(warehouse: WarehouseResource) -> None:
-        with warehouse.reader() as conn:  # migrated by the resource before the step body
+    def waits(warehouse: WarehouseResource) -> None:
+        assert not path.exists()  # setting the step up did not touch the file (it may not hold its slot yet)
+        resource.migrate()  # what a check step does once it holds its slot: a missing warehouse stays missing
+        assert not path.exists()
+        with warehouse.connect():  # the first write connection migrates
+            pass
+        with warehouse.reader() as conn:
             assert conn.execute("SELECT count(*) FROM ops.schema_migrations").fetchone()[0] > 0
 
-    assert dg.materialize([reads], resources={"warehouse": resource}).success
+    assert dg.materialize([waits], resources={"warehouse": resource}).success
     with resource.transaction() as conn:
         conn.execute("CREATE TABLE ops.t AS SELECT 1 AS x")
     with pytest.raises(RuntimeError, match="boom"), resource.transaction() as conn:

@@ -13,7 +13,10 @@ other processes cannot even read it.
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,10 +29,12 @@ import pytest
 
 from pipeline.bronze.store import BronzeStore
 from pipeline.definitions import build_definitions
+from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
 from pipeline.settings import load_settings
 from pipeline.warehouse.connection import Warehouse
-from pipeline_tests.fakes.fmp_server import FakeFmpServer
+from pipeline_tests.dagster_dev import wait_for
+from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
 from pipeline_tests.support import KEY, cli_env, pipeline_cmd, wait_all
 
 AS_OF = "2025-06-27"
@@ -146,3 +151,87 @@ def test_sensors_skip_within_seconds_while_another_process_writes(busy_warehouse
             assert tick.skip_message and "busy" in tick.skip_message, f"{name}: {tick.skip_message!r}"
             assert tick.cursor in (None, "7"), f"{name} moved its cursor while skipping: {tick.cursor!r}"
         assert instance.get_dynamic_partitions("tickers") == []
+
+
+# ---- a run waiting for the pool slot of a run that was killed ------------------------------------------------------
+
+SLOT_POOL = "fmp_api"
+WAIT_WINDOW_S = 3.0  # how long the waiting run's CPU time is sampled while the slot's holder is still alive
+WAIT_CPU_LIMIT_S = 0.5  # a run that sleeps between claims uses a small fraction of a core; a spinning one, all of it
+RECLAIM_DEADLINE_S = 45.0  # from the kill to the survivor's exit (it still fetches and promotes after the reclaim)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a live process, from /proc (clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.slow
+def test_a_run_waiting_for_the_slot_of_a_killed_run_sleeps_then_reclaims_it(tmp_path: Path) -> None:
+    """Issue 18, item 1: `kill -9` of a run that holds the fmp_api slot must not block the run waiting for it.
+
+    The first run holds the slot while its first request hangs on the server; the second waits for the slot (and
+    must sleep while it waits, not spin); then the first is killed. The second reclaims the slot within seconds,
+    finishes, and the killed run is closed: failed in Dagster and in ops.runs, no slot left claimed."""
+    from pipeline.assets import bronze_key
+    from pipeline_tests.support import entry
+
+    select = bronze_key(entry("historical-price-eod")).to_user_string()
+    data_dir = tmp_path / "data"
+    source = SampleSource(as_of=dt.date.fromisoformat(AS_OF))
+    with FakeFmpServer(api_key=KEY, data=sample_data(source), latency_s=60.0) as server:  # the holder's request hangs
+        env = cli_env(server.base_url, data_dir, TICKERS, AS_OF, FMP_MAX_CONCURRENCY="1")
+        logs = [tmp_path / "holder.log", tmp_path / "waiter.log"]
+
+        def start(log: Path) -> subprocess.Popen:
+            with open(log, "wb") as out:
+                return subprocess.Popen(
+                    pipeline_cmd("run", "--select", select),
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+
+        holder = start(logs[0])
+        procs = [holder]
+        try:
+            wait_for(lambda: "bronze_per_ticker - planned" in logs[0].read_text(errors="replace"), 90, "no plan")
+            waiter = start(logs[1])
+            procs.append(waiter)
+            with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
+                storage = instance.event_log_storage
+                holder_run = storage.get_concurrency_info(SLOT_POOL).claimed_slots[0].run_id
+
+                def waiting() -> bool:
+                    pending = storage.get_concurrency_info(SLOT_POOL).pending_steps
+                    return any(p.run_id != holder_run and p.assigned_timestamp is None for p in pending)
+
+                wait_for(waiting, 90, "the second run never queued for the fmp_api slot")
+                before = cpu_seconds(waiter.pid)
+                time.sleep(WAIT_WINDOW_S)
+                spent = cpu_seconds(waiter.pid) - before
+                print(f"CPU of the waiting run over {WAIT_WINDOW_S:.0f} s: {spent:.2f} s")
+                assert holder.poll() is None and waiter.poll() is None
+                assert spent < WAIT_CPU_LIMIT_S, f"the waiting run spun: {spent:.2f} s CPU in {WAIT_WINDOW_S:.0f} s"
+
+                os.killpg(holder.pid, signal.SIGKILL)
+                holder.wait()
+                server.latency_s = 0.0
+                killed_at = time.monotonic()
+                code = waiter.wait(timeout=RECLAIM_DEADLINE_S)
+                print(f"the waiting run ended {time.monotonic() - killed_at:.1f} s after the kill")
+                text = logs[1].read_text(errors="replace")
+                assert code == 0, "\n".join(text.splitlines()[-30:])
+                assert holder_run[:8] in text and "died" in text, "the reclaim is not reported in the run log"
+                assert instance.get_run_by_id(holder_run).status == dg.DagsterRunStatus.FAILURE
+                assert storage.get_concurrency_info(SLOT_POOL).claimed_slots == []
+            with duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True) as conn:
+                status = conn.execute("SELECT status FROM ops.runs WHERE run_id = ?", [holder_run]).fetchall()
+            assert status in ([], [("failed",)]), status
+        finally:
+            for proc in procs:  # nothing outlives the test
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()

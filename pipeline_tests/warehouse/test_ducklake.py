@@ -29,6 +29,7 @@ from pipeline.definitions import build_definitions
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
 from pipeline.ops.reader import NoLedger, ledger_reader
+from pipeline.pools import POOL_TAG
 from pipeline.settings import SettingsError, load_settings
 from pipeline.silver.schema import LINEAGE_COLUMNS, history_table
 from pipeline.warehouse import migrations
@@ -96,7 +97,8 @@ def test_writing_steps_use_the_writer_pool_on_the_file_only(tmp_path: Path) -> N
     keymap = load_keymap(file.keymap_path)
     for settings, pool in ((file, "duckdb_writer"), (lake, None)):
         writers = [*build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
-        assert {a.op.pool for a in writers} == {pool}
+        assert {a.op.tags.get(POOL_TAG) for a in writers} == {pool}  # claimed in the step (pipeline.pools)
+        assert {a.op.pool for a in writers} == {None}  # never Dagster's own pool wait, which spins
 
 
 def test_lake_ddl_drops_only_keys_indexes_and_sequences() -> None:
