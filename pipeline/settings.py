@@ -16,16 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipeline.keymap.model import PLAN_ORDER, TICKER_REGEX
+from pipeline.keymap.model import PLAN_ORDER
+from pipeline.tickers import ticker_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = Path(__file__).resolve().parent
 MARKET_TZ = ZoneInfo("America/New_York")
 
 DEFAULT_BASE_URL = "https://financialmodelingprep.com/stable"
-
-# Tickers travel into file paths, URLs and Dagster partition keys: keep them to a safe alphabet.
-TICKER_PATTERN = re.compile(rf"^{TICKER_REGEX}$")
 
 
 class SettingsError(ValueError):
@@ -141,17 +139,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def parse_tickers(raw: str, source: str = "PIPELINE_TICKERS") -> tuple[str, ...]:
-    """Split a comma-separated ticker list, keeping FMP's spelling and rejecting unsafe symbols."""
+    """Split a comma-separated ticker list, keeping FMP's spelling and rejecting what the ticker rule refuses."""
     tickers: list[str] = []
     for part in raw.split(","):
         ticker = part.strip()
         if not ticker:
             continue
-        if not TICKER_PATTERN.match(ticker):
-            raise SettingsError(
-                f"{source}: ticker {ticker!r} is not allowed; tickers are 1-20 characters of letters, digits, "
-                "'.', '-', '^' or '=' and start with a letter or digit"
-            )
+        problem = ticker_problem(ticker)
+        if problem:
+            raise SettingsError(f"{source}: {problem}")
         if ticker not in tickers:
             tickers.append(ticker)
     if not tickers:

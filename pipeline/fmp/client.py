@@ -182,7 +182,9 @@ class FmpClient:
         if settings.uses_sample_source:
             from pipeline.fmp.sample import SAMPLE_TICKERS, sample_transport
 
-            kwargs["transport"] = sample_transport(settings.today(), settings.tickers or SAMPLE_TICKERS)
+            # The sample source's own universe, never PIPELINE_TICKERS: like FMP it answers `[]` for any other
+            # symbol instead of inventing prices for it (fmp_api.md section 2.4).
+            kwargs["transport"] = sample_transport(settings.today(), SAMPLE_TICKERS)
             # The sample source is local: FMP's per-minute budget does not apply to it.
             kwargs["limiter"] = RateLimiter(1_000_000)
             base_url = SAMPLE_BASE_URL

@@ -28,9 +28,6 @@ COLUMN_TYPES: dict[str, str] = {
 
 PLACEHOLDERS = ("__ticker__", "__from__", "__to__", "__date__", "__discriminator__", "__limit__", "__page__")
 PLAN_ORDER = ("basic", "starter", "premium", "ultimate")  # FMP plans, lowest first
-# The ticker alphabet: tickers travel into file paths, URLs and Dagster partition keys (FMP spells class shares
-# BRK-B, indexes ^GSPC, currencies EURUSD=X). One definition: settings, the universe query and Bronze use it.
-TICKER_REGEX = r"[A-Za-z0-9][A-Za-z0-9.\-^=]{0,19}"
 
 
 @dataclass(frozen=True, order=True)
