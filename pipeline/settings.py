@@ -103,7 +103,7 @@ class Settings:
 
     def today(self) -> dt.date:
         """The date request planning treats as today: PIPELINE_AS_OF, else today in New York."""
-        return self.as_of or dt.datetime.now(MARKET_TZ).date()
+        return self.as_of or new_york_today()
 
     def __repr__(self) -> str:  # never print the key, even by accident
         key = "set" if self.fmp_api_key else "unset"
@@ -155,6 +155,31 @@ def parse_tickers(raw: str, source: str = "PIPELINE_TICKERS") -> tuple[str, ...]
     return tuple(tickers)
 
 
+def new_york_today() -> dt.date:
+    return dt.datetime.now(MARKET_TZ).date()
+
+
+def _as_of(raw: str) -> dt.date | None:
+    """PIPELINE_AS_OF: exactly YYYY-MM-DD (Python alone would also read 20261207 or 2026-W49-1), and never after
+    today in New York: planning for a future day fetches rows dated ahead of time, and its watermarks would hold
+    every later run back until that day."""
+    if not raw:
+        return None
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            raise ValueError(raw)
+        as_of = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"PIPELINE_AS_OF={raw!r} is not a date; use YYYY-MM-DD") from None
+    today = new_york_today()
+    if as_of > today:
+        raise SettingsError(
+            f"PIPELINE_AS_OF={raw} is after today ({today} in New York); planning never runs ahead of time: "
+            "use today or an earlier date, or unset it"
+        )
+    return as_of
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the environment contract. Raises SettingsError naming the culprit variable."""
     env = os.environ if env is None else env
@@ -167,13 +192,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not re.match(r"^https?://[^\s/]+", base_url):
         raise SettingsError(f"FMP_BASE_URL={base_url!r} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}")
 
-    as_of = None
-    raw_as_of = env.get("PIPELINE_AS_OF", "").strip()
-    if raw_as_of:
-        try:
-            as_of = dt.date.fromisoformat(raw_as_of)
-        except ValueError:
-            raise SettingsError(f"PIPELINE_AS_OF={raw_as_of!r} is not a date; use YYYY-MM-DD") from None
+    as_of = _as_of(env.get("PIPELINE_AS_OF", "").strip())
 
     raw_tickers = env.get("PIPELINE_TICKERS", "").strip()
     tickers = parse_tickers(raw_tickers) if raw_tickers else None

@@ -191,7 +191,7 @@ def run_bronze(
     # 1. short transaction: repair, then read the watermarks we plan from
     with warehouse.transaction() as conn:
         orphans = register_orphans(conn, store, silver_table_of)
-        coverage = planning_coverage(conn, entries)
+        coverage = planning_coverage(conn, entries, today)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
@@ -310,12 +310,15 @@ def dry_run(
     *, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date, fmp_plan: str | None
 ) -> list[PlanDecision]:
     """What is due, and why not, without fetching anything (read-only connection is enough)."""
-    return plan(entries, tickers, planning_coverage(conn, entries), today, fmp_plan)
+    return plan(entries, tickers, planning_coverage(conn, entries, today), today, fmp_plan)
 
 
-def planning_coverage(conn, entries: Sequence[KeymapEntry]) -> dict[DatasetIdentity, Coverage]:
-    """Good coverage of every identity of `entries` (every ticker of per-ticker entries): what planning reads."""
+def planning_coverage(conn, entries: Sequence[KeymapEntry], today: dt.date) -> dict[DatasetIdentity, Coverage]:
+    """Good coverage of every identity of `entries` (every ticker of per-ticker entries) as of `today`: what
+    planning reads (nothing dated ahead of `today` counts)."""
     coverage: dict[DatasetIdentity, Coverage] = {}
     for entry in entries:
-        coverage.update(file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+        coverage.update(
+            file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker, today=today)
+        )
     return coverage

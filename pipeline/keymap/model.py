@@ -158,6 +158,9 @@ class SilverSpec:
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     row_date: str | None = None
+    # Rows dated after the New York date of their fetch are rejected by promotion, unless the dataset lists
+    # coming events by design (an economic calendar's upcoming releases).
+    allow_future_dates: bool = False
 
     def column(self, name: str) -> Column:
         for col in self.columns:

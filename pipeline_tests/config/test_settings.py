@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -164,3 +165,29 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+# ---- PIPELINE_AS_OF: a real date, never in the future (issue 18, item 3) --------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["20261207", "2026-W49-1", "2026-12-7", "2026-12-07T00:00", " 2026-12-07x"])
+def test_as_of_takes_only_yyyy_mm_dd(raw: str) -> None:
+    """Python's fromisoformat also reads these; the README promises YYYY-MM-DD."""
+    with pytest.raises(SettingsError) as info:
+        load_settings({"PIPELINE_AS_OF": raw})
+    assert str(info.value) == f"PIPELINE_AS_OF={raw.strip()!r} is not a date; use YYYY-MM-DD"
+
+
+def test_as_of_after_today_in_new_york_is_refused() -> None:
+    """`PIPELINE_AS_OF=2030-06-28` fetched rows dated years ahead and stalled every later run."""
+    today = dt.datetime.now(ZoneInfo("America/New_York")).date()
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    with pytest.raises(SettingsError) as info:
+        load_settings({"PIPELINE_AS_OF": "2030-06-28"})
+    assert str(info.value) == (
+        f"PIPELINE_AS_OF=2030-06-28 is after today ({today} in New York); planning never runs ahead of time: "
+        "use today or an earlier date, or unset it"
+    )
+    with pytest.raises(SettingsError, match="is after today"):
+        load_settings({"PIPELINE_AS_OF": tomorrow})
+    assert load_settings({"PIPELINE_AS_OF": today.isoformat()}).today() == today
