@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.keymap.loader import KeymapError
-from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from pipeline.ops.runs import SourceMismatch
+from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings, load_settings
 from pipeline.warehouse.migrations import MigrationError
 
 PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."  # first words of ./dagster.yaml
@@ -82,10 +83,10 @@ def _quiet_dagster() -> None:
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
 
 
-def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
-    from pipeline.runner import run_pipeline
+def cmd_run(args: argparse.Namespace, settings: Settings, *, demo: bool = False) -> int:
+    from pipeline.runner import refuse_other_source, run_pipeline
 
-    settings = get_settings()
+    refuse_other_source(settings)  # sample and live data never share a warehouse
     _quiet_dagster()
     ensure_dagster_home(settings)
     started = time.monotonic()
@@ -97,7 +98,7 @@ def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
     return 0 if outcome.success else 1
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Run every asset check (or those of --select) against the current warehouse, through Dagster."""
     import dagster as dg
 
@@ -105,7 +106,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pipeline.keymap import load_keymap
     from pipeline.warehouse.connection import Warehouse
 
-    settings = get_settings()
     _quiet_dagster()
     if not Warehouse.from_settings(settings).exists():
         print(
@@ -160,10 +160,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed_error or crashed else 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.status import status
 
-    settings = get_settings()
     code = status(settings, run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
     if not args.run:
         print_automation(settings)
@@ -195,10 +194,10 @@ def print_automation(settings: Settings) -> None:
         print(f"  {line}")
 
 
-def cmd_coverage(args: argparse.Namespace) -> int:
+def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.ops.coverage import coverage
 
-    return coverage(get_settings(), html_path=args.html, dataset=args.dataset)
+    return coverage(settings, html_path=args.html, dataset=args.dataset)
 
 
 READONLY_EXIT_CODES = """exit codes: 0 printed; 1 no warehouse yet (create it with `pipeline demo` or `pipeline run`)
@@ -206,7 +205,7 @@ or nothing matched; 2 configuration error; 3 a run is writing the warehouse (rea
 try again in a moment)"""
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call)."""
     import uuid
 
@@ -218,7 +217,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline.text_table import text_table
     from pipeline.warehouse.connection import Warehouse
 
-    settings = get_settings()
     keymap = load_keymap(settings.keymap_path)
     tables = [args.table] if args.table else None
     if args.table and args.table not in keymap.tables():
@@ -297,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_demo = sub.add_parser("demo", help="run on the bundled sample source and print a summary")
     p_demo.add_argument("--select", help=argparse.SUPPRESS)
-    p_demo.set_defaults(func=lambda a: cmd_run(a, demo=True))
+    p_demo.set_defaults(func=lambda a, s: cmd_run(a, s, demo=True))
 
     p_check = sub.add_parser(
         "check",
@@ -334,16 +332,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        os.environ.pop("FMP_API_KEY", None)  # the demo always uses the bundled sample source
-        get_settings.cache_clear()
     try:
+        if args.command == "demo":  # the demo chooses the bundled sample source explicitly
+            settings = load_settings({**os.environ, "PIPELINE_SOURCE": "sample"})
+        else:
+            settings = get_settings()
         from pipeline.log import get_logger
 
-        get_logger("pipeline", get_settings())  # console + dated file under <data>/logs, key scrubbed
-        return int(args.func(args) or 0)
+        get_logger("pipeline", settings)  # console + dated file under <data>/logs, key scrubbed
+        return int(args.func(args, settings) or 0)
     except SettingsError as exc:
         print(f"pipeline: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except SourceMismatch as exc:
+        print(f"pipeline: source error: {exc}", file=sys.stderr)
         return 2
     except (KeymapError, MigrationError) as exc:
         # one line naming the file (a YAML parser error spans several lines), no traceback

@@ -22,11 +22,12 @@ import dagster as dg
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
+from pipeline.ops.reader import NoLedger, ledger_reader
 from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
 from pipeline.process import pid_alive
 from pipeline.settings import Settings
 from pipeline.universe import SILVER_UNIVERSE, resolve_universe
-from pipeline.warehouse.connection import Warehouse, WarehouseBusy
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
 
 RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 # Which process runs a CLI run: lets the next `pipeline run` recognise runs whose process died (kill -9, OOM).
@@ -136,6 +137,19 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
     return [r.run_id for r in dead]
 
 
+def refuse_other_source(settings: Settings) -> None:
+    """Raise `runs.SourceMismatch` before anything runs when the warehouse holds the other source's data.
+
+    The Bronze step checks again where it writes (every launch path passes there); this early check gives
+    `pipeline run` and `pipeline demo` one clear line instead of a failed run. A warehouse that does not exist
+    yet, has no ledger or is busy is left to that check."""
+    try:
+        with ledger_reader(settings) as conn:
+            runs.check_source(conn, settings.source_mode, settings.warehouse_label)
+    except (WarehouseBusy, WarehouseMissing, NoLedger):
+        return
+
+
 def universe_for_run(settings: Settings) -> tuple[list[str], str]:
     """The run's tickers; this process is the writer, so it waits for the warehouse when it is busy."""
     try:
@@ -170,8 +184,7 @@ def run_pipeline(
 
     reclaim_abandoned_runs(settings, instance, echo)
     outcome = RunOutcome()
-    source = "bundled sample source (FMP_API_KEY is unset)" if settings.uses_sample_source else settings.fmp_base_url
-    echo(f"pipeline run: source {source}; as of {settings.today()}; data in {settings.data_dir}")
+    echo(f"pipeline run: source {settings.source_label}; as of {settings.today()}; data in {settings.data_dir}")
     if global_keys:
         _run_fetch_then_promote(settings, defs, instance, outcome, "global datasets", global_keys, None, echo)
 

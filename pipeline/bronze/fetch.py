@@ -188,8 +188,10 @@ def run_bronze(
         entry = by_identity.get(identity.without_ticker())
         return entry.silver.table if entry else None
 
-    # 1. short transaction: repair, then read the watermarks we plan from
+    # 1. short transaction: refuse a warehouse holding the other source's data, repair, then read the watermarks
+    # we plan from. The check is here, where every launch path (UI, daemon, schedule, CLI) fetches.
     with warehouse.transaction() as conn:
+        runs.check_source(conn, source_mode, warehouse.label)
         orphans = register_orphans(conn, store, silver_table_of)
         coverage = planning_coverage(conn, entries, today)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")

@@ -40,9 +40,9 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_blank_values_mean_default() -> None:
+    # a blank FMP_API_KEY is not a default but a missing key: it stops (test_source_choice.py)
     s = load_settings(
         {
-            "FMP_API_KEY": "  ",
             "FMP_PLAN": "",
             "FMP_CALLS_PER_MINUTE": " ",
             "PIPELINE_TICKERS": "",
