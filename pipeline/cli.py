@@ -8,6 +8,7 @@ keymap, migrations and instance settings are found through the package and the e
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -16,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.keymap.loader import KeymapError
+from pipeline.log import FILE_ONLY
 from pipeline.ops.runs import SourceMismatch
 from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings, load_settings
+from pipeline.storage_errors import quiet_event_log_failures, storage_cause, storage_folders, storage_problem
 from pipeline.warehouse.migrations import MigrationError
 
 PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."  # first words of ./dagster.yaml
@@ -90,12 +93,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings, *, demo: bool = False)
     _quiet_dagster()
     ensure_dagster_home(settings)
     started = time.monotonic()
-    outcome = run_pipeline(settings, select=args.select, echo=print)
+    log = logging.getLogger("pipeline.run")
+
+    def echo(line: str) -> None:  # the run's report, on stdout and in the log file
+        print(line)
+        log.info(line, extra=FILE_ONLY)
+
+    with quiet_event_log_failures() as dropped:
+        outcome = run_pipeline(settings, select=args.select, echo=echo)
     if demo:
         from pipeline.report import print_demo_summary
 
         print_demo_summary(settings, outcome, time.monotonic() - started)
-    return 0 if outcome.success else 1
+    if outcome.success:
+        return 0
+    log.error(f"pipeline run failed: {outcome.failure_summary}", extra=FILE_ONLY)
+    problem = storage_problem(" ".join([outcome.failure_summary, *dropped]), storage_folders(settings))
+    if problem:  # a step failed because the disk filled up: say so in one line, as `main` does for the rest
+        return _refuse(settings, f"storage error: {problem}", 4)
+    return 1
 
 
 def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -187,7 +203,9 @@ def print_automation(settings: Settings) -> None:
         with dg.DagsterInstance.get() as instance:
             lines = automation_report(instance)
     except Exception as exc:  # noqa: BLE001 - status must still print what it could read
-        print(f"\nSensors: the Dagster instance in {home} could not be read: {exc}")
+        found = storage_cause(exc, [home])
+        why = found[1] if found else " ".join(str(exc).split())[:300]
+        print(f"\nSensors: not shown, the Dagster instance in {home} could not be opened: {why}")
         return
     print("\nSensors: " + ("nothing waiting" if not lines else ""))
     for line in lines:
@@ -331,7 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Every way it can be refused is one line on stderr (and in the log file): exit 2 for a
+    configuration, source, keymap or migration error, 4 when the data folder cannot be written (read-only, full)."""
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         if args.command == "demo":  # the demo chooses the bundled sample source explicitly
             settings = load_settings({**os.environ, "PIPELINE_SOURCE": "sample"})
@@ -340,18 +361,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pipeline.log import get_logger
 
         get_logger("pipeline", settings)  # console + dated file under <data>/logs, key scrubbed
-        return int(args.func(args, settings) or 0)
+        _file_log(settings, logging.INFO, f"pipeline {args.command} started: source {settings.source_label}, "
+                  f"as of {settings.today()}, data in {settings.data_dir}")  # fmt: skip
+        code = int(args.func(args, settings) or 0)
+        _file_log(settings, logging.INFO if code == 0 else logging.ERROR, f"pipeline {args.command}: exit code {code}")
+        return code
     except SettingsError as exc:
-        print(f"pipeline: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(settings, f"configuration error: {exc}", 2)
     except SourceMismatch as exc:
-        print(f"pipeline: source error: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(settings, f"source error: {exc}", 2)
     except (KeymapError, MigrationError) as exc:
         # one line naming the file (a YAML parser error spans several lines), no traceback
         kind = "keymap" if isinstance(exc, KeymapError) else "migration"
-        print(f"pipeline: {kind} error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return _refuse(settings, f"{kind} error: {' '.join(str(exc).split())}", 2)
+    except Exception as exc:
+        problem = storage_problem(exc, storage_folders(settings)) if settings else None
+        if problem is None:
+            if settings:
+                logging.getLogger("pipeline.cli").exception(f"pipeline {args.command} crashed", extra=FILE_ONLY)
+            raise
+        return _refuse(settings, f"storage error: {problem}", 4)
+
+
+def _file_log(settings: Settings | None, level: int, message: str) -> None:
+    """Into the log file only (the console already showed it); nothing before the settings, and so the log, exist."""
+    if settings is not None:
+        logging.getLogger("pipeline.cli").log(level, message, extra=FILE_ONLY)
+
+
+def _refuse(settings: Settings | None, message: str, code: int) -> int:
+    print(f"pipeline: {message}", file=sys.stderr)
+    _file_log(settings, logging.ERROR, message)
+    return code
 
 
 if __name__ == "__main__":

@@ -86,7 +86,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "fmp": FmpResource(
             # the key is never written into the config the UI shows: only the variable's name is
             api_key=dg.EnvVar("FMP_API_KEY") if settings.fmp_api_key else None,
-            source=settings.source_mode,
+            source=settings.source,  # None: the key decides, as in the settings
             base_url=settings.fmp_base_url,
             plan=settings.fmp_plan,
             calls_per_minute=settings.calls_per_minute,

@@ -70,6 +70,14 @@ class RunOutcome:
     def failed_error_checks(self) -> list[tuple[str, str, bool, str]]:
         return [c for c in self.checks if not c[2] and c[3] == "ERROR"]
 
+    @property
+    def failure_summary(self) -> str:
+        """What failed, in one paragraph: failed phases with their first failure, ERROR checks, skipped phases."""
+        parts = [f"{p.name} (run {p.run_id[:8]}): {p.failure or 'failed'}" for p in self.phases if not p.success]
+        parts += [f"ERROR check {asset} {check} failed" for asset, check, _ok, _sev in self.failed_error_checks]
+        parts += [f"{name} skipped, blocked by the failures above" for name in self.skipped]
+        return "; ".join(parts) or "nothing failed"
+
 
 def _execute(
     name: str,
@@ -96,8 +104,7 @@ def _execute(
     ]
     failure = None
     if not result.success:
-        errors = [ev.message for ev in result.all_events if ev.is_step_failure]
-        failure = "; ".join(str(e) for e in errors)[:2000] or "run failed"
+        failure = "; ".join(_step_failure(ev) for ev in result.all_events if ev.is_step_failure)[:2000] or "run failed"
     mats = len(result.get_asset_materialization_events())
     echo(
         f"    {'ok' if result.success else 'FAILED'}: run {result.run_id[:8]}, {mats} materialization(s), "
@@ -106,6 +113,13 @@ def _execute(
     if failure:
         echo(f"    {failure}")
     return PhaseResult(name, result.run_id, result.success, mats, checks, failure)
+
+
+def _step_failure(event: dg.DagsterEvent) -> str:
+    """`<step>: <the error's message>` for a step failure event: its cause, not "Execution of step ... failed"."""
+    error = event.step_failure_data.error if event.step_failure_data else None
+    message = " ".join((error.message if error else str(event.message)).split())
+    return f"{event.step_key}: {message}"
 
 
 def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
