@@ -101,13 +101,16 @@ class Settings:
         return "sample" if self.uses_sample_source else "fmp"
 
     @property
+    def source_reason(self) -> str:
+        """Why the source is what it is: PIPELINE_SOURCE when set, else whether the key is."""
+        if self.source:
+            return f"PIPELINE_SOURCE={self.source}"
+        return "FMP_API_KEY is set" if self.fmp_api_key else "FMP_API_KEY is unset"
+
+    @property
     def source_label(self) -> str:
         """Where requests go, as run logs say it."""
-        if not self.uses_sample_source:
-            return self.fmp_base_url
-        return "bundled sample source (" + (
-            "PIPELINE_SOURCE=sample)" if self.source == "sample" else "FMP_API_KEY is unset)"
-        )
+        return f"bundled sample source ({self.source_reason})" if self.uses_sample_source else self.fmp_base_url
 
     @property
     def bronze_dir(self) -> Path:

@@ -73,7 +73,7 @@ def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
     if settings.uses_sample_source:
         from pipeline.fmp.sample import SAMPLE_TICKERS
 
-        return list(SAMPLE_TICKERS), "the bundled sample source's tickers (FMP_API_KEY is unset)"
+        return list(SAMPLE_TICKERS), f"the bundled sample source's tickers ({settings.source_reason})"
     return None
 
 

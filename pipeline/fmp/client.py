@@ -189,7 +189,7 @@ class FmpClient:
             # The sample source is local: FMP's per-minute budget does not apply to it.
             kwargs["limiter"] = RateLimiter(1_000_000)
             base_url = SAMPLE_BASE_URL
-            log.info("%s: fetching from it, not the network", settings.source_label)
+            log.info("fetching from the %s, not the network", settings.source_label)
         else:
             base_url = settings.fmp_base_url
         kwargs.update(overrides)
