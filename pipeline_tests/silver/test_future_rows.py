@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 from pipeline.keymap import KeymapError, parse_keymap
+from pipeline.silver.replay import replay
 from pipeline_tests.config.test_keymap import entry, shipped_doc
 from pipeline_tests.silver.test_silver import Lake, lake  # noqa: F401 - the fixture, on the file and on a DuckLake
 from pipeline_tests.support import eod_row as eod
@@ -62,3 +63,20 @@ def test_allow_future_dates_is_validated() -> None:
     entry(doc, "stock-list")["silver"]["allow_future_dates"] = True
     with pytest.raises(KeymapError, match=r"field 'silver.allow_future_dates': .*needs a row_date"):
         parse_keymap(doc, "k.yaml")
+
+
+def test_replay_removes_future_rows_stored_before_the_rule(lake: Lake) -> None:  # noqa: F811
+    """Rows a table took before the rule (a PIPELINE_AS_OF ahead of time) go with `pipeline replay`."""
+    env, _ = lake.add(
+        "historical-price-eod", [eod("AAPL", "2024-11-01", 11), eod("AAPL", "2030-06-28", 13)], FETCHED, ticker="AAPL"
+    )
+    lake.promote("fmp_price_eod")
+    with lake.warehouse.transaction() as conn:  # as the unfixed promotion left it
+        conn.execute(
+            """INSERT INTO silver.fmp_price_eod (ticker, date, close, bronze_file_id, run_id, fetched_at, promoted_at)
+               VALUES ('AAPL', '2030-06-28', 13, $file, 'old', $at, $at)""",
+            {"file": env.file_id, "at": FETCHED.replace(tzinfo=None)},
+        )
+    (result,) = replay(lake.warehouse, lake.keymap, lake.root, "replay-run", tables=["fmp_price_eod"])
+    assert (result.inserted, result.future_dated) == (1, 1)
+    assert lake.rows("SELECT max(date) FROM silver.fmp_price_eod") == [(dt.date(2024, 11, 1),)]
