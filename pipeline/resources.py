@@ -68,7 +68,7 @@ class FmpResource(dg.ConfigurableResource):
         return FmpClient.from_settings(
             dataclasses.replace(
                 settings,
-                source=self.source_mode,
+                source=self.source,
                 fmp_api_key=None if self.uses_sample_source else self.key,
                 fmp_base_url=self.base_url.rstrip("/"),
                 fmp_plan=self.plan,

@@ -30,11 +30,15 @@ CAUSES = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
 }
-# What a storage failure looks like in the text of a DuckDB, SQLite or SQLAlchemy error.
+# What a storage failure looks like in the text of a DuckDB, SQLite or SQLAlchemy error: certainly storage, or
+# storage only when the file system itself shows why (read-only or full), since other failures use these words too.
 STORAGE_TEXT = re.compile(
     r"no space left on device|database or disk is full|disk i/o error|read-only file system|readonly database"
-    r"|unable to open database file|permission denied|could not write|failed to (?:write|create|open|sync)",
+    r"|disk quota exceeded",
     re.IGNORECASE,
+)
+MAYBE_STORAGE_TEXT = re.compile(
+    r"unable to open database file|permission denied|could not write|failed to (?:write|create|sync)", re.IGNORECASE
 )
 LOW_SPACE_BYTES = 1 << 20  # below this much free space a failed write is read as "the disk is full"
 HINTS = {
@@ -94,14 +98,16 @@ def storage_cause(exc: BaseException, folders: Iterable[Path]) -> tuple[Path, st
 
 def _cause_from_text(text: str, folders: list[Path]) -> tuple[Path, str] | None:
     """(folder, cause) when `text` reads like a storage failure: the file system's own state where it shows one
-    (read-only, full), else the text itself."""
+    (read-only, full), else, for an unmistakable storage text, the text itself."""
     match = STORAGE_TEXT.search(text)
-    if not match:
+    if not match and not MAYBE_STORAGE_TEXT.search(text):
         return None
     for folder in folders:
         cause = _file_system_cause(folder)
         if cause:
             return folder, cause
+    if not match:
+        return None
     start = max(0, match.start() - 100)
     return folders[0], " ".join(text[start : match.end() + 100].split())
 

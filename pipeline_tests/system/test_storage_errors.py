@@ -224,3 +224,11 @@ def _unconfigure_the_log() -> Iterator[None]:
     """The tests configure the `pipeline` logger on a file system that goes away: leave it unconfigured."""
     yield
     _drop_log_handlers()
+
+
+def test_words_that_only_may_mean_storage_need_the_file_system_to_agree(tmp_path: Path) -> None:
+    """An HTTP 403 body or a missing extension is not a full disk: "permission denied" alone is not storage."""
+    folders = [tmp_path]
+    assert storage_problem("bronze_global: 3 Bronze request(s) failed: HTTP 403: Permission denied", folders) is None
+    assert storage_problem(RuntimeError("unable to open database file"), folders) is None
+    assert "disk I/O error" in storage_problem("silver_global: OperationalError: disk I/O error", folders)
