@@ -27,6 +27,7 @@ from pipeline.keymap.model import (
     Recipe,
     SilverSpec,
 )
+from pipeline.keymap.yaml_unique import DuplicateKey, load_yaml
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # domain, source, dataset, discriminator
@@ -353,11 +354,8 @@ def _check_shared_tables(entries: list[KeymapEntry], path: str) -> None:
                 f"shares silver table {table!r} with entry #{other.index} but has key "
                 f"{list(entry.silver.key)} instead of {list(other.silver.key)}",
             )
-        if (other.silver.columns, other.silver.row_date, other.silver.allow_future_dates) != (
-            entry.silver.columns,
-            entry.silver.row_date,
-            entry.silver.allow_future_dates,
-        ):
+        same = ("columns", "row_date", "allow_future_dates")
+        if any(getattr(other.silver, name) != getattr(entry.silver, name) for name in same):
             raise where.error(
                 "silver.columns",
                 f"shares silver table {table!r} with entry #{other.index} but declares "
@@ -384,32 +382,6 @@ def _check_asset_names(entries: list[KeymapEntry], path: str) -> None:
         seen[k] = entry.index
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """yaml's safe loader, except that a mapping that names a key twice is an error.
-
-    Plain YAML keeps the last value silently: a repeated `min_age_days` changes the cadence without a word, and a
-    repeated `dataset` makes the entry another dataset, which a later check then blames on the wrong entry."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        first_line: dict[Any, int] = {}
-        for key_node, _value in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges; an explicit key may override it
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            try:
-                if key in first_line:
-                    raise DuplicateKey(f"line {line}: duplicate key {key!r} (first set on line {first_line[key]})")
-            except TypeError:  # an unhashable key: the base class reports it
-                continue
-            first_line[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-class DuplicateKey(ValueError):
-    """A mapping of the keymap file names the same key twice."""
-
-
 def load_keymap(path: str | Path) -> Keymap:
     """Read and validate a keymap file."""
     path = Path(path)
@@ -418,7 +390,7 @@ def load_keymap(path: str | Path) -> Keymap:
     except OSError as exc:
         raise KeymapError(f"{path}: cannot read keymap: {exc.strerror}") from None
     try:
-        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        document = load_yaml(text)
     except DuplicateKey as exc:
         raise KeymapError(f"{path}: {exc}; YAML keeps only the last value, so say it once") from None
     except yaml.YAMLError as exc:
