@@ -8,6 +8,7 @@ keymap, migrations and instance settings are found through the package and the e
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -17,7 +18,10 @@ from pathlib import Path
 
 from pipeline import stopping
 from pipeline.keymap.loader import KeymapError
-from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from pipeline.log import FILE_ONLY
+from pipeline.ops.runs import SourceMismatch
+from pipeline.settings import PROJECT_ROOT, Settings, SettingsError, get_settings, load_settings
+from pipeline.storage_errors import quiet_event_log_failures, storage_cause, storage_folders, storage_problem
 from pipeline.warehouse.migrations import MigrationError
 
 PROJECT_CONFIG_MARKER = "# Dagster instance settings for this project."  # first words of ./dagster.yaml
@@ -84,14 +88,21 @@ def _quiet_dagster() -> None:
     os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
 
 
-def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
-    from pipeline.runner import run_pipeline
+def cmd_run(args: argparse.Namespace, settings: Settings, *, demo: bool = False) -> int:
+    from pipeline.runner import refuse_other_source, run_pipeline
 
-    settings = get_settings()
+    refuse_other_source(settings)  # sample and live data never share a warehouse
     _quiet_dagster()
     ensure_dagster_home(settings)
     started = time.monotonic()
-    outcome = run_pipeline(settings, select=args.select, echo=print)
+    log = logging.getLogger("pipeline.run")
+
+    def echo(line: str) -> None:  # the run's report, on stdout and in the log file
+        print(line)
+        log.info(line, extra=FILE_ONLY)
+
+    with quiet_event_log_failures() as dropped:
+        outcome = run_pipeline(settings, select=args.select, echo=echo)
     if demo:
         from pipeline.report import print_demo_summary
 
@@ -100,10 +111,16 @@ def cmd_run(args: argparse.Namespace, *, demo: bool = False) -> int:
         from pipeline.report import print_run_summary
 
         print_run_summary(outcome, time.monotonic() - started)
-    return 0 if outcome.success else 1
+    if outcome.success:
+        return 0
+    log.error(f"pipeline run failed: {outcome.failure_summary}", extra=FILE_ONLY)
+    problem = storage_problem(" ".join([outcome.failure_summary, *dropped]), storage_folders(settings))
+    if problem:  # a step failed because the disk filled up: say so in one line, as `main` does for the rest
+        return _refuse(settings, f"storage error: {problem}", 4)
+    return 1
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Run every asset check (or those of --select) against the current warehouse, through Dagster."""
     import dagster as dg
 
@@ -112,7 +129,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     from pipeline.keymap import load_keymap
     from pipeline.warehouse.connection import Warehouse
 
-    settings = get_settings()
     _quiet_dagster()
     if not Warehouse.from_settings(settings).exists():
         print(
@@ -154,10 +170,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed_error or crashed else 0
 
 
-def cmd_status(args: argparse.Namespace) -> int:
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.status import status
 
-    settings = get_settings()
     code = status(settings, run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
     if not args.run:
         print_automation(settings)
@@ -182,24 +197,26 @@ def print_automation(settings: Settings) -> None:
         with dg.DagsterInstance.get() as instance:
             lines = automation_report(instance)
     except Exception as exc:  # noqa: BLE001 - status must still print what it could read
-        print(f"\nSensors: the Dagster instance in {home} could not be read: {exc}")
+        found = storage_cause(exc, [home])
+        why = found[1] if found else " ".join(str(exc).split())[:300]
+        print(f"\nSensors: not shown, the Dagster instance in {home} could not be opened: {why}")
         return
     print("\nSensors: " + ("nothing waiting" if not lines else ""))
     for line in lines:
         print(f"  {line}")
 
 
-def cmd_ui(args: argparse.Namespace) -> int:
+def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.ui import serve
 
-    ensure_dagster_home(get_settings())  # the project's current dagster.yaml (pools, run monitoring, retries)
+    ensure_dagster_home(settings)  # the project's current dagster.yaml (pools, run monitoring, retries)
     return serve(args.host, args.port)
 
 
-def cmd_coverage(args: argparse.Namespace) -> int:
+def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.ops.coverage import coverage
 
-    return coverage(get_settings(), html_path=args.html, dataset=args.dataset)
+    return coverage(settings, html_path=args.html, dataset=args.dataset)
 
 
 READONLY_EXIT_CODES = """exit codes: 0 printed; 1 no warehouse yet (create it with `pipeline demo` or `pipeline run`)
@@ -207,7 +224,7 @@ or nothing matched; 2 configuration error; 3 a run is writing the warehouse (rea
 try again in a moment)"""
 
 
-def cmd_replay(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call)."""
     import uuid
 
@@ -219,7 +236,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline.text_table import text_table
     from pipeline.warehouse.connection import Warehouse
 
-    settings = get_settings()
     keymap = load_keymap(settings.keymap_path)
     tables = [args.table] if args.table else None
     if args.table and args.table not in keymap.tables():
@@ -298,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_demo = sub.add_parser("demo", help="run on the bundled sample source and print a summary")
     p_demo.add_argument("--select", help=argparse.SUPPRESS)
-    p_demo.set_defaults(func=lambda a: cmd_run(a, demo=True))
+    p_demo.set_defaults(func=lambda a, s: cmd_run(a, s, demo=True))
 
     p_check = sub.add_parser(
         "check",
@@ -352,27 +368,56 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    """Run one command. Every way it can be refused is one line on stderr (and in the log file): exit 2 for a
+    configuration, source, keymap or migration error, 4 when the data folder cannot be written (read-only, full)."""
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        os.environ.pop("FMP_API_KEY", None)  # the demo always uses the bundled sample source
-        get_settings.cache_clear()
+    settings: Settings | None = None
     try:
+        if args.command == "demo":  # the demo chooses the bundled sample source explicitly
+            settings = load_settings({**os.environ, "PIPELINE_SOURCE": "sample"})
+        else:
+            settings = get_settings()
         from pipeline.log import get_logger
 
-        get_logger("pipeline", get_settings())  # console + dated file under <data>/logs, key scrubbed
-        return int(args.func(args) or 0)
+        get_logger("pipeline", settings)  # console + dated file under <data>/logs, key scrubbed
+        _file_log(settings, logging.INFO, f"pipeline {args.command} started: source {settings.source_label}, "
+                  f"as of {settings.today()}, data in {settings.data_dir}")  # fmt: skip
+        code = int(args.func(args, settings) or 0)
+        _file_log(settings, logging.INFO if code == 0 else logging.ERROR, f"pipeline {args.command}: exit code {code}")
+        return code
     except stopping.Stopped as exc:
         kept = "; what was written so far is kept and registered" if args.command in WRITING_COMMANDS else ""
         print(f"pipeline {args.command}: {exc}{kept}", file=sys.stderr)
+        if settings is not None:
+            _file_log(settings, logging.WARNING, f"pipeline {args.command}: {exc}{kept}")
         return stopping.exit_code(exc.signum)
     except SettingsError as exc:
-        print(f"pipeline: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return _refuse(settings, f"configuration error: {exc}", 2)
+    except SourceMismatch as exc:
+        return _refuse(settings, f"source error: {exc}", 2)
     except (KeymapError, MigrationError) as exc:
         # one line naming the file (a YAML parser error spans several lines), no traceback
         kind = "keymap" if isinstance(exc, KeymapError) else "migration"
-        print(f"pipeline: {kind} error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
+        return _refuse(settings, f"{kind} error: {' '.join(str(exc).split())}", 2)
+    except Exception as exc:
+        problem = storage_problem(exc, storage_folders(settings)) if settings else None
+        if problem is None:
+            if settings:
+                logging.getLogger("pipeline.cli").exception(f"pipeline {args.command} crashed", extra=FILE_ONLY)
+            raise
+        return _refuse(settings, f"storage error: {problem}", 4)
+
+
+def _file_log(settings: Settings | None, level: int, message: str) -> None:
+    """Into the log file only (the console already showed it); nothing before the settings, and so the log, exist."""
+    if settings is not None:
+        logging.getLogger("pipeline.cli").log(level, message, extra=FILE_ONLY)
+
+
+def _refuse(settings: Settings | None, message: str, code: int) -> int:
+    print(f"pipeline: {message}", file=sys.stderr)
+    _file_log(settings, logging.ERROR, message)
+    return code
 
 
 if __name__ == "__main__":

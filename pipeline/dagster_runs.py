@@ -86,6 +86,23 @@ def check_results(result: dg.ExecuteInProcessResult) -> list[CheckResult]:
     ]
 
 
+def failure_reason(event: dg.DagsterEvent) -> str:
+    """Why a step failed: the description of the `dg.Failure` it raised, else the user's own error under Dagster's
+    wrappers ("RuntimeError: ..."), never "Execution of step ... failed"."""
+    data = event.step_failure_data
+    if data is not None and data.user_failure_data is not None and data.user_failure_data.description:
+        return " ".join(str(data.user_failure_data.description).split())
+    error = data.error if data is not None else None
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return " ".join(error.message.split()) if error else str(event.message)
+
+
+def step_failure_text(event: dg.DagsterEvent) -> str:
+    """`<step>: <why>`, as `pipeline run` reports a failed step."""
+    return f"{event.step_key}: {failure_reason(event)}"
+
+
 def crashed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
     """Why steps failed, one line each, leaving out a blocking check that failed (it is reported as the check)."""
     out = []
@@ -93,10 +110,7 @@ def crashed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
         error = event.step_failure_data.error
         if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
             continue
-        while error is not None and error.cause is not None:  # the user's error, not Dagster's wrappers around it
-            error = error.cause
-        why = " ".join(error.message.split()) if error else str(event.message)  # "RuntimeError: ..."
-        out.append(f"step {event.step_key} failed: {why}")
+        out.append(f"step {event.step_key} failed: {failure_reason(event)}")
     return out
 
 

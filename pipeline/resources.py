@@ -1,7 +1,8 @@
 """Dagster resources: the warehouse and the FMP client, configured from the settings (the environment contract).
 
-FmpResource is the one place that decides between the real API and the bundled sample source: no key, sample
-source. Its fields show in the UI (Deployment -> Resources), the key only as the name of its environment variable.
+FmpResource carries the source the settings chose (`Settings.source_mode`: PIPELINE_SOURCE, else the key decides)
+into the steps. Its fields show in the UI (Deployment -> Resources), the key only as the name of its environment
+variable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from pipeline.warehouse.resource import WarehouseResource
 SAMPLE_SOURCE_LABEL = "bundled sample source"
 
 
+class FmpConfigError(RuntimeError):
+    """The resource is set to the live API but has no key."""
+
+
 class FmpResource(dg.ConfigurableResource):
     """Hands a step one FMP client for the run (connection reuse, one rate limiter per process)."""
 
@@ -25,6 +30,10 @@ class FmpResource(dg.ConfigurableResource):
         default=None,
         description="FMP API key, from the FMP_API_KEY environment variable. "
         "Unset: requests go to the bundled sample source.",
+    )
+    source: str | None = Field(
+        default=None,
+        description="fmp or sample (PIPELINE_SOURCE, or as the settings decided it); unset: fmp when a key is set.",
     )
     base_url: str = Field(default=DEFAULT_BASE_URL, description="Where FMP requests go (FMP_BASE_URL).")
     plan: str | None = Field(default=None, description="FMP plan (FMP_PLAN): recipes above it are skipped, visibly.")
@@ -39,7 +48,7 @@ class FmpResource(dg.ConfigurableResource):
 
     @property
     def uses_sample_source(self) -> bool:
-        return self.key is None
+        return self.source == "sample" if self.source else self.key is None
 
     @property
     def source_mode(self) -> str:
@@ -51,10 +60,16 @@ class FmpResource(dg.ConfigurableResource):
 
     def client(self, settings: Settings) -> FmpClient:
         """A client for this configuration; `settings` supply the day and the tickers the sample source serves."""
+        if not self.uses_sample_source and self.key is None:
+            raise FmpConfigError(
+                "the fmp resource is set to the live API, but FMP_API_KEY is not set in this process; set it "
+                "where the code location and the daemon run (the pipeline never falls back to sample data)"
+            )
         return FmpClient.from_settings(
             dataclasses.replace(
                 settings,
-                fmp_api_key=self.key,
+                source=self.source,
+                fmp_api_key=None if self.uses_sample_source else self.key,
                 fmp_base_url=self.base_url.rstrip("/"),
                 fmp_plan=self.plan,
                 calls_per_minute=self.calls_per_minute,
@@ -71,6 +86,7 @@ def build_resources(settings: Settings) -> dict[str, object]:
         "fmp": FmpResource(
             # the key is never written into the config the UI shows: only the variable's name is
             api_key=dg.EnvVar("FMP_API_KEY") if settings.fmp_api_key else None,
+            source=settings.source,  # None: the key decides, as in the settings
             base_url=settings.fmp_base_url,
             plan=settings.fmp_plan,
             calls_per_minute=settings.calls_per_minute,

@@ -32,15 +32,17 @@ from pipeline.dagster_runs import (
     crashed_steps,
     materialize,
     run_checks,
+    step_failure_text,
 )
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
+from pipeline.ops.reader import NoLedger, ledger_reader
 from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
 from pipeline.pools import close_if_dead
 from pipeline.settings import Settings
 from pipeline.universe import SILVER_UNIVERSE, resolve_universe
-from pipeline.warehouse.connection import Warehouse, WarehouseBusy
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
 
 # The trigger tag of the checks-only run of the checks a phase's run did not evaluate.
 CHECKS_NOT_RUN_TRIGGER = "pipeline run: checks that did not run"
@@ -93,6 +95,14 @@ class RunOutcome:
     def checks_not_run(self) -> list[str]:
         return [name for p in self.phases for name in p.checks_not_run]
 
+    @property
+    def failure_summary(self) -> str:
+        """What failed, in one paragraph: failed phases with their first failure, ERROR checks, skipped phases."""
+        parts = [f"{p.name} (run {p.run_id[:8]}): {p.failure or 'failed'}" for p in self.phases if not p.success]
+        parts += [f"ERROR check {asset} {check} failed" for asset, check, _ok, _sev in self.failed_error_checks]
+        parts += [f"{name} skipped, blocked by the failures above" for name in self.skipped]
+        return "; ".join(parts) or "nothing failed"
+
 
 def _execute(
     name: str,
@@ -115,7 +125,7 @@ def _execute(
     failure, unreachable = None, False
     if not result.success:
         failed = [ev for ev in result.all_events if ev.is_step_failure]
-        failure = "; ".join(_failure_text(ev) for ev in failed)[:2000] or "run failed"
+        failure = "; ".join(step_failure_text(ev) for ev in failed)[:2000] or "run failed"
         unreachable = any(_user_failure_metadata(ev).get("stopped") == UNREACHABLE_FAILURE["stopped"] for ev in failed)
     mats = len(result.get_asset_materialization_events())
     missing = checks_not_evaluated(result, instance, checks)
@@ -175,12 +185,6 @@ def _user_failure_metadata(event: dg.DagsterEvent) -> dict[str, object]:
     return {k: getattr(v, "value", v) for k, v in (data.metadata if data else {}).items()}
 
 
-def _failure_text(event: dg.DagsterEvent) -> str:
-    """What a failed step says: the description of the dg.Failure it raised, else Dagster's message."""
-    data = event.step_failure_data.user_failure_data if event.step_failure_data else None
-    return str(data.description) if data and data.description else str(event.message)
-
-
 def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
     """Close out runs of `pipeline run` whose process died (kill -9, OOM); returns their run ids.
 
@@ -201,6 +205,19 @@ def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, ech
             f"closed {len(dead)} run(s) left unfinished by a process that died: {', '.join(r.run_id[:8] for r in dead)}"
         )
     return [r.run_id for r in dead]
+
+
+def refuse_other_source(settings: Settings) -> None:
+    """Raise `runs.SourceMismatch` before anything runs when the warehouse holds the other source's data.
+
+    The Bronze step checks again where it writes (every launch path passes there); this early check gives
+    `pipeline run` and `pipeline demo` one clear line instead of a failed run. A warehouse that does not exist
+    yet, has no ledger or is busy is left to that check."""
+    try:
+        with ledger_reader(settings) as conn:
+            runs.check_source(conn, settings.source_mode, settings.warehouse_label)
+    except (WarehouseBusy, WarehouseMissing, NoLedger):
+        return
 
 
 def universe_for_run(settings: Settings) -> tuple[list[str], str]:
@@ -237,8 +254,7 @@ def run_pipeline(
 
     reclaim_abandoned_runs(settings, instance, echo)
     outcome = RunOutcome()
-    source = "bundled sample source (FMP_API_KEY is unset)" if settings.uses_sample_source else settings.fmp_base_url
-    echo(f"pipeline run: source {source}; as of {settings.today()}; data in {settings.data_dir}")
+    echo(f"pipeline run: source {settings.source_label}; as of {settings.today()}; data in {settings.data_dir}")
     if global_keys:
         _run_fetch_then_promote(settings, defs, instance, outcome, "global datasets", global_keys, None, echo)
 

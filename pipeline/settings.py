@@ -16,16 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipeline.keymap.model import PLAN_ORDER, TICKER_REGEX
+from pipeline.keymap.model import PLAN_ORDER
+from pipeline.tickers import ticker_problem
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_ROOT = Path(__file__).resolve().parent
 MARKET_TZ = ZoneInfo("America/New_York")
 
 DEFAULT_BASE_URL = "https://financialmodelingprep.com/stable"
-
-# Tickers travel into file paths, URLs and Dagster partition keys: keep them to a safe alphabet.
-TICKER_PATTERN = re.compile(rf"^{TICKER_REGEX}$")
 
 
 class SettingsError(ValueError):
@@ -43,9 +41,16 @@ class UniverseSettings:
     max_tickers: int = 500
 
 
+SOURCES = ("fmp", "sample")
+# Settings that only make sense for the live API: next to a missing or blank key they mean the key is missing by
+# mistake (an unset CI secret expands to ""), so the pipeline stops instead of fetching invented sample data.
+LIVE_ONLY_VARIABLES = ("FMP_PLAN", "FMP_BASE_URL", "FMP_CALLS_PER_MINUTE")
+
+
 @dataclass(frozen=True)
 class Settings:
     fmp_api_key: str | None = field(default=None, repr=False)
+    source: str | None = None  # PIPELINE_SOURCE: fmp | sample; None: fmp when a key is set, else sample
     fmp_base_url: str = DEFAULT_BASE_URL
     fmp_plan: str | None = None
     calls_per_minute: int = 300
@@ -86,8 +91,26 @@ class Settings:
 
     @property
     def uses_sample_source(self) -> bool:
-        """True when no API key is set: requests go to the bundled sample source, never the network."""
-        return not self.fmp_api_key
+        """True when requests go to the bundled sample source, never the network: chosen by PIPELINE_SOURCE=sample
+        (what `pipeline demo` sets), or no key and nothing live-looking (`load_settings` checks that)."""
+        return self.source == "sample" if self.source else not self.fmp_api_key
+
+    @property
+    def source_mode(self) -> str:
+        """What `ops.runs.source_mode` records for a Bronze run with these settings: sample | fmp."""
+        return "sample" if self.uses_sample_source else "fmp"
+
+    @property
+    def source_reason(self) -> str:
+        """Why the source is what it is: PIPELINE_SOURCE when set, else whether the key is."""
+        if self.source:
+            return f"PIPELINE_SOURCE={self.source}"
+        return "FMP_API_KEY is set" if self.fmp_api_key else "FMP_API_KEY is unset"
+
+    @property
+    def source_label(self) -> str:
+        """Where requests go, as run logs say it."""
+        return f"bundled sample source ({self.source_reason})" if self.uses_sample_source else self.fmp_base_url
 
     @property
     def bronze_dir(self) -> Path:
@@ -105,12 +128,13 @@ class Settings:
 
     def today(self) -> dt.date:
         """The date request planning treats as today: PIPELINE_AS_OF, else today in New York."""
-        return self.as_of or dt.datetime.now(MARKET_TZ).date()
+        return self.as_of or new_york_today()
 
     def __repr__(self) -> str:  # never print the key, even by accident
         key = "set" if self.fmp_api_key else "unset"
         return (
-            f"Settings(fmp_api_key=<{key}>, fmp_base_url={self.fmp_base_url!r}, fmp_plan={self.fmp_plan!r}, "
+            f"Settings(fmp_api_key=<{key}>, source={self.source_mode}, fmp_base_url={self.fmp_base_url!r}, "
+            f"fmp_plan={self.fmp_plan!r}, "
             f"calls_per_minute={self.calls_per_minute}, max_concurrency={self.max_concurrency}, "
             f"data_dir={str(self.data_dir)!r}, as_of={self.as_of}, tickers={self.tickers})"
         )
@@ -141,22 +165,45 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
 
 
 def parse_tickers(raw: str, source: str = "PIPELINE_TICKERS") -> tuple[str, ...]:
-    """Split a comma-separated ticker list, keeping FMP's spelling and rejecting unsafe symbols."""
+    """Split a comma-separated ticker list, keeping FMP's spelling and rejecting what the ticker rule refuses."""
     tickers: list[str] = []
     for part in raw.split(","):
         ticker = part.strip()
         if not ticker:
             continue
-        if not TICKER_PATTERN.match(ticker):
-            raise SettingsError(
-                f"{source}: ticker {ticker!r} is not allowed; tickers are 1-20 characters of letters, digits, "
-                "'.', '-', '^' or '=' and start with a letter or digit"
-            )
+        problem = ticker_problem(ticker)
+        if problem:
+            raise SettingsError(f"{source}: {problem}")
         if ticker not in tickers:
             tickers.append(ticker)
     if not tickers:
         raise SettingsError(f"{source}={raw!r} names no ticker; give a comma-separated list such as AAPL,MSFT")
     return tuple(tickers)
+
+
+def new_york_today() -> dt.date:
+    return dt.datetime.now(MARKET_TZ).date()
+
+
+def _as_of(raw: str) -> dt.date | None:
+    """PIPELINE_AS_OF: exactly YYYY-MM-DD (Python alone would also read 20261207 or 2026-W49-1), and never after
+    today in New York: planning for a future day fetches rows dated ahead of time, and its watermarks would hold
+    every later run back until that day."""
+    if not raw:
+        return None
+    try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", raw):
+            raise ValueError(raw)
+        as_of = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise SettingsError(f"PIPELINE_AS_OF={raw!r} is not a date; use YYYY-MM-DD") from None
+    today = new_york_today()
+    if as_of > today:
+        raise SettingsError(
+            f"PIPELINE_AS_OF={raw} is after today ({today} in New York); planning never runs ahead of time: "
+            "use today or an earlier date, or unset it"
+        )
+    return as_of
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -171,13 +218,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if not re.match(r"^https?://[^\s/]+", base_url):
         raise SettingsError(f"FMP_BASE_URL={base_url!r} is not an http(s) URL; e.g. {DEFAULT_BASE_URL}")
 
-    as_of = None
-    raw_as_of = env.get("PIPELINE_AS_OF", "").strip()
-    if raw_as_of:
-        try:
-            as_of = dt.date.fromisoformat(raw_as_of)
-        except ValueError:
-            raise SettingsError(f"PIPELINE_AS_OF={raw_as_of!r} is not a date; use YYYY-MM-DD") from None
+    as_of = _as_of(env.get("PIPELINE_AS_OF", "").strip())
 
     raw_tickers = env.get("PIPELINE_TICKERS", "").strip()
     tickers = parse_tickers(raw_tickers) if raw_tickers else None
@@ -213,12 +254,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env.get("PIPELINE_WAREHOUSE", "").strip(), env.get("PIPELINE_WAREHOUSE_DATA_PATH", "").strip()
     )
 
+    calls_per_minute = _int(env, "FMP_CALLS_PER_MINUTE", 300, 1)
+    max_concurrency = _int(env, "FMP_MAX_CONCURRENCY", 8, 1)
+    source, api_key = _source(env, base_url)  # after every value is known to be valid: a bad value is named first
     return Settings(
-        fmp_api_key=env.get("FMP_API_KEY", "").strip() or None,
+        fmp_api_key=api_key,
+        source=source,
         fmp_base_url=base_url.rstrip("/"),
         fmp_plan=plan,
-        calls_per_minute=_int(env, "FMP_CALLS_PER_MINUTE", 300, 1),
-        max_concurrency=_int(env, "FMP_MAX_CONCURRENCY", 8, 1),
+        calls_per_minute=calls_per_minute,
+        max_concurrency=max_concurrency,
         data_dir=data_dir,
         keymap_path=keymap_path,
         as_of=as_of,
@@ -229,6 +274,39 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse_file=warehouse_file,
         warehouse_lake=warehouse_lake,
         warehouse_data_path=warehouse_data_path,
+    )
+
+
+def _source(env: Mapping[str, str], base_url: str) -> tuple[str | None, str | None]:
+    """(PIPELINE_SOURCE as chosen, the key to use). The sample source is an explicit choice (PIPELINE_SOURCE=sample,
+    set by `pipeline demo`) or the plain case: no key and none of the live-only settings. A missing or blank key
+    next to a live-looking setting stops: a wrong number is worse than a missing one."""
+    raw = env.get("PIPELINE_SOURCE", "").strip().lower()
+    if raw and raw not in SOURCES:
+        raise SettingsError(
+            f"PIPELINE_SOURCE={raw!r} is not a source; use fmp (the FMP API, needs FMP_API_KEY) or sample "
+            "(the bundled sample source), or leave it unset"
+        )
+    key = env.get("FMP_API_KEY", "").strip() or None
+    if raw == "sample":
+        return "sample", None  # the key, if any, is never sent anywhere
+    if key:
+        return raw or None, key
+    state = "blank" if "FMP_API_KEY" in env else "unset"
+    live = [name for name in LIVE_ONLY_VARIABLES if env.get(name, "").strip()]
+    if base_url.rstrip("/") == DEFAULT_BASE_URL and "FMP_BASE_URL" in live:
+        live.remove("FMP_BASE_URL")  # the default spelled out is not a sign of anything
+    if raw == "fmp":
+        why = f"FMP_API_KEY is {state}, but PIPELINE_SOURCE=fmp"
+    elif live:
+        why = f"FMP_API_KEY is {state}, but {live[0]} is set"
+    elif state == "blank":
+        why = "FMP_API_KEY is set but blank"
+    else:
+        return None, None  # the plain case of DESIGN section 4: the sample source, and the run log says so
+    raise SettingsError(
+        f"{why}: the pipeline does not fall back to invented sample data; set FMP_API_KEY, or choose the bundled "
+        "sample source explicitly (`pipeline demo` or PIPELINE_SOURCE=sample)"
     )
 
 

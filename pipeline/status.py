@@ -21,7 +21,15 @@ from pipeline.bronze.planner import PlanDecision
 from pipeline.keymap.loader import load_keymap
 from pipeline.keymap.model import KeymapEntry
 from pipeline.ops.file_ingestions import file_ingestions_for_run
-from pipeline.ops.reader import EXIT_NOTHING, EXIT_OK, clip, entry_label, run_readonly, wrap
+from pipeline.ops.reader import (
+    EXIT_NOTHING,
+    EXIT_OK,
+    clip,
+    entry_label,
+    future_dated_files,
+    run_readonly,
+    wrap,
+)
 from pipeline.ops.runs import get_run, run_overviews
 from pipeline.settings import Settings
 from pipeline.text_table import text_table
@@ -221,6 +229,36 @@ def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
     return EXIT_OK
 
 
+# ---- (b2) files dated ahead of time -----------------------------------------------------------------------------
+
+
+def future_section(settings: Settings, conn: duckdb.DuckDBPyConnection, *, show: int = 10) -> list[str]:
+    """Bronze files planned for a day after today, or with rows after their planning day (none: no lines).
+
+    Planning ignores what they hold ahead of time and Silver rejects rows dated after their fetch day, so
+    nothing is lost or stuck; they are named because a wrong PIPELINE_AS_OF or a source serving dates ahead of
+    time is worth knowing about."""
+    keymap = load_keymap(settings.keymap_path)
+    future_tables = sorted({e.silver.table for e in keymap if e.silver.allow_future_dates})
+    today = settings.today()
+    found = future_dated_files(conn, today, future_tables)
+    if not found:
+        return []
+    total = sum(files for _ident, files, _as_of, _to in found)
+    lines = wrap(
+        f"Future-dated Bronze files: {total} file(s) planned for a day after {today} or holding rows after their "
+        "planning day; planning ignores what lies ahead, and Silver rejects rows dated after their fetch day",
+        0,
+    )
+    for ident, files, as_of, cov_to in found[:show]:
+        name = f"{ident.domain}/{entry_label(ident.dataset, ident.discriminator)}"
+        where = f"{name} {ident.ticker}".rstrip()
+        lines.append(f"  {where}: {files} file(s), planned for {as_of or '-'}, rows to {cov_to or '-'}")
+    if len(found) > show:
+        lines.append(f"  … {len(found) - show} more dataset/ticker pair(s)")
+    return lines
+
+
 # ---- (c) what is due next, and why not ------------------------------------------------------------------------
 
 
@@ -300,6 +338,11 @@ def status(
         print(f"\nRecent runs (newest first, up to {max(1, limit)}; `--run ID` shows a run's files)", file=out)
         for line in format_runs(runs):
             print(line, file=out)
+        future = future_section(settings, conn)
+        if future:
+            print(file=out)
+            for line in future:
+                print(line, file=out)
         if show_plan:
             print(file=out)
             for line in plan_section(settings, conn):

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from pipeline.keymap.model import TICKER_REGEX
 from pipeline.settings import Settings, UniverseSettings
+from pipeline.tickers import MAX_TICKER_LENGTH, TICKER_REGEX
 
 UNIVERSE_SQL = """
     SELECT s.symbol
@@ -20,7 +20,7 @@ UNIVERSE_SQL = """
       AND ($include_etfs OR coalesce(c.is_etf, false) = false)
       AND (NOT $active_only OR c.is_actively_trading IS DISTINCT FROM false)
       AND coalesce(c.market_cap, 0) >= $min_cap
-      AND regexp_full_match(s.symbol, $ticker_regex)
+      AND regexp_full_match(s.symbol, $ticker_regex) AND length(s.symbol) <= $max_ticker_length
     ORDER BY c.market_cap DESC NULLS LAST, s.symbol
     LIMIT $max_tickers
 """
@@ -44,7 +44,8 @@ def universe_from_silver(conn: duckdb.DuckDBPyConnection, universe: UniverseSett
             "active_only": universe.actively_trading_only,
             "min_cap": universe.min_market_cap,
             "max_tickers": universe.max_tickers,
-            "ticker_regex": TICKER_REGEX,
+            "ticker_regex": TICKER_REGEX,  # the one ticker rule (pipeline.tickers)
+            "max_ticker_length": MAX_TICKER_LENGTH,
         },
     ).fetchall()
     return [r[0] for r in rows]
@@ -72,7 +73,7 @@ def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
     if settings.uses_sample_source:
         from pipeline.fmp.sample import SAMPLE_TICKERS
 
-        return list(SAMPLE_TICKERS), "the bundled sample source's tickers (FMP_API_KEY is unset)"
+        return list(SAMPLE_TICKERS), f"the bundled sample source's tickers ({settings.source_reason})"
     return None
 
 

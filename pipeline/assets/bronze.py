@@ -82,7 +82,7 @@ def build_bronze_asset(
         selected = [by_key[k] for k in sorted(context.selected_asset_keys, key=str) if k in by_key]
         tickers = partition_tickers(context) or []
         if fmp.uses_sample_source:
-            context.log.info("FMP_API_KEY is unset: fetching from the bundled sample source (no network, no key)")
+            context.log.info("fetching from the bundled sample source (no network, no key)")
         with (
             interrupts_end_the_step(),
             pool_slot(context, lambda dead: close_abandoned(warehouse.warehouse, dead)),

@@ -86,6 +86,11 @@ def build_silver_asset(
                         f"silver.{table}: the API sends fields the keymap does not map: "
                         f"{', '.join(totals['drift_fields'][:20])}"
                     )
+                if totals["future_dated"]:
+                    context.log.warning(
+                        f"silver.{table}: rejected {totals['future_dated']} row(s) dated after the New York day of "
+                        "their fetch (counted per file in ops.file_ingestions.silver_future_rows)"
+                    )
                 if tickers is None:
                     rows = row_count(conn, table)
                     preview = table_preview(conn, qualified(table), "fetched_at DESC")

@@ -190,10 +190,12 @@ def run_bronze(
         entry = by_identity.get(identity.without_ticker())
         return entry.silver.table if entry else None
 
-    # 1. short transaction: repair, then read the watermarks we plan from
+    # 1. short transaction: refuse a warehouse holding the other source's data, repair, then read the watermarks
+    # we plan from. The check is here, where every launch path (UI, daemon, schedule, CLI) fetches.
     with warehouse.transaction() as conn:
+        runs.check_source(conn, source_mode, warehouse.label)
         orphans = register_orphans(conn, store, silver_table_of)
-        coverage = planning_coverage(conn, entries)
+        coverage = planning_coverage(conn, entries, today)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
@@ -359,12 +361,15 @@ def dry_run(
     *, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date, fmp_plan: str | None
 ) -> list[PlanDecision]:
     """What is due, and why not, without fetching anything (read-only connection is enough)."""
-    return plan(entries, tickers, planning_coverage(conn, entries), today, fmp_plan)
+    return plan(entries, tickers, planning_coverage(conn, entries, today), today, fmp_plan)
 
 
-def planning_coverage(conn, entries: Sequence[KeymapEntry]) -> dict[DatasetIdentity, Coverage]:
-    """Good coverage of every identity of `entries` (every ticker of per-ticker entries): what planning reads."""
+def planning_coverage(conn, entries: Sequence[KeymapEntry], today: dt.date) -> dict[DatasetIdentity, Coverage]:
+    """Good coverage of every identity of `entries` (every ticker of per-ticker entries) as of `today`: what
+    planning reads (nothing dated ahead of `today` counts)."""
     coverage: dict[DatasetIdentity, Coverage] = {}
     for entry in entries:
-        coverage.update(file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker))
+        coverage.update(
+            file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker, today=today)
+        )
     return coverage

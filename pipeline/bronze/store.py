@@ -32,6 +32,7 @@ from pathlib import Path
 
 from pipeline.bronze.envelope import BronzeEnvelope
 from pipeline.keymap.model import DatasetIdentity
+from pipeline.tickers import ticker_problem
 
 SAFE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-^=]{0,63}$")
 GLOBAL_MARKER = "_global"
@@ -44,8 +45,15 @@ class UnsafeNameError(ValueError):
 
 
 def validate_part(kind: str, value: str, *, allow_empty: bool = False) -> str:
-    """Reject values that could leave the Bronze folder: '..', '/', '\\', control characters, empty, overlong."""
+    """Reject values that could leave the Bronze folder: '..', '/', '\\', control characters, empty, overlong.
+
+    Tickers follow the one ticker rule (`pipeline.tickers`), which settings and the universe apply too."""
     if value == "" and allow_empty:
+        return value
+    if kind == "ticker":
+        problem = ticker_problem(value)
+        if problem:
+            raise UnsafeNameError(problem)
         return value
     if not isinstance(value, str) or not value:
         raise UnsafeNameError(f"{kind} must not be empty")

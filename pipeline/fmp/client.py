@@ -182,7 +182,8 @@ class FmpClient:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> FmpClient:
-        """Real API when a key is set; otherwise the bundled sample source through an in-process transport."""
+        """The real API, or the bundled sample source through an in-process transport when the settings chose it
+        (`Settings.uses_sample_source`)."""
         kwargs: dict[str, Any] = {
             "calls_per_minute": settings.calls_per_minute,
             "max_concurrency": settings.max_concurrency,
@@ -190,15 +191,17 @@ class FmpClient:
         if settings.uses_sample_source:
             from pipeline.fmp.sample import SAMPLE_TICKERS, sample_transport
 
-            kwargs["transport"] = sample_transport(settings.today(), settings.tickers or SAMPLE_TICKERS)
+            # The sample source's own universe, never PIPELINE_TICKERS: like FMP it answers `[]` for any other
+            # symbol instead of inventing prices for it (fmp_api.md section 2.4).
+            kwargs["transport"] = sample_transport(settings.today(), SAMPLE_TICKERS)
             # The sample source is local: FMP's per-minute budget does not apply to it.
             kwargs["limiter"] = RateLimiter(1_000_000)
             base_url = SAMPLE_BASE_URL
-            log.info("FMP_API_KEY is unset: fetching from the bundled sample source, not the network")
+            log.info("fetching from the %s, not the network", settings.source_label)
         else:
             base_url = settings.fmp_base_url
         kwargs.update(overrides)
-        return cls(base_url, settings.fmp_api_key, **kwargs)
+        return cls(base_url, None if settings.uses_sample_source else settings.fmp_api_key, **kwargs)
 
     # -- key hygiene ---------------------------------------------------------------------------------
     def redact(self, text: str) -> str:

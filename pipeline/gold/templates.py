@@ -12,13 +12,10 @@ from importlib import resources
 
 import jinja2
 
+from pipeline.silver.cast import ny_date
+
 SQL_PACKAGE = "pipeline.gold"
 SQL_FOLDER = "sql"
-
-
-def ny_date(column: str) -> str:
-    """SQL: the New York date of a UTC timestamp column."""
-    return f"CAST(timezone('America/New_York', timezone('UTC', {column})) AS DATE)"
 
 
 def served_on(alias: str) -> str:

@@ -27,6 +27,7 @@ from pipeline.keymap.model import (
     Recipe,
     SilverSpec,
 )
+from pipeline.keymap.yaml_unique import DuplicateKey, load_yaml
 
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # domain, source, dataset, discriminator
@@ -44,7 +45,7 @@ ENTRY_FIELDS = {
     "silver",
     "recipe",
 }
-SILVER_FIELDS = {"table", "key", "row_date", "columns"}
+SILVER_FIELDS = {"table", "key", "row_date", "columns", "allow_future_dates"}
 COLUMN_FIELDS = {"name", "type", "nullable", "api"}
 RECIPE_FIELDS = {
     "path",
@@ -174,9 +175,14 @@ def _silver(raw: Any, where: _Where, scope: str) -> SilverSpec:
             raise where.error("silver.row_date", f"{row_date!r} is not a declared column")
         if next(c for c in columns if c.name == row_date).type != "date":
             raise where.error("silver.row_date", f"column {row_date!r} must have type date")
+    allow_future = raw.get("allow_future_dates", False)
+    if not isinstance(allow_future, bool):
+        raise where.error("silver.allow_future_dates", f"must be true or false, got {allow_future!r}")
+    if allow_future and row_date is None:
+        raise where.error("silver.allow_future_dates", "needs a row_date: it lets rows dated after their fetch day in")
     # Key columns can never be NULL in a primary key: make that explicit rather than implied.
     columns = tuple(Column(c.name, c.type, c.api, nullable=c.nullable and c.name not in key) for c in columns)
-    return SilverSpec(table=table, key=tuple(key), columns=columns, row_date=row_date)
+    return SilverSpec(table=table, key=tuple(key), columns=columns, row_date=row_date, allow_future_dates=allow_future)
 
 
 def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
@@ -348,11 +354,12 @@ def _check_shared_tables(entries: list[KeymapEntry], path: str) -> None:
                 f"shares silver table {table!r} with entry #{other.index} but has key "
                 f"{list(entry.silver.key)} instead of {list(other.silver.key)}",
             )
-        if other.silver.columns != entry.silver.columns or other.silver.row_date != entry.silver.row_date:
+        same = ("columns", "row_date", "allow_future_dates")
+        if any(getattr(other.silver, name) != getattr(entry.silver, name) for name in same):
             raise where.error(
                 "silver.columns",
                 f"shares silver table {table!r} with entry #{other.index} but declares "
-                "different columns; entries sharing a table must declare the same columns",
+                "different columns, row_date or allow_future_dates; entries sharing a table must declare the same",
             )
         if entry.discriminator and not any(
             c.name in entry.silver.key for c in entry.silver.columns if c.name not in ("ticker", entry.silver.row_date)
@@ -383,7 +390,9 @@ def load_keymap(path: str | Path) -> Keymap:
     except OSError as exc:
         raise KeymapError(f"{path}: cannot read keymap: {exc.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
+    except DuplicateKey as exc:
+        raise KeymapError(f"{path}: {exc}; YAML keeps only the last value, so say it once") from None
     except yaml.YAMLError as exc:
         raise KeymapError(f"{path}: not valid YAML: {exc}") from None
     return parse_keymap(document, str(path))

@@ -28,9 +28,6 @@ COLUMN_TYPES: dict[str, str] = {
 
 PLACEHOLDERS = ("__ticker__", "__from__", "__to__", "__date__", "__discriminator__", "__limit__", "__page__")
 PLAN_ORDER = ("basic", "starter", "premium", "ultimate")  # FMP plans, lowest first
-# The ticker alphabet: tickers travel into file paths, URLs and Dagster partition keys (FMP spells class shares
-# BRK-B, indexes ^GSPC, currencies EURUSD=X). One definition: settings, the universe query and Bronze use it.
-TICKER_REGEX = r"[A-Za-z0-9][A-Za-z0-9.\-^=]{0,19}"
 
 
 @dataclass(frozen=True, order=True)
@@ -161,6 +158,9 @@ class SilverSpec:
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     row_date: str | None = None
+    # Rows dated after the New York date of their fetch are rejected by promotion, unless the dataset lists
+    # coming events by design (an economic calendar's upcoming releases).
+    allow_future_dates: bool = False
 
     def column(self, name: str) -> Column:
         for col in self.columns:

@@ -89,7 +89,11 @@ def registered_file_ids(conn: duckdb.DuckDBPyConnection, file_ids: Iterable[str]
 
 
 def latest_bronze_coverage(
-    conn: duckdb.DuckDBPyConnection, identity: DatasetIdentity | None = None, *, ticker_wildcard: bool = False
+    conn: duckdb.DuckDBPyConnection,
+    identity: DatasetIdentity | None = None,
+    *,
+    ticker_wildcard: bool = False,
+    today: dt.date | None = None,
 ) -> dict[DatasetIdentity, Coverage]:
     """Good coverage per identity: only successful, promotable files count (an error never moves a watermark).
 
@@ -101,6 +105,12 @@ def latest_bronze_coverage(
     missing *first* window is visible through `first_window_from`, which the planner compares with the recipe's
     history start.
 
+    Time moves only forward: a file counts only up to its own planning date (`as_of`; rows a source served
+    for later days, such as an economic calendar's coming releases, are not coverage yet), and a file planned
+    for a day after `today` (the planning date of the caller; a PIPELINE_AS_OF ahead of time, refused since)
+    does not count at all. Otherwise such a file would hold every later run back until that day.
+    `pipeline.ops.reader.future_dated_files` lists them for `pipeline status`.
+
     With `identity`, restrict to it (its ticker too, unless `ticker_wildcard`, which returns every ticker).
     """
     where = ["true"]
@@ -109,9 +119,20 @@ def latest_bronze_coverage(
         for col in ("domain", "source", "dataset", "discriminator") + (() if ticker_wildcard else ("ticker",)):
             where.append(f"{col} = ?")
             params.append(getattr(identity, col) or "")
+    if today is not None:
+        where.append("(as_of IS NULL OR as_of <= ?)")
+        params.append(today)
     rows = conn.execute(
         f"""
-        WITH f AS (SELECT * FROM ops.file_ingestions WHERE {" AND ".join(where)}),
+        WITH f AS (
+            -- what a file holds after its own planning date is not coverage yet (NULL as_of: no limit)
+            SELECT * REPLACE (
+                       CASE WHEN coalesce(coverage_from, coverage_to) > as_of THEN NULL ELSE coverage_from END
+                           AS coverage_from,
+                       CASE WHEN coalesce(coverage_from, coverage_to) > as_of THEN NULL
+                            ELSE least(coverage_to, coalesce(as_of, coverage_to)) END AS coverage_to)
+            FROM ops.file_ingestions WHERE {" AND ".join(where)}
+        ),
         good AS (
             SELECT domain, source, dataset, discriminator, ticker, min(coverage_from) AS cov_from,
                    max(coverage_to) AS cov_to, max(fetched_at) AS last_fetch, count(*) AS files,
@@ -314,7 +335,7 @@ MARK_PROMOTED_SQL = """
     SET silver_status = 'promoted', silver_run_id = $run_id,
         silver_rows_read = s.rows_read, silver_inserted = s.inserted, silver_updated = s.updated,
         silver_unchanged = s.unchanged, silver_rejected = s.rejected, silver_duplicates = s.duplicates,
-        silver_coverage_from = s.coverage_from, silver_coverage_to = s.coverage_to,
+        silver_future_rows = s.future_rows, silver_coverage_from = s.coverage_from, silver_coverage_to = s.coverage_to,
         silver_started_at = $started_at, silver_finished_at = $finished_at, silver_error = NULL
     FROM {stats} AS s
     WHERE l.file_id = s.file_id
@@ -324,8 +345,9 @@ MARK_FAILED_SQL = """
     UPDATE ops.file_ingestions AS l
     SET silver_status = 'failed', silver_run_id = $run_id,
         silver_rows_read = NULL, silver_inserted = NULL, silver_updated = NULL, silver_unchanged = NULL,
-        silver_rejected = NULL, silver_duplicates = NULL, silver_coverage_from = NULL, silver_coverage_to = NULL,
-        silver_started_at = $started_at, silver_finished_at = $finished_at, silver_error = f.problem
+        silver_rejected = NULL, silver_duplicates = NULL, silver_future_rows = NULL, silver_coverage_from = NULL,
+        silver_coverage_to = NULL, silver_started_at = $started_at, silver_finished_at = $finished_at,
+        silver_error = f.problem
     FROM {files} AS f
     WHERE l.file_id = f.file_id AND f.problem IS NOT NULL
 """
@@ -334,7 +356,7 @@ RESET_SILVER_SQL = """
     UPDATE ops.file_ingestions
     SET silver_status = NULL, silver_run_id = NULL, silver_rows_read = NULL, silver_inserted = NULL,
         silver_updated = NULL, silver_unchanged = NULL, silver_rejected = NULL, silver_duplicates = NULL,
-        silver_coverage_from = NULL, silver_coverage_to = NULL, silver_started_at = NULL,
+        silver_future_rows = NULL, silver_coverage_from = NULL, silver_coverage_to = NULL, silver_started_at = NULL,
         silver_finished_at = NULL, silver_error = NULL
     WHERE silver_table = $table AND ($all_tickers OR ticker IN (SELECT unnest($tickers)))
 """
@@ -346,7 +368,7 @@ def mark_promoted(
     """Mark the files of `stats_table` promoted, with its counts.
 
     `stats_table` (filled by the caller) has one row per file: file_id, rows_read, inserted, updated, unchanged,
-    rejected, duplicates, coverage_from, coverage_to.
+    rejected, duplicates, future_rows (the rejected rows dated after their fetch day), coverage_from, coverage_to.
     """
     conn.execute(
         MARK_PROMOTED_SQL.format(stats=stats_table),

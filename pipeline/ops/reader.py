@@ -16,14 +16,16 @@ Exit codes (shared by both reports):
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TextIO
 
 import duckdb
 
+from pipeline.keymap.model import DatasetIdentity
 from pipeline.settings import Settings
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
 
@@ -74,6 +76,30 @@ def run_readonly(
             file=out,
         )
         return EXIT_NOTHING
+
+
+FUTURE_DATED_SQL = """
+    SELECT domain, source, dataset, discriminator, ticker, count(*) AS files, max(as_of) AS as_of,
+           max(coverage_to) AS coverage_to
+    FROM ops.file_ingestions
+    WHERE error_class IS NULL AND can_promote
+      AND (as_of > $today
+           OR (coverage_to > coalesce(as_of, $today)
+               AND coalesce(silver_table, '') NOT IN (SELECT unnest($future_tables))))
+    GROUP BY ALL
+    ORDER BY ALL
+"""
+
+
+def future_dated_files(
+    conn: duckdb.DuckDBPyConnection, today: dt.date, future_tables: Sequence[str] = ()
+) -> list[tuple[DatasetIdentity, int, dt.date | None, dt.date | None]]:
+    """Good files planned for a day after `today`, or holding rows after their own planning day, per identity:
+    (identity, files, latest planning date, latest row date). Tables in `future_tables` list coming events by
+    design (keymap `allow_future_dates`) and are left out. Planning ignores what these files hold ahead of time
+    (`file_ingestions.latest_bronze_coverage`); `pipeline status` names them."""
+    rows = conn.execute(FUTURE_DATED_SQL, {"today": today, "future_tables": list(future_tables)}).fetchall()
+    return [(DatasetIdentity(*r[:5]), r[5], r[6], r[7]) for r in rows]
 
 
 # ---- text helpers -------------------------------------------------------------------------------------------

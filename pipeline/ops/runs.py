@@ -96,6 +96,48 @@ def record_failed_step(conn: duckdb.DuckDBPyConnection, run_id: str, *, job: str
     )
 
 
+class SourceMismatch(RuntimeError):
+    """The warehouse holds data of the other source (live FMP vs the bundled sample): nothing is fetched."""
+
+
+SOURCES_SQL = """
+    SELECT source_mode, count(*) AS runs
+    FROM ops.runs AS r
+    WHERE source_mode IS NOT NULL
+      AND (files > 0 OR EXISTS (SELECT 1 FROM ops.file_ingestions f WHERE f.run_id = r.run_id))
+    GROUP BY ALL
+"""
+"""Per source, the Bronze runs that left files in this warehouse (a crashed run's files count too, once
+registered)."""
+
+
+def check_source(conn: duckdb.DuckDBPyConnection, source_mode: str, warehouse: str) -> None:
+    """Raise SourceMismatch when the warehouse holds files of the other source; `warehouse` names it.
+
+    Sample and live files share the Bronze layout (`bronze/fmp/...`), Silver tables and Gold: once mixed, an
+    invented number is indistinguishable from a real one. So a warehouse holds one source, for good: the sample
+    source never writes beside live data, and live data never lands beside the demo's invented data (a wrong
+    number is worse than a missing one)."""
+    held = dict(conn.execute(SOURCES_SQL).fetchall())
+    other = {mode: n for mode, n in held.items() if mode != source_mode}
+    if not other:
+        return
+    if source_mode == "sample":
+        n = sum(other.values())
+        raise SourceMismatch(
+            f"the warehouse {warehouse} holds live FMP data ({n} run{'s' if n > 1 else ''}); the bundled sample "
+            "source never writes beside it: set FMP_API_KEY to fetch live data, or point PIPELINE_DATA_DIR at "
+            "another folder for the sample data"
+        )
+    n = other.get("sample", 0) or sum(other.values())
+    raise SourceMismatch(
+        f"the warehouse {warehouse} holds the bundled sample source's invented data ({n} run{'s' if n > 1 else ''}); "
+        "live FMP data never lands beside it, where an invented number would pass for a real one: point "
+        "PIPELINE_DATA_DIR at another folder for live data"
+        + (" (or delete this one: it holds nothing but sample data)" if source_mode not in held else "")
+    )
+
+
 RUN_OVERVIEW_SQL = """
     WITH files AS (
         SELECT run_id,

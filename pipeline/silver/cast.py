@@ -35,6 +35,11 @@ READ_TYPES: dict[str, str] = {
 }
 
 
+def ny_date(column: str) -> str:
+    """SQL: the New York date of a UTC timestamp column (the market's day: the one Silver and Gold date by)."""
+    return f"CAST(timezone('America/New_York', timezone('UTC', {column})) AS DATE)"
+
+
 def cast_sql(column: Column, raw: str, read_type: str | None = None) -> str:
     """SQL turning `raw`, read as `read_type` (default READ_TYPES), into the column's type; NULL when it cannot."""
     kind = column.type

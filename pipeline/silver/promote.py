@@ -8,7 +8,8 @@ Why it is built this way:
   Python loop ever touches a row, and none touches a file's content unless the reader could not parse that
   file, so a batch of thousands of files costs about what DuckDB reading them costs.
 - Types come from the keymap, never from DuckDB sniffing a sample (`pipeline.silver.cast`): a value that
-  cannot be cast is NULL; a NULL in a key or NOT NULL column rejects the row, counted per file.
+  cannot be cast is NULL; a NULL in a key or NOT NULL column rejects the row, counted per file. So does a row
+  dated after the New York day of its fetch, unless the entry sets `allow_future_dates` (counted apart too).
 - Per-ticker tables take `ticker` from the envelope (the request), never from the payload.
 - Every row is merged by its full key; there is no per-dataset watermark that could drop a late row.
 - Updates really happen: within a batch the rows of one key form a chain ordered by (fetched_at,
@@ -80,6 +81,7 @@ class FileOutcome:
     unchanged: int = 0
     rejected: int = 0
     duplicates: int = 0
+    future_dated: int = 0  # of the rejected rows: dated after the New York day of the fetch
     coverage_from: dt.date | None = None
     coverage_to: dt.date | None = None
     error: str | None = None
@@ -99,6 +101,7 @@ class PromotionResult:
     coverage_to: dt.date | None
     drift_fields: tuple[str, ...]  # API fields present in the payloads but not mapped by the keymap
     per_file: tuple[FileOutcome, ...] = field(default=(), repr=False)
+    future_dated: int = 0  # of the rejected rows: dated after the New York day of their fetch
 
     @property
     def failed(self) -> tuple[FileOutcome, ...]:
@@ -119,6 +122,7 @@ class PromotionResult:
             "unchanged": self.unchanged,
             "rejected": self.rejected,
             "duplicates": self.duplicates,
+            "future_dated": self.future_dated,
             "coverage_from": self.coverage_from.isoformat() if self.coverage_from else None,
             "coverage_to": self.coverage_to.isoformat() if self.coverage_to else None,
             "drift_fields": list(self.drift_fields),
@@ -256,6 +260,7 @@ def _finish(
         unchanged=sum(o.unchanged for o in good),
         rejected=sum(o.rejected for o in good),
         duplicates=sum(o.duplicates for o in good),
+        future_dated=sum(o.future_dated for o in good),
         coverage_from=min(froms) if froms else None,
         coverage_to=max(tos) if tos else None,
         drift_fields=drift,
@@ -312,6 +317,7 @@ def promote_waiting(
         "unchanged": 0,
         "rejected": 0,
         "duplicates": 0,
+        "future_dated": 0,
     }
     drift: set[str] = set()
     coverage: list = []
@@ -350,6 +356,7 @@ def promote_waiting(
         log_fn(
             f"silver.{table}: promoted {result.files} file(s): +{result.inserted} new, {result.updated} updated, "
             f"{result.unchanged} unchanged, {result.rejected} rejected"
+            + (f" ({result.future_dated} dated after their fetch day)" if result.future_dated else "")
         )
         if len(files) <= PROMOTE_BATCH_FILES:
             break

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from pipeline.bronze.envelope import ENVELOPE_VERSION
-from pipeline.silver.cast import cast_sql, sql_text
+from pipeline.silver.cast import cast_sql, ny_date, sql_text
 from pipeline.silver.schema import history_table, qualified, quote
 from pipeline.silver.shape import TableShape
 
@@ -75,7 +75,8 @@ def scan_sql(shape: TableShape, max_bytes: int) -> str:
     `content` has no row), which is all that vetting needs; one mostly-NULL text column costs less to
     store than a struct of a dozen mostly-NULL fields.
 
-    `_action` is what a row does: rejected (NULL in a key or NOT NULL column), insert (key not in Silver),
+    `_action` is what a row does: rejected (NULL in a key or NOT NULL column, or `_future`: dated after the New
+    York day of its fetch, unless the table allows future dates; see `future_sql`), insert (key not in Silver),
     stale (older than the Silver row's lineage: never overwrites), update (values differ, NULL-safe) or
     unchanged. This is exact when a key occurs once in the batch, the common case; keys that occur more
     than once are classified again by `chain_sql`.
@@ -97,8 +98,10 @@ def scan_sql(shape: TableShape, max_bytes: int) -> str:
     return f"""
         CREATE TEMP TABLE {ROWS} AS
         WITH staged AS (
-            SELECT *, NOT ({ok}) AS _rejected
+            SELECT *, NOT ({ok}) OR _future AS _rejected
             FROM (
+              SELECT *, {future_sql(shape)} AS _future
+              FROM (
                 SELECT b.file_id AS _file_id, b.fetched_at AS _fetched_at, s.ord AS _ord, s.env AS _env,
                        {select}
                 FROM (
@@ -111,6 +114,7 @@ def scan_sql(shape: TableShape, max_bytes: int) -> str:
                     FROM {read_json_sql(shape, max_bytes)}
                 ) AS s
                 JOIN _promote_batch b ON b.filename = s.filename
+              )
             )
         )
         SELECT *, NULL::TIMESTAMP AS _valid_to, _action IN ('insert', 'update') AS _is_last,
@@ -125,6 +129,19 @@ def scan_sql(shape: TableShape, max_bytes: int) -> str:
             FROM staged a LEFT JOIN {qualified(shape.spec.table)} c ON {shape.key_join("a", "c")}
         )
     """
+
+
+def future_sql(shape: TableShape) -> str:
+    """SQL over a staged row: its row date lies after the New York date of its fetch (`_fetched_at`, UTC).
+
+    Nothing dated in the future is stored: such a row was not observed but announced, or invented (a
+    PIPELINE_AS_OF ahead of time). It is rejected and counted; the Bronze file keeps it as served, and the
+    next fetch's overlap brings it again once its day has come. A table whose keymap entry sets
+    `allow_future_dates` (an economic calendar) keeps such rows."""
+    row_date = shape.spec.row_date
+    if row_date is None or shape.spec.allow_future_dates:
+        return "false"
+    return f"coalesce({quote(row_date)} > {ny_date('_fetched_at')}, false)"
 
 
 def _identity(alias: str) -> str:
@@ -319,6 +336,7 @@ def file_stats_sql(shape: TableShape) -> str:
                    count(*) FILTER (WHERE _action = 'unchanged') AS unchanged,
                    count(*) FILTER (WHERE _action = 'rejected') AS rejected,
                    count(*) FILTER (WHERE _action IN ('stale', 'duplicate')) AS duplicates,
+                   count(*) FILTER (WHERE _action = 'rejected' AND _future) AS future_rows,
                    min({row_date}) FILTER (WHERE NOT _rejected) AS coverage_from,
                    max({row_date}) FILTER (WHERE NOT _rejected) AS coverage_to
             FROM {ROWS} GROUP BY _file_id
@@ -327,7 +345,7 @@ def file_stats_sql(shape: TableShape) -> str:
                coalesce(c.rows_read, 0) AS rows_read, coalesce(c.inserted, 0) AS inserted,
                coalesce(c.updated, 0) AS updated, coalesce(c.unchanged, 0) AS unchanged,
                coalesce(c.rejected, 0) AS rejected, coalesce(c.duplicates, 0) AS duplicates,
-               c.coverage_from, c.coverage_to
+               coalesce(c.future_rows, 0) AS future_rows, c.coverage_from, c.coverage_to
         FROM {FILES} f LEFT JOIN counts c ON c._file_id = f.file_id
         WHERE f.problem IS NULL
     """

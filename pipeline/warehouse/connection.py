@@ -120,8 +120,13 @@ class Warehouse:
         """The warehouse PIPELINE_WAREHOUSE (and PIPELINE_WAREHOUSE_DATA_PATH) select."""
         return cls(settings.warehouse_target, data_path=settings.warehouse_data_path)
 
+    @property
+    def label(self) -> str:
+        """The warehouse as messages name it: the file path, or the lake without its password."""
+        return redacted(self.lake) if self.lake else str(self.path)
+
     def __repr__(self) -> str:
-        return f"Warehouse({redacted(self.lake) if self.lake else str(self.path)!r})"
+        return f"Warehouse({self.label!r})"
 
     def exists(self) -> bool:
         """Whether there is anything to read yet (a lake's catalog is created on first attach)."""

@@ -621,3 +621,34 @@ def test_keymap_table_helpers(keymap: Keymap) -> None:
     assert keymap.table_scope("fmp_economic_indicator") == GLOBAL
     assert len(keymap.entries_for_table("fmp_economic_indicator")) >= 4
     assert len(list(keymap.per_ticker_entries())) + len(list(keymap.global_entries())) == len(keymap)
+
+
+# ---- duplicate keys (issue 18, item 12) ------------------------------------------------------------------------
+
+
+def _with_line_repeated(tmp_path, after: str, line: str) -> tuple[Any, int]:
+    """The shipped keymap with `line` inserted right after the first line that equals `after`; (path, its line no)."""
+    lines = SHIPPED.read_text(encoding="utf-8").splitlines()
+    at = lines.index(after) + 1
+    lines.insert(at, line)
+    path = tmp_path / "dup.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, at + 1
+
+
+def test_a_repeated_field_is_refused_naming_the_key_and_the_line(tmp_path) -> None:
+    """A repeated `min_age_days` silently kept the last value."""
+    path, line = _with_line_repeated(tmp_path, "    min_age_days: 7", "    min_age_days: 1")
+    with pytest.raises(KeymapError) as info:
+        load_keymap(path)
+    assert str(info.value) == (
+        f"{path}: line {line}: duplicate key 'min_age_days' (first set on line {line - 1}); "
+        "YAML keeps only the last value, so say it once"
+    )
+
+
+def test_a_repeated_dataset_is_refused_at_its_own_line(tmp_path) -> None:
+    """A repeated `dataset` was blamed on whichever entry later collided with the value that survived."""
+    path, line = _with_line_repeated(tmp_path, "  dataset: stock-list", "  dataset: profile")
+    with pytest.raises(KeymapError, match=rf"^{path}: line {line}: duplicate key 'dataset' \(first set on line "):
+        load_keymap(path)

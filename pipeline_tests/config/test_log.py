@@ -8,9 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pipeline.log import get_logger
-from pipeline.settings import Settings
+from pipeline.cli import main
+from pipeline.log import FILE_ONLY, get_logger
+from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline_tests.support import KEY
 
 
@@ -40,19 +42,50 @@ def flush(logger: logging.Logger) -> None:
 
 
 @pytest.mark.parametrize(
-    ("env", "level"), [("DEV", logging.INFO), ("PROD", logging.WARNING), ("TEST", logging.WARNING)]
+    ("env", "console"), [("DEV", logging.INFO), ("PROD", logging.WARNING), ("TEST", logging.WARNING)]
 )
-def test_level_follows_env(tmp_path: Path, name: str, env: str, level: int) -> None:
-    assert get_logger(name, settings(tmp_path, env)).level == level
+def test_console_level_follows_env_the_file_keeps_info(tmp_path: Path, name: str, env: str, console: int) -> None:
+    logger = get_logger(name, settings(tmp_path, env))
+    levels = {type(h).__name__: h.level for h in logger.handlers}
+    assert logger.level == logging.INFO and levels == {"StreamHandler": console, "_LogFile": logging.NOTSET}
 
 
-def test_dev_logs_info_prod_does_not(tmp_path: Path, name: str) -> None:
+def test_the_file_keeps_info_the_console_shows_warnings(
+    tmp_path: Path, name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     logger = get_logger(name, settings(tmp_path, "PROD"))
-    logger.info("hidden info line")
-    logger.warning("visible warning line")
+    logger.info("info line")
+    logger.warning("warning line")
+    logger.info("already printed", extra=FILE_ONLY)
+    logger.error("error already printed", extra=FILE_ONLY)
     flush(logger)
-    text = log_file(tmp_path).read_text()
-    assert "visible warning line" in text and "hidden info line" not in text
+    text, console = log_file(tmp_path).read_text(), capsys.readouterr().err
+    assert all(line in text for line in ("info line", "warning line", "already printed", "error already printed"))
+    assert "warning line" in console and "info line" not in console and "already printed" not in console
+
+
+def test_a_failed_run_leaves_its_failure_in_the_log_file(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 18, item 14a: the file stayed empty (level WARNING, and `pipeline run` printed its report) even when a
+    run failed. A keymap whose only dataset has a path FMP does not know fails its Bronze step (HTTP 404)."""
+    doc = yaml.safe_load((PROJECT_ROOT / "dataset_keymap.yaml").read_text())
+    doc["datasets"] = [d for d in doc["datasets"] if d["dataset"] == "treasury-rates"]
+    doc["datasets"][0]["recipe"]["path"] = "treasury-rates-that-do-not-exist"
+    keymap = data_dir.parent / "keymap.yaml"
+    keymap.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("PIPELINE_KEYMAP", str(keymap))
+    monkeypatch.setenv("PIPELINE_AS_OF", "2025-06-27")
+    monkeypatch.setenv("DAGSTER_HOME", str(data_dir / "dagster_home"))
+    assert main(["run"]) == 1
+    capsys.readouterr()
+    text = log_file(data_dir.parent)
+    lines = text.read_text().splitlines()
+    assert any(" INFO pipeline.cli: pipeline run started: source bundled sample source" in line for line in lines)
+    assert any(" INFO pipeline.run: ==> global datasets: bronze: 1 asset(s)" in line for line in lines)
+    (failed,) = [line for line in lines if " ERROR pipeline.run: pipeline run failed: global datasets: bronze" in line]
+    assert "Bronze request(s) failed after retries (http_status)" in failed and "HTTP 404" in failed
+    assert lines[-1].endswith("ERROR pipeline.cli: pipeline run: exit code 1")
 
 
 def test_calling_twice_adds_no_handlers(tmp_path: Path, name: str) -> None:

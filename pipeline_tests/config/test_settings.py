@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -39,9 +40,9 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_blank_values_mean_default() -> None:
+    # a blank FMP_API_KEY is not a default but a missing key: it stops (test_source_choice.py)
     s = load_settings(
         {
-            "FMP_API_KEY": "  ",
             "FMP_PLAN": "",
             "FMP_CALLS_PER_MINUTE": " ",
             "PIPELINE_TICKERS": "",
@@ -91,9 +92,9 @@ def test_values_are_read_and_normalised(tmp_path: Path) -> None:
         ({"FMP_MAX_CONCURRENCY": "many"}, "FMP_MAX_CONCURRENCY", "whole number >= 1"),
         ({"PIPELINE_AS_OF": "2024-02-30"}, "PIPELINE_AS_OF", "YYYY-MM-DD"),
         ({"PIPELINE_AS_OF": "yesterday"}, "PIPELINE_AS_OF", "YYYY-MM-DD"),
-        ({"PIPELINE_TICKERS": "AAPL,../x"}, "PIPELINE_TICKERS", "letters, digits"),
-        ({"PIPELINE_TICKERS": "A/B"}, "PIPELINE_TICKERS", "letters, digits"),
-        ({"PIPELINE_TICKERS": "AAPL MSFT"}, "PIPELINE_TICKERS", "letters, digits"),
+        ({"PIPELINE_TICKERS": "AAPL,../x"}, "PIPELINE_TICKERS", "letters and digits"),
+        ({"PIPELINE_TICKERS": "A/B"}, "PIPELINE_TICKERS", "letters and digits"),
+        ({"PIPELINE_TICKERS": "AAPL MSFT"}, "PIPELINE_TICKERS", "letters and digits"),
         ({"PIPELINE_TICKERS": "A" * 21}, "PIPELINE_TICKERS", "1-20 characters"),
         ({"PIPELINE_TICKERS": " , ,"}, "PIPELINE_TICKERS", "comma-separated"),
         ({"PIPELINE_KEYMAP": "/nonexistent/keymap.yaml"}, "PIPELINE_KEYMAP", "dataset keymap YAML file"),
@@ -164,3 +165,29 @@ def test_get_settings_is_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+# ---- PIPELINE_AS_OF: a real date, never in the future (issue 18, item 3) --------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["20261207", "2026-W49-1", "2026-12-7", "2026-12-07T00:00", " 2026-12-07x"])
+def test_as_of_takes_only_yyyy_mm_dd(raw: str) -> None:
+    """Python's fromisoformat also reads these; the README promises YYYY-MM-DD."""
+    with pytest.raises(SettingsError) as info:
+        load_settings({"PIPELINE_AS_OF": raw})
+    assert str(info.value) == f"PIPELINE_AS_OF={raw.strip()!r} is not a date; use YYYY-MM-DD"
+
+
+def test_as_of_after_today_in_new_york_is_refused() -> None:
+    """`PIPELINE_AS_OF=2030-06-28` fetched rows dated years ahead and stalled every later run."""
+    today = dt.datetime.now(ZoneInfo("America/New_York")).date()
+    tomorrow = (today + dt.timedelta(days=1)).isoformat()
+    with pytest.raises(SettingsError) as info:
+        load_settings({"PIPELINE_AS_OF": "2030-06-28"})
+    assert str(info.value) == (
+        f"PIPELINE_AS_OF=2030-06-28 is after today ({today} in New York); planning never runs ahead of time: "
+        "use today or an earlier date, or unset it"
+    )
+    with pytest.raises(SettingsError, match="is after today"):
+        load_settings({"PIPELINE_AS_OF": tomorrow})
+    assert load_settings({"PIPELINE_AS_OF": today.isoformat()}).today() == today

@@ -45,7 +45,7 @@ from pipeline_tests import postgres_server
 from pipeline_tests.support import eod_row as eod  # short: many rows per line below
 
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
-T0 = dt.datetime(2024, 11, 1, 21, 0, tzinfo=dt.UTC)
+T0 = dt.datetime(2024, 11, 8, 21, 0, tzinfo=dt.UTC)  # after every row date the tests use: nothing is future-dated
 
 
 def day(n: int) -> dt.datetime:

@@ -43,7 +43,10 @@ _ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES}
 
 
 class SampleSource:
-    """Answers FMP stable paths from generated data. Thread-safe; per-ticker data is cached (LRU)."""
+    """Answers FMP stable paths from generated data. Thread-safe; per-ticker data is cached (LRU).
+
+    `tickers` is the source's universe (default: the bundled companies; a test fake may pass a synthetic market):
+    a symbol outside it gets `[]`, as FMP answers an unknown symbol, never invented data."""
 
     def __init__(
         self, as_of: dt.date, tickers: Sequence[str] = SAMPLE_TICKERS, *, revision: int = 0, extra_fields: bool = False

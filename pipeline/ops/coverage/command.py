@@ -22,6 +22,7 @@ from pipeline.ops.coverage.readers import IDENTITY_COLUMNS, ledger_series, silve
 from pipeline.ops.coverage.report import format_table, render_html, summary_line
 from pipeline.ops.reader import EXIT_NOTHING, EXIT_OK, run_readonly, wrap
 from pipeline.settings import Settings
+from pipeline.storage_errors import describe_os_error
 
 
 def collect(conn: duckdb.DuckDBPyConnection, keymap: Keymap, entries: Sequence[KeymapEntry]) -> list[SeriesCoverage]:
@@ -84,10 +85,14 @@ def coverage(
         if not rows:
             print("(no Bronze files recorded for these datasets yet)", file=out)
         print(f"\n{summary_line(rows)}", file=out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(
-            render_html(rows, warehouse=settings.warehouse_label, as_of=settings.today()), encoding="utf-8"
-        )
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(
+                render_html(rows, warehouse=settings.warehouse_label, as_of=settings.today()), encoding="utf-8"
+            )
+        except OSError as exc:  # a read-only data folder or a full disk: the table above is the report
+            print(f"HTML report: not written, cannot write {target}: {describe_os_error(exc)}", file=out)
+            return EXIT_OK
         print(f"HTML report: {target}", file=out)
         return EXIT_OK
 
