@@ -99,7 +99,8 @@ class RunOutcome:
     def failure_summary(self) -> str:
         """What failed, in one paragraph: failed phases with their first failure, ERROR checks, skipped phases."""
         parts = [f"{p.name} (run {p.run_id[:8]}): {p.failure or 'failed'}" for p in self.phases if not p.success]
-        parts += [f"ERROR check {asset} {check} failed" for asset, check, _ok, _sev in self.failed_error_checks]
+        parts += [f"ERROR check {c.name} failed" for c in self.failed_error_checks]
+        parts += [f"check {name} did not run" for name in self.checks_not_run]
         parts += [f"{name} skipped, blocked by the failures above" for name in self.skipped]
         return "; ".join(parts) or "nothing failed"
 

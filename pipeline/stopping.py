@@ -23,6 +23,10 @@ from collections.abc import Callable
 
 STOP_GRACE_S = 10.0
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Sent by the watcher to the main thread: the kernel may deliver SIGTERM to any thread, and then a main thread
+# blocked in a long sleep (a retry delay) runs the Python handler only when that sleep ends. A signal aimed at the
+# main thread interrupts the sleep, so the pending handler (ours, or Dagster's while it runs a step) runs at once.
+NUDGE = signal.SIGUSR2
 
 _received: list[int] = []
 _lock = threading.Lock()
@@ -54,6 +58,7 @@ def install() -> None:
     _wakeup.append(read_fd)
     for signum in SIGNALS:
         signal.signal(signum, _raise_stopped)
+    signal.signal(NUDGE, lambda _signum, _frame: None)
     threading.Thread(target=_watch, args=(read_fd,), name="pipeline-signals", daemon=True).start()
 
 
@@ -81,6 +86,8 @@ def _drain() -> None:
         new = _received[before:]
     if not new:
         return
+    if threading.current_thread() is not threading.main_thread():
+        signal.pthread_kill(threading.main_thread().ident, NUDGE)
     if before == 0:
         grace = _grace_s[-1]
         why = f"still running {grace:g} s after {{sig}}"

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext
 
 from pipeline.assets.keys import code_version, gold_key, silver_key
 from pipeline.assets.metadata import gold_column_schema, gold_metadata
-from pipeline.assets.steps import close_abandoned, record_failure
+from pipeline.assets.steps import close_abandoned, interrupts_end_the_step, record_failure
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline.gold.chart import chart
 from pipeline.gold.models import MODELS, resolve
@@ -41,7 +41,11 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
         },
     )
     def _gold(context: AssetExecutionContext, warehouse: WarehouseResource):
-        with pool_slot(context, lambda dead: close_abandoned(warehouse, dead)), warehouse.connect() as conn:
+        with (
+            interrupts_end_the_step(),
+            pool_slot(context, lambda dead: close_abandoned(warehouse, dead)),
+            warehouse.connect() as conn,
+        ):
             for table in inputs:  # a Silver input that was never promoted reads as empty, not as an error
                 ensure_table(conn, keymap.tables()[table])
             try:

@@ -17,7 +17,13 @@ from pipeline.assets.keys import (
     silver_table_description,
 )
 from pipeline.assets.metadata import silver_column_schema, silver_metadata, table_preview
-from pipeline.assets.steps import close_abandoned, materialize_partitions, partition_tickers, record_failure
+from pipeline.assets.steps import (
+    close_abandoned,
+    interrupts_end_the_step,
+    materialize_partitions,
+    partition_tickers,
+    record_failure,
+)
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
 from pipeline.partitions import tickers_partitions
@@ -114,7 +120,7 @@ def build_silver_asset(
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
     )
     def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
-        with pool_slot(context, lambda dead: close_abandoned(warehouse, dead)):
+        with interrupts_end_the_step(), pool_slot(context, lambda dead: close_abandoned(warehouse, dead)):
             yield from _promote(context, warehouse)
 
     return _silver

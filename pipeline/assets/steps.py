@@ -39,7 +39,12 @@ def record_failure(warehouse: WarehouseResource, context: AssetExecutionContext,
 @contextmanager
 def interrupts_end_the_step() -> Iterator[None]:
     """A step interrupted (SIGTERM or SIGINT, a run terminated from the UI) fails for good: with a retry policy,
-    Dagster would otherwise start it again after the policy's delay, long after the run was asked to stop."""
+    Dagster would otherwise start it again after the policy's delay, long after the run was asked to stop. A step
+    that starts after the signal fails at once: Dagster's in-process executor goes on with the run's other steps
+    after one was interrupted."""
+    why = stopping.reason()
+    if why is not None:
+        raise dg.Failure(description=f"{why}; the step is not started", allow_retries=False)
     try:
         yield
     except (dg.DagsterExecutionInterruptedError, stopping.Stopped, KeyboardInterrupt) as exc:
