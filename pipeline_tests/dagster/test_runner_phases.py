@@ -58,10 +58,10 @@ def add_restated_profile(data_dir: Path, ticker: str) -> str:
     later = dataclasses.replace(
         env, file_id=new_file_id(), fetched_at=env.fetched_at + dt.timedelta(hours=1), content=content
     )
-    new_path = store.write(later, journal="tests")
+    stored = store.write(later, journal="tests")
     store.close_journal("tests")
     with Warehouse(data_dir / "warehouse.duckdb").transaction() as conn:
-        register_files(conn, [file_record(later, new_path, "fmp_company_profile")])
+        register_files(conn, [file_record(later, stored.relative, "fmp_company_profile", stored.md5)])
     return later.file_id
 
 
