@@ -208,13 +208,17 @@ try again in a moment)"""
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call)."""
+    """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call).
+
+    Files that fail to parse or to verify are quarantined and named, and the rows they had promoted are kept; a file
+    that cannot be read now stops the replay, which then changes nothing."""
     import uuid
 
     from pipeline.bronze.recovery import register_unknown_files
     from pipeline.bronze.store import BronzeStore
     from pipeline.keymap import load_keymap
     from pipeline.settings import parse_tickers
+    from pipeline.silver.errors import PromotionError
     from pipeline.silver.replay import replay
     from pipeline.text_table import text_table
     from pipeline.warehouse.connection import Warehouse
@@ -246,7 +250,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     run_id = f"replay-{uuid.uuid4()}"
     started = time.monotonic()
     since = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the ledger's times are naive UTC
-    results = replay(warehouse, keymap, settings.bronze_location, run_id, tables=tables, tickers=tickers)
+    try:
+        results = replay(warehouse, keymap, settings.bronze_location, run_id, tables=tables, tickers=tickers)
+    except PromotionError as exc:  # a file that cannot be read now: the replay was rolled back
+        print(f"pipeline replay: {exc}", file=sys.stderr)
+        return 1
     by_table: dict[str, list] = {}
     for r in results:
         by_table.setdefault(r.table, []).append(r)

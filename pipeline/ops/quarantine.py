@@ -44,7 +44,8 @@ def superseded(alias: str, source: str) -> str:
 
 
 def unresolved(alias: str, source: str = "ops.file_ingestions") -> str:
-    """SQL: the row `alias` is a quarantined file that no good refetch has replaced yet."""
+    """SQL: the row `alias` is a quarantined file that no good refetch has replaced yet. Use it in a WHERE, never in
+    an aggregate FILTER: only a WHERE lets DuckDB filter the quarantined rows before it looks for their refetch."""
     return f"({alias}.quarantined_at IS NOT NULL AND NOT {superseded(alias, source)})"
 
 
@@ -55,10 +56,7 @@ class QuarantinedFile:
     identity: DatasetIdentity
     bronze_path: str
     reason: str
-    quarantined_at: dt.datetime
-    window_from: dt.date | None
-    window_to: dt.date | None
-    silver_run_id: str | None  # the promotion or replay that found it
+    quarantined_at: dt.datetime  # naive UTC, as the ledger stores it
 
 
 def quarantined_files(
@@ -74,7 +72,7 @@ def quarantined_files(
     rows = conn.execute(
         f"""
         SELECT q.ingestion_id, q.file_id, {", ".join(f"q.{c}" for c in IDENTITY)}, q.bronze_path, q.quarantine_reason,
-               q.quarantined_at, q.window_from, q.window_to, q.silver_run_id
+               q.quarantined_at
         FROM ops.file_ingestions q
         WHERE {" AND ".join(where)}
         ORDER BY q.quarantined_at, q.ingestion_id

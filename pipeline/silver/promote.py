@@ -256,9 +256,13 @@ def _finish(
     them, and the reconciliation check counts them; it stays quarantined all the same.
     """
     times = {"run_id": run_id, "started_at": started_at, "finished_at": _utc_now()}
-    file_ingestions.mark_failed(conn, sql.FILES, **times)
+    # each mark is a join with the ledger (millions of rows): the usual batch has no problem file
+    problems = conn.execute(f"SELECT count(*) FROM {sql.FILES} WHERE problem IS NOT NULL").fetchone()[0]
+    if problems:
+        file_ingestions.mark_failed(conn, sql.FILES, **times)
     file_ingestions.mark_promoted(conn, "_promote_file_stats", **times)
-    file_ingestions.mark_quarantined(conn, sql.FILES, at=times["finished_at"])
+    if problems:
+        file_ingestions.mark_quarantined(conn, sql.FILES, at=times["finished_at"])
     counts = {
         r[0]: r[1:]
         for r in conn.execute(

@@ -366,7 +366,7 @@ def file_stats_sql(shape: TableShape) -> str:
                coalesce(c.rows_read, 0) AS rows_read, coalesce(c.inserted, 0) AS inserted,
                coalesce(c.updated, 0) AS updated, coalesce(c.unchanged, 0) AS unchanged,
                coalesce(c.rejected, 0) AS rejected, coalesce(c.duplicates, 0) AS duplicates,
-               c.coverage_from, c.coverage_to, f.file_md5, f.problem
+               c.coverage_from, c.coverage_to, f.file_md5
         FROM {FILES} f LEFT JOIN counts c ON c._file_id = f.file_id
         -- a file with a problem has rows only when a replay kept the versions it had promoted
         WHERE f.problem IS NULL OR c._file_id IS NOT NULL

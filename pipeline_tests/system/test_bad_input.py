@@ -36,6 +36,7 @@ from pipeline.keymap import KeymapEntry, load_keymap
 from pipeline.ops import file_ingestions
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import PROJECT_ROOT, get_settings, load_settings
+from pipeline.silver import batch
 from pipeline.warehouse import MigrationError, Warehouse, connection, migrations
 from pipeline_tests import support
 from pipeline_tests.support import eod_row
@@ -230,6 +231,37 @@ def test_a_corrupted_promoted_file_keeps_its_silver_rows_and_is_reported(
     assert "1 error file(s) (1 quarantined, waiting for a refetch)" in out
     assert main(["replay"]) == 1  # still waiting for its refetch: still reported
     assert f"still quarantined {aapl}" in capsys.readouterr().out
+
+
+def test_a_file_that_cannot_be_read_now_stops_pipeline_replay_and_changes_nothing(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BronzeStore(data_dir / "bronze")
+    with Warehouse(data_dir / "warehouse.duckdb").transaction() as conn:
+        for t in ("AAPL", "MSFT"):
+            env = envelope(t, [eod_row(t, DAY.isoformat(), 10.0)])
+            stored = store.write(env, "fetch")
+            file_ingestions.register_files(conn, [file_record(env, stored.relative, "fmp_price_eod", stored.md5)])
+    store.close_journal("fetch")
+    assert main(["replay"]) == 0
+    before = ledger(data_dir)
+    (aapl,) = [r["bronze_path"] for r in before if r["ticker"] == "AAPL"]
+    real_check = batch._path_problem
+
+    def io_error(root: str, bronze_path: str) -> tuple[str, str | None, int, bool]:
+        checked = real_check(root, bronze_path)
+        if bronze_path == aapl:  # what an EIO from a failing disk looks like to the file-system check
+            return checked[0], f"Bronze file {bronze_path} cannot be read: Input/output error", 0, True
+        return checked
+
+    monkeypatch.setattr(batch, "_path_problem", io_error)
+    capsys.readouterr()
+    assert main(["replay"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"pipeline replay: replay stopped: Bronze file {aapl} cannot be read")
+    assert ledger(data_dir) == before  # rolled back: nothing quarantined, nothing lost
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
+        assert conn.execute("SELECT ticker FROM silver.fmp_price_eod ORDER BY 1").fetchall() == [("AAPL",), ("MSFT",)]
 
 
 # -- (b) hostile tickers through every entry point ---------------------------------------------------------------

@@ -21,15 +21,26 @@ from pipeline.ops.quarantine import good_file, unresolved
 from pipeline.silver.schema import quote
 
 LEDGER_SQL = f"""
-    SELECT domain, source, dataset, discriminator, ticker,
-           min(coverage_from) FILTER (WHERE {good_file()})                       AS first_date,
-           max(coverage_to)   FILTER (WHERE {good_file()})                       AS last_date,
-           count(*)                                                               AS files,
-           count(*) FILTER (WHERE error_class IS NOT NULL OR {unresolved("f")})   AS error_files,
-           max(fetched_at)    FILTER (WHERE {good_file()})                       AS last_fetch,
-           count(*) FILTER (WHERE {unresolved("f")})                              AS quarantined
-    FROM ops.file_ingestions f
-    GROUP BY ALL
+    WITH files AS (
+        SELECT domain, source, dataset, discriminator, ticker,
+               min(coverage_from) FILTER (WHERE {good_file()})  AS first_date,
+               max(coverage_to)   FILTER (WHERE {good_file()})  AS last_date,
+               count(*)                                          AS files,
+               count(*) FILTER (WHERE error_class IS NOT NULL)   AS error_files,
+               max(fetched_at)    FILTER (WHERE {good_file()})  AS last_fetch
+        FROM ops.file_ingestions
+        GROUP BY ALL
+    ),
+    -- its own WHERE, never an aggregate FILTER: only then does DuckDB look for a refetch of the quarantined rows
+    -- alone (the FILTER form compares every file of an identity with every other: minutes on a large ledger)
+    quarantined AS (
+        SELECT domain, source, dataset, discriminator, ticker, count(*) AS quarantined
+        FROM ops.file_ingestions q WHERE {unresolved("q")}
+        GROUP BY ALL
+    )
+    SELECT domain, source, dataset, discriminator, ticker, first_date, last_date, files,
+           error_files + coalesce(quarantined, 0), last_fetch, coalesce(quarantined, 0)
+    FROM files LEFT JOIN quarantined USING (domain, source, dataset, discriminator, ticker)
 """
 
 SILVER_ROWS_SQL = """
