@@ -133,19 +133,20 @@ def _delete_scope(conn: duckdb.DuckDBPyConnection, table: str, tickers: Sequence
 
 
 def _record_changes(conn: duckdb.DuckDBPyConnection, spec: SilverSpec, tickers: Sequence[str] | None) -> None:
-    """Move Gold's input state of the identities whose rows or versions differ from before the replay.
+    """Move Gold's input state of the identities whose rows or versions differ from before the replay, and give
+    every row and version that did not change its promotion back (run_id, promoted_at).
 
     Compared: the table's columns and the lineage Gold reads (bronze_file_id, fetched_at; for history also
-    valid_from/valid_to), not run_id or promoted_at, which every replay rewrites. A row is attributed to the
-    identity of the file it came from (before and after)."""
-    columns = ", ".join(quote(c.name) for c in spec.columns) + ", bronze_file_id, fetched_at"
+    valid_from/valid_to). A row is attributed to the identity of the file it came from (before and after). So a
+    replay that changed nothing leaves Silver, history and Gold's input state exactly as they were, and one that
+    changed a row shows it as newly promoted, which is what readers of `promoted_at` look for."""
+    compared = [quote(c.name) for c in spec.columns] + ["bronze_file_id", "fetched_at"]
+    versions = [*compared, "valid_from", "valid_to"]
     where, params = _scope(tickers), _params(tickers)
+    tables = ((compared, BEFORE, qualified(spec.table)), (versions, KEPT, qualified(history_table(spec.table))))
     differences = " UNION ALL ".join(
-        f"(SELECT bronze_file_id FROM (SELECT {cols} FROM {a} {w} EXCEPT SELECT {cols} FROM {b} {v}))"
-        for cols, before, after in (
-            (columns, BEFORE, qualified(spec.table)),
-            (columns + ", valid_from, valid_to", KEPT, qualified(history_table(spec.table))),
-        )
+        f"(SELECT bronze_file_id FROM (SELECT {s} FROM {a} {w} EXCEPT SELECT {s} FROM {b} {v}))"
+        for s, before, after in ((", ".join(cols), before, after) for cols, before, after in tables)
         for a, w, b, v in ((before, "", after, f"WHERE {where}"), (after, f"WHERE {where}", before, ""))
     )
     conn.execute(f"DROP TABLE IF EXISTS temp.{CHANGED}")
@@ -158,5 +159,12 @@ def _record_changes(conn: duckdb.DuckDBPyConnection, spec: SilverSpec, tickers: 
         params,
     )
     file_ingestions.bump_revisions(conn, spec.table, CHANGED)
+    for cols, before, after in tables:
+        same = " AND ".join(f"t.{c} IS NOT DISTINCT FROM b.{c}" for c in cols)
+        conn.execute(f"""
+            UPDATE {after} AS t SET run_id = b.run_id, promoted_at = b.promoted_at
+            FROM {before} AS b
+            WHERE {" AND ".join(f"t.{quote(k)} = b.{quote(k)}" for k in spec.key)} AND {same}
+        """)
     for name in (BEFORE, KEPT, CHANGED):
         conn.execute(f"DROP TABLE IF EXISTS temp.{name}")

@@ -211,14 +211,19 @@ def _state(lake: Lake) -> dict[str, str]:
 def test_replay_moves_gold_input_state_of_exactly_the_changed_identities(lake: Lake) -> None:
     _two_tickers(lake)
     start = _state(lake)
+    every_column = {name: f"SELECT * FROM silver.{name} ORDER BY ALL" for name in (TABLE, f"{TABLE}__history")}
+    rows = {name: lake.rows(sql) for name, sql in every_column.items()}
     replay(lake.warehouse, lake.keymap, lake.root, "replay-1", tables=[TABLE])
     assert _state(lake) == start  # a replay that changed nothing moves nothing
+    assert {name: lake.rows(sql) for name, sql in every_column.items()} == rows  # run_id, promoted_at included
 
     with lake.warehouse.transaction() as conn:  # AAPL's Silver as a wrong cast rule left it: replay repairs it
         conn.execute(f"UPDATE silver.{TABLE} SET close = close * 100 WHERE ticker = 'AAPL'")
     replay(lake.warehouse, lake.keymap, lake.root, "replay-2", tables=[TABLE])
 
     after = _state(lake)
+    repaired = lake.rows(f"SELECT ticker, run_id FROM silver.{TABLE} ORDER BY ALL")
+    assert repaired == [("AAPL", "replay-2")] * 3 + [("MSFT", "promote-1")]  # only the rows it changed are new
     moved = sorted(k for k in start if after[k] != start[k])
     assert moved == ["prices|fmp|historical-price-eod||AAPL"] and after.keys() == start.keys()
     plan = plan_build(
