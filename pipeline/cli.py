@@ -8,6 +8,7 @@ keymap, migrations and instance settings are found through the package and the e
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import os
 import sys
@@ -225,13 +226,17 @@ try again in a moment)"""
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
-    """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call)."""
+    """Register any Bronze file the ledger lacks, then rebuild the chosen Silver tables from Bronze (no API call).
+
+    Files that fail to parse or to verify are quarantined and named, and the rows they had promoted are kept; a file
+    that cannot be read now stops the replay, which then changes nothing."""
     import uuid
 
     from pipeline.bronze.recovery import register_unknown_files
     from pipeline.bronze.store import BronzeStore
     from pipeline.keymap import load_keymap
     from pipeline.settings import parse_tickers
+    from pipeline.silver.errors import PromotionError
     from pipeline.silver.replay import replay
     from pipeline.text_table import text_table
     from pipeline.warehouse.connection import Warehouse
@@ -261,7 +266,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {problem} (kept on disk, never promoted)")
     run_id = f"replay-{uuid.uuid4()}"
     started = time.monotonic()
-    results = replay(warehouse, keymap, settings.bronze_location, run_id, tables=tables, tickers=tickers)
+    since = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # the ledger's times are naive UTC
+    try:
+        results = replay(warehouse, keymap, settings.bronze_location, run_id, tables=tables, tickers=tickers)
+    except PromotionError as exc:  # a file that cannot be read now: the replay was rolled back
+        print(f"pipeline replay: {exc}", file=sys.stderr)
+        return 1
     by_table: dict[str, list] = {}
     for r in results:
         by_table.setdefault(r.table, []).append(r)
@@ -281,21 +291,45 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     ]
     for line in text_table(cells, ["table", "files", "rows", "rejected", "failed files"], "lrrrr"):
         print(f"  {line}")
-    failed = [f for r in results for f in r.failed]
-    if failed:
-        with warehouse.connect() as conn:
-            paths = dict(
-                conn.execute(
-                    "SELECT file_id, bronze_path FROM ops.file_ingestions WHERE file_id IN (SELECT unnest(?))",
-                    [[f.file_id for f in failed]],
-                ).fetchall()
-            )
-        for f in failed[:50]:
-            print(f"  failed to promote {paths.get(f.file_id, f.file_id)}: {f.error}")
-        if len(failed) > 50:
-            print(f"  ... and {len(failed) - 50} more (see ops.file_ingestions.silver_error)")
+    alarming = _report_quarantined(warehouse, run_id, since, [f for r in results for f in r.failed])
     # a cron or CI caller must see that some files could not be promoted (they are kept and named above)
-    return 1 if failed or problems else 0
+    return 1 if alarming or problems else 0
+
+
+def _report_quarantined(warehouse, run_id: str, since: dt.datetime, failed: list) -> int:
+    """Name every Bronze file the replay could not read: newly quarantined, or quarantined earlier and still waiting
+    for its refetch (those earlier quarantined files a later fetch replaced are only counted). Returns how many of
+    them call for attention (new, or still waiting)."""
+    from pipeline.ops.quarantine import quarantined_files
+
+    if not failed:
+        return 0
+    with warehouse.connect() as conn:
+        found = {q.file_id: q for q in quarantined_files(conn, run_ids=[run_id], unresolved_only=False)}
+        waiting = {q.file_id for q in quarantined_files(conn, run_ids=[run_id])}
+    lines, replaced = [], 0
+    for f in failed:
+        q = found.get(f.file_id)
+        if q is None:  # not quarantined (replay stops on transient problems, so this is not expected)
+            lines.append(f"  failed to promote {f.file_id}: {f.error}")
+        elif q.quarantined_at >= since:
+            kept = f"{f.inserted + f.updated:,} row version(s) it had promoted stay in Silver"
+            then = "its window is due for a refetch" if q.file_id in waiting else "a later fetch already covers it"
+            lines.append(f"  quarantined {q.bronze_path}: {q.reason} (kept on disk, never promoted; {kept}; {then})")
+        elif q.file_id in waiting:
+            lines.append(
+                f"  still quarantined {q.bronze_path} (since {q.quarantined_at:%Y-%m-%d}): {q.reason} "
+                "(its window is due for a refetch)"
+            )
+        else:
+            replaced += 1
+    for line in lines[:50]:
+        print(line)
+    if len(lines) > 50:
+        print(f"  ... and {len(lines) - 50} more (see `pipeline status` and ops.file_ingestions.quarantine_reason)")
+    if replaced:
+        print(f"  kept the rows of {replaced} quarantined file(s) whose windows later fetches replaced")
+    return len(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -42,6 +42,7 @@ class FileRecord:
     elapsed_ms: float | None
     can_promote: bool
     silver_table: str | None
+    file_md5: str | None = None  # digest of the file's bytes as written (None: unknown, recorded on first read)
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,4 @@ class Coverage:
     files: int
     last_as_of: dt.date | None = None  # planning date of the newest good fetch: cadence compares with this
     first_window_from: dt.date | None = None  # start of the oldest good date window (a hole before it is missing)
+    quarantined: int = 0  # quarantined files no good refetch has replaced yet: the identity is due now

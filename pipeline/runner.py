@@ -37,6 +37,8 @@ from pipeline.dagster_runs import (
 from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
 from pipeline.ops import runs
+from pipeline.ops.file_ingestions import PROMOTABLE
+from pipeline.ops.quarantine import QuarantinedFile, quarantined_files
 from pipeline.ops.reader import NoLedger, ledger_reader
 from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
 from pipeline.pools import close_if_dead
@@ -331,7 +333,13 @@ def _run_fetch_then_promote(
     echo(f"    waiting for Silver: {', '.join(f'{n} file(s) for {t}' for t, n in sorted(waiting.items()))}")
     # only the tables with work; a table without waiting files would promote nothing
     chosen = [k for k in silver if k.path[-1] in waiting]
+    first_phase = len(outcome.phases)
     _execute_chunks(defs, instance, outcome, f"{name}: silver", chosen, tickers, echo)
+    for q in quarantined_by(settings, [p.run_id for p in outcome.phases[first_phase:]]):
+        echo(
+            f"    quarantined {q.bronze_path}: {q.reason} (kept on disk, never promoted; its window is due for a "
+            "refetch: see `pipeline status`)"
+        )
 
 
 def _execute_chunks(
@@ -368,15 +376,15 @@ def _table_list(tables: list[str]) -> str:
     return shown + (f" and {len(tables) - 4} more table(s)" if len(tables) > 4 else "")
 
 
-WAITING_SQL = """
+WAITING_SQL = f"""
     SELECT silver_table, count(*) AS files
     FROM ops.file_ingestions
-    WHERE can_promote AND coalesce(silver_status, '') <> 'promoted'
+    WHERE {PROMOTABLE}
       AND silver_table IN (SELECT unnest($tables)) AND ($all_tickers OR ticker IN (SELECT unnest($tickers)))
     GROUP BY ALL
 """
 """Files `promotable_files` would offer for these tables and tickers (failed promotions are retried, so they
-count), per table."""
+count; quarantined files never do), per table."""
 
 
 def silver_files_waiting(settings: Settings, tables: list[str], tickers: list[str] | None) -> dict[str, int]:
@@ -389,6 +397,14 @@ def silver_files_waiting(settings: Settings, tables: list[str], tickers: list[st
             WAITING_SQL, {"tables": tables, "all_tickers": tickers is None, "tickers": list(tickers or [])}
         ).fetchall()
     return dict(rows)
+
+
+def quarantined_by(settings: Settings, run_ids: list[str]) -> list[QuarantinedFile]:
+    """The Bronze files the Silver runs `run_ids` quarantined (to name them in the run's output)."""
+    if not run_ids:
+        return []
+    with Warehouse.from_settings(settings).connect() as conn:  # this process is the writer; wait if busy
+        return quarantined_files(conn, run_ids=run_ids, unresolved_only=False)
 
 
 def gold_inputs_moved(settings: Settings, names: list[str]) -> dict[str, str]:

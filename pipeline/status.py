@@ -1,4 +1,5 @@
-"""`pipeline status`: recent runs, one run's files, and what is due next (and why not). Read-only.
+"""`pipeline status`: recent runs, one run's files, quarantined Bronze files still waiting for their refetch, and
+what is due next (and why not). Read-only.
 
 It prints from the ledger (`ops.runs`, `ops.file_ingestions`) and the Bronze dry-run planner, on a read-only
 connection that fails fast while a run writes the warehouse (see `pipeline.ops.reader` for why, and for the
@@ -21,6 +22,7 @@ from pipeline.bronze.planner import PlanDecision
 from pipeline.keymap.loader import load_keymap
 from pipeline.keymap.model import KeymapEntry
 from pipeline.ops.file_ingestions import file_ingestions_for_run
+from pipeline.ops.quarantine import QuarantinedFile, quarantined_files
 from pipeline.ops.reader import (
     EXIT_NOTHING,
     EXIT_OK,
@@ -153,7 +155,10 @@ def fmt_coverage(start: dt.date | None, end: dt.date | None) -> str:
 
 
 def silver_cell(f: dict) -> str:
-    """What Silver did with a file: `ok 400/0/0/0` (inserted/updated/unchanged/rejected), pending, failed, never."""
+    """What Silver did with a file: `ok 400/0/0/0` (inserted/updated/unchanged/rejected), pending, failed,
+    quarantined, never."""
+    if f.get("quarantine_reason"):
+        return "quarantined"
     if f["silver_status"] == "promoted":
         counts = "/".join(
             fmt_int(f[c] or 0) for c in ("silver_inserted", "silver_updated", "silver_unchanged", "silver_rejected")
@@ -223,7 +228,9 @@ def print_run(conn: duckdb.DuckDBPyConnection, prefix: str, out: TextIO) -> int:
     else:
         print("  (no run record: a Silver promotion run, known from the files it promoted)", file=out)
     print(f"\nFiles ({len(files)}): Bronze files written by this run or promoted to Silver by it", file=out)
-    print("  silver: ok inserted/updated/unchanged/rejected | pending | failed | never (an error file)", file=out)
+    legend = "silver: ok inserted/updated/unchanged/rejected | pending | failed | quarantined | never (an error file)"
+    for line in wrap(legend, 2):
+        print(line, file=out)
     for line in format_files(files):
         print(line, file=out)
     return EXIT_OK
@@ -259,7 +266,29 @@ def future_section(settings: Settings, conn: duckdb.DuckDBPyConnection, *, show:
     return lines
 
 
-# ---- (c) what is due next, and why not ------------------------------------------------------------------------
+# ---- (c) quarantined Bronze files ------------------------------------------------------------------------------
+
+SHOW_QUARANTINED = 20
+
+
+def format_quarantined(files: Sequence[QuarantinedFile]) -> list[str]:
+    """The quarantined files still waiting for a refetch, each with its reason; nothing when there are none."""
+    if not files:
+        return []
+    lines = wrap(
+        f"Quarantined Bronze files waiting for a refetch ({len(files)}): kept on disk, never promoted again; the rows "
+        "they had promoted (if any) stay in Silver; the next run requests their windows again",
+        0,
+    )
+    for q in files[:SHOW_QUARANTINED]:
+        lines.append(f"  {q.bronze_path}")
+        lines.extend(wrap(f"since {q.quarantined_at:%Y-%m-%d %H:%M} UTC: {q.reason}", 6))
+    if len(files) > SHOW_QUARANTINED:
+        lines.append(f"  … {len(files) - SHOW_QUARANTINED} more (ops.file_ingestions.quarantine_reason)")
+    return lines
+
+
+# ---- (d) what is due next, and why not ------------------------------------------------------------------------
 
 
 def universe(settings: Settings, conn: duckdb.DuckDBPyConnection) -> tuple[list[str], str]:
@@ -342,6 +371,11 @@ def status(
         if future:
             print(file=out)
             for line in future:
+                print(line, file=out)
+        quarantined = format_quarantined(quarantined_files(conn))
+        if quarantined:
+            print(file=out)
+            for line in quarantined:
                 print(line, file=out)
         if show_plan:
             print(file=out)

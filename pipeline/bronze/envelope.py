@@ -167,6 +167,18 @@ def body_sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+def file_digest(data: bytes) -> str:
+    """The ledger's `file_md5`: MD5 of an envelope file's bytes, as the store wrote them.
+
+    Silver recomputes it with DuckDB's `md5()` over each file it reads, in the same scan (`pipeline.silver.sql`),
+    so the function must stay the one DuckDB has. MD5 rather than SHA-256: the digest detects a file that changed
+    after it was written (truncated, edited by hand, a bad restore), which needs second-preimage resistance, which
+    MD5 still has, not collision resistance; and DuckDB's `md5()` costs a third of its `sha256()` on every byte
+    promotion reads (the envelope's own `body_sha256` of the raw response stays SHA-256).
+    """
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def coverage_of(content: Any, date_field: str | None) -> tuple[dt.date | None, dt.date | None]:
     """Min and max row date from the recipe's date field; (None, None) when rows carry no dates."""
     if not date_field or not isinstance(content, list):
@@ -185,8 +197,11 @@ def coverage_of(content: Any, date_field: str | None) -> tuple[dt.date | None, d
     return min(dates), max(dates)
 
 
-def file_record(envelope: BronzeEnvelope, bronze_path: str, silver_table: str | None) -> FileRecord:
-    """The ledger row of one Bronze file (Bronze columns only; `fetched_at` as naive UTC)."""
+def file_record(
+    envelope: BronzeEnvelope, bronze_path: str, silver_table: str | None, file_md5: str | None = None
+) -> FileRecord:
+    """The ledger row of one Bronze file (Bronze columns only; `fetched_at` as naive UTC); `file_md5` is the digest
+    of the bytes the store wrote (`StoredFile.md5`), None when unknown."""
     ident, request = envelope.identity, envelope.request
     return FileRecord(
         run_id=envelope.run_id,
@@ -214,4 +229,5 @@ def file_record(envelope: BronzeEnvelope, bronze_path: str, silver_table: str | 
         elapsed_ms=envelope.elapsed_ms,
         can_promote=envelope.can_promote,
         silver_table=silver_table,
+        file_md5=file_md5,
     )

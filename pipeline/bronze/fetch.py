@@ -20,7 +20,7 @@ from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, 
 from pipeline.bronze.recovery import register_orphans
 from pipeline.bronze.refusals import NotSent, RunStops
 from pipeline.bronze.report import BronzeRunReport, EntryReport
-from pipeline.bronze.store import BronzeStore, validate_part
+from pipeline.bronze.store import BronzeStore, StoredFile, validate_part
 from pipeline.fmp.client import FetchResult, FmpClient
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.ledger_types import Coverage
@@ -238,7 +238,7 @@ def run_bronze(
 
     def work(
         request: PlannedRequest, entry: KeymapEntry
-    ) -> NotSent | tuple[list[tuple[BronzeEnvelope, str]], list[str]]:
+    ) -> NotSent | tuple[list[tuple[BronzeEnvelope, StoredFile]], list[str]]:
         not_sent = stops.not_sent(request, entry)
         if not_sent is not None:
             return not_sent
@@ -263,9 +263,9 @@ def run_bronze(
             log.warning("%s: %s", entry.asset_name, message)
             say(f"{entry.asset_name}: {message}")
             rep.add_skip_reason(message)
-        for env, rel in written:
+        for env, stored in written:
             rep.add_file(env)
-            pending.append(file_record(env, rel, entry.silver.table))
+            pending.append(file_record(env, stored.relative, entry.silver.table, stored.md5))
         done_tasks += 1
 
     pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="bronze")

@@ -5,7 +5,8 @@ Planning is where incremental fetching silently loses data, so the rules are exp
   next `from` = last good coverage end minus `overlap_days`; the first run starts at the history start;
 - cadence compares the planning date of the last good fetch with today using `<`: with `min_age_days: 1`
   every day is due, so no day is ever skipped;
-- only good (successful, promotable) files count as coverage: the caller passes coverage computed that way;
+- only good (successful, promotable, not quarantined) files count as coverage: the caller passes coverage computed
+  that way; an identity with a quarantined file no refetch replaced yet is due now (`Coverage.quarantined`);
 - windows are split at `max_window_days` so that no request reaches the API's silent row cap.
 Every decision carries a reason, which the dry-run planner shows ("what is due, and why not").
 """
@@ -137,6 +138,8 @@ def plan_identity(
         else:
             start = history_start
             why = f"first fetch from history start {start}"
+        if coverage is not None and coverage.quarantined:
+            why = f"{coverage.quarantined} quarantined file(s) to fetch again; {why}"
         windows = missing_start + split_window(start, today, recipe.max_window_days)
         if not windows:
             return PlanDecision(
@@ -161,6 +164,8 @@ def plan_identity(
     why = (
         "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={recipe.min_age_days}"
     )
+    if coverage is not None and coverage.quarantined:
+        why = f"{coverage.quarantined} quarantined file(s) to fetch again"
     return PlanDecision(entry, identity, True, f"due: {why}", (request,))
 
 

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Callable
 
-from pipeline.bronze.envelope import file_record
+from pipeline.bronze.envelope import BronzeEnvelope, file_digest, file_record
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import DatasetIdentity
 from pipeline.ledger_types import FileRecord
@@ -32,16 +32,17 @@ def register_orphans(conn, store: BronzeStore, silver_table_of: Callable[[Datase
         if pid != os.getpid() and pid > 0 and pid_alive(pid):
             continue  # a live process is still writing this journal
         paths = store.journal_paths(journal)
-        envelopes = {}
+        envelopes: dict[str, tuple[BronzeEnvelope, str]] = {}
         for rel in paths:
             try:
-                envelopes[rel] = store.read(rel)
+                data = store.read_bytes(rel)
+                envelopes[rel] = BronzeEnvelope.from_json_bytes(data), file_digest(data)
             except (OSError, ValueError, KeyError) as exc:
                 log.error("Bronze file %s named in journal %s is unreadable, left unregistered: %s", rel, journal, exc)
-        known = file_ingestions.registered_file_ids(conn, [e.file_id for e in envelopes.values()])
+        known = file_ingestions.registered_file_ids(conn, [e.file_id for e, _ in envelopes.values()])
         records = [
-            file_record(env, rel, silver_table_of(env.identity))
-            for rel, env in envelopes.items()
+            file_record(env, rel, silver_table_of(env.identity), digest)
+            for rel, (env, digest) in envelopes.items()
             if env.file_id not in known
         ]
         file_ingestions.register_files(conn, records)
@@ -119,7 +120,8 @@ def register_unknown_files(
         if file_id in known:
             continue
         try:
-            env = store.read(rel)
+            data = store.read_bytes(rel)
+            env = BronzeEnvelope.from_json_bytes(data)
             reason = None if env.file_id == file_id else f"its envelope names file id {env.file_id!r}, not its own name"
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             empty = store.size(rel) == 0
@@ -133,7 +135,8 @@ def register_unknown_files(
                 problems.append(record.error_message)
             records.append(record)
             continue
-        records.append(file_record(env, rel, silver_table_of(env.identity)))
+        # the digest of the file as found: nothing older is known of a file the ledger never had
+        records.append(file_record(env, rel, silver_table_of(env.identity), file_digest(data)))
         if len(records) >= batch:
             registered += file_ingestions.register_files(conn, records)
             records = []

@@ -13,6 +13,10 @@ All Bronze I/O goes through this module, on one of two backends chosen by the lo
   write-once (they end in a random file id), and the commit point is the ledger: a file counts as Bronze data
   for Silver only once its row is in `ops.file_ingestions`.
 
+Every write returns the digest of the bytes it wrote (`StoredFile`), which the ledger keeps (`file_md5`): Silver
+verifies each file against it when it reads the file, so a file that changed after it was written (truncated,
+edited, badly restored) is quarantined instead of promoted.
+
 A file is registered in `ops.file_ingestions` after it is written, in short batched transactions. To find
 files whose registration was lost to a crash without walking the whole tree, each write first records its
 relative path in a per-process journal under `<bronze>/_journal/` (an appended line locally, one small marker
@@ -28,9 +32,10 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.bronze.envelope import BronzeEnvelope
+from pipeline.bronze.envelope import BronzeEnvelope, file_digest
 from pipeline.keymap.model import DatasetIdentity
 from pipeline.tickers import ticker_problem
 
@@ -42,6 +47,15 @@ TMP_SUFFIX = ".tmp"
 
 class UnsafeNameError(ValueError):
     """A ticker or discriminator that could escape the Bronze folder or break a path."""
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """What a write produced: the file's path relative to the Bronze root, and the digest of the bytes written
+    (the ledger's `file_md5`, which Silver verifies on every read)."""
+
+    relative: str
+    md5: str
 
 
 def validate_part(kind: str, value: str, *, allow_empty: bool = False) -> str:
@@ -127,8 +141,9 @@ class BronzeStore:
         return path
 
     # ---- writing -----------------------------------------------------------------------------------------
-    def write(self, envelope: BronzeEnvelope, journal: str) -> str:
-        """Write one envelope atomically (temp file, fsync, rename). Never overwrites. Returns the relative path."""
+    def write(self, envelope: BronzeEnvelope, journal: str) -> StoredFile:
+        """Write one envelope atomically (temp file, fsync, rename). Never overwrites. Returns its relative path and
+        the digest of the bytes written."""
         relative = self.relative_path(envelope.identity, envelope.fetched_at, envelope.file_id)
         target = self.absolute(relative)
         if target.exists():
@@ -145,10 +160,13 @@ class BronzeStore:
             os.close(fd)
         os.link(tmp, target)  # fails if the target exists: never overwrite
         os.unlink(tmp)
-        return relative
+        return StoredFile(relative, file_digest(data))
+
+    def read_bytes(self, relative: str) -> bytes:
+        return self.absolute(relative).read_bytes()
 
     def read(self, relative: str) -> BronzeEnvelope:
-        return BronzeEnvelope.from_json_bytes(self.absolute(relative).read_bytes())
+        return BronzeEnvelope.from_json_bytes(self.read_bytes(relative))
 
     # ---- journal -----------------------------------------------------------------------------------------
     def journal_name(self, run_id: str) -> str:
@@ -280,16 +298,17 @@ class ObjectBronzeStore(BronzeStore):
         return stamp.astimezone(dt.UTC) if isinstance(stamp, dt.datetime) else None
 
     # ---- writing -----------------------------------------------------------------------------------------
-    def write(self, envelope: BronzeEnvelope, journal: str) -> str:
-        """Write one envelope to its final key in one atomic PUT that refuses to overwrite; returns the relative
-        path."""
+    def write(self, envelope: BronzeEnvelope, journal: str) -> StoredFile:
+        """Write one envelope to its final key in one atomic PUT that refuses to overwrite; returns its relative
+        path and the digest of the bytes written."""
         relative = self.relative_path(envelope.identity, envelope.fetched_at, envelope.file_id)
         key = self.absolute(relative)
         if self.fs.exists(key):
             raise FileExistsError(f"Bronze file {relative} already exists; Bronze is append-only")
         self._journal_append(journal, relative)
+        data = envelope.to_json_bytes()
         try:
-            self.fs.pipe_file(key, envelope.to_json_bytes(), mode="create")
+            self.fs.pipe_file(key, data, mode="create")
         except (FileExistsError, PermissionError) as exc:
             raise FileExistsError(f"Bronze file {relative} already exists; Bronze is append-only") from exc
         except OSError as exc:
@@ -297,10 +316,10 @@ class ObjectBronzeStore(BronzeStore):
             if "PreconditionFailed" in str(exc) or "412" in str(exc):
                 raise FileExistsError(f"Bronze file {relative} already exists; Bronze is append-only") from exc
             raise
-        return relative
+        return StoredFile(relative, file_digest(data))
 
-    def read(self, relative: str) -> BronzeEnvelope:
-        return BronzeEnvelope.from_json_bytes(self.fs.cat_file(self.absolute(relative)))
+    def read_bytes(self, relative: str) -> bytes:
+        return self.fs.cat_file(self.absolute(relative))
 
     # ---- journal: one marker object per write, named by the file id ----------------------------------------
     def _journal_prefix(self, journal: str) -> str:

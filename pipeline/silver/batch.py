@@ -1,6 +1,11 @@
 """One batch of Bronze files on its way to Silver: registered with its file-system problems, read in one scan,
 and vetted in SQL; only files the reader could not parse are looked at one by one (`_diagnose`), and when the
 read itself fails the culprits are found by bisection (`_unreadable_files`).
+
+Every problem is either about the file (it is missing, is not a regular file, cannot be parsed or does not verify:
+the file is quarantined) or *transient* (the file exists but cannot be read right now: an I/O error, a permission;
+it is retried, never quarantined). A Bronze root that is not there at all is the configuration's problem, not the
+files': it raises before anything is judged.
 """
 
 from __future__ import annotations
@@ -25,46 +30,56 @@ from pipeline.silver.sql import FILES, VET_SQL, read_json_sql, scan_sql
 MIN_OBJECT_BYTES = 16 * 1024 * 1024
 
 
-def _path_problem(root: str, bronze_path: str) -> tuple[str, str | None, int]:
-    """(absolute path, why it cannot be read or None, size in bytes). Only file-system facts: whatever is
-    inside the file is vetted in SQL. A file the scan could not open would fail the whole read, so a missing
-    or unreadable file is caught here."""
+def _path_problem(root: str, bronze_path: str) -> tuple[str, str | None, int, bool]:
+    """(absolute path, why it cannot be read or None, size in bytes, whether the problem is transient). Only
+    file-system facts: whatever is inside the file is vetted in SQL. A file the scan could not open would fail the
+    whole read, so a missing or unreadable file is caught here."""
     # lexical normalisation is enough (resolving every path costs syscalls per file): a ledger path with
     # '..' that leaves the root is refused
     path = os.path.normpath(os.path.join(root, bronze_path))
     if not path.startswith(root + os.sep):
-        return path, f"Bronze path {bronze_path!r} points outside the Bronze root", 0
+        return path, f"Bronze path {bronze_path!r} points outside the Bronze root", 0, False
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return path, f"Bronze file {bronze_path} is missing", 0
+        return path, f"Bronze file {bronze_path} is missing", 0, False
     except OSError as exc:
-        return path, f"Bronze file {bronze_path} cannot be read: {exc.strerror or exc}", 0
+        return path, f"Bronze file {bronze_path} cannot be read: {exc.strerror or exc}", 0, True
     if not stat.S_ISREG(st.st_mode):
-        return path, f"Bronze file {bronze_path} is not a regular file", 0
+        return path, f"Bronze file {bronze_path} is not a regular file", 0, False
     if not os.access(path, os.R_OK):
-        return path, f"Bronze file {bronze_path} cannot be read: permission denied", 0
-    return path, None, st.st_size
+        return path, f"Bronze file {bronze_path} cannot be read: permission denied", 0, True
+    return path, None, st.st_size, False
 
 
 def register_batch(
     conn: duckdb.DuckDBPyConnection, files: Sequence[PromotableFile], bronze_root: Path | str
 ) -> tuple[list[str], int]:
-    """The batch as a temp table with the file-system problem of each file; returns the readable paths and
-    the largest file size in bytes."""
+    """The batch as a temp table with the file-system problem of each file (a file quarantined earlier, which a
+    replay lists, is not looked at again: its problem is its quarantine); returns the readable paths and the largest
+    file size in bytes."""
     if is_url(bronze_root):
         # Bronze on an object store (an fsspec URL): DuckDB reads its URLs through the store's fsspec filesystem
-        located = ObjectBronzeStore(str(bronze_root)).batch_locations(conn, [f.bronze_path for f in files])
-        checked = [(path, problem, size) for path, size, problem in located]
+        store = ObjectBronzeStore(str(bronze_root))
+        if not store.fs.exists(store.prefix):
+            raise PromotionError(f"the Bronze location {bronze_root} does not exist; nothing was promoted")
+        located = store.batch_locations(conn, [f.bronze_path for f in files])
+        checked = [(path, problem, size, False) for path, size, problem in located]
     else:
         root = os.path.realpath(bronze_root)
+        if not os.path.isdir(root):  # an unmounted disk or a wrong PIPELINE_DATA_DIR: no file is to blame
+            raise PromotionError(f"the Bronze folder {root} does not exist; nothing was promoted")
         checked = [_path_problem(root, f.bronze_path) for f in files]
+    checked = [
+        (c[0], f"quarantined earlier: {f.quarantine_reason}", 0, False) if f.quarantine_reason else c
+        for f, c in zip(files, checked)
+    ]
     conn.execute(
         """
         CREATE TEMP TABLE _promote_batch AS
         SELECT unnest($ingestion_ids)::BIGINT AS ingestion_id, unnest($file_ids)::VARCHAR AS file_id,
                unnest($names)::VARCHAR AS filename, unnest($fetched)::TIMESTAMP AS fetched_at,
-               unnest($problems)::VARCHAR AS problem
+               unnest($problems)::VARCHAR AS problem, unnest($transient)::BOOLEAN AS transient
     """,
         {
             "ingestion_ids": [f.ingestion_id for f in files],
@@ -72,10 +87,11 @@ def register_batch(
             "names": [c[0] for c in checked],
             "fetched": [f.fetched_at for f in files],
             "problems": [c[1] for c in checked],
+            "transient": [c[3] for c in checked],
         },
     )
-    readable = [path for path, problem, _size in checked if problem is None]
-    return readable, max((size for _p, _problem, size in checked), default=0)
+    readable = [c[0] for c in checked if c[1] is None]
+    return readable, max((c[2] for c in checked), default=0)
 
 
 def scan_and_vet(conn: duckdb.DuckDBPyConnection, shape: TableShape, readable: list[str], largest: int) -> None:
@@ -96,32 +112,43 @@ def scan_and_vet(conn: duckdb.DuckDBPyConnection, shape: TableShape, readable: l
             ) from exc
         conn.execute(VET_SQL)
     else:
-        conn.execute(f"CREATE TEMP TABLE {FILES} AS SELECT *, false AS _diagnose, 0 AS rows_read FROM _promote_batch")
+        conn.execute(
+            f"CREATE TEMP TABLE {FILES} AS SELECT *, NULL::VARCHAR AS file_md5, false AS _diagnose, 0 AS rows_read "
+            "FROM _promote_batch"
+        )
     unparsed = conn.execute(f"SELECT file_id, filename FROM {FILES} WHERE _diagnose").fetchall()
     if unparsed:
+        verdicts = [_diagnose(r[1]) for r in unparsed]
         conn.execute(
-            f"UPDATE {FILES} SET problem = p.problem, _diagnose = false "
-            "FROM (SELECT unnest($ids) AS file_id, unnest($problems) AS problem) AS p "
+            f"UPDATE {FILES} SET problem = p.problem, transient = p.transient, _diagnose = false "
+            "FROM (SELECT unnest($ids) AS file_id, unnest($problems) AS problem, unnest($transient) AS transient) AS p "
             f"WHERE {FILES}.file_id = p.file_id",
-            {"ids": [r[0] for r in unparsed], "problems": [_diagnose(r[1]) for r in unparsed]},
+            {
+                "ids": [r[0] for r in unparsed],
+                "problems": [v[0] for v in verdicts],
+                "transient": [v[1] for v in verdicts],
+            },
         )
 
 
-def _diagnose(path: str) -> str:
-    """Why the reader could not take this file as one JSON envelope (only called for such files)."""
+def _diagnose(path: str) -> tuple[str, bool]:
+    """Why the reader could not take this file as one JSON envelope (only called for such files), and whether that
+    is transient (the file could not be read now) rather than about its content."""
     try:
         with fsspec.open(path, "rb") as fh:  # a local path or an object-store URL
             data = fh.read()
+    except FileNotFoundError:
+        return "Bronze file is missing", False
     except OSError as exc:
-        return f"Bronze file cannot be read: {exc.strerror or exc}"
+        return f"Bronze file cannot be read: {exc.strerror or exc}", True
     try:
         doc = json.loads(data)
     except ValueError as exc:
-        return f"not valid JSON: {exc}"
+        return f"not valid JSON: {exc}", False
     if not isinstance(doc, dict) or doc.get("envelope_version") != ENVELOPE_VERSION:
         version = doc.get("envelope_version") if isinstance(doc, dict) else None
-        return f"not a Bronze envelope (envelope_version {version or 'missing'})"
-    return "not a Bronze envelope on one line (the file holds a valid envelope spread over several lines)"
+        return f"not a Bronze envelope (envelope_version {version or 'missing'})", False
+    return "not a Bronze envelope on one line (the file holds a valid envelope spread over several lines)", False
 
 
 def _unreadable_files(shape: TableShape, paths: list[str], max_bytes: int) -> list[str]:

@@ -24,13 +24,20 @@ Why it is built this way:
   duplicates are rows that never become a version (repeated keys inside one file, keeping the last, and
   stale rows).
 
-Bad files: a file that is missing, is not valid JSON, is not a Bronze envelope, names another file id or
-dataset identity than its ledger row, carries another body hash than the ledger recorded, says
-`can_promote: false` or records an error, or whose `content` is not an array (its row_count disagrees), is
-marked `silver_status='failed'` with `silver_error` naming the problem, and the rest of the batch is
-promoted. The file stays in Bronze and the ledger, and `promotable_files` offers it again, so nothing is
-lost. Errors that are not about one file's content (I/O under the reader, SQL) raise, and the caller's
-transaction rolls everything back.
+Bronze is verified on read. A file that is missing, is not valid JSON, is not a Bronze envelope, names another
+file id or dataset identity than its ledger row, carries another body hash than the ledger recorded, says
+`can_promote: false` or records an error, whose `content` is not an array (its row_count disagrees), or whose
+bytes are not the ones the store wrote (their digest differs from the ledger's `file_md5`) is *quarantined*:
+marked `silver_status='failed'` with `silver_error` naming the problem, plus `quarantined_at` and
+`quarantine_reason`, and the rest of the batch is promoted. The file stays in Bronze untouched; it is never
+offered again, and it no longer counts as good coverage, so the planner requests its window again
+(`pipeline.ops.quarantine`). A *transient* problem (the file exists but cannot be read now) only marks it
+failed, and `promotable_files` offers it again. Errors that are not about one file (I/O under the reader, SQL)
+raise, and the caller's transaction rolls everything back.
+
+Replay (`pipeline.silver.replay`) passes `kept`, the table's history as it was before it deleted it: the versions
+that an unreadable file had promoted then join the batch as that file's rows, so they stay in Silver and history,
+and the file's ledger row keeps saying `promoted` with their counts (while it stays quarantined).
 
 Schema drift: API fields that no column maps, seen in the first row of the newest file of each dataset in
 the batch, are returned in `drift_fields` and recorded once per (table, field) in `ops.schema_drift`
@@ -74,7 +81,7 @@ class FileOutcome:
 
     ingestion_id: int
     file_id: str
-    status: str  # promoted | failed
+    status: str  # promoted | failed (transient: offered again) | quarantined (never again; counts: rows a replay kept)
     rows_read: int = 0
     inserted: int = 0
     updated: int = 0
@@ -90,7 +97,7 @@ class FileOutcome:
 @dataclass(frozen=True)
 class PromotionResult:
     table: str
-    files: int  # files promoted (failed files are in per_file with status 'failed')
+    files: int  # files promoted (the others are in per_file with status 'failed' or 'quarantined')
     rows_read: int
     inserted: int
     updated: int
@@ -105,7 +112,12 @@ class PromotionResult:
 
     @property
     def failed(self) -> tuple[FileOutcome, ...]:
-        return tuple(f for f in self.per_file if f.status == "failed")
+        """Every file that did not promote: quarantined, or failed for a transient reason."""
+        return tuple(f for f in self.per_file if f.status != "promoted")
+
+    @property
+    def quarantined(self) -> tuple[FileOutcome, ...]:
+        return tuple(f for f in self.per_file if f.status == "quarantined")
 
     @property
     def balanced(self) -> bool:
@@ -127,6 +139,7 @@ class PromotionResult:
             "coverage_to": self.coverage_to.isoformat() if self.coverage_to else None,
             "drift_fields": list(self.drift_fields),
             "failed": [f"{f.file_id}: {f.error}" for f in self.failed][:20],
+            "quarantined_files": len(self.quarantined),
         }
 
 
@@ -149,11 +162,14 @@ def promote_files(
     files: Sequence[PromotableFile],
     bronze_root: Path | str,
     run_id: str,
+    *,
+    kept: str | None = None,
 ) -> PromotionResult:
     """Promote Bronze files of one Silver table: Silver, history and ledger in the caller's transaction.
 
-    Files that cannot promote are marked failed (see the module docstring); everything else raises, and the
-    caller's rollback leaves Silver, history and ledger as they were.
+    Files that cannot promote are quarantined or marked failed (see the module docstring); everything else raises,
+    and the caller's rollback leaves Silver, history and ledger as they were. `kept` (replay only) names a table
+    with the history rows the batch's files had promoted before: those of a file that cannot be read are kept.
     """
     shape = table_shape(keymap, table)
     other = sorted({f.silver_table for f in files} - {table})
@@ -165,7 +181,7 @@ def promote_files(
     ensure_table(conn, shape.spec)
     _drop_temp(conn)
     try:
-        return _promote(conn, shape, files, bronze_root, run_id, started_at)
+        return _promote(conn, shape, files, bronze_root, run_id, started_at, kept)
     finally:
         try:
             _drop_temp(conn)
@@ -180,17 +196,21 @@ def _promote(
     bronze_root: Path | str,
     run_id: str,
     started_at: dt.datetime,
+    kept: str | None,
 ) -> PromotionResult:
     table = shape.spec.table
     readable, largest = register_batch(conn, files, bronze_root)
     scan_and_vet(conn, shape, readable, largest)
-    if not readable:
-        return _finish(conn, shape, run_id, started_at, stats=[], drift=())
-    # header rows of files without rows, and the rows of refused files (rare: usually deletes nothing)
-    conn.execute(
-        f"DELETE FROM {sql.ROWS} WHERE _ord IS NULL OR _file_id NOT IN "
-        f"(SELECT file_id FROM {sql.FILES} WHERE problem IS NULL)"
-    )
+    if readable:
+        # header rows of files without rows, and the rows of refused files (rare: usually deletes nothing)
+        conn.execute(
+            f"DELETE FROM {sql.ROWS} WHERE _ord IS NULL OR _file_id NOT IN "
+            f"(SELECT file_id FROM {sql.FILES} WHERE problem IS NULL)"
+        )
+    else:
+        conn.execute(f"CREATE TEMP TABLE {sql.ROWS} AS {sql.empty_rows_sql(shape)}")
+    if kept is not None:
+        conn.execute(sql.keep_rows_sql(shape, kept))
     conn.execute(sql.repeated_keys_sql(shape))
     if conn.execute("SELECT count(*) FROM _promote_repeated").fetchone()[0]:
         conn.execute(sql.chain_sql(shape))
@@ -210,9 +230,8 @@ def _promote(
             )
         conn.execute(sql.insert_history_sql(shape), params)
     conn.execute(f"CREATE TEMP TABLE _promote_file_stats AS {sql.file_stats_sql(shape)}")
-    stats = conn.execute("SELECT * FROM _promote_file_stats ORDER BY ingestion_id").fetchall()
     drift = _record_drift(conn, shape, run_id)
-    return _finish(conn, shape, run_id, started_at, stats=stats, drift=drift)
+    return _finish(conn, shape, run_id, started_at, drift=drift)
 
 
 def _record_drift(conn: duckdb.DuckDBPyConnection, shape: TableShape, run_id: str) -> tuple[str, ...]:
@@ -233,21 +252,40 @@ def _finish(
     run_id: str,
     started_at: dt.datetime,
     *,
-    stats: list[tuple],
     drift: tuple[str, ...],
 ) -> PromotionResult:
-    """Write the ledger rows of the batch (promoted and failed) and build the result."""
-    times = {"run_id": run_id, "started_at": started_at, "finished_at": _utc_now()}
-    if stats:
-        file_ingestions.mark_promoted(conn, "_promote_file_stats", **times)
-    file_ingestions.mark_failed(conn, sql.FILES, **times)
-    failed = conn.execute(
-        f"SELECT ingestion_id, file_id, problem FROM {sql.FILES} WHERE problem IS NOT NULL"
-    ).fetchall()
+    """Write the ledger rows of the batch (promoted, failed, quarantined) and build the result.
 
-    outcomes = [FileOutcome(r[0], r[1], "promoted", *r[2:]) for r in stats]
-    outcomes += [FileOutcome(i, fid, "failed", error=problem) for i, fid, problem in failed]
-    outcomes.sort(key=lambda o: o.ingestion_id)
+    A file a replay kept rows of is first marked failed, then promoted with the counts of those rows: Silver holds
+    them, and the reconciliation check counts them; it stays quarantined all the same.
+    """
+    times = {"run_id": run_id, "started_at": started_at, "finished_at": _utc_now()}
+    # each mark is a join with the ledger (millions of rows): the usual batch has no problem file
+    problems = conn.execute(f"SELECT count(*) FROM {sql.FILES} WHERE problem IS NOT NULL").fetchone()[0]
+    if problems:
+        file_ingestions.mark_failed(conn, sql.FILES, **times)
+    file_ingestions.mark_promoted(conn, "_promote_file_stats", **times)
+    if problems:
+        file_ingestions.mark_quarantined(conn, sql.FILES, at=times["finished_at"])
+    counts = {
+        r[0]: r[1:]
+        for r in conn.execute(
+            "SELECT ingestion_id, rows_read, inserted, updated, unchanged, rejected, duplicates, coverage_from, "
+            "coverage_to FROM _promote_file_stats"
+        ).fetchall()
+    }
+    outcomes = [
+        FileOutcome(
+            ingestion_id,
+            file_id,
+            "promoted" if problem is None else "failed" if transient else "quarantined",
+            *counts.get(ingestion_id, ()),
+            error=problem,
+        )
+        for ingestion_id, file_id, problem, transient in conn.execute(
+            f"SELECT ingestion_id, file_id, problem, transient FROM {sql.FILES} ORDER BY ingestion_id"
+        ).fetchall()
+    ]
     good = [o for o in outcomes if o.status == "promoted"]
     froms = [o.coverage_from for o in good if o.coverage_from]
     tos = [o.coverage_to for o in good if o.coverage_to]
@@ -284,8 +322,8 @@ TICKER_COUNTS = ("files", "failed_files", "inserted", "updated", "unchanged", "r
 
 
 def add_outcome(counts: dict[str, int], outcome: FileOutcome) -> None:
-    """Add one file's outcome to a ticker's counts (keys `TICKER_COUNTS`)."""
-    if outcome.status == "failed":
+    """Add one file's outcome to a ticker's counts (keys `TICKER_COUNTS`); a quarantined file is a failed one."""
+    if outcome.status != "promoted":
         counts["failed_files"] += 1
         return
     counts["files"] += 1
@@ -318,6 +356,7 @@ def promote_waiting(
         "rejected": 0,
         "duplicates": 0,
         "future_dated": 0,
+        "quarantined_files": 0,
     }
     drift: set[str] = set()
     coverage: list = []
@@ -352,6 +391,12 @@ def promote_waiting(
                 )
         drift.update(result.drift_fields)
         failures.extend(meta.get("failed") or [])
+        path_of = {f.ingestion_id: f.bronze_path for f in batch}
+        for outcome in result.quarantined:
+            log_fn(
+                f"silver.{table}: quarantined Bronze file {path_of[outcome.ingestion_id]}: {outcome.error} "
+                "(kept on disk, never promoted; its window is due for a refetch)"
+            )
         coverage += [d for d in (result.coverage_from, result.coverage_to) if d]
         log_fn(
             f"silver.{table}: promoted {result.files} file(s): +{result.inserted} new, {result.updated} updated, "

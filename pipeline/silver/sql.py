@@ -57,10 +57,14 @@ def read_json_sql(shape: TableShape, max_bytes: int) -> str:
     Each line is taken as raw JSON and converted by one `json_transform` (the reader's own conversion rules).
     That is half the CPU of `read_json` with the same explicit columns, whose cost grows with every column
     on every file (each file is a chunk of its own).
+
+    `file_md5` is the digest of the record's text as read, which the reader hands over verbatim (only whitespace
+    around it trimmed): for a file the store wrote (one compact line) it is the digest of the file's bytes, which
+    vetting compares with the ledger's. A file that holds more than that one record is refused anyway.
     """
     structure = json.dumps({**ENVELOPE_COLUMNS, "content": [shape.read_types or {"_none": "VARCHAR"}]})
     return f"""(
-        SELECT filename, json_transform(json, {sql_text(structure)}) AS d
+        SELECT filename, json_transform(json, {sql_text(structure)}) AS d, md5(json) AS file_md5
         FROM read_ndjson_objects($paths, filename = true, ignore_errors = true, maximum_object_size = {max_bytes})
     )"""
 
@@ -92,12 +96,9 @@ def scan_sql(shape: TableShape, max_bytes: int) -> str:
     if shape.envelope_ticker_column:
         exprs[shape.envelope_ticker_column] = "nullif(trim(s.ticker), '')"
     select = ",\n                       ".join(f"{exprs[c.name]} AS {quote(c.name)}" for c in shape.spec.columns)
-    envelope = ", ".join(f"{quote(k)} := d.{quote(k)}" for k in ENVELOPE_COLUMNS)
+    envelope = ", ".join(f"{quote(k)} := d.{quote(k)}" for k in ENVELOPE_COLUMNS) + ", file_md5 := file_md5"
     ok = " AND ".join(f"{quote(n)} IS NOT NULL" for n in shape.required)
-    changed = " OR ".join(f"a.{quote(n)} IS DISTINCT FROM c.{quote(n)}" for n in shape.value_names) or "false"
-    return f"""
-        CREATE TEMP TABLE {ROWS} AS
-        WITH staged AS (
+    staged = f"""
             SELECT *, NOT ({ok}) OR _future AS _rejected
             FROM (
               SELECT *, {future_sql(shape)} AS _future
@@ -115,8 +116,16 @@ def scan_sql(shape: TableShape, max_bytes: int) -> str:
                 ) AS s
                 JOIN _promote_batch b ON b.filename = s.filename
               )
-            )
-        )
+            )"""
+    return f"CREATE TEMP TABLE {ROWS} AS {_classified(shape, staged)}"
+
+
+def _classified(shape: TableShape, staged: str) -> str:
+    """The staged rows (lineage, typed columns, `_future`, `_rejected`) with what each does against Silver
+    (`_action`)."""
+    changed = " OR ".join(f"a.{quote(n)} IS DISTINCT FROM c.{quote(n)}" for n in shape.value_names) or "false"
+    return f"""
+        WITH staged AS ({staged})
         SELECT *, NULL::TIMESTAMP AS _valid_to, _action IN ('insert', 'update') AS _is_last,
                _action = 'update' AS _close
         FROM (
@@ -144,16 +153,40 @@ def future_sql(shape: TableShape) -> str:
     return f"coalesce({quote(row_date)} > {ny_date('_fetched_at')}, false)"
 
 
+def empty_rows_sql(shape: TableShape) -> str:
+    """The rows of a batch in which no file could be read: none, with the columns the scan would have made."""
+    names = ", ".join(f"NULL::{c.duckdb_type} AS {quote(c.name)}" for c in shape.spec.columns)
+    staged = f"""
+            SELECT NULL::VARCHAR AS _file_id, NULL::TIMESTAMP AS _fetched_at, NULL::BIGINT AS _ord, NULL::JSON AS _env,
+                   {names}, false AS _future, false AS _rejected
+            WHERE false"""
+    return _classified(shape, staged)
+
+
+def keep_rows_sql(shape: TableShape, kept: str) -> str:
+    """Replay: the versions that the batch's unreadable files had promoted (from `kept`, the history rows of the
+    table as they were before the replay deleted them) join the batch as those files' rows, so they are chained,
+    written and counted exactly as when the files were first promoted. Nothing a file that cannot be read once
+    contributed is lost."""
+    names = ", ".join(quote(c.name) for c in shape.spec.columns)
+    staged = f"""
+            SELECT k.bronze_file_id AS _file_id, k.fetched_at AS _fetched_at,
+                   row_number() OVER (PARTITION BY k.bronze_file_id) - 1 AS _ord, NULL::JSON AS _env, {names},
+                   false AS _future, false AS _rejected
+            FROM {kept} k JOIN {FILES} f ON f.file_id = k.bronze_file_id AND f.problem IS NOT NULL"""
+    return f"INSERT INTO {ROWS} BY NAME {_classified(shape, staged)}"
+
+
 def _identity(alias: str) -> str:
     """SQL: a dataset identity as 'domain/source/dataset/discriminator/ticker' (empty parts kept)."""
     parts = ", ".join(f"coalesce({alias}.{c}, '')" for c in ("domain", "source", "dataset", "discriminator", "ticker"))
     return f"concat_ws('/', {parts})"
 
 
-_ENV_STRUCTURE = json.dumps({**ENVELOPE_COLUMNS, "rows_read": "BIGINT"})
+_ENV_STRUCTURE = json.dumps({**ENVELOPE_COLUMNS, "rows_read": "BIGINT", "file_md5": "VARCHAR"})
 VET_SQL = f"""
     CREATE TEMP TABLE {FILES} AS
-    SELECT b.ingestion_id, b.file_id, b.filename, b.fetched_at,
+    SELECT b.ingestion_id, b.file_id, b.filename, b.fetched_at, b.transient, s.env.file_md5,
            CASE
                WHEN b.problem IS NOT NULL THEN b.problem
                WHEN s.records IS DISTINCT FROM 1 OR s.env.envelope_version IS NULL THEN NULL  -- diagnosed one by one
@@ -176,6 +209,9 @@ VET_SQL = f"""
                WHEN coalesce(s.env.rows_read, 0) <> coalesce(TRY_CAST(s.env.row_count AS BIGINT), 0)
                    THEN 'content is not an array of ' || coalesce(TRY_CAST(s.env.row_count AS BIGINT), 0)
                         || ' row objects (' || coalesce(s.env.rows_read, 0) || ' read)'
+               WHEN s.env.file_md5 IS DISTINCT FROM coalesce(l.file_md5, s.env.file_md5)
+                   THEN 'the file changed after it was written: its bytes have md5 ' || s.env.file_md5
+                        || ', the ledger recorded ' || l.file_md5 || ' when it was written'
            END AS problem,
            b.problem IS NULL AND (s.records IS DISTINCT FROM 1 OR s.env.envelope_version IS NULL) AS _diagnose,
            coalesce(s.env.rows_read, 0) AS rows_read
@@ -189,9 +225,12 @@ VET_SQL = f"""
 """
 """Vetting of the whole batch in one statement, from the scan's header rows and the ledger: a file promotes
 only when it is one Bronze envelope of this version, for the ledger's file id and dataset identity, with
-the body hash the ledger recorded, that may promote and records no error, and whose `content` is an
+the body hash the ledger recorded, that may promote and records no error, whose `content` is an
 array of as many rows as the fetch saw (fewer means it was not an array of objects, and such a file must
-fail, not promote as empty). Files the reader could not take as one JSON document get no verdict here (`_diagnose`)."""
+fail, not promote as empty), and whose bytes have the digest the store recorded when it wrote them (a value
+edited inside valid JSON passes every other test). The specific reasons come first, so a problem is named by
+what is wrong; a file registered without a digest is verified for the rest, and its digest is recorded by this
+read. Files the reader could not take as one JSON document get no verdict here (`_diagnose`)."""
 
 
 def repeated_keys_sql(shape: TableShape) -> str:
@@ -326,7 +365,8 @@ def insert_history_sql(shape: TableShape) -> str:
 
 
 def file_stats_sql(shape: TableShape) -> str:
-    """Per good file: the ledger counts. Every row is counted once, in the file it came from."""
+    """Per good file, and per unreadable file whose earlier rows a replay kept: the ledger counts. Every row is
+    counted once, in the file it came from."""
     row_date = quote(shape.spec.row_date) if shape.spec.row_date else "NULL::DATE"
     return f"""
         WITH counts AS (
@@ -345,9 +385,10 @@ def file_stats_sql(shape: TableShape) -> str:
                coalesce(c.rows_read, 0) AS rows_read, coalesce(c.inserted, 0) AS inserted,
                coalesce(c.updated, 0) AS updated, coalesce(c.unchanged, 0) AS unchanged,
                coalesce(c.rejected, 0) AS rejected, coalesce(c.duplicates, 0) AS duplicates,
-               coalesce(c.future_rows, 0) AS future_rows, c.coverage_from, c.coverage_to
+               coalesce(c.future_rows, 0) AS future_rows, c.coverage_from, c.coverage_to, f.file_md5
         FROM {FILES} f LEFT JOIN counts c ON c._file_id = f.file_id
-        WHERE f.problem IS NULL
+        -- a file with a problem has rows only when a replay kept the versions it had promoted
+        WHERE f.problem IS NULL OR c._file_id IS NOT NULL
     """
 
 

@@ -123,8 +123,8 @@ def generate(workdir: Path, tickers: int, windows: int, rows: int, warehouses: l
                 error_message=None,
                 can_promote=True,
             )
-            path = store.write(env, journal="bench")
-            records.append(file_record(env, path, TABLE))
+            stored = store.write(env, journal="bench")
+            records.append(file_record(env, stored.relative, TABLE, stored.md5))
     for warehouse in warehouses or [Warehouse(workdir / "warehouse.duckdb")]:
         with warehouse.transaction() as conn:
             file_ingestions.register_files(conn, records)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -534,6 +535,11 @@ def test_file_written_but_never_registered_is_registered_once_on_the_next_run(
     assert first.orphans_registered == 1 and second.orphans_registered == 0
     assert len(lake.ledger("file_id = ?", [env.file_id])) == 1
     assert lake.store.journals() == []
+    # the orphan and the file the run fetched itself carry the digest of their bytes, which Silver verifies on read
+    rows = lake.ledger()
+    assert len(rows) > 1 and all(
+        r["file_md5"] == hashlib.md5(lake.store.read_bytes(r["bronze_path"])).hexdigest() for r in rows
+    )
 
 
 def test_crash_between_write_and_register_is_repaired_and_not_refetched(

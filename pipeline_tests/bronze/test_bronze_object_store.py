@@ -8,6 +8,7 @@ reader could take for data, while the next run registers every file that did bec
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -63,8 +64,10 @@ def test_write_once_read_back_and_journal(s3_url):
     store = BronzeStore.at(s3_url)
     env = big_envelope("AAPL", 3)
     journal = store.journal_name("run-1")
-    rel = store.write(env, journal)
+    stored = store.write(env, journal)
+    rel = stored.relative
     assert rel.endswith(f"/AAPL/{env.fetched_at.date().isoformat()}/{env.file_id}.json")
+    assert stored.md5 == hashlib.md5(store.read_bytes(rel)).hexdigest()  # the digest Silver verifies on read
     assert store.read(rel) == env
     assert list(store.iter_files()) == [rel]  # the journal is not Bronze data
     assert store.size(rel) == len(env.to_json_bytes()) and store.modified(rel) is not None
@@ -88,7 +91,7 @@ def test_full_scan_registers_a_restored_bucket(s3_url, tmp_path):
     """`pipeline replay`'s repair scan works on the object store: every object is registered once, an unreadable
     one as unpromotable with its reason."""
     store = BronzeStore.at(s3_url)
-    good = [store.write(big_envelope(t, 2), "restored") for t in ("AAPL", "MSFT")]
+    good = [store.write(big_envelope(t, 2), "restored").relative for t in ("AAPL", "MSFT")]
     store.close_journal("restored")
     bad_rel = good[0].rsplit("/", 1)[0] + f"/{uuid.uuid4().hex}.json"
     store.fs.pipe_file(store.absolute(bad_rel), b"")
@@ -97,7 +100,9 @@ def test_full_scan_registers_a_restored_bucket(s3_url, tmp_path):
     with warehouse.transaction() as conn:
         assert register_unknown_files(conn, store, lambda ident: "fmp_price_eod", problems=problems) == 3
         rows = conn.execute("SELECT bronze_path, can_promote FROM ops.file_ingestions ORDER BY 1").fetchall()
+        digests = dict(conn.execute("SELECT bronze_path, file_md5 FROM ops.file_ingestions").fetchall())
     assert sorted(rows) == sorted([(g, True) for g in good] + [(bad_rel, False)])
+    assert all(digests[g] == hashlib.md5(store.read_bytes(g)).hexdigest() for g in good)
     assert len(problems) == 1 and "empty file (0 bytes)" in problems[0] and bad_rel in problems[0]
     with warehouse.transaction() as conn:
         assert register_unknown_files(conn, store, lambda ident: "fmp_price_eod") == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -62,10 +63,10 @@ def add_restated_profile(data_dir: Path, ticker: str, **extra: object) -> str:
     later = dataclasses.replace(
         env, file_id=new_file_id(), fetched_at=env.fetched_at + dt.timedelta(hours=1), content=content
     )
-    new_path = store.write(later, journal="tests")
+    stored = store.write(later, journal="tests")
     store.close_journal("tests")
     with Warehouse(data_dir / "warehouse.duckdb").transaction() as conn:
-        register_files(conn, [file_record(later, new_path, "fmp_company_profile")])
+        register_files(conn, [file_record(later, stored.relative, "fmp_company_profile", stored.md5)])
     return later.file_id
 
 
@@ -104,6 +105,27 @@ def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
         assert conn.execute(
             "SELECT silver_status FROM ops.file_ingestions WHERE file_id = ?", [new_file]
         ).fetchone() == ("promoted",)
+
+    # a new Bronze file edited on disk before its promotion (issue 18): the run names it as quarantined, promotes
+    # nothing of it, and the next run fetches that profile again
+    edited = add_restated_profile(data_dir, "MSFT")
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
+        (edited_path,) = conn.execute(
+            "SELECT bronze_path FROM ops.file_ingestions WHERE file_id = ?", [edited]
+        ).fetchone()
+    bronze_file = data_dir / "bronze" / edited_path
+    doc = json.loads(bronze_file.read_bytes())
+    doc["content"][0]["price"] = 999999
+    bronze_file.write_bytes(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
+    code, out = run(capsys)
+    assert code == 0, out
+    assert f"quarantined {edited_path}: the file changed after it was written" in out, out
+    assert "==> gold: skipped, nothing to do" in out
+    code, out = run(capsys)
+    assert code == 0, out
+    assert "waiting for Silver: 1 file(s) for fmp_company_profile" in out  # the refetch
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
+        assert conn.execute("SELECT price FROM silver.fmp_company_profile WHERE ticker = 'MSFT'").fetchone()[0] < 999999
 
     # a Silver phase that fails blocks Gold, and the exit code says so
     import pipeline.silver.promote as promote

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,7 @@ from pipeline.ops.coverage.gaps import trading_days
 from pipeline.ops.reader import EXIT_BUSY, EXIT_NOTHING, EXIT_OK
 from pipeline.settings import Settings, load_settings
 from pipeline.silver.promote import promote_files
+from pipeline.silver.replay import replay
 from pipeline.status import status
 from pipeline.warehouse.connection import Warehouse
 
@@ -237,6 +239,74 @@ def test_coverage_html_is_self_contained(warehouse: dict, tmp_path: Path) -> Non
         assert part.startswith("s://site.financialmodelingprep.com/developer/docs/")
     hrefs = page.count('<a href="https://site.financialmodelingprep.com/')
     assert hrefs == lowered.count("http")
+
+
+# ---- a quarantined Bronze file: an error until its refetch lands ---------------------------------------------------
+
+
+def _eod_line(text: str, ticker: str) -> list[str]:
+    return next(
+        line for line in text.splitlines() if line.startswith("historical-price-eod ") and f" {ticker} " in line
+    )
+
+
+def test_a_quarantined_file_is_an_error_and_due_until_its_refetch_lands(warehouse: dict, tmp_path: Path) -> None:
+    """Issue 18: AAPL's price file is truncated on disk. Replay keeps AAPL's rows and quarantines the file; coverage
+    counts it as an error file, status names it, the planner makes AAPL's window due; the refetch promotes and clears
+    all of that."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(warehouse["data_dir"], data_dir)
+    settings = make_settings(data_dir)
+    keymap = load_keymap(settings.keymap_path)
+    eod = next(e for e in keymap.entries if e.asset_name == "historical-price-eod")
+    wh = Warehouse(settings.warehouse_path)
+    with wh.connect() as conn:
+        (path,) = conn.execute(
+            "SELECT bronze_path FROM ops.file_ingestions WHERE dataset = ? AND discriminator = '' AND ticker = 'AAPL'",
+            [eod.dataset],
+        ).fetchone()
+        history = conn.execute("SELECT * EXCLUDE (run_id, promoted_at) FROM silver.fmp_price_eod__history ORDER BY ALL")
+        history = history.fetchall()
+    bronze_file = settings.bronze_dir / path
+    bronze_file.write_bytes(bronze_file.read_bytes()[:1000])
+    assert "0 error file(s)" in run_coverage(settings)[1]
+
+    results = replay(wh, keymap, settings.bronze_dir, "replay-issue-18", tables=[eod.silver.table])
+
+    assert [f.error.split(":")[0] for r in results for f in r.quarantined] == ["not valid JSON"]
+    with wh.connect() as conn:  # every row AAPL had stays, history included
+        kept = conn.execute("SELECT * EXCLUDE (run_id, promoted_at) FROM silver.fmp_price_eod__history ORDER BY ALL")
+        assert kept.fetchall() == history and len(history) > 1000
+    code, text = run_coverage(settings)
+    assert code == EXIT_OK and "1 error file(s) (1 quarantined, waiting for a refetch)" in text
+    assert _eod_line(text, "AAPL").split()[5] == "1" and _eod_line(text, "MSFT").split()[5] == "0"  # the err column
+    code, text = run_status(settings)
+    assert code == EXIT_OK and "Quarantined Bronze files waiting for a refetch (1)" in text and path in text
+    assert "prices/historical-price-eod: 1 due (1 request(s)), 1 not due" in text  # AAPL's window, and only it
+    assert "first fetch from history start 2019-01-01" in " ".join(text.split())
+
+    with FmpClient.from_settings(settings) as client:  # the next run: the refetch
+        report = run_bronze(
+            entries=[eod],
+            tickers=settings.tickers,
+            warehouse=wh,
+            store=BronzeStore(settings.bronze_dir),
+            client=client,
+            run_id="refetch-run",
+            today=settings.today(),
+            fmp_plan=None,
+            source_mode="sample",
+        )
+    assert report.requests == 1
+    with wh.transaction() as conn:
+        files = file_ingestions.promotable_files(conn, tables=[eod.silver.table])
+        assert [f.ticker for f in files] == ["AAPL"]
+        assert promote_files(conn, keymap, eod.silver.table, files, settings.bronze_dir, "silver-run-2").files == 1
+    code, text = run_coverage(settings)
+    assert "0 error file(s)" in text and _eod_line(text, "AAPL").split()[5] == "0"
+    code, text = run_status(settings)
+    assert "Quarantined" not in text and "prices/historical-price-eod: 0 due" in text
+    assert bronze_file.stat().st_size == 1000  # the quarantined file itself stays, untouched
 
 
 def test_coverage_unknown_dataset(warehouse: dict) -> None:

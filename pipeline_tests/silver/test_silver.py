@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,6 @@ from pipeline.silver import quality
 from pipeline.silver.promote import PromotionResult, promote_files
 from pipeline.silver.replay import replay
 from pipeline.warehouse.connection import Warehouse
-from pipeline_tests import postgres_server
 from pipeline_tests.support import eod_row as eod  # short: many rows per line below
 
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
@@ -106,11 +104,11 @@ class Lake:
             error_message=None,
             can_promote=can_promote,
         )
-        path = self.store.write(env, journal="tests")
+        stored = self.store.write(env, journal="tests")
         if register:
             with self.warehouse.transaction() as conn:
-                register_files(conn, [file_record(env, path, entry.silver.table)])
-        return env, path
+                register_files(conn, [file_record(env, stored.relative, entry.silver.table, stored.md5)])
+        return env, stored.relative
 
     def promote(self, table: str, run_id: str = "promote-run") -> PromotionResult:
         with self.warehouse.transaction() as conn:
@@ -125,18 +123,6 @@ class Lake:
         with self.warehouse.connect() as conn:
             cur = conn.execute("SELECT * FROM ops.file_ingestions WHERE file_id = ?", [file_id])
             return dict(zip([d[0] for d in cur.description], cur.fetchone()))
-
-
-@pytest.fixture(params=["file", "ducklake"])
-def lake(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Lake]:
-    """The tests that take this fixture run on the DuckDB file and on a DuckLake (PostgreSQL catalog)."""
-    if request.param == "file":
-        yield Lake(tmp_path)
-        return
-    with postgres_server.fresh_lake(tmp_path / "lake_data") as env:
-        yield Lake(
-            tmp_path, warehouse=Warehouse(env["PIPELINE_WAREHOUSE"], data_path=env["PIPELINE_WAREHOUSE_DATA_PATH"])
-        )
 
 
 # ---- casting ----------------------------------------------------------------------------------------------

@@ -121,20 +121,20 @@ def test_a_read_that_fails_under_the_reader_names_the_file_and_commits_nothing(
     gone, gone_path = lake.add("historical-price-eod", [eod("MSFT", "2024-11-01", 11)], day(0), ticker="MSFT")
     real_check = batch._path_problem
 
-    def vanishing(root: str, bronze_path: str) -> tuple[str, str | None, int]:
-        path, problem, size = real_check(root, bronze_path)
+    def vanishing(root: str, bronze_path: str) -> tuple[str, str | None, int, bool]:
+        checked = real_check(root, bronze_path)
         if bronze_path == gone_path:
-            Path(path).unlink()  # checked as present, gone by the time the reader opens it
-        return path, problem, size
+            Path(checked[0]).unlink()  # checked as present, gone by the time the reader opens it
+        return checked
 
     monkeypatch.setattr(batch, "_path_problem", vanishing)
     with pytest.raises(PromotionError, match=rf"reading the batch failed at .*{gone.file_id}.*nothing was committed"):
         lake.promote("fmp_price_eod")
     assert lake.rows("SELECT count(*) FROM ops.file_ingestions WHERE silver_status IS NOT NULL") == [(0,)]
     monkeypatch.undo()
-    retry = lake.promote("fmp_price_eod")  # the retry sees the file missing: it fails alone
-    assert retry.files == 1 and [f.file_id for f in retry.failed] == [gone.file_id]
-    assert "missing" in retry.failed[0].error
+    retry = lake.promote("fmp_price_eod")  # the retry sees the file missing: it is quarantined alone
+    assert retry.files == 1 and [f.file_id for f in retry.quarantined] == [gone.file_id]
+    assert "missing" in retry.quarantined[0].error
 
 
 def test_schema_drift_comes_from_the_newest_file_of_each_dataset(lake: Lake) -> None:

@@ -36,6 +36,7 @@ from pipeline.keymap import KeymapEntry, load_keymap
 from pipeline.ops import file_ingestions
 from pipeline.partitions import tickers_partitions
 from pipeline.settings import PROJECT_ROOT, get_settings, load_settings
+from pipeline.silver import batch
 from pipeline.warehouse import MigrationError, Warehouse, connection, migrations
 from pipeline_tests import support
 from pipeline_tests.support import eod_row
@@ -126,7 +127,7 @@ def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
 ) -> None:
     store = BronzeStore(data_dir / "bronze")
     good = {t: envelope(t, [eod_row(t, DAY.isoformat(), 10.0 + i)]) for i, t in enumerate(("AAPL", "MSFT"))}
-    good_paths = {t: store.write(env, "restored") for t, env in good.items()}  # a restored Bronze folder
+    good_paths = {t: store.write(env, "restored").relative for t, env in good.items()}  # a restored Bronze folder
     store.close_journal("restored")
     bad_name, reason = make_bad((store.root / good_paths["AAPL"]).parent)
     bad_rel = f"{Path(good_paths['AAPL']).parent.as_posix()}/{bad_name}"
@@ -152,15 +153,18 @@ def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
     (bad,) = [r for r in rows if r["bronze_path"] == bad_rel]
     assert bad["file_id"] == bad_name.removesuffix(".json")
     assert (bad["dataset"], bad["ticker"], bad["silver_table"]) == ("historical-price-eod", "AAPL", "fmp_price_eod")
-    if make_bad is _content_is_an_object:  # a readable envelope: promotion refuses it and says why
+    aapl = coverage[EOD_ENTRY.identity.with_ticker("AAPL")]
+    if make_bad is _content_is_an_object:  # a readable envelope: promotion quarantines it and says why
         assert bad["can_promote"] and bad["silver_status"] == "failed" and reason in bad["silver_error"]
+        assert bad["quarantined_at"] is not None and reason in bad["quarantine_reason"]
+        # its window is due again: coverage held before it, and due now (no good file fetched later covers it)
+        assert (aapl.coverage_to, aapl.last_as_of, aapl.quarantined) == (DAY - dt.timedelta(days=1), None, 1)
     else:  # unreadable: quarantined at registration, never offered to Silver
         assert not bad["can_promote"] and bad["error_class"] == "invalid_body" and bad["silver_status"] is None
         assert bad_rel in bad["error_message"] and reason in bad["error_message"]
-    # and an unreadable file moves no watermark: AAPL's coverage is its good file's
-    aapl = coverage[EOD_ENTRY.identity.with_ticker("AAPL")]
-    assert (aapl.coverage_from, aapl.coverage_to) == (DAY, DAY)
-    assert aapl.files == (2 if make_bad is _content_is_an_object else 1)
+        # and an unreadable file moves no watermark: AAPL's coverage is its good file's
+        assert (aapl.coverage_from, aapl.coverage_to, aapl.quarantined) == (DAY, DAY, 0)
+    assert aapl.files == 1
 
     # a second replay registers nothing new, duplicates nothing, and gives the same Silver
     assert main(["replay"]) == (1 if make_bad is _content_is_an_object else 0)
@@ -172,6 +176,92 @@ def test_malformed_bronze_file_is_reported_kept_and_the_good_files_promote(
     ]
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
         assert conn.execute("SELECT ticker, date, close FROM silver.fmp_price_eod ORDER BY ticker").fetchall() == silver
+
+
+# -- (a2) a promoted Bronze file corrupted on disk, found by `pipeline replay` (issue 18) ----------------------------
+
+
+def _truncate(path: Path) -> str:
+    path.write_bytes(path.read_bytes()[:300])
+    return "not valid JSON"
+
+
+def _edit_a_close(path: Path) -> str:
+    doc = json.loads(path.read_bytes())
+    doc["content"][0]["close"] = 999999  # still valid JSON, same envelope, same body_sha256
+    path.write_bytes(json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode())
+    return "the file changed after it was written"
+
+
+@pytest.mark.parametrize("corrupt", [_truncate, _edit_a_close], ids=["truncated", "edited-value"])
+def test_a_corrupted_promoted_file_keeps_its_silver_rows_and_is_reported(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], corrupt: Any
+) -> None:
+    store = BronzeStore(data_dir / "bronze")
+    days = [(DAY - dt.timedelta(days=i)).isoformat() for i in range(3)]
+    written = {t: envelope(t, [eod_row(t, d, 10.0 + i) for i, d in enumerate(days)]) for t in ("AAPL", "MSFT")}
+    with Warehouse(data_dir / "warehouse.duckdb").transaction() as conn:  # as the fetch step writes and registers
+        for env in written.values():
+            stored = store.write(env, "fetch")
+            file_ingestions.register_files(conn, [file_record(env, stored.relative, "fmp_price_eod", stored.md5)])
+    store.close_journal("fetch")
+    assert main(["replay"]) == 0
+    capsys.readouterr()
+    silver_sql = "SELECT * EXCLUDE (run_id, promoted_at) FROM silver.{} ORDER BY ALL"
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
+        before = [conn.execute(silver_sql.format(t)).fetchall() for t in ("fmp_price_eod", "fmp_price_eod__history")]
+    (aapl,) = [r["bronze_path"] for r in ledger(data_dir, "ticker = 'AAPL'")]
+    reason = corrupt(store.root / aapl)
+    corrupted = files_under(store.root)
+
+    assert main(["replay"]) == 1  # a cron or CI caller sees it
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if aapl in line]
+    assert line.startswith(f"  quarantined {aapl}: {reason}")
+    assert "3 row version(s) it had promoted stay in Silver; its window is due for a refetch" in line
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:  # nothing lost, nothing invented
+        after = [conn.execute(silver_sql.format(t)).fetchall() for t in ("fmp_price_eod", "fmp_price_eod__history")]
+        due = file_ingestions.latest_bronze_coverage(conn, EOD_ENTRY.identity.with_ticker("AAPL"))
+    assert after == before and len(before[0]) == 6
+    assert due == {}  # AAPL has no good file left: its window is fetched again from the history start
+    assert files_under(store.root) == corrupted  # the file stays, untouched
+
+    assert main(["coverage"]) == 0
+    out = capsys.readouterr().out
+    assert "1 error file(s) (1 quarantined, waiting for a refetch)" in out
+    assert main(["replay"]) == 1  # still waiting for its refetch: still reported
+    assert f"still quarantined {aapl}" in capsys.readouterr().out
+
+
+def test_a_file_that_cannot_be_read_now_stops_pipeline_replay_and_changes_nothing(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = BronzeStore(data_dir / "bronze")
+    with Warehouse(data_dir / "warehouse.duckdb").transaction() as conn:
+        for t in ("AAPL", "MSFT"):
+            env = envelope(t, [eod_row(t, DAY.isoformat(), 10.0)])
+            stored = store.write(env, "fetch")
+            file_ingestions.register_files(conn, [file_record(env, stored.relative, "fmp_price_eod", stored.md5)])
+    store.close_journal("fetch")
+    assert main(["replay"]) == 0
+    before = ledger(data_dir)
+    (aapl,) = [r["bronze_path"] for r in before if r["ticker"] == "AAPL"]
+    real_check = batch._path_problem
+
+    def io_error(root: str, bronze_path: str) -> tuple[str, str | None, int, bool]:
+        checked = real_check(root, bronze_path)
+        if bronze_path == aapl:  # what an EIO from a failing disk looks like to the file-system check
+            return checked[0], f"Bronze file {bronze_path} cannot be read: Input/output error", 0, True
+        return checked
+
+    monkeypatch.setattr(batch, "_path_problem", io_error)
+    capsys.readouterr()
+    assert main(["replay"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"pipeline replay: replay stopped: Bronze file {aapl} cannot be read")
+    assert ledger(data_dir) == before  # rolled back: nothing quarantined, nothing lost
+    with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
+        assert conn.execute("SELECT ticker FROM silver.fmp_price_eod ORDER BY 1").fetchall() == [("AAPL",), ("MSFT",)]
 
 
 # -- (b) hostile tickers through every entry point ---------------------------------------------------------------
@@ -311,7 +401,7 @@ def test_tampered_shipped_migration_stops_warehouse_and_cli_with_data_untouched(
     with Warehouse(db, migrations_dir=folder).transaction() as conn:
         for t in ("AAPL", "MSFT"):
             env = envelope(t, [eod_row(t, DAY.isoformat(), 1.0)])
-            file_ingestions.register_files(conn, [file_record(env, store.write(env, "j"), "fmp_price_eod")])
+            file_ingestions.register_files(conn, [file_record(env, store.write(env, "j").relative, "fmp_price_eod")])
     store.close_journal("j")
     before = _counts(db)
     assert before["ops.file_ingestions"] == 2

@@ -22,8 +22,9 @@ class SeriesCoverage:
     first: dt.date | None = None  # good coverage, from the ledger
     last: dt.date | None = None
     files: int = 0
-    error_files: int = 0
+    error_files: int = 0  # error responses, plus quarantined files waiting for a refetch
     last_fetch: dt.datetime | None = None
+    quarantined: int = 0  # quarantined files no good refetch has replaced yet (among error_files)
     silver_rows: int = 0
     silver_first: dt.date | None = None
     silver_last: dt.date | None = None

@@ -1,7 +1,9 @@
 """What coverage reads from the warehouse: ledger facts per series, and Silver row dates with their lineage.
 
 First/last date, files and error files come from the ledger (`ops.file_ingestions`); first/last is *good*
-coverage (successful, promotable files), the same rule the planner uses for watermarks. Silver rows are
+coverage (successful, promotable files that are not quarantined), the same rule the planner uses for watermarks.
+Error files are error responses plus quarantined files that no good refetch has replaced yet
+(`pipeline.ops.quarantine`). Silver rows are
 attributed to their keymap entry through their lineage (`bronze_file_id` -> ledger identity), so entries
 sharing a table (annual and quarterly statements, one economic indicator per discriminator) are told apart.
 """
@@ -15,17 +17,30 @@ import pandas as pd
 
 from pipeline.keymap.model import DatasetIdentity, Keymap, KeymapEntry
 from pipeline.ops.coverage.model import SeriesCoverage
+from pipeline.ops.quarantine import good_file, unresolved
 from pipeline.silver.schema import quote
 
-LEDGER_SQL = """
-    SELECT domain, source, dataset, discriminator, ticker,
-           min(coverage_from) FILTER (WHERE error_class IS NULL AND can_promote)  AS first_date,
-           max(coverage_to)   FILTER (WHERE error_class IS NULL AND can_promote)  AS last_date,
-           count(*)                                                               AS files,
-           count(*) FILTER (WHERE error_class IS NOT NULL)                        AS error_files,
-           max(fetched_at)    FILTER (WHERE error_class IS NULL AND can_promote)  AS last_fetch
-    FROM ops.file_ingestions
-    GROUP BY ALL
+LEDGER_SQL = f"""
+    WITH files AS (
+        SELECT domain, source, dataset, discriminator, ticker,
+               min(coverage_from) FILTER (WHERE {good_file()})  AS first_date,
+               max(coverage_to)   FILTER (WHERE {good_file()})  AS last_date,
+               count(*)                                          AS files,
+               count(*) FILTER (WHERE error_class IS NOT NULL)   AS error_files,
+               max(fetched_at)    FILTER (WHERE {good_file()})  AS last_fetch
+        FROM ops.file_ingestions
+        GROUP BY ALL
+    ),
+    -- its own WHERE, never an aggregate FILTER: only then does DuckDB look for a refetch of the quarantined rows
+    -- alone (the FILTER form compares every file of an identity with every other: minutes on a large ledger)
+    quarantined AS (
+        SELECT domain, source, dataset, discriminator, ticker, count(*) AS quarantined
+        FROM ops.file_ingestions q WHERE {unresolved("q")}
+        GROUP BY ALL
+    )
+    SELECT domain, source, dataset, discriminator, ticker, first_date, last_date, files,
+           error_files + coalesce(quarantined, 0), last_fetch, coalesce(quarantined, 0)
+    FROM files LEFT JOIN quarantined USING (domain, source, dataset, discriminator, ticker)
 """
 
 SILVER_ROWS_SQL = """
@@ -56,12 +71,14 @@ def ledger_series(
     """Series keyed by (asset name, ticker) with the ledger's facts; files of unknown identities are ignored."""
     wanted = {e.asset_name for e in entries}
     series: dict[tuple[str, str], SeriesCoverage] = {}
-    for dom, src, ds, disc, ticker, first, last, files, errors, last_fetch in conn.execute(LEDGER_SQL).fetchall():
+    for dom, src, ds, disc, ticker, first, last, files, errors, last_fetch, quarantined in conn.execute(
+        LEDGER_SQL
+    ).fetchall():
         entry = keymap.find(DatasetIdentity(dom, src, ds, disc, ticker))
         if entry is None or entry.asset_name not in wanted:
             continue
         series[(entry.asset_name, ticker or "")] = SeriesCoverage(
-            entry, ticker or "", first, last, int(files), int(errors), last_fetch
+            entry, ticker or "", first, last, int(files), int(errors), last_fetch, quarantined=int(quarantined)
         )
     return series
 

@@ -65,6 +65,10 @@ def format_table(rows: Sequence[SeriesCoverage]) -> list[str]:
             shown = ", ".join(s.missing_labels[:SHOW_GAP_RANGES])
             more = len(s.missing_labels) - SHOW_GAP_RANGES
             below = wrap(f"missing: {shown}" + (f" (+{more} more)" if more > 0 else ""), 4)
+        if s.quarantined:
+            below += wrap(
+                f"{s.quarantined} quarantined file(s) waiting for a refetch (`pipeline status` names them)", 4
+            )
         details.append(below)
     headers = ["dataset", "ticker", "first", "last", "files", "err", "rule", "missing"]
     return text_table(cells, headers, "llllrrlr", details)
@@ -75,9 +79,11 @@ def summary_line(rows: Sequence[SeriesCoverage]) -> str:
     days = sum(s.missing for s in gappy if s.rule == "trading")
     periods = sum(s.missing for s in gappy if s.rule != "trading")
     errors = sum(s.error_files for s in rows)
+    quarantined = sum(s.quarantined for s in rows)
     return (
         f"{len(rows)} series, {len(gappy)} with gaps ({days} missing trading day(s), {periods} missing "
         f"period(s)), {errors} error file(s)"
+        + (f" ({quarantined} quarantined, waiting for a refetch)" if quarantined else "")
     )
 
 
