@@ -270,8 +270,8 @@ def _finish(
     counts = {
         r[0]: r[1:]
         for r in conn.execute(
-            "SELECT ingestion_id, rows_read, inserted, updated, unchanged, rejected, duplicates, coverage_from, "
-            "coverage_to FROM _promote_file_stats"
+            "SELECT ingestion_id, rows_read, inserted, updated, unchanged, rejected, duplicates, future_rows, "
+            "coverage_from, coverage_to FROM _promote_file_stats"
         ).fetchall()
     }
     outcomes = [

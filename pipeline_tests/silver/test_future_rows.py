@@ -11,7 +11,7 @@ import pytest
 from pipeline.keymap import KeymapError, parse_keymap
 from pipeline.silver.replay import replay
 from pipeline_tests.config.test_keymap import entry, shipped_doc
-from pipeline_tests.silver.test_silver import Lake, lake  # noqa: F401 - the fixture, on the file and on a DuckLake
+from pipeline_tests.silver.test_silver import Lake  # the `lake` fixture is in conftest: on the file and on a DuckLake
 from pipeline_tests.support import eod_row as eod
 
 FETCHED = dt.datetime(2024, 11, 1, 21, 0, tzinfo=dt.UTC)  # 17:00 in New York, Friday 2024-11-01

@@ -226,8 +226,9 @@ def test_replay_moves_gold_input_state_of_exactly_the_changed_identities(lake: L
     assert repaired == [("AAPL", "replay-2")] * 3 + [("MSFT", "promote-1")]  # only the rows it changed are new
     moved = sorted(k for k in start if after[k] != start[k])
     assert moved == ["prices|fmp|historical-price-eod||AAPL"] and after.keys() == start.keys()
+    model = models.MODELS["fact_price_daily"]
     plan = plan_build(
-        models.MODELS["fact_price_daily"], list(start.values()), list(after.values()), full=False, table_ready=True
+        model, list(start.values()), list(after.values()), full=False, table_ready=True, model_version=model.version
     )
     assert (plan.mode, plan.tickers) == ("incremental", ["AAPL"])
     replay(lake.warehouse, lake.keymap, lake.root, "replay-3", tables=[TABLE])
