@@ -93,6 +93,15 @@ def first_window_start(entry: KeymapEntry, today: dt.date) -> dt.date:
     return today - dt.timedelta(days=recipe.history_days or 0)
 
 
+def history_missing(entry: KeymapEntry, coverage: Coverage | None) -> bool:
+    """The oldest good window starts after the recipe's history start: a run killed while its first window was in
+    flight (after later windows landed), or a history_start moved earlier. Due now, whatever the cadence: the later
+    windows' files look like a fresh fetch, and waiting min_age_days would leave the hole in Silver meanwhile."""
+    first = coverage.first_window_from if coverage else None
+    start = entry.recipe.history_start
+    return entry.recipe.is_windowed and start is not None and first is not None and start < first
+
+
 def plan_identity(
     entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, today: dt.date, plan: str | None
 ) -> PlanDecision:
@@ -104,7 +113,7 @@ def plan_identity(
         )
 
     last_as_of = coverage.last_as_of if coverage else None
-    if last_as_of is not None:
+    if last_as_of is not None and not history_missing(entry, coverage):
         age = (today - last_as_of).days
         if age < recipe.min_age_days:
             return PlanDecision(

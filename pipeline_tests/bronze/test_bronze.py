@@ -393,6 +393,26 @@ def test_missing_first_window_is_fetched_again(lake: Lake, server: FakeFmpServer
     assert all(d(p["from"]) > history_start for p in wire(server, TREASURY, seen))  # healed: incremental again
 
 
+def test_missing_first_window_is_fetched_by_a_rerun_inside_the_cadence(
+    lake: Lake, server: FakeFmpServer, data: DayData
+) -> None:
+    """The rerun right after the crash, on the same day, must not wait for the cadence (min_age_days) to fetch the
+    history the killed run never wrote: the later windows' files look like a fresh, complete fetch."""
+    history_start = TREASURY_ENTRY.recipe.history_start
+    server.data = data
+    lake.run(server, [TREASURY_ENTRY], [], MON)
+    (first,) = lake.ledger("dataset = 'treasury-rates' AND window_from = ?", [history_start])
+    (lake.store.root / first["bronze_path"]).unlink()
+    with lake.warehouse.transaction() as conn:
+        conn.execute("DELETE FROM ops.file_ingestions WHERE file_id = ?", [first["file_id"]])
+
+    seen = len(server.requests)
+    lake.run(server, [TREASURY_ENTRY], [], MON)  # the same day: within min_age_days of the later windows
+    windows = [(d(p["from"]), d(p["to"])) for p in wire(server, TREASURY, seen)]
+    assert (first["window_from"], first["window_to"]) in windows, f"the first window was not re-requested: {windows}"
+    assert lake.coverage(TREASURY_ENTRY).first_window_from == history_start
+
+
 # -- B13: pagination guards ---------------------------------------------------------------------------------
 
 PAGED_DOC = {
