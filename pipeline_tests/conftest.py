@@ -47,6 +47,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root = tmp_path / "data"
     monkeypatch.setenv("PIPELINE_DATA_DIR", str(root))
     monkeypatch.setattr(connection, "_migrated", set())
+    monkeypatch.setattr(connection, "_CURRENT", set())
     get_settings.cache_clear()
     yield root
     get_settings.cache_clear()

@@ -41,6 +41,11 @@ class WarehouseBusy(RuntimeError):
     """Another process holds the warehouse file; try again later."""
 
 
+class WarehouseOutdated(WarehouseBusy):
+    """A reader found the warehouse's schema behind this code's migrations: like a busy warehouse, try again once a
+    writing run has migrated it (readers never migrate)."""
+
+
 class WriteConflict(RuntimeError):
     """DuckLake refused a commit because another transaction changed the same table; rerun the transaction."""
 
@@ -217,6 +222,7 @@ class Warehouse:
                 """).fetchone()[0]
                 if not migrated:
                     raise WarehouseMissing(f"warehouse {self} has no ledger yet; run `pipeline run` first")
+                self._require_current(conn)
                 yield conn
             finally:
                 conn.close()
@@ -235,9 +241,31 @@ class Warehouse:
             # This process already holds the file read-write (e.g. a test or a step): that is "busy" too.
             raise WarehouseBusy(f"warehouse {self.path} is open for writing in this process") from exc
         try:
+            self._require_current(conn)
             yield conn
         finally:
             conn.close()
+
+    def _require_current(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Readers never migrate, so they refuse a warehouse whose schema is behind this code (a run is migrating it,
+        or none has run since an upgrade): reading it would fail on columns it does not have yet. Checked once per
+        process and warehouse: a schema, once current, stays current for the code that checked it."""
+        if self.label in _CURRENT:
+            return
+        if not migrations.applied(conn):
+            return  # not a warehouse yet (an empty file): the caller finds nothing to read, as before any run
+        todo = migrations.pending(conn, self.migrations_dir)
+        if todo:
+            names = ", ".join(m.path.name for m in todo[:3]) + (f" and {len(todo) - 3} more" if len(todo) > 3 else "")
+            raise WarehouseOutdated(
+                f"warehouse {self.label} is behind this code: migration(s) {names} not applied yet (a run is "
+                "applying them, or none has run since the upgrade: the next writing command, e.g. `pipeline run`, "
+                "applies them)"
+            )
+        _CURRENT.add(self.label)
+
+
+_CURRENT: set[str] = set()  # warehouses this process has seen with every migration applied
 
 
 class WarehouseMissing(FileNotFoundError):

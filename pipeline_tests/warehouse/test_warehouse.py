@@ -26,9 +26,11 @@ from pipeline.warehouse import (
 
 @pytest.fixture(autouse=True)
 def fresh_migration_cache(monkeypatch: pytest.MonkeyPatch) -> set[str]:
-    """`connection._migrated` remembers migrated files per process; give every test its own, empty one."""
+    """`connection._migrated` (and `_CURRENT`, what readers saw current) remember migrated files per process; give
+    every test its own, empty ones."""
     cache: set[str] = set()
     monkeypatch.setattr(connection, "_migrated", cache)
+    monkeypatch.setattr(connection, "_CURRENT", set())
     return cache
 
 
@@ -270,6 +272,25 @@ def test_reader_reads_and_never_migrates(tmp_path: Path, db: Path) -> None:
         with Warehouse(tmp_path / "absent.duckdb").reader():
             pass
     assert not (tmp_path / "absent.duckdb").exists()
+
+
+def test_reader_refuses_a_warehouse_behind_the_code_naming_the_pending_migration(
+    tmp_path: Path, mig_dir: Path, fresh_migration_cache: set[str]
+) -> None:
+    """Readers never migrate: a schema behind this code's migrations (a run is applying them, or none has run since
+    an upgrade) is reported like a busy warehouse, naming the migration, instead of failing on a missing column."""
+    path = tmp_path / "wh.duckdb"
+    with Warehouse(path, migrations_dir=mig_dir).connect():
+        pass
+    write(mig_dir, "0003_third.sql", "ALTER TABLE ops.t1 ADD COLUMN c INTEGER;\n")
+    with pytest.raises(WarehouseBusy, match="0003_third.sql not applied yet"):
+        with Warehouse(path, migrations_dir=mig_dir).reader():
+            pass
+    fresh_migration_cache.clear()  # as in a new process running the new code
+    with Warehouse(path, migrations_dir=mig_dir).connect():  # a writer applies it
+        pass
+    with Warehouse(path, migrations_dir=mig_dir).reader() as conn:
+        assert conn.execute("SELECT count(c) FROM ops.t1").fetchone()[0] == 0
 
 
 def test_reader_is_busy_while_this_process_writes(db: Path) -> None:
