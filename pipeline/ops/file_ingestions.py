@@ -31,6 +31,8 @@ _FRAME_TYPES = {
     "status_code": "Int64",
     "bronze_rows": "Int64",
     "bytes": "Int64",
+    "wire_bytes": "Int64",
+    "attempts": "Int64",
     "elapsed_ms": "float64",
     "can_promote": "bool",
 }
