@@ -151,10 +151,6 @@ class Allocation:
     admitted: int  # items[:admitted] fit the budget
     binding: str = ""  # why the first item that does not fit does not (empty: everything fits)
 
-    @property
-    def deferred(self) -> list[Item]:
-        return self.items[self.admitted :]
-
     def totals(self, items: Sequence[Item]) -> tuple[float, float]:
         return sum(i.requests for i in items), sum(i.bytes for i in items)
 
@@ -163,17 +159,19 @@ class Allocation:
     ) -> tuple[list[tuple[PlannedRequest, KeymapEntry]], list[tuple[PlannedRequest, KeymapEntry, NotSent]], Meter]:
         """This step's tasks: (admitted, in the budget's order; deferred, each with why; the meter for sending).
 
-        A task the day's plan does not hold (a ticker outside the universe) is placed by its own cost, after the
-        day's admitted work."""
+        A task the day's plan does not hold (its entry is not among those the budget plans) is deferred: the budget
+        cannot place it."""
         position = {item.key: n for n, item in enumerate(self.items)}
         mine = {request_key(r) for r, _ in tasks}
         reserved_req, reserved_bytes = self.totals([i for i in self.items[: self.admitted] if i.key not in mine])
         admitted, deferred = [], []
         for request, entry in sorted(tasks, key=lambda t: position.get(request_key(t[0]), len(self.items))):
-            if position.get(request_key(request), self.admitted) < self.admitted:
+            at = position.get(request_key(request))
+            if at is not None and at < self.admitted:
                 admitted.append((request, entry))
-            else:
-                deferred.append((request, entry, NotSent(BUDGET_SKIP, self.deferral_reason(entry))))
+                continue
+            why = self.binding if at is not None else "the day's plan does not hold this dataset"
+            deferred.append((request, entry, NotSent(BUDGET_SKIP, deferral_reason(entry, why))))
         meter = Meter(
             None if self.room.requests is None else self.room.requests - reserved_req,
             None if self.room.bytes is None else self.room.bytes - reserved_bytes,
@@ -181,8 +179,10 @@ class Allocation:
         )
         return admitted, deferred, meter
 
-    def deferral_reason(self, entry: KeymapEntry) -> str:
-        return f"{entry.asset_name}: deferred by the request budget: {self.binding}; the next run fetches it"
+
+def deferral_reason(entry: KeymapEntry, why: str) -> str:
+    """The reason a deferred request of `entry` is counted with (the summary of a run reads it back)."""
+    return f"{entry.asset_name}: deferred by the request budget: {why}; the next run fetches it"
 
 
 def allocate(
@@ -281,9 +281,7 @@ class Meter:
                 why = f"{self.room.bytes_why}: this step's share is spent ({format_bytes(self.spent_bytes)} received)"
             else:
                 return None
-        return NotSent(
-            BUDGET_SKIP, f"{entry.asset_name}: deferred by the request budget: {why}; the next run fetches it"
-        )
+        return NotSent(BUDGET_SKIP, deferral_reason(entry, why))
 
     def observe(self, envelopes: Sequence[BronzeEnvelope]) -> None:
         with self._lock:
@@ -326,7 +324,8 @@ def deferral_summary(reports: Mapping[str, EntryReport]) -> tuple[int, str | Non
     if not counts:
         return 0, None
     total = sum(counts.values())
-    why = next(r for rep in reports.values() for r in rep.skip_reasons if "deferred by the request budget" in r)
+    marker = "deferred by the request budget: "
+    why = next((r for rep in reports.values() for r in rep.skip_reasons if marker in r), marker + "see the skips")
     listed = ", ".join(f"{name} {n}" for name, n in counts.items())
-    reason = why.split("deferred by the request budget: ", 1)[1].removesuffix("; the next run fetches it")
+    reason = why.split(marker, 1)[1].removesuffix("; the next run fetches it")
     return total, f"deferred by the request budget: {total} request(s) ({listed}): {reason}; the next run fetches them"
