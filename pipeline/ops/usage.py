@@ -23,22 +23,6 @@ from pipeline.settings import MARKET_TZ as NEW_YORK
 
 COUNTED_BYTES = "greatest(coalesce(bytes, 0), coalesce(wire_bytes, 0))"
 COUNTED_REQUESTS = "coalesce(attempts, 1)"
-# A warehouse not yet migrated to the budget's columns (read-only tools never migrate): decoded bytes, one call each.
-UNMIGRATED = {COUNTED_BYTES: "coalesce(bytes, 0)", COUNTED_REQUESTS: "1"}
-
-
-def _counting(conn: duckdb.DuckDBPyConnection, sql: str) -> str:
-    """`sql` as the ledger's columns allow: the module's counting, or UNMIGRATED's before migration 0007."""
-    have = conn.execute("""
-        SELECT count(*) FROM duckdb_columns()
-        WHERE database_name = current_database() AND schema_name = 'ops' AND table_name = 'file_ingestions'
-          AND column_name IN ('wire_bytes', 'attempts')
-    """).fetchone()[0]
-    if have == 2:
-        return sql
-    for counted, fallback in UNMIGRATED.items():
-        sql = sql.replace(counted, fallback)
-    return sql
 
 
 @dataclass(frozen=True)
@@ -73,7 +57,7 @@ def usage(conn: duckdb.DuckDBPyConnection, now: dt.datetime) -> Usage:
         return t.replace(tzinfo=None)
 
     row = conn.execute(
-        _counting(conn, USAGE_SQL),
+        USAGE_SQL,
         {
             "now": naive(now),
             "day_start": naive(day_start),
@@ -119,7 +103,7 @@ SIZE_HISTORY_SQL = f"""
 def size_history(conn: duckdb.DuckDBPyConnection) -> dict[DatasetIdentity, SizeHistory]:
     """Per dataset (the identity without a ticker): the sizes of its good responses. Error answers are left out:
     they say nothing about the size of the data a request brings."""
-    rows = conn.execute(_counting(conn, SIZE_HISTORY_SQL)).fetchall()
+    rows = conn.execute(SIZE_HISTORY_SQL).fetchall()
     return {
         DatasetIdentity(*r[:4]): SizeHistory(int(r[4]), float(r[5]), None if r[6] is None else float(r[6]), float(r[7]))
         for r in rows

@@ -207,23 +207,6 @@ def test_status_shows_the_bandwidth_and_todays_requests_against_the_plan(lake: P
     assert f"{files:,} request(s) of 250 (FMP_PLAN=basic)" in text
 
 
-def test_a_warehouse_before_the_budget_migration_still_reports(tmp_path: Path) -> None:
-    """Read-only tools never migrate: on a ledger without `wire_bytes`/`attempts` they count decoded bytes, one call
-    per file."""
-    lake = new_lake(tmp_path / "old")
-    settings = make_settings(lake, DAY_TWO, FMP_PLAN="starter")
-    with Warehouse(settings.warehouse_path).connect() as conn:
-        files, decoded = conn.execute("SELECT count(*), sum(bytes) FROM ops.file_ingestions").fetchone()
-        conn.execute("DROP INDEX ops.file_ingestions_file_id")  # DuckDB drops no column of an indexed table
-        conn.execute("ALTER TABLE ops.file_ingestions DROP COLUMN wire_bytes")
-        conn.execute("ALTER TABLE ops.file_ingestions DROP COLUMN attempts")
-    out = io.StringIO()
-    assert status(settings, show_plan=False, out=out) == EXIT_OK
-    assert f"{files:,} request(s)" in out.getvalue()
-    code, text = report(settings)
-    assert code == EXIT_OK and "history" in text
-
-
 def test_plan_is_read_only_busy_and_missing_like_status(lake: Path, tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "nothing", DAY_TWO, PIPELINE_KEYMAP=str(lake / "keymap.yaml"))
     code, text = report(settings)
