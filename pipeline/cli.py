@@ -1,4 +1,4 @@
-"""`pipeline demo | run | check | status | replay | coverage`.
+"""`pipeline demo | run | check | status | plan | replay | coverage`.
 
 `run` materializes the graph through Dagster (the same definitions, partitions and checks the schedule and
 the UI use) on a persistent instance, so its runs show up in `make ui`. It works from any directory: the
@@ -178,6 +178,17 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if not args.run:
         print_automation(settings)
     return code
+
+
+def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.forecast import plan_report
+    from pipeline.keymap.model import PLAN_ORDER
+
+    plans = [p.strip().lower() for p in args.plans.split(",") if p.strip()] if args.plans else None
+    for plan in plans or []:
+        if plan not in PLAN_ORDER:
+            raise SettingsError(f"--plans: {plan!r} is not a plan; use some of {', '.join(PLAN_ORDER)}")
+    return plan_report(settings, plans=plans, as_json=args.json)
 
 
 def print_automation(settings: Settings) -> None:
@@ -364,6 +375,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_status.add_argument("--limit", type=int, default=10, help="how many recent runs (default 10)")
     p_status.add_argument("--no-plan", action="store_true", help="skip the 'what is due next' section")
     p_status.set_defaults(func=cmd_status)
+
+    p_plan = sub.add_parser(
+        "plan",
+        help="what the next run would request per dataset, its bytes and minutes at the plan's rate, and the "
+        "bandwidth left (read-only, no network)",
+        epilog=READONLY_EXIT_CODES,
+    )
+    p_plan.add_argument(
+        "--plans",
+        help="compare plans on their published figures, e.g. starter,premium,ultimate (default: FMP_PLAN and the "
+        "configured limits)",
+    )
+    p_plan.add_argument("--json", action="store_true", help="print the forecast as JSON (for benchmarks and scripts)")
+    p_plan.set_defaults(func=cmd_plan)
 
     p_cov = sub.add_parser(
         "coverage",

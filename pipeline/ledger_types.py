@@ -34,7 +34,7 @@ class FileRecord:
     error_class: str | None
     error_message: str | None
     bronze_rows: int | None
-    bytes: int | None
+    bytes: int | None  # the body as decoded (what the envelope parsed)
     body_sha256: str | None
     coverage_from: dt.date | None
     coverage_to: dt.date | None
@@ -43,6 +43,8 @@ class FileRecord:
     can_promote: bool
     silver_table: str | None
     file_md5: str | None = None  # digest of the file's bytes as written (None: unknown, recorded on first read)
+    wire_bytes: int | None = None  # the response bodies as they crossed the wire, every attempt (None: unknown)
+    attempts: int | None = None  # HTTP calls the request took, retries included (None: unknown)
 
 
 @dataclass(frozen=True)

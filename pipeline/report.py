@@ -45,6 +45,8 @@ def print_run_summary(outcome: RunOutcome, seconds: float) -> None:
     print(f"pipeline run: {'SUCCESS' if outcome.success else 'FAILED'}; {head}; {seconds:.1f} s")
     for line in details:
         print(line)
+    if outcome.deferred:
+        print(f"  {outcome.deferred:,} request(s) deferred by the request budget: the next run fetches them")
     for phase in outcome.phases:
         if not phase.success:
             print(f"  run failed: {phase.name}")

@@ -13,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from pipeline.fmp.client import FmpClient
+from pipeline.fmp.plans import DEFAULT_CALLS_PER_MINUTE, BudgetLimits, budget_limits
 from pipeline.settings import DEFAULT_BASE_URL, Settings
 from pipeline.warehouse.resource import WarehouseResource
 
@@ -38,9 +39,19 @@ class FmpResource(dg.ConfigurableResource):
     base_url: str = Field(default=DEFAULT_BASE_URL, description="Where FMP requests go (FMP_BASE_URL).")
     plan: str | None = Field(default=None, description="FMP plan (FMP_PLAN): recipes above it are skipped, visibly.")
     calls_per_minute: int = Field(
-        default=300, description="Request ceiling per minute and process (FMP_CALLS_PER_MINUTE)."
+        default=DEFAULT_CALLS_PER_MINUTE,
+        description="Request ceiling per minute and process (FMP_CALLS_PER_MINUTE, default: the plan's).",
     )
     max_concurrency: int = Field(default=8, description="Requests in flight at once (FMP_MAX_CONCURRENCY).")
+    bandwidth_30d: int | None = Field(
+        default=None,
+        description="Bytes the key may download in any 30 days (FMP_BANDWIDTH_30D, default: the plan's); "
+        "unset: no bandwidth budget.",
+    )
+    daily_request_cap: int | None = Field(
+        default=None, description="Requests per day, New York time (FMP_DAILY_REQUEST_CAP; Basic: 250); unset: none."
+    )
+    daily_byte_cap: int | None = Field(default=None, description="Bytes per day (FMP_DAILY_BYTE_CAP); unset: none.")
 
     @property
     def key(self) -> str | None:
@@ -57,6 +68,15 @@ class FmpResource(dg.ConfigurableResource):
     @property
     def source_label(self) -> str:
         return SAMPLE_SOURCE_LABEL if self.uses_sample_source else self.base_url
+
+    def budget_limits(self) -> BudgetLimits:
+        """The budget Bronze steps plan within (`pipeline.bronze.budget`); the figures are already resolved."""
+        return budget_limits(
+            self.plan,
+            bandwidth_30d=self.bandwidth_30d,
+            daily_requests=self.daily_request_cap,
+            daily_bytes=self.daily_byte_cap,
+        )
 
     def client(self, settings: Settings) -> FmpClient:
         """A client for this configuration; `settings` supply the day and the tickers the sample source serves."""
@@ -91,5 +111,8 @@ def build_resources(settings: Settings) -> dict[str, object]:
             plan=settings.fmp_plan,
             calls_per_minute=settings.calls_per_minute,
             max_concurrency=settings.max_concurrency,
+            bandwidth_30d=settings.budget.bandwidth_30d,
+            daily_request_cap=settings.budget.daily_requests,
+            daily_byte_cap=settings.budget.daily_bytes,
         ),
     }

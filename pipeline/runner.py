@@ -75,6 +75,7 @@ class RunOutcome:
     universe_reason: str = ""
     skipped: list[str] = field(default_factory=list)  # phases not run because something upstream failed
     not_needed: list[tuple[str, str]] = field(default_factory=list)  # (phase, why) not run: nothing to do
+    deferred: int = 0  # requests the request budget deferred to the next run (pipeline.bronze.budget)
 
     @property
     def success(self) -> bool:
@@ -322,7 +323,9 @@ def _run_fetch_then_promote(
     bronze = [k for k in keys if k.path[0] == "bronze"]
     silver = [k for k in keys if k.path[0] != "bronze"]
     if bronze:
+        first_phase = len(outcome.phases)
         _execute_chunks(defs, instance, outcome, f"{name}: bronze", bronze, tickers, echo)
+        _report_deferred(settings, outcome, [p.run_id for p in outcome.phases[first_phase:]], echo)
     if not silver:
         return
     tables = [k.path[-1] for k in silver]
@@ -360,6 +363,17 @@ def _execute_chunks(
     for i, (first, last) in enumerate(chunks, 1):
         name = f"{label} ({first}..{last})" + (f" [{i}/{len(chunks)}]" if len(chunks) > 1 else "")
         outcome.phases.append(_execute(name, defs, keys, instance, partition_range_tags(first, last), echo))
+
+
+def _report_deferred(settings: Settings, outcome: RunOutcome, run_ids: list[str], echo: Callable[[str], None]) -> None:
+    """Say what the request budget deferred in these Bronze runs (each run's line names the datasets and why)."""
+    warehouse = Warehouse.from_settings(settings)
+    if not warehouse.exists():
+        return
+    with warehouse.connect() as conn:  # this process is the writer; wait if busy
+        for _run_id, count, message in runs.deferred_runs(conn, run_ids):
+            outcome.deferred += count
+            echo(f"    {message}")
 
 
 def _unreachable(outcome: RunOutcome) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pipeline.fmp.plans import DEFAULT_CALLS_PER_MINUTE, BudgetLimits, budget_limits, parse_size, plan_calls_per_minute
 from pipeline.keymap.model import PLAN_ORDER
 from pipeline.tickers import ticker_problem
 
@@ -44,7 +45,14 @@ class UniverseSettings:
 SOURCES = ("fmp", "sample")
 # Settings that only make sense for the live API: next to a missing or blank key they mean the key is missing by
 # mistake (an unset CI secret expands to ""), so the pipeline stops instead of fetching invented sample data.
-LIVE_ONLY_VARIABLES = ("FMP_PLAN", "FMP_BASE_URL", "FMP_CALLS_PER_MINUTE")
+LIVE_ONLY_VARIABLES = (
+    "FMP_PLAN",
+    "FMP_BASE_URL",
+    "FMP_CALLS_PER_MINUTE",
+    "FMP_BANDWIDTH_30D",
+    "FMP_DAILY_REQUEST_CAP",
+    "FMP_DAILY_BYTE_CAP",
+)
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class Settings:
     source: str | None = None  # PIPELINE_SOURCE: fmp | sample; None: fmp when a key is set, else sample
     fmp_base_url: str = DEFAULT_BASE_URL
     fmp_plan: str | None = None
-    calls_per_minute: int = 300
+    calls_per_minute: int = DEFAULT_CALLS_PER_MINUTE
     max_concurrency: int = 8
     data_dir: Path = Path("data")
     keymap_path: Path = PROJECT_ROOT / "dataset_keymap.yaml"
@@ -65,6 +73,7 @@ class Settings:
     warehouse_file: Path | None = None  # PIPELINE_WAREHOUSE as a DuckDB file path
     warehouse_lake: str | None = field(default=None, repr=False)  # ducklake:postgres:<conninfo> (may hold a password)
     warehouse_data_path: str | None = None  # PIPELINE_WAREHOUSE_DATA_PATH: the lake's data files
+    budget: BudgetLimits = BudgetLimits()  # FMP_PLAN's bandwidth and daily calls, or the explicit overrides
 
     @property
     def uses_lake(self) -> bool:
@@ -151,6 +160,37 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise SettingsError(f"{name}={value} is too small; use a whole number >= {minimum}")
     return value
+
+
+def _size(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return parse_size(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name}={raw!r} is not a size; use bytes or a number with kB, MB, GB or TB (decimal, as FMP writes "
+            "them), e.g. 50GB"
+        ) from None
+
+
+def _budget(env: Mapping[str, str], plan: str | None) -> tuple[int, BudgetLimits]:
+    """(calls per minute, the other limits): the plan's figures (`pipeline.fmp.plans`), explicit variables winning."""
+    calls_per_minute = _int(env, "FMP_CALLS_PER_MINUTE", plan_calls_per_minute(plan), 1)
+    if env.get("FMP_CALLS_PER_MINUTE", "").strip():
+        origin = "FMP_CALLS_PER_MINUTE"
+    else:
+        has_figure = plan is not None and plan_calls_per_minute(plan) != plan_calls_per_minute(None)
+        origin = f"FMP_PLAN={plan}" if has_figure else "default"
+    limits = budget_limits(
+        plan,
+        bandwidth_30d=_size(env, "FMP_BANDWIDTH_30D"),
+        daily_requests=_int(env, "FMP_DAILY_REQUEST_CAP", 0, 1) or None,
+        daily_bytes=_size(env, "FMP_DAILY_BYTE_CAP"),
+        origins={"calls_per_minute": origin},
+    )
+    return calls_per_minute, limits
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -254,7 +294,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         env.get("PIPELINE_WAREHOUSE", "").strip(), env.get("PIPELINE_WAREHOUSE_DATA_PATH", "").strip()
     )
 
-    calls_per_minute = _int(env, "FMP_CALLS_PER_MINUTE", 300, 1)
+    calls_per_minute, budget = _budget(env, plan)
     max_concurrency = _int(env, "FMP_MAX_CONCURRENCY", 8, 1)
     source, api_key = _source(env, base_url)  # after every value is known to be valid: a bad value is named first
     return Settings(
@@ -274,6 +314,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse_file=warehouse_file,
         warehouse_lake=warehouse_lake,
         warehouse_data_path=warehouse_data_path,
+        budget=budget,
     )
 
 

@@ -19,6 +19,7 @@ import duckdb
 
 from pipeline.bronze.fetch import dry_run
 from pipeline.bronze.planner import PlanDecision
+from pipeline.forecast import budget_lines
 from pipeline.keymap.loader import load_keymap
 from pipeline.keymap.model import KeymapEntry
 from pipeline.ops.file_ingestions import file_ingestions_for_run
@@ -33,6 +34,7 @@ from pipeline.ops.reader import (
     wrap,
 )
 from pipeline.ops.runs import get_run, run_overviews
+from pipeline.ops.usage import usage
 from pipeline.settings import Settings
 from pipeline.text_table import text_table
 from pipeline.universe import resolve_universe
@@ -366,6 +368,11 @@ def status(
         print(f"Warehouse {settings.warehouse_label}", file=out)
         print(f"\nRecent runs (newest first, up to {max(1, limit)}; `--run ID` shows a run's files)", file=out)
         for line in format_runs(runs):
+            print(line, file=out)
+        print("\nBudget (pipeline plan forecasts the next run):", file=out)
+        calls_origin = settings.budget.origins.get("calls_per_minute", "default")
+        used = usage(conn, dt.datetime.now(dt.UTC))
+        for line in budget_lines(settings.budget, used, settings.calls_per_minute, calls_origin):
             print(line, file=out)
         future = future_section(settings, conn)
         if future:

@@ -4,7 +4,7 @@ through one client, instead of one process per asset and ticker. The fetching is
 
 # no `from __future__ import annotations`: Dagster reads the step's parameter annotations at runtime
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import dagster as dg
 import httpx
@@ -18,6 +18,7 @@ from pipeline.assets.steps import (
     materialize_partitions,
     partition_tickers,
 )
+from pipeline.bronze.budget import RunBudget
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.refusals import UNREACHABLE_STOP
 from pipeline.bronze.report import BronzeRunReport
@@ -27,6 +28,7 @@ from pipeline.partitions import tickers_partitions
 from pipeline.pools import pool_slot, pool_tags
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
+from pipeline.universe import resolve_universe
 from pipeline.warehouse.connection import WarehouseBusy
 from pipeline.warehouse.resource import WarehouseResource
 
@@ -103,6 +105,7 @@ def build_bronze_asset(
                 job=context.job_name,
                 log_fn=context.log.info,
                 orphan_entries=list(all_entries) or None,  # a crash may leave files of the other Bronze step
+                budget=day_budget(fmp, settings, all_entries or entries),
             )
         for entry in selected:
             rep = report.entries[entry.asset_name]
@@ -136,6 +139,15 @@ def build_bronze_asset(
             )
 
     return _bronze
+
+
+def day_budget(fmp: FmpResource, settings: Settings, entries: Sequence[KeymapEntry]) -> RunBudget | None:
+    """The request budget of a Bronze step (`pipeline.bronze.budget`), None when no limit applies: the limits of the
+    `fmp` resource, planned over the whole keymap and the whole universe, whichever step this is."""
+    limits = fmp.budget_limits()
+    if not limits.active:
+        return None
+    return RunBudget(limits, lambda conn: resolve_universe(settings, lambda: nullcontext(conn))[0], entries)
 
 
 def unreachable_message(report: BronzeRunReport) -> str:

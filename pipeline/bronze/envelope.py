@@ -62,6 +62,7 @@ class BronzeEnvelope:
     body_text: str | None = None  # only for bodies that could not be parsed (truncated, key-free)
     notes: tuple[str, ...] = field(default_factory=tuple)
     error_detail: str | None = None  # finer reason inside the class (quota, symbol or endpoint not in the plan)
+    wire_bytes: int | None = None  # response bodies as they crossed the wire, every attempt; `bytes` is decoded
 
     def to_json_bytes(self) -> bytes:
         doc = {
@@ -90,6 +91,7 @@ class BronzeEnvelope:
             "headers": self.headers,
             "body_sha256": self.body_sha256,
             "bytes": self.bytes,
+            "wire_bytes": self.wire_bytes,
             "content_format": self.content_format,
             "row_count": self.row_count,
             "coverage_from": _iso(self.coverage_from),
@@ -142,6 +144,7 @@ class BronzeEnvelope:
             body_text=doc.get("body_text"),
             notes=tuple(doc.get("notes") or ()),
             error_detail=error.get("detail"),
+            wire_bytes=doc.get("wire_bytes"),
         )
 
 
@@ -230,4 +233,6 @@ def file_record(
         can_promote=envelope.can_promote,
         silver_table=silver_table,
         file_md5=file_md5,
+        wire_bytes=envelope.wire_bytes,
+        attempts=envelope.attempts,
     )

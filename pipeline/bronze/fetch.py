@@ -15,6 +15,14 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from pipeline import stopping
+from pipeline.bronze.budget import (
+    Allocation,
+    RunBudget,
+    allocate,
+    day_tickers,
+    deferral_summary,
+    record_deferred,
+)
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.recovery import register_orphans
@@ -75,6 +83,7 @@ def _envelope(
         headers=dict(result.headers),
         body_sha256=body_sha256(result.body),
         bytes=len(result.body),
+        wire_bytes=result.wire_bytes,
         content_format=result.content_format,
         content=content,
         row_count=result.row_count if result.ok else 0,
@@ -174,11 +183,14 @@ def run_bronze(
     job: str | None = None,
     log_fn: Callable[[str], None] | None = None,
     orphan_entries: Sequence[KeymapEntry] | None = None,
+    budget: RunBudget | None = None,
 ) -> BronzeRunReport:
     """Plan, fetch, write and register Bronze for `entries` (× `tickers` for per-ticker entries).
 
     `orphan_entries` (default `entries`): the entries whose files a crashed process may have left unregistered,
     normally the whole keymap, because the first step after a crash registers the orphans of every step.
+    `budget`: send only what the request budget pays for, most valuable work of the whole day first
+    (`pipeline.bronze.budget`); the rest is deferred, visibly, to the next run.
     """
     say = log_fn or log.info
     # before anything is sent or written: a hostile or empty ticker never reaches the wire or the store
@@ -195,7 +207,10 @@ def run_bronze(
     with warehouse.transaction() as conn:
         runs.check_source(conn, source_mode, warehouse.label)
         orphans = register_orphans(conn, store, silver_table_of)
-        coverage = planning_coverage(conn, entries, today)
+        if budget is None:
+            coverage, allocation = planning_coverage(conn, entries, today, tickers), None
+        else:  # the day's coverage holds this step's
+            coverage, allocation = day_allocation(conn, budget, tickers, today, fmp_plan)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
@@ -218,6 +233,12 @@ def run_bronze(
         f"planned {len(tasks)} request(s) for {sum(r.due for r in reports.values())} due identit(ies); "
         f"{sum(sum(r.skipped.values()) for r in reports.values())} skipped (as of {today}, source {source_mode})"
     )
+    meter = None
+    if allocation is not None:
+        tasks, deferred, meter = allocation.split(tasks)
+        record_deferred(reports, tasks, deferred)
+        if deferred:
+            say(f"request budget: {len(deferred)} request(s) deferred to the next run: {allocation.binding}")
 
     # 2. fetch concurrently; write files in the workers; register from this thread in short batches
     journal = store.journal_name(run_id)
@@ -239,11 +260,13 @@ def run_bronze(
     def work(
         request: PlannedRequest, entry: KeymapEntry
     ) -> NotSent | tuple[list[tuple[BronzeEnvelope, StoredFile]], list[str]]:
-        not_sent = stops.not_sent(request, entry)
+        not_sent = stops.not_sent(request, entry) or (meter.not_sent(entry) if meter else None)
         if not_sent is not None:
             return not_sent
         envelopes = fetch_request(client, request, entry, run_id)
         news = stops.observe(request, entry, envelopes)
+        if meter:
+            meter.observe(envelopes)
         return [(env, store.write(env, journal)) for env in envelopes], news
 
     done_tasks = 0
@@ -325,6 +348,9 @@ def run_bronze(
 
     report = BronzeRunReport(run_id, source_mode, reports, orphans, stop=stops.run_stop)
     failed = report.hard_failures
+    deferred_count, deferred_line = deferral_summary(reports)
+    if deferred_line:
+        log.warning("%s", deferred_line)
     with warehouse.transaction() as conn:
         runs.record_run(
             conn,
@@ -337,8 +363,9 @@ def run_bronze(
             files=sum(r.files for r in reports.values()),
             rows=sum(r.rows for r in reports.values()),
             errors=sum(sum(r.failed.values()) for r in reports.values()),
-            message=None if report.requests else "nothing due: every dataset is within its cadence",
+            message=deferred_line or (None if report.requests else "nothing due: every dataset is within its cadence"),
             finished=True,
+            deferred=deferred_count,
         )
     return report
 
@@ -357,19 +384,36 @@ def _wind_down(futures: dict[Future, object], collect: Callable[[Future], None])
     return len(futures)
 
 
+def day_allocation(
+    conn, budget: RunBudget, tickers: Sequence[str], today: dt.date, fmp_plan: str | None
+) -> tuple[dict[DatasetIdentity, Coverage], Allocation]:
+    """The whole day's remaining work (every keymap entry; this step's tickers and the rest of the universe, sampled
+    when large), in the budget's order, and the prefix of it the budget pays for (`pipeline.bronze.budget`); with
+    the coverage it was planned from (this step's included)."""
+    planned, weights = day_tickers(budget.universe(conn), tickers)
+    coverage = planning_coverage(conn, budget.entries, today, planned)
+    day = plan(budget.entries, planned, coverage, today, fmp_plan)
+    return coverage, allocate(conn, budget.limits, day, budget.now(), weights)
+
+
 def dry_run(
     *, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date, fmp_plan: str | None
 ) -> list[PlanDecision]:
     """What is due, and why not, without fetching anything (read-only connection is enough)."""
-    return plan(entries, tickers, planning_coverage(conn, entries, today), today, fmp_plan)
+    tickers = list(tickers)
+    return plan(entries, tickers, planning_coverage(conn, entries, today, tickers), today, fmp_plan)
 
 
-def planning_coverage(conn, entries: Sequence[KeymapEntry], today: dt.date) -> dict[DatasetIdentity, Coverage]:
-    """Good coverage of every identity of `entries` (every ticker of per-ticker entries) as of `today`: what
-    planning reads (nothing dated ahead of `today` counts)."""
-    coverage: dict[DatasetIdentity, Coverage] = {}
-    for entry in entries:
-        coverage.update(
-            file_ingestions.latest_bronze_coverage(conn, entry.identity, ticker_wildcard=entry.per_ticker, today=today)
-        )
-    return coverage
+def planning_coverage(
+    conn, entries: Sequence[KeymapEntry], today: dt.date, tickers: Sequence[str] | None = None
+) -> dict[DatasetIdentity, Coverage]:
+    """Good coverage of every identity of `entries` (every ticker of per-ticker entries, or only `tickers`) as of
+    `today`: what planning reads (nothing dated ahead of `today` counts). One scan of the ledger for all entries:
+    on a large ledger that costs half of one scan per entry."""
+    by_identity = {e.identity: e for e in entries}
+    found = file_ingestions.latest_bronze_coverage(conn, today=today, tickers=tickers)
+    return {
+        ident: cov
+        for ident, cov in found.items()
+        if (entry := by_identity.get(ident.without_ticker())) is not None and entry.matches_identity(ident)
+    }

@@ -59,6 +59,7 @@ class FetchResult:
     attempts: int
     fetched_at: dt.datetime
     error_detail: str | None = None  # one of ERROR_DETAILS, or None
+    wire_bytes: int = 0  # the response bodies as they crossed the wire (compressed as sent), every attempt
 
     @property
     def ok(self) -> bool:
@@ -230,10 +231,11 @@ class FmpClient:
         recorded_url = f"{endpoint}?{urlencode(sent)}" if sent else endpoint
         wire_params = {**sent, "apikey": self._api_key} if self._api_key else sent
         started = time.monotonic()
-        attempts = 0
+        attempts = wire_bytes = 0
         while True:
             attempts += 1
             response, verdict = self._attempt(endpoint, wire_params, expect)
+            wire_bytes += response.num_bytes_downloaded if response is not None else 0
             log.debug(
                 "GET %s attempt %d: %s",
                 recorded_url,
@@ -283,6 +285,7 @@ class FmpClient:
             attempts=attempts,
             fetched_at=fetched_at,
             error_detail=error_detail,
+            wire_bytes=wire_bytes,
         )
 
     def _attempt(self, endpoint: str, params: Mapping[str, str], expect: str) -> tuple[httpx.Response | None, Verdict]:

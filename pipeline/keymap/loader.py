@@ -19,6 +19,7 @@ from pipeline.keymap.model import (
     PER_TICKER,
     PLACEHOLDERS,
     PLAN_ORDER,
+    PRIORITIES,
     TICKER_SCOPES,
     Column,
     Keymap,
@@ -62,6 +63,7 @@ RECIPE_FIELDS = {
     "pagination",
     "min_plan",
     "freshness_days",
+    "priority",
 }
 PAGINATION_FIELDS = {"param", "start", "max_pages"}
 # Column names the warehouse adds itself; a keymap column may not take them.
@@ -254,6 +256,9 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
     min_plan = _text(raw.get("min_plan"), where, "recipe.min_plan", required=False) or "basic"
     if min_plan not in PLAN_ORDER:
         raise where.error("recipe.min_plan", f"{min_plan!r} is not a plan; use one of {', '.join(PLAN_ORDER)}")
+    priority = raw.get("priority")
+    if priority not in (None, "") and priority not in PRIORITIES:
+        raise where.error("recipe.priority", f"{priority!r} is not a priority; use one of {', '.join(PRIORITIES)}")
     row_limit = _int(raw.get("row_limit"), where, "recipe.row_limit", minimum=1)
     if "__limit__" in values and row_limit is None:
         raise where.error("recipe.row_limit", "__limit__ is used in the query, so row_limit is required")
@@ -273,6 +278,7 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
         pagination=pagination,
         min_plan=min_plan,
         freshness_days=_int(raw.get("freshness_days"), where, "recipe.freshness_days", minimum=0),
+        priority=priority or None,
     )
 
 

@@ -28,6 +28,9 @@ COLUMN_TYPES: dict[str, str] = {
 
 PLACEHOLDERS = ("__ticker__", "__from__", "__to__", "__date__", "__discriminator__", "__limit__", "__page__")
 PLAN_ORDER = ("basic", "starter", "premium", "ultimate")  # FMP plans, lowest first
+# What a run spends its request budget on first (pipeline.bronze.budget): the day's new bars, then the calendars that
+# say which tickers need more, then statements, then metrics, then the rest (profiles, peers, macro, cross-checks).
+PRIORITIES = ("prices", "calendars", "statements", "metrics", "other")
 
 
 @dataclass(frozen=True, order=True)
@@ -135,6 +138,7 @@ class Recipe:
     pagination: Pagination | None = None
     min_plan: str = "basic"
     freshness_days: int | None = None
+    priority: str | None = None  # one of PRIORITIES; None: derived from the entry (KeymapEntry.priority)
 
     @property
     def is_windowed(self) -> bool:
@@ -205,6 +209,26 @@ class KeymapEntry:
         """Last part of the Bronze asset key: the dataset as spelled in the keymap, plus
         `__<discriminator>` when there is one."""
         return f"{self.dataset}__{self.discriminator}" if self.discriminator else self.dataset
+
+    @property
+    def priority(self) -> str:
+        """The entry's place in the request budget's order (PRIORITIES): `recipe.priority` when the keymap sets it,
+        else derived: a dataset named `*-calendar` is a calendar, the `prices` domain is prices, `*-statement`
+        datasets of the `fundamentals` domain are statements and its other datasets metrics, the rest is other."""
+        if self.recipe.priority:
+            return self.recipe.priority
+        if self.dataset.endswith("-calendar"):
+            return "calendars"
+        if self.domain == "prices":
+            return "prices"
+        if self.domain == "fundamentals":
+            return "statements" if self.dataset.endswith("-statement") else "metrics"
+        return "other"
+
+    @property
+    def priority_rank(self) -> int:
+        """0 for the most valuable work (prices)."""
+        return PRIORITIES.index(self.priority)
 
     def matches_identity(self, identity: DatasetIdentity) -> bool:
         """Same dataset identity; a global entry matches only a ticker-less identity, a per-ticker one only a ticker."""

@@ -31,6 +31,8 @@ _FRAME_TYPES = {
     "status_code": "Int64",
     "bronze_rows": "Int64",
     "bytes": "Int64",
+    "wire_bytes": "Int64",
+    "attempts": "Int64",
     "elapsed_ms": "float64",
     "can_promote": "bool",
 }
@@ -100,6 +102,7 @@ def latest_bronze_coverage(
     *,
     ticker_wildcard: bool = False,
     today: dt.date | None = None,
+    tickers: Sequence[str] | None = None,
 ) -> dict[DatasetIdentity, Coverage]:
     """Good coverage per identity: only successful, promotable files that are not quarantined count (an error never
     moves a watermark).
@@ -122,7 +125,8 @@ def latest_bronze_coverage(
     (last_as_of NULL, `quarantined` counts them) and, like a hole, holds coverage_to just before its window, so the
     planner requests that window again.
 
-    With `identity`, restrict to it (its ticker too, unless `ticker_wildcard`, which returns every ticker).
+    With `identity`, restrict to it (its ticker too, unless `ticker_wildcard`, which returns every ticker). With
+    `tickers`, only those tickers (and ticker-less identities): cheaper on a large universe.
     """
     where = ["true"]
     params: list = []
@@ -133,6 +137,9 @@ def latest_bronze_coverage(
     if today is not None:
         where.append("(as_of IS NULL OR as_of <= ?)")
         params.append(today)
+    if tickers is not None:
+        where.append("(ticker = '' OR ticker IN (SELECT unnest(?)))")
+        params.append(list(tickers))
     rows = conn.execute(
         f"""
         WITH f AS (

@@ -26,8 +26,10 @@ def record_run(
     errors: int = 0,
     message: str | None = None,
     finished: bool = False,
+    deferred: int = 0,
 ) -> None:
-    """Create or update a run record; counts add up across the steps of one run."""
+    """Create or update a run record; counts add up across the steps of one run. `deferred`: requests the request
+    budget did not pay for (also counted in `skipped`)."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     conn.execute(
         """
@@ -35,7 +37,7 @@ def record_run(
         USING (SELECT $run_id AS run_id, $job AS job, $mode AS source_mode, $now AS started_at,
                       CASE WHEN $finished THEN $now END AS finished_at, $status AS status,
                       $requests AS requests, $skipped AS skipped, $files AS files, $rows AS rows,
-                      $errors AS errors, $message AS message) AS s
+                      $errors AS errors, $message AS message, $deferred AS deferred) AS s
         ON t.run_id = s.run_id
         WHEN MATCHED THEN UPDATE SET
             job = coalesce(s.job, t.job),
@@ -49,11 +51,12 @@ def record_run(
             files = t.files + s.files,
             rows = t.rows + s.rows,
             errors = t.errors + s.errors,
-            message = coalesce(s.message, t.message)
+            message = coalesce(s.message, t.message),
+            deferred = coalesce(t.deferred, 0) + s.deferred
         WHEN NOT MATCHED THEN INSERT (run_id, job, source_mode, started_at, finished_at, status, requests, skipped,
-                                      files, rows, errors, message)
+                                      files, rows, errors, message, deferred)
             VALUES (s.run_id, s.job, s.source_mode, s.started_at, s.finished_at, s.status, s.requests, s.skipped,
-                    s.files, s.rows, s.errors, s.message)
+                    s.files, s.rows, s.errors, s.message, s.deferred)
     """,
         {
             "run_id": run_id,
@@ -68,6 +71,7 @@ def record_run(
             "rows": rows,
             "errors": errors,
             "message": message,
+            "deferred": deferred,
         },
     )
 
@@ -173,6 +177,17 @@ def get_run(conn: duckdb.DuckDBPyConnection, run_id: str) -> dict | None:
     if row is None:
         return None
     return dict(zip([d[0] for d in cur.description], row))
+
+
+def deferred_runs(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> list[tuple[str, int, str]]:
+    """(run id, requests deferred, the run's message saying which and why) for the runs among `run_ids` whose
+    Bronze steps deferred requests for the request budget."""
+    rows = conn.execute(
+        "SELECT run_id, deferred, message FROM ops.runs WHERE deferred > 0 AND run_id IN (SELECT unnest(?))",
+        [list(run_ids)],
+    ).fetchall()
+    order = {run_id: n for n, run_id in enumerate(run_ids)}
+    return sorted(((r[0], int(r[1]), r[2] or "") for r in rows), key=lambda r: order[r[0]])
 
 
 def fail_abandoned(conn: duckdb.DuckDBPyConnection, run_ids: Sequence[str]) -> None:

@@ -194,6 +194,7 @@ class RecordedRequest:
     params: dict[str, str]  # apikey removed
     had_key: bool
     status: int | None = None  # None when no response was sent (reset, truncated)
+    body_bytes: int = 0  # bytes of the body sent on the wire (gzip-compressed when the client accepts it)
 
 
 def max_in_window(times: Sequence[float], window_s: float = 60.0) -> int:
@@ -414,10 +415,11 @@ class FakeFmpServer:
         else:
             code, body, headers = self._answer(path, params, key_ok, arrived)
         record.status = code
-        _send(handler, code, body, headers)
+        record.body_bytes = _send(handler, code, body, headers)
 
 
-def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapping[str, str]) -> None:
+def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapping[str, str]) -> int:
+    """Send one answer; returns the body's length on the wire."""
     names = {k.lower() for k in headers}
     accepts_gzip = "gzip" in (handler.headers.get("Accept-Encoding") or "")
     payload = gzip.compress(body, compresslevel=5) if body and accepts_gzip else body
@@ -437,6 +439,7 @@ def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapp
         handler.wfile.write(payload)
     except OSError:
         handler.close_connection = True  # the client went away (e.g. its read timeout fired)
+    return len(payload)
 
 
 def _send_truncated(handler: BaseHTTPRequestHandler, body: bytes, declare_full_length: bool) -> None:
