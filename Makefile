@@ -7,6 +7,8 @@ STAMP  := $(VENV)/.installed
 export DAGSTER_HOME ?= $(abspath $(or $(PIPELINE_DATA_DIR),data))/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
+# Test files run in parallel processes (pytest-xdist); a file's tests stay together, in order, in one process.
+TEST_WORKERS ?= 3
 
 .PHONY: demo test lint ui bench venv clean
 
@@ -22,7 +24,7 @@ demo: $(STAMP)
 	$(BIN)/pipeline demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline pipeline_tests
