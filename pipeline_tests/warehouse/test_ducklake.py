@@ -33,7 +33,7 @@ from pipeline.pools import POOL_TAG
 from pipeline.settings import SettingsError, load_settings
 from pipeline.silver.schema import LINEAGE_COLUMNS, history_table
 from pipeline.warehouse import migrations
-from pipeline.warehouse.connection import Warehouse, WarehouseMissing
+from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
 from pipeline.warehouse.dialect import lake_ddl
 from pipeline_tests import postgres_server
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
@@ -278,11 +278,12 @@ def snapshot(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
 
 
 def has_ledger(settings) -> bool:
-    """Whether `pipeline status` finds a ledger to report on (a run has created and migrated the catalog)."""
+    """Whether `pipeline status` finds a ledger to report on: a run has created the catalog and applied every
+    migration (while a run is still migrating it, readers rightly refuse it as WarehouseOutdated, a WarehouseBusy)."""
     try:
         with ledger_reader(settings):
             return True
-    except (WarehouseMissing, NoLedger):
+    except (WarehouseMissing, NoLedger, WarehouseBusy):
         return False
 
 
