@@ -23,6 +23,7 @@ from pipeline.bronze.budget import (
     deferral_summary,
     record_deferred,
 )
+from pipeline.bronze.csv_body import csv_view
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.recovery import register_orphans
@@ -54,6 +55,11 @@ def _envelope(
 ) -> BronzeEnvelope:
     content = result.content if result.ok else None
     cov_from, cov_to = coverage_of(content, entry.recipe.date_field)
+    file_id = new_file_id()
+    csv = csv_view(result, entry, file_id) if result.ok and entry.recipe.format == "csv" else None
+    if csv is not None:
+        content, cov_from, cov_to = None, csv.coverage_from, csv.coverage_to
+    ok = result.ok and (csv is None or csv.problem is None)
     notes: list[str] = []
     if result.ok and entry.recipe.row_cap and result.row_count >= entry.recipe.row_cap:
         notes.append(f"row cap {entry.recipe.row_cap} reached: the API may have dropped rows; lower max_window_days")
@@ -64,7 +70,7 @@ def _envelope(
         # redacted: an error page may echo the request URL, key included
         body_text = redact(result.body[:4000].decode("utf-8", errors="replace"))[:2000]
     return BronzeEnvelope(
-        file_id=new_file_id(),
+        file_id=file_id,
         run_id=run_id,
         identity=request.identity,
         request=RequestInfo(
@@ -86,15 +92,17 @@ def _envelope(
         wire_bytes=result.wire_bytes,
         content_format=result.content_format,
         content=content,
-        row_count=result.row_count if result.ok else 0,
-        coverage_from=cov_from,
-        coverage_to=cov_to,
-        error_class=result.error_class,
-        error_message=result.error_message,
+        row_count=(csv.rows if csv is not None else result.row_count) if ok else 0,
+        coverage_from=cov_from if ok else None,
+        coverage_to=cov_to if ok else None,
+        error_class=result.error_class if csv is None else csv.error_class,
+        error_message=result.error_message if csv is None else csv.problem,
         error_detail=result.error_detail,
-        can_promote=result.ok and incomplete is None,
+        can_promote=ok and incomplete is None,
         body_text=body_text,
         notes=tuple(notes),
+        body_file=csv.body_file if csv is not None else None,
+        raw_body=result.body if csv is not None and csv.body_file else None,
     )
 
 
@@ -204,18 +212,20 @@ def run_bronze(
 
     # 1. short transaction: refuse a warehouse holding the other source's data, repair, then read the watermarks
     # we plan from. The check is here, where every launch path (UI, daemon, schedule, CLI) fetches.
+    # bulk entries planned by another step may replace requests of this one (pipeline.bronze.bulk)
+    consulted = [e for e in (orphan_entries or ()) if e.recipe.bulk is not None and e not in entries]
     with warehouse.transaction() as conn:
         runs.check_source(conn, source_mode, warehouse.label)
         orphans = register_orphans(conn, store, silver_table_of)
         if budget is None:
-            coverage, allocation = planning_coverage(conn, entries, today, tickers), None
+            coverage, allocation = planning_coverage(conn, entries + consulted, today, tickers), None
         else:  # the day's coverage holds this step's
             coverage, allocation = day_allocation(conn, budget, tickers, today, fmp_plan)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
 
-    decisions = plan(entries, tickers, coverage, today, fmp_plan)
+    decisions = plan(entries, tickers, coverage, today, fmp_plan, also=consulted)
     reports = {e.asset_name: EntryReport(e) for e in entries}
     tasks: list[tuple[PlannedRequest, KeymapEntry]] = []
     for d in decisions:
