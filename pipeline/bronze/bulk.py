@@ -49,15 +49,17 @@ def _sessions(start: dt.date, end: dt.date) -> list[dt.date]:
 def bulk_days(
     entry: KeymapEntry, coverage: Coverage | None, today: dt.date, ticker_coverage: Sequence[Coverage]
 ) -> tuple[list[dt.date], dt.date | None]:
-    """(the sessions to request, the first day the bulk files cover or will cover) for a date-scoped bulk entry."""
+    """(the sessions to request, the first of them or None) for a date-scoped bulk entry."""
     scope = entry.recipe.bulk
     assert scope is not None
     window = _sessions(today - dt.timedelta(days=scope.max_days), today)
     if coverage is not None and coverage.coverage_to is not None and coverage.coverage_from is not None:
         held = _sessions(coverage.coverage_from, coverage.coverage_to)
         if coverage.files < len(held) or coverage.quarantined:
-            return [d for d in window if d >= coverage.coverage_from], coverage.coverage_from
-        return [d for d in window if d > coverage.coverage_to], coverage.coverage_from
+            days = [d for d in window if d >= coverage.coverage_from]
+        else:
+            days = [d for d in window if d > coverage.coverage_to]
+        return days, days[0] if days else None
     # first bulk fetch: from the day after the least recent ticker history inside the window, else today
     ends = [c.coverage_to for c in ticker_coverage if c.coverage_to is not None]
     after = min(ends) if ends else None
@@ -157,6 +159,45 @@ def replacements(
     return out
 
 
+def continuous(held_to: dt.date | None, start: dt.date) -> bool:
+    """A ticker's history held to `held_to` continues into bulk days from `start`: it reaches the session before."""
+    if held_to is None:
+        return False
+    previous = _sessions(start - dt.timedelta(days=10), start - dt.timedelta(days=1))
+    return not previous or held_to >= previous[-1]
+
+
+def fanout_targets(
+    conn, entries: Sequence[KeymapEntry], keymap_entries: Sequence[KeymapEntry], today: dt.date, fmp_plan: str | None
+) -> dict[str, tuple[KeymapEntry, dict[str, dt.date]]]:
+    """Bulk asset name -> (the per-ticker entry it replaces, ticker -> day held to for every ticker whose history
+    continues into this run's bulk days), for the active date bulks among `entries` (`pipeline.bronze.bulk_fanout`).
+    Every ticker with history counts, not only a step's: the bulk step is global. One read of the ledger."""
+    from pipeline.ops.file_ingestions import latest_bronze_coverage
+
+    wanted = [e for e in entries if e.recipe.bulk is not None and e.recipe.bulk.replaces and active(e, fmp_plan)]
+    if not wanted:
+        return {}
+    found = latest_bronze_coverage(conn, today=today, tickers=None)
+    out: dict[str, tuple[KeymapEntry, dict[str, dt.date]]] = {}
+    for bulk in wanted:
+        name = bulk.recipe.bulk.replaces if bulk.recipe.bulk else None
+        replaced = next((e for e in keymap_entries if e.per_ticker and e.asset_name == name), None)
+        if replaced is None:
+            continue
+        covs = [c for ident, c in found.items() if ident.ticker and ident.without_ticker() == replaced.identity]
+        _, start = bulk_days(bulk, found.get(bulk.identity), today, covs)
+        if start is None:
+            continue
+        eligible = {
+            c.identity.ticker: c.coverage_to
+            for c in covs
+            if c.coverage_to is not None and not c.quarantined and continuous(c.coverage_to, start)
+        }
+        out[bulk.asset_name] = (replaced, eligible)
+    return out
+
+
 def replaced_by_bulk(
     decision: PlanDecision, coverage: Coverage | None, replaced: Mapping[str, tuple[KeymapEntry, dt.date]]
 ) -> PlanDecision:
@@ -165,8 +206,7 @@ def replaced_by_bulk(
     if not decision.due or found is None or coverage is None or coverage.coverage_to is None:
         return decision
     bulk, start = found
-    previous = _sessions(start - dt.timedelta(days=10), start - dt.timedelta(days=1))
-    if coverage.quarantined or (previous and coverage.coverage_to < previous[-1]):
+    if coverage.quarantined or not continuous(coverage.coverage_to, start):
         return decision  # a gap before the bulk's first day: the ticker's own request fills it
     return PlanDecision(
         decision.entry,

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from pipeline import stopping
+from pipeline.bronze import bulk
 from pipeline.bronze.budget import (
     Allocation,
     RunBudget,
@@ -23,6 +24,7 @@ from pipeline.bronze.budget import (
     deferral_summary,
     record_deferred,
 )
+from pipeline.bronze.bulk_fanout import derived_envelopes
 from pipeline.bronze.csv_body import csv_view
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
@@ -221,6 +223,7 @@ def run_bronze(
             coverage, allocation = planning_coverage(conn, entries + consulted, today, tickers), None
         else:  # the day's coverage holds this step's
             coverage, allocation = day_allocation(conn, budget, tickers, today, fmp_plan)
+        fanout = bulk.fanout_targets(conn, entries, [*entries, *(orphan_entries or ())], today, fmp_plan)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
@@ -269,7 +272,7 @@ def run_bronze(
 
     def work(
         request: PlannedRequest, entry: KeymapEntry
-    ) -> NotSent | tuple[list[tuple[BronzeEnvelope, StoredFile]], list[str]]:
+    ) -> NotSent | tuple[list[tuple[BronzeEnvelope, StoredFile, str | None]], list[str]]:
         not_sent = stops.not_sent(request, entry) or (meter.not_sent(entry) if meter else None)
         if not_sent is not None:
             return not_sent
@@ -277,9 +280,18 @@ def run_bronze(
         news = stops.observe(request, entry, envelopes)
         if meter:
             meter.observe(envelopes)
-        return [(env, store.write(env, journal)) for env in envelopes], news
+        written = [(env, store.write(env, journal), entry.silver.table) for env in envelopes]
+        if entry.asset_name in fanout:  # a bulk day's rows as the per-ticker files it replaces (bulk_fanout)
+            replaced, eligible = fanout[entry.asset_name]
+            for env in envelopes:
+                for derived in derived_envelopes(env, env.raw_body or b"", entry, replaced, eligible):
+                    written.append((derived, store.write(derived, journal), None))
+        return written, news
 
     done_tasks = 0
+
+    def fanout_name(entry: KeymapEntry) -> str:
+        return fanout[entry.asset_name][0].asset_name
 
     def collect(fut: Future) -> None:
         """Account for one finished request: its skip, its stop messages, its files (registered at the next flush)."""
@@ -296,9 +308,16 @@ def run_bronze(
             log.warning("%s: %s", entry.asset_name, message)
             say(f"{entry.asset_name}: {message}")
             rep.add_skip_reason(message)
-        for env, stored in written:
-            rep.add_file(env)
-            pending.append(file_record(env, stored.relative, entry.silver.table, stored.md5))
+        derived = 0
+        for env, stored, table in written:
+            if table is None:  # derived from a bulk file: the replaced entry's table, not a request of this entry
+                derived += 1
+                table = fanout[entry.asset_name][0].silver.table
+            else:
+                rep.add_file(env)
+            pending.append(file_record(env, stored.relative, table, stored.md5))
+        if derived:
+            say(f"{entry.asset_name}: {derived} per-ticker file(s) derived from the bulk day for {fanout_name(entry)}")
         done_tasks += 1
 
     pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="bronze")

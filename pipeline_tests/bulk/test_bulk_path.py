@@ -160,6 +160,22 @@ def test_a_plan_with_eod_bulk_asks_once_for_the_whole_market_day(lake: Lake, ser
     lake.run(server, entries, NEXT, plan="ultimate")
     assert len(server.requests) == again
 
+    # the bulk day reaches the as-traded table (per-ticker files derived from it, `bulk_fanout`), equal to what the
+    # per-ticker requests gave the Premium warehouse for the same day
+    derived = lake.rows(
+        "SELECT count(*), sum(attempts), sum(bytes) FROM ops.file_ingestions WHERE discriminator = ? AND as_of = ?",
+        [AS_TRADED.discriminator, NEXT],
+    )
+    assert derived == [(len(TICKERS), 0, 0)]  # no request and no download of their own
+    for each in (lake, premium):
+        each.promote(AS_TRADED.silver.table, [AS_TRADED])
+    sql = f"SELECT {', '.join(BAR)} FROM silver.fmp_price_eod_as_traded WHERE date = ? ORDER BY ticker"
+    assert lake.rows(sql, [NEXT]) == premium.rows(sql, [NEXT]) and len(lake.rows(sql, [NEXT])) == len(TICKERS)
+    # the next day: again one bulk request, the tickers' histories continue from the derived files
+    start = len(server.requests)
+    lake.run(server, entries, dt.date(2025, 11, 12), plan="ultimate")
+    assert [r.path for r in server.requests[start:]] == ["eod-bulk"]
+
 
 def test_a_csv_cut_short_fails_alone_and_names_the_file(lake: Lake, server: FakeFmpServer) -> None:
     lake.run(server, [EOD_BULK_REPLACING], DAY)
