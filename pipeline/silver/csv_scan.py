@@ -10,8 +10,8 @@ so vetting, merge, history and the ledger are the same code for both formats.
   string (fmp_api.md 3.2), and the keymap's type is applied by the same casting rules as JSON (`cast_sql`), where a
   value that cannot be cast is NULL. Reading `DOUBLE` straight from the CSV would fail the whole batch on one "N/A"
   (or drop the row with `ignore_errors`).
-- `rows_read` counts the CSV's rows, so a body that lost or gained rows after Bronze counted them is quarantined by
-  the row-count check, naming the file.
+- `rows_read` counts the CSV's rows, and the body's SHA-256 is computed as it is read and vetted against the one
+  the ledger recorded, so a body changed after Bronze wrote it is quarantined, naming the file.
 """
 
 from __future__ import annotations
@@ -47,7 +47,13 @@ def csv_scan_sql(shape: TableShape, max_bytes: int, with_bodies: bool) -> str:
     if not with_bodies:  # no CSV body in the batch: every file has no rows
         exprs = {name: "NULL" for name in exprs}
     select = ",\n                   ".join(f"{exprs[c.name]} AS {quote(c.name)}" for c in shape.spec.columns)
-    envelope = ", ".join(f"{quote(k)} := e.d.{quote(k)}" for k in ENVELOPE_COLUMNS) + ", file_md5 := e.file_md5"
+    # the body's own digest stands in for the envelope's: vetting compares it with the ledger's, so a CSV changed
+    # after it was written is quarantined by name like a changed envelope
+    envelope = ", ".join(
+        f"{quote(k)} := " + ("coalesce(h.sha, e.d.body_sha256)" if k == "body_sha256" else f"e.d.{quote(k)}")
+        for k in ENVELOPE_COLUMNS
+    )
+    envelope += ", file_md5 := e.file_md5"
     structure = sql_text(json.dumps(CSV_ENVELOPE))
     bodies = (
         """(
@@ -59,6 +65,11 @@ def csv_scan_sql(shape: TableShape, max_bytes: int, with_bodies: bool) -> str:
         if with_bodies
         else "(SELECT NULL::VARCHAR AS filename, NULL::BIGINT AS _ord_in_file, NULL::BIGINT AS _rows_in_file "
         "WHERE false)"
+    )
+    digests = (
+        "(SELECT filename, sha256(content) AS sha FROM read_blob($csv_paths))"
+        if with_bodies
+        else "(SELECT NULL::VARCHAR AS filename, NULL::VARCHAR AS sha WHERE false)"
     )
     ok = " AND ".join(f"{quote(n)} IS NOT NULL" for n in shape.required)
     staged = f"""
@@ -78,6 +89,8 @@ def csv_scan_sql(shape: TableShape, max_bytes: int, with_bodies: bool) -> str:
             JOIN _promote_batch b ON b.filename = e.filename
             LEFT JOIN {bodies} AS c
                    ON e.d.body_file IS NOT NULL AND c.filename = regexp_replace(e.filename, '\\.json$', '.csv')
+            LEFT JOIN {digests} AS h
+                   ON e.d.body_file IS NOT NULL AND h.filename = regexp_replace(e.filename, '\\.json$', '.csv')
           )
         )"""
     return f"CREATE TEMP TABLE {ROWS} AS {_classified(shape, staged)}"

@@ -233,3 +233,19 @@ def test_bulk_paths_outside_the_plan_are_not_asked(lake: Lake, server: FakeFmpSe
         report = lake.run(server, [EOD_BULK_REPLACING], DAY, plan=plan)
         assert report.entries[EOD_BULK.asset_name].skipped["plan"] == 1
     assert server.requests == []
+
+
+def test_a_body_changed_after_it_was_written_is_quarantined_alone(lake: Lake, server: FakeFmpServer) -> None:
+    lake.run(server, [EOD_BULK_REPLACING], DAY)
+    lake.run(server, [EOD_BULK_REPLACING], NEXT)
+    first, second = bulk_files(lake)
+    envelope = lake.store.read(second["bronze_path"])
+    body = (lake.root / "bronze" / second["bronze_path"]).with_name(envelope.body_file)
+    body.chmod(0o644)
+    body.write_bytes(body.read_bytes().replace(b"AAPL", b"AAPM", 1))  # same size, same row count
+    lake.promote("fmp_eod_bulk", [EOD_BULK_REPLACING])
+    first, second = bulk_files(lake)
+    assert first["silver_status"] == "promoted"
+    assert second["quarantined_at"] is not None and "body_sha256" in second["quarantine_reason"]
+    assert lake.rows("SELECT DISTINCT date FROM silver.fmp_eod_bulk") == [(DAY,)]
+    assert body.exists()  # kept on disk, never promoted
