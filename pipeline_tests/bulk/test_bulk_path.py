@@ -249,3 +249,29 @@ def test_a_body_changed_after_it_was_written_is_quarantined_alone(lake: Lake, se
     assert second["quarantined_at"] is not None and "body_sha256" in second["quarantine_reason"]
     assert lake.rows("SELECT DISTINCT date FROM silver.fmp_eod_bulk") == [(DAY,)]
     assert body.exists()  # kept on disk, never promoted
+
+
+def test_profile_and_statement_bulks_equal_the_per_ticker_rows(lake: Lake, server: FakeFmpServer) -> None:
+    bulks = [e for e in KEYMAP if e.dataset in ("profile-bulk", "income-statement-bulk")]
+    per_ticker = [e for e in KEYMAP if e.dataset in ("profile", "income-statement")]
+    assert lake.run(server, bulks, NEXT).hard_failures == 0
+    assert sorted(r.params.get("part", "") for r in server.requests if r.path == "profile-bulk") == list("0123")
+    lake.run(server, per_ticker, NEXT, plan=None)
+    for entry in bulks + per_ticker:
+        lake.promote(entry.silver.table, [e for e in bulks + per_ticker if e.silver.table == entry.silver.table])
+    profile_cols = ", ".join(c.name for c in next(e for e in per_ticker if e.dataset == "profile").silver.columns)
+    sql = f"SELECT {profile_cols} FROM silver.{{}} ORDER BY ticker"
+    bulk_profiles = lake.rows(sql.format("fmp_profile_bulk"))
+    assert len(bulk_profiles) == len(TICKERS) and bulk_profiles == lake.rows(sql.format("fmp_company_profile"))
+    statement = next(e for e in per_ticker if e.dataset == "income-statement")
+    cols = ", ".join(f"s.{c.name}" for c in statement.silver.columns)
+    both = lake.rows(
+        f"""SELECT {cols} FROM silver.fmp_income_statement s
+            JOIN silver.fmp_income_statement_bulk b USING (ticker, date, period)
+            EXCEPT SELECT {cols.replace("s.", "b.")} FROM silver.fmp_income_statement_bulk b"""
+    )
+    shared = lake.rows(
+        "SELECT count(*) FROM silver.fmp_income_statement JOIN silver.fmp_income_statement_bulk "
+        "USING (ticker, date, period)"
+    )
+    assert shared[0][0] >= len(TICKERS) * 4 and both == []  # every shared statement has the same values

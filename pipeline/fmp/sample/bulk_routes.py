@@ -125,6 +125,11 @@ def _statement_bulk(path: str) -> Handler:
             for row in _rows(source, path, {**query, "symbol": symbol})
             if str(row.get("fiscalYear")) == year and row.get("period") == period
         ]
+        if not rows:  # a (year, period) nobody filed yet: the header alone, as FMP's columns never depend on rows
+            rows_for_header = next(
+                (r for s in source.tickers if (r := _rows(source, path, {"symbol": s, "period": "annual"}))), []
+            )
+            return csv_response(_columns(rows_for_header[:1]), [])
         return csv_response(_columns(rows), rows)
 
     return handler
