@@ -119,6 +119,7 @@ def test_bulk_day_is_kept_as_served_and_equals_the_per_ticker_bars(lake: Lake, s
     envelope = lake.store.read(row["bronze_path"])
     assert envelope.content is None and envelope.body_file == f"{row['file_id']}.csv"
     assert envelope.headers["content-type"] == "text/csv; charset=utf-8"
+    assert "content-length" not in envelope.headers  # eod-bulk comes chunked (fmp_api.md 2.7)
     body = (lake.root / "bronze" / row["bronze_path"]).with_name(envelope.body_file).read_bytes()
     served = SampleSource(NEXT).respond("eod-bulk", {"date": DAY.isoformat()}).body
     assert body == served  # the bytes exactly as served

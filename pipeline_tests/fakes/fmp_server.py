@@ -436,11 +436,17 @@ class FakeFmpServer:
         else:
             code, body, headers = self._answer(path, params, key_ok, arrived)
         record.status = code
-        record.body_bytes = _send(handler, code, body, headers)
+        record.body_bytes = _send(handler, code, body, headers, chunked=code == 200 and path in NO_LENGTH_PATHS)
 
 
-def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapping[str, str]) -> int:
-    """Send one answer; returns the body's length on the wire."""
+# fmp_api.md 2.7: profile-bulk, etf-holder-bulk and eod-bulk send no Content-Length (the body comes chunked).
+NO_LENGTH_PATHS = frozenset({"profile-bulk", "etf-holder-bulk", "eod-bulk"})
+
+
+def _send(
+    handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapping[str, str], *, chunked: bool = False
+) -> int:
+    """Send one answer (`chunked`: without a Content-Length); returns the body's length on the wire."""
     names = {k.lower() for k in headers}
     accepts_gzip = "gzip" in (handler.headers.get("Accept-Encoding") or "")
     payload = gzip.compress(body, compresslevel=5) if body and accepts_gzip else body
@@ -455,9 +461,16 @@ def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapp
             handler.send_header("Content-Encoding", "gzip")
         if "etag" not in names:
             handler.send_header("ETag", f'W/"{len(body):x}-{hashlib.sha1(body).hexdigest()[:16]}"')
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        if chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            handler.wfile.write(
+                f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n" if payload else b"0\r\n\r\n"
+            )
+        else:
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
     except OSError:
         handler.close_connection = True  # the client went away (e.g. its read timeout fired)
     return len(payload)
