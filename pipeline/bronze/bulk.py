@@ -49,7 +49,8 @@ def _sessions(start: dt.date, end: dt.date) -> list[dt.date]:
 def bulk_days(
     entry: KeymapEntry, coverage: Coverage | None, today: dt.date, ticker_coverage: Sequence[Coverage]
 ) -> tuple[list[dt.date], dt.date | None]:
-    """(the sessions to request, the first of them or None) for a date-scoped bulk entry."""
+    """(the sessions to request, the first bulk day a ticker's own history must reach the session before: the first
+    of them, else the session after the bulk's last day; None before any bulk day) for a date-scoped bulk entry."""
     scope = entry.recipe.bulk
     assert scope is not None
     window = _sessions(today - dt.timedelta(days=scope.max_days), today)
@@ -59,7 +60,9 @@ def bulk_days(
             days = [d for d in window if d >= coverage.coverage_from]
         else:
             days = [d for d in window if d > coverage.coverage_to]
-        return days, days[0] if days else None
+        # nothing new (a weekend, or the bulk step already ran today): the next bulk day is the next session, so a
+        # ticker held to the bulk's last day needs no request of its own either
+        return days, days[0] if days else market_calendar.next_session(coverage.coverage_to)
     # first bulk fetch: from the day after the least recent ticker history inside the window, else today
     ends = [c.coverage_to for c in ticker_coverage if c.coverage_to is not None]
     after = min(ends) if ends else None
@@ -186,9 +189,9 @@ def fanout_targets(
         if replaced is None:
             continue
         covs = [c for ident, c in found.items() if ident.ticker and ident.without_ticker() == replaced.identity]
-        _, start = bulk_days(bulk, found.get(bulk.identity), today, covs)
-        if start is None:
-            continue
+        days, start = bulk_days(bulk, found.get(bulk.identity), today, covs)
+        if not days or start is None:
+            continue  # no bulk day to fetch: nothing to fan out
         eligible = {
             c.identity.ticker: c.coverage_to
             for c in covs

@@ -156,3 +156,30 @@ def test_units_each_scope_requests() -> None:
     assert len(backfill.requests) == 5 * 5 and backfill.requests[0].params == {"year": "2021", "period": "FY"}
     assert not plan_bulk(by["eod-bulk"], None, today, "premium").due
     assert not plan_bulk(by["eod-bulk"], None, today, None).due
+
+
+def test_a_weekend_after_a_bulk_week_asks_nothing_and_a_gap_is_filled_by_the_ticker() -> None:
+    from pipeline.bronze.planner import plan
+
+    keymap = parse_keymap(copy.deepcopy(DOC), "test.yaml")
+    bulk = next(e for e in keymap if e.dataset == "eod-bulk")
+    as_traded = next(e for e in keymap if e.asset_name == bulk.recipe.bulk.replaces)
+    friday, saturday = dt.date(2025, 11, 14), dt.date(2025, 11, 15)
+    week = Coverage(bulk.identity, dt.date(2025, 11, 10), friday, None, 5, friday)
+
+    def held(ticker: str, to: dt.date) -> Coverage:
+        return Coverage(as_traded.identity.with_ticker(ticker), dt.date(2019, 1, 2), to, None, 3, to)
+
+    coverage = {
+        bulk.identity: week,
+        **{c.identity: c for c in (held("AAPL", friday), held("MSFT", dt.date(2025, 11, 6)))},
+    }
+    decisions = plan([as_traded, bulk], ["AAPL", "MSFT"], coverage, saturday, "ultimate")
+    due = {(d.entry.asset_name, d.identity.ticker): d for d in decisions if d.due}
+    assert list(due) == [(as_traded.asset_name, "MSFT")]  # a gap before the bulk week: its own request fills it
+    assert due[(as_traded.asset_name, "MSFT")].requests[0].window_to == saturday
+    skipped = {d.identity.ticker: d.skip_kind for d in decisions if not d.due}
+    assert skipped == {"AAPL": "bulk", "": "nothing_new"}
+    # on Premium nothing is replaced: both tickers ask for themselves, as before
+    premium = plan([as_traded, bulk], ["AAPL", "MSFT"], coverage, saturday, "premium")
+    assert sorted(d.identity.ticker for d in premium if d.due) == ["AAPL", "MSFT"]
