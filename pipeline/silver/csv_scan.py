@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import os
 
+import fsspec
+
 from pipeline.silver.cast import cast_sql, sql_text
 from pipeline.silver.schema import quote
 from pipeline.silver.shape import TableShape
@@ -33,7 +35,11 @@ def body_paths(envelope_paths: list[str]) -> list[str]:
     out = []
     for path in envelope_paths:
         body = path[: -len(".json")] + ".csv"
-        if "://" in body or os.path.isfile(body):
+        if "://" in body:  # an object store (few bulk files per batch: one look-up each is cheap)
+            fs, key = fsspec.core.url_to_fs(body)
+            if fs.exists(key):
+                out.append(body)
+        elif os.path.isfile(body):
             out.append(body)
     return out
 
