@@ -46,11 +46,21 @@ def _sessions(start: dt.date, end: dt.date) -> list[dt.date]:
     return [d.astype(dt.date) for d in market_calendar.sessions(start, end)]
 
 
+def _latest_session(day: dt.date) -> dt.date | None:
+    recent = _sessions(day - dt.timedelta(days=10), day)
+    return recent[-1] if recent else None
+
+
 def bulk_days(
     entry: KeymapEntry, coverage: Coverage | None, today: dt.date, ticker_coverage: Sequence[Coverage]
 ) -> tuple[list[dt.date], dt.date | None]:
-    """(the sessions to request, the first bulk day a ticker's own history must reach the session before: the first
-    of them, else the session after the bulk's last day; None before any bulk day) for a date-scoped bulk entry."""
+    """(the sessions to request, the bulk day whose rows replace the tickers' own requests: the newest of them, else
+    the session after the bulk's last day; None when there is none) for a date-scoped bulk entry.
+
+    Only the newest day: fmp_api.md 3.2 says the bulk `close` of the newest date is the as-traded close because
+    adjustments only apply to dates before a split, so an older day fetched later (a catch-up after missed runs) may
+    be split-adjusted. Older days land in the bulk's own table; a ticker whose history does not reach the session
+    before the newest day fills its gap with its own (as-traded) request."""
     scope = entry.recipe.bulk
     assert scope is not None
     window = _sessions(today - dt.timedelta(days=scope.max_days), today)
@@ -62,12 +72,12 @@ def bulk_days(
             days = [d for d in window if d > coverage.coverage_to]
         # nothing new (a weekend, or the bulk step already ran today): the next bulk day is the next session, so a
         # ticker held to the bulk's last day needs no request of its own either
-        return days, days[0] if days else market_calendar.next_session(coverage.coverage_to)
+        return days, days[-1] if days else market_calendar.next_session(coverage.coverage_to)
     # first bulk fetch: from the day after the least recent ticker history inside the window, else today
     ends = [c.coverage_to for c in ticker_coverage if c.coverage_to is not None]
     after = min(ends) if ends else None
     days = [d for d in window if after is None or d > after] if after else window[-1:]
-    return days, days[0] if days else None
+    return days, days[-1] if days else None
 
 
 def plan_bulk(
@@ -172,9 +182,10 @@ def continuous(held_to: dt.date | None, start: dt.date) -> bool:
 
 def fanout_targets(
     conn, entries: Sequence[KeymapEntry], keymap_entries: Sequence[KeymapEntry], today: dt.date, fmp_plan: str | None
-) -> dict[str, tuple[KeymapEntry, dict[str, dt.date]]]:
+) -> dict[str, tuple[KeymapEntry, dict[str, dt.date], dt.date]]:
     """Bulk asset name -> (the per-ticker entry it replaces, ticker -> day held to for every ticker whose history
-    continues into this run's bulk days), for the active date bulks among `entries` (`pipeline.bronze.bulk_fanout`).
+    reaches the session before the newest bulk day, that day), for the active date bulks among `entries`
+    (`pipeline.bronze.bulk_fanout`).
     Every ticker with history counts, not only a step's: the bulk step is global. One read of the ledger."""
     from pipeline.ops.file_ingestions import latest_bronze_coverage
 
@@ -182,7 +193,7 @@ def fanout_targets(
     if not wanted:
         return {}
     found = latest_bronze_coverage(conn, today=today, tickers=None)
-    out: dict[str, tuple[KeymapEntry, dict[str, dt.date]]] = {}
+    out: dict[str, tuple[KeymapEntry, dict[str, dt.date], dt.date]] = {}
     for bulk in wanted:
         name = bulk.recipe.bulk.replaces if bulk.recipe.bulk else None
         replaced = next((e for e in keymap_entries if e.per_ticker and e.asset_name == name), None)
@@ -192,12 +203,14 @@ def fanout_targets(
         days, start = bulk_days(bulk, found.get(bulk.identity), today, covs)
         if not days or start is None:
             continue  # no bulk day to fetch: nothing to fan out
+        if start != _latest_session(today):
+            continue  # the newest session is held already: older days are never fanned out (see bulk_days)
         eligible = {
             c.identity.ticker: c.coverage_to
             for c in covs
             if c.coverage_to is not None and not c.quarantined and continuous(c.coverage_to, start)
         }
-        out[bulk.asset_name] = (replaced, eligible)
+        out[bulk.asset_name] = (replaced, eligible, start)
     return out
 
 

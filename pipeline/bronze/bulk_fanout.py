@@ -10,7 +10,8 @@ ticker), Gold's per-ticker incremental builds and the planner's watermarks all w
 FMP's own answer stays in the bulk CSV (and `silver.fmp_eod_bulk`), the derived files only route its rows.
 
 The values are the bulk file's text, cast by Silver's usual rules; on the newest date the bulk `close` is the
-as-traded close (fmp_api.md 3.2, last bullet), which is why only days within `max_days` of the fetch are fanned out.
+as-traded close (fmp_api.md 3.2, last bullet), which is why only the newest session of a run is fanned out (an older
+day fetched later may be split-adjusted: it stays in the bulk's own table, and the tickers' own requests fill it).
 A ticker missing from the bulk day (halted, delisted) gets no file: its coverage stops, and its own request, no
 longer replaced, fills the gap on the next run.
 """

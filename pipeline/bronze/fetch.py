@@ -282,8 +282,8 @@ def run_bronze(
             meter.observe(envelopes)
         written = [(env, store.write(env, journal), entry.silver.table) for env in envelopes]
         if entry.asset_name in fanout:  # a bulk day's rows as the per-ticker files it replaces (bulk_fanout)
-            replaced, eligible = fanout[entry.asset_name]
-            for env in envelopes:
+            replaced, eligible, newest = fanout[entry.asset_name]
+            for env in envelopes if request.window_from == newest else ():  # only the newest day is as traded
                 for derived in derived_envelopes(env, env.raw_body or b"", entry, replaced, eligible):
                     written.append((derived, store.write(derived, journal), None))
         return written, news

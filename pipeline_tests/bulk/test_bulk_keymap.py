@@ -183,3 +183,25 @@ def test_a_weekend_after_a_bulk_week_asks_nothing_and_a_gap_is_filled_by_the_tic
     # on Premium nothing is replaced: both tickers ask for themselves, as before
     premium = plan([as_traded, bulk], ["AAPL", "MSFT"], coverage, saturday, "premium")
     assert sorted(d.identity.ticker for d in premium if d.due) == ["AAPL", "MSFT"]
+
+
+def test_after_a_missed_day_the_tickers_fill_the_gap_themselves_once() -> None:
+    """Only the newest bulk day stands for the tickers' as-traded bars (fmp_api.md 3.2: an older bulk day fetched
+    later may be split-adjusted): after a missed run the older bulk day is fetched for the bulk table, and each
+    ticker's own request fills its gap."""
+    from pipeline.bronze.planner import plan
+
+    keymap = parse_keymap(copy.deepcopy(DOC), "test.yaml")
+    bulk = next(e for e in keymap if e.dataset == "eod-bulk")
+    as_traded = next(e for e in keymap if e.asset_name == bulk.recipe.bulk.replaces)
+    monday, wednesday = dt.date(2025, 11, 10), dt.date(2025, 11, 12)
+    coverage = {
+        bulk.identity: Coverage(bulk.identity, monday, monday, None, 1, monday),
+        as_traded.identity.with_ticker("AAPL"): Coverage(
+            as_traded.identity.with_ticker("AAPL"), dt.date(2019, 1, 2), monday, None, 2, monday
+        ),
+    }
+    decisions = {d.entry.asset_name: d for d in plan([as_traded, bulk], ["AAPL"], coverage, wednesday, "ultimate")}
+    assert [r.params["date"] for r in decisions[bulk.asset_name].requests] == ["2025-11-11", "2025-11-12"]
+    own = decisions[as_traded.asset_name]
+    assert own.due and own.requests[0].window_to == wednesday  # Tuesday and Wednesday from its own request

@@ -3,8 +3,9 @@
 Every bulk answer is built from the same rows the per-ticker routes serve, so a bulk day holds exactly what the
 per-ticker requests give for that day:
 - `eod-bulk?date=`: `symbol,date,open,low,high,close,adjClose,volume` (2.7), one row per symbol that traded that
-  day. `open..close` and `volume` are the as-traded bar (`/non-split-adjusted`), which on the newest date is also
-  the split-adjusted one (3.2, last bullet); `adjClose` is the dividend-adjusted close (`/dividend-adjusted`).
+  day. `open..close` and `volume` are split-adjusted on the basis of `as_of` (the `/full` bar): on the newest date
+  that is also the as-traded bar (3.2, last bullet: adjustments only apply to dates before a split), on an older
+  date with a split since, it is not. `adjClose` is the dividend-adjusted close (`/dividend-adjusted`).
 - `profile-bulk?part=`: the profile rows of one of four contiguous parts of the symbol list; part 4 and later are a
   400 (2.4: "Bulk `part` past the end").
 - `income-statement-bulk` (balance sheet, cash flow) `?year=&period=`: the statements of fiscal year `year` and
@@ -75,7 +76,7 @@ def _eod_bulk(source: SampleSource, params: Mapping[str, str]) -> SampleResponse
     rows = []
     for symbol in source.tickers:
         window = {"symbol": symbol, "from": day.isoformat(), "to": day.isoformat()}
-        bar = _rows(source, "historical-price-eod/non-split-adjusted", window)
+        bar = _rows(source, "historical-price-eod/full", window)
         if not bar:
             continue  # not trading that day (before its first trade, or no session)
         total = _rows(source, "historical-price-eod/dividend-adjusted", window)
@@ -84,10 +85,10 @@ def _eod_bulk(source: SampleSource, params: Mapping[str, str]) -> SampleResponse
             {
                 "symbol": symbol,
                 "date": b["date"],
-                "open": b["adjOpen"],
-                "low": b["adjLow"],
-                "high": b["adjHigh"],
-                "close": b["adjClose"],
+                "open": b["open"],
+                "low": b["low"],
+                "high": b["high"],
+                "close": b["close"],
                 "adjClose": total[0]["adjClose"] if total else None,
                 "volume": b["volume"],
             }
