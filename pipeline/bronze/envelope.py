@@ -63,6 +63,11 @@ class BronzeEnvelope:
     notes: tuple[str, ...] = field(default_factory=tuple)
     error_detail: str | None = None  # finer reason inside the class (quota, symbol or endpoint not in the plan)
     wire_bytes: int | None = None  # response bodies as they crossed the wire, every attempt; `bytes` is decoded
+    # A CSV response (pipeline.bronze.csv_body): its bytes exactly as served are kept beside the envelope in this
+    # file (`<file_id>.csv`), `content` stays null and `body_sha256` is over those bytes. `raw_body` is what the
+    # store writes there; it is not part of the envelope's JSON.
+    body_file: str | None = None
+    raw_body: bytes | None = field(default=None, repr=False, compare=False)
 
     def to_json_bytes(self) -> bytes:
         doc = {
@@ -102,6 +107,8 @@ class BronzeEnvelope:
             "body_text": self.body_text,
             "content": self.content,
         }
+        if self.body_file:
+            doc["body_file"] = self.body_file
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
     @classmethod
@@ -145,6 +152,7 @@ class BronzeEnvelope:
             notes=tuple(doc.get("notes") or ()),
             error_detail=error.get("detail"),
             wire_bytes=doc.get("wire_bytes"),
+            body_file=doc.get("body_file"),
         )
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from pipeline import stopping
+from pipeline.bronze import bulk
 from pipeline.bronze.budget import (
     Allocation,
     RunBudget,
@@ -23,6 +24,8 @@ from pipeline.bronze.budget import (
     deferral_summary,
     record_deferred,
 )
+from pipeline.bronze.bulk_fanout import derived_envelopes
+from pipeline.bronze.csv_body import csv_view
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.recovery import register_orphans
@@ -54,6 +57,11 @@ def _envelope(
 ) -> BronzeEnvelope:
     content = result.content if result.ok else None
     cov_from, cov_to = coverage_of(content, entry.recipe.date_field)
+    file_id = new_file_id()
+    csv = csv_view(result, entry, file_id) if result.ok and entry.recipe.format == "csv" else None
+    if csv is not None:
+        content, cov_from, cov_to = None, csv.coverage_from, csv.coverage_to
+    ok = result.ok and (csv is None or csv.problem is None)
     notes: list[str] = []
     if result.ok and entry.recipe.row_cap and result.row_count >= entry.recipe.row_cap:
         notes.append(f"row cap {entry.recipe.row_cap} reached: the API may have dropped rows; lower max_window_days")
@@ -64,7 +72,7 @@ def _envelope(
         # redacted: an error page may echo the request URL, key included
         body_text = redact(result.body[:4000].decode("utf-8", errors="replace"))[:2000]
     return BronzeEnvelope(
-        file_id=new_file_id(),
+        file_id=file_id,
         run_id=run_id,
         identity=request.identity,
         request=RequestInfo(
@@ -86,15 +94,17 @@ def _envelope(
         wire_bytes=result.wire_bytes,
         content_format=result.content_format,
         content=content,
-        row_count=result.row_count if result.ok else 0,
-        coverage_from=cov_from,
-        coverage_to=cov_to,
-        error_class=result.error_class,
-        error_message=result.error_message,
+        row_count=(csv.rows if csv is not None else result.row_count) if ok else 0,
+        coverage_from=cov_from if ok else None,
+        coverage_to=cov_to if ok else None,
+        error_class=result.error_class if csv is None else csv.error_class,
+        error_message=result.error_message if csv is None else csv.problem,
         error_detail=result.error_detail,
-        can_promote=result.ok and incomplete is None,
+        can_promote=ok and incomplete is None,
         body_text=body_text,
         notes=tuple(notes),
+        body_file=csv.body_file if csv is not None else None,
+        raw_body=result.body if csv is not None and csv.body_file else None,
     )
 
 
@@ -204,18 +214,21 @@ def run_bronze(
 
     # 1. short transaction: refuse a warehouse holding the other source's data, repair, then read the watermarks
     # we plan from. The check is here, where every launch path (UI, daemon, schedule, CLI) fetches.
+    # bulk entries planned by another step may replace requests of this one (pipeline.bronze.bulk)
+    consulted = [e for e in (orphan_entries or ()) if e.recipe.bulk is not None and e not in entries]
     with warehouse.transaction() as conn:
         runs.check_source(conn, source_mode, warehouse.label)
         orphans = register_orphans(conn, store, silver_table_of)
         if budget is None:
-            coverage, allocation = planning_coverage(conn, entries, today, tickers), None
+            coverage, allocation = planning_coverage(conn, entries + consulted, today, tickers), None
         else:  # the day's coverage holds this step's
             coverage, allocation = day_allocation(conn, budget, tickers, today, fmp_plan)
+        fanout = bulk.fanout_targets(conn, entries, [*entries, *(orphan_entries or ())], today, fmp_plan)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
 
-    decisions = plan(entries, tickers, coverage, today, fmp_plan)
+    decisions = plan(entries, tickers, coverage, today, fmp_plan, also=consulted)
     reports = {e.asset_name: EntryReport(e) for e in entries}
     tasks: list[tuple[PlannedRequest, KeymapEntry]] = []
     for d in decisions:
@@ -259,7 +272,7 @@ def run_bronze(
 
     def work(
         request: PlannedRequest, entry: KeymapEntry
-    ) -> NotSent | tuple[list[tuple[BronzeEnvelope, StoredFile]], list[str]]:
+    ) -> NotSent | tuple[list[tuple[BronzeEnvelope, StoredFile, str | None]], list[str]]:
         not_sent = stops.not_sent(request, entry) or (meter.not_sent(entry) if meter else None)
         if not_sent is not None:
             return not_sent
@@ -267,9 +280,18 @@ def run_bronze(
         news = stops.observe(request, entry, envelopes)
         if meter:
             meter.observe(envelopes)
-        return [(env, store.write(env, journal)) for env in envelopes], news
+        written = [(env, store.write(env, journal), entry.silver.table) for env in envelopes]
+        if entry.asset_name in fanout:  # a bulk day's rows as the per-ticker files it replaces (bulk_fanout)
+            replaced, eligible, newest = fanout[entry.asset_name]
+            for env in envelopes if request.window_from == newest else ():  # only the newest day is as traded
+                for derived in derived_envelopes(env, env.raw_body or b"", entry, replaced, eligible):
+                    written.append((derived, store.write(derived, journal), None))
+        return written, news
 
     done_tasks = 0
+
+    def fanout_name(entry: KeymapEntry) -> str:
+        return fanout[entry.asset_name][0].asset_name
 
     def collect(fut: Future) -> None:
         """Account for one finished request: its skip, its stop messages, its files (registered at the next flush)."""
@@ -286,9 +308,16 @@ def run_bronze(
             log.warning("%s: %s", entry.asset_name, message)
             say(f"{entry.asset_name}: {message}")
             rep.add_skip_reason(message)
-        for env, stored in written:
-            rep.add_file(env)
-            pending.append(file_record(env, stored.relative, entry.silver.table, stored.md5))
+        derived = 0
+        for env, stored, table in written:
+            if table is None:  # derived from a bulk file: the replaced entry's table, not a request of this entry
+                derived += 1
+                table = fanout[entry.asset_name][0].silver.table
+            else:
+                rep.add_file(env)
+            pending.append(file_record(env, stored.relative, table, stored.md5))
+        if derived:
+            say(f"{entry.asset_name}: {derived} per-ticker file(s) derived from the bulk day for {fanout_name(entry)}")
         done_tasks += 1
 
     pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency), thread_name_prefix="bronze")

@@ -184,12 +184,28 @@ def plan(
     coverage: Mapping[DatasetIdentity, Coverage],
     today: dt.date,
     fmp_plan: str | None,
+    *,
+    also: Iterable[KeymapEntry] = (),
 ) -> list[PlanDecision]:
-    """Decisions for every (entry, ticker) pair; global entries get one decision each."""
-    tickers = list(tickers)
+    """Decisions for every (entry, ticker) pair; global entries get one decision each.
+
+    Entries with a bulk scope, and the per-ticker requests a bulk replaces, are decided by `pipeline.bronze.bulk`;
+    `also`: other keymap entries that decide nothing here but are consulted (a bulk entry planned by another step
+    replaces requests of this one; `coverage` must hold theirs)."""
+    from pipeline.bronze import bulk  # the bulk path builds on this module
+
+    tickers, entries = list(tickers), list(entries)
+    consulted = entries + [e for e in also if e not in entries]
+    replaced = bulk.replacements(consulted, tickers, coverage, today, fmp_plan)
     decisions: list[PlanDecision] = []
     for entry in entries:
+        if entry.recipe.bulk is not None:
+            decisions.append(bulk.plan_entry(entry, consulted, tickers, coverage, today, fmp_plan))
+            continue
         identities = [entry.identity.with_ticker(t) for t in tickers] if entry.per_ticker else [entry.identity]
         for identity in identities:
-            decisions.append(plan_identity(entry, identity, coverage.get(identity), today, fmp_plan))
+            decision = plan_identity(entry, identity, coverage.get(identity), today, fmp_plan)
+            decisions.append(
+                bulk.replaced_by_bulk(decision, coverage.get(identity), replaced) if replaced else decision
+            )
     return decisions

@@ -150,16 +150,11 @@ class BronzeStore:
             raise FileExistsError(f"Bronze file {relative} already exists; Bronze is append-only")
         self._journal_append(journal, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}{TMP_SUFFIX}")
+        if envelope.body_file and envelope.raw_body is not None:
+            # the CSV bytes as served, before the envelope that names them: an envelope never points at nothing
+            _write_new(target.with_name(envelope.body_file), envelope.raw_body)
         data = envelope.to_json_bytes()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.link(tmp, target)  # fails if the target exists: never overwrite
-        os.unlink(tmp)
+        _write_new(target, data)
         return StoredFile(relative, file_digest(data))
 
     def read_bytes(self, relative: str) -> bytes:
@@ -219,10 +214,11 @@ class BronzeStore:
                 target = self.absolute(line)
             except UnsafeNameError:
                 continue  # not a path this store wrote
-            tmp = target.with_name(f".{target.name}{TMP_SUFFIX}")
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                removed += 1
+            body = target.with_suffix(".csv")  # a CSV body written before its envelope (`write`)
+            for tmp in (target.with_name(f".{target.name}{TMP_SUFFIX}"), body.with_name(f".{body.name}{TMP_SUFFIX}")):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
         return removed
 
     # ---- full scan (repair, replay) ----------------------------------------------------------------------
@@ -235,6 +231,24 @@ class BronzeStore:
             for name in sorted(filenames):
                 if name.endswith(".json") and not name.startswith("."):
                     yield os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
+
+
+def _write_new(target: Path, data: bytes) -> None:
+    """Write `data` to a new file atomically: temp file, fsync, hard link (fails if the name exists), unlink."""
+    tmp = target.with_name(f".{target.name}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.link(tmp, target)  # fails if the target exists: never overwrite
+    os.unlink(tmp)
+
+
+def body_file_of(relative: str, body_file: str) -> str:
+    """The relative path of an envelope's body file (a CSV kept as served), beside the envelope."""
+    return f"{relative.rsplit('/', 1)[0]}/{body_file}" if "/" in relative else body_file
 
 
 class ObjectBronzeStore(BronzeStore):
@@ -306,6 +320,10 @@ class ObjectBronzeStore(BronzeStore):
         if self.fs.exists(key):
             raise FileExistsError(f"Bronze file {relative} already exists; Bronze is append-only")
         self._journal_append(journal, relative)
+        if envelope.body_file and envelope.raw_body is not None:
+            self.fs.pipe_file(
+                self.absolute(body_file_of(relative, envelope.body_file)), envelope.raw_body, mode="create"
+            )
         data = envelope.to_json_bytes()
         try:
             self.fs.pipe_file(key, data, mode="create")

@@ -194,7 +194,7 @@ class FmpClient:
 
             # The sample source's own universe, never PIPELINE_TICKERS: like FMP it answers `[]` for any other
             # symbol instead of inventing prices for it (fmp_api.md section 2.4).
-            kwargs["transport"] = sample_transport(settings.today(), SAMPLE_TICKERS)
+            kwargs["transport"] = sample_transport(settings.today(), SAMPLE_TICKERS, plan=settings.fmp_plan)
             # The sample source is local: FMP's per-minute budget does not apply to it.
             kwargs["limiter"] = RateLimiter(1_000_000)
             base_url = SAMPLE_BASE_URL

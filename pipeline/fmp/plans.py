@@ -30,12 +30,20 @@ VARIABLES = {
 }
 
 
+ULTIMATE_BULK = frozenset(
+    {"eod-bulk", "profile-bulk", "income-statement-bulk", "balance-sheet-statement-bulk", "cash-flow-statement-bulk"}
+)
+
+
 @dataclass(frozen=True)
 class Plan:
     name: str
     calls_per_minute: int | None  # None: no per-minute figure published
     calls_per_day: int | None  # None: no daily figure published
     bandwidth_30d: int  # bytes over the trailing 30 days
+    # The bulk CSV paths the plan is known to include (fmp_api.md 3.1, 3.2): eod-bulk is Ultimate only (402 on
+    # Premium); profile-bulk varies by key on Premium (402, then 200 on a re-probe), so it is not counted on.
+    bulk_paths: frozenset[str] = frozenset()
 
 
 PLANS: dict[str, Plan] = {
@@ -44,7 +52,7 @@ PLANS: dict[str, Plan] = {
         Plan("basic", None, 250, 500 * MB),
         Plan("starter", 300, None, 20 * GB),  # 300/min is FMP's pricing page; an older report says 250/min
         Plan("premium", 750, None, 50 * GB),
-        Plan("ultimate", 3000, None, 150 * GB),
+        Plan("ultimate", 3000, None, 150 * GB, ULTIMATE_BULK),
     )
 }
 assert tuple(PLANS) == PLAN_ORDER, "the plan table and the keymap's plan order must name the same plans"
@@ -67,6 +75,11 @@ class BudgetLimits:
     def active(self) -> bool:
         """Whether any limit applies: then Bronze steps plan within the budget, most valuable work first."""
         return any(v is not None for v in (self.bandwidth_30d, self.daily_requests, self.daily_bytes))
+
+
+def has_bulk_path(plan: str | None, path: str) -> bool:
+    """Whether FMP_PLAN names a plan known to include this bulk path; unset means unknown, so no."""
+    return plan is not None and plan in PLANS and path in PLANS[plan].bulk_paths
 
 
 def plan_calls_per_minute(plan: str | None) -> int:

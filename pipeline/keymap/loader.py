@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.keymap.bulk import parse_bulk
 from pipeline.keymap.model import (
     COLUMN_TYPES,
     PER_TICKER,
@@ -64,6 +65,7 @@ RECIPE_FIELDS = {
     "min_plan",
     "freshness_days",
     "priority",
+    "bulk",
 }
 PAGINATION_FIELDS = {"param", "start", "max_pages"}
 # Column names the warehouse adds itself; a keymap column may not take them.
@@ -219,6 +221,9 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
     fmt = _text(raw.get("format"), where, "recipe.format", required=False) or "json"
     if fmt not in ("json", "csv"):
         raise where.error("recipe.format", f"{fmt!r} is not a format; use json or csv")
+    bulk = parse_bulk(raw.get("bulk"), where.error, values, scope == PER_TICKER)
+    if fmt == "csv" and raw.get("pagination") is not None:
+        raise where.error("recipe.format", "a csv recipe cannot be paginated (its pages are the bulk scope's parts)")
     min_age = raw.get("min_age_days")
     if min_age is None:
         raise where.error("recipe.min_age_days", "is required (an integer >= 0)")
@@ -279,6 +284,7 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
         min_plan=min_plan,
         freshness_days=_int(raw.get("freshness_days"), where, "recipe.freshness_days", minimum=0),
         priority=priority or None,
+        bulk=bulk,
     )
 
 
@@ -339,6 +345,7 @@ def parse_keymap(document: Any, path: str = "<keymap>") -> Keymap:
 
     _check_shared_tables(entries, path)
     _check_asset_names(entries, path)
+    _check_bulk(entries, path)
     return Keymap(version=version, entries=tuple(entries), path=path)
 
 
@@ -386,6 +393,25 @@ def _check_asset_names(entries: list[KeymapEntry], path: str) -> None:
                 "dataset", f"asset key bronze/{entry.domain}/{entry.asset_name} collides with entry #{seen[k]}"
             )
         seen[k] = entry.index
+
+
+def _check_bulk(entries: list[KeymapEntry], path: str) -> None:
+    """A CSV entry's table is read with DuckDB's CSV reader, so no JSON entry may feed it; `bulk.replaces` must name a
+    per_ticker entry."""
+    formats: dict[str, KeymapEntry] = {}
+    per_ticker = {e.asset_name for e in entries if e.per_ticker}
+    for entry in entries:
+        where = _Where(path, entry.index, entry.identity_key)
+        other = formats.setdefault(entry.silver.table, entry)
+        if other.recipe.format != entry.recipe.format:
+            raise where.error(
+                "recipe.format",
+                f"shares silver table {entry.silver.table!r} with entry #{other.index}, which is "
+                f"{other.recipe.format}; a table is read from one format",
+            )
+        replaces = entry.recipe.bulk.replaces if entry.recipe.bulk else None
+        if replaces is not None and replaces not in per_ticker:
+            raise where.error("recipe.bulk.replaces", f"{replaces!r} is not the asset name of a per_ticker entry")
 
 
 def load_keymap(path: str | Path) -> Keymap:

@@ -10,6 +10,8 @@ import datetime as dt
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from pipeline.keymap.bulk import BulkScope
+
 PER_TICKER = "per_ticker"
 GLOBAL = "global"
 TICKER_SCOPES = (PER_TICKER, GLOBAL)
@@ -26,7 +28,18 @@ COLUMN_TYPES: dict[str, str] = {
     "json": "JSON",
 }
 
-PLACEHOLDERS = ("__ticker__", "__from__", "__to__", "__date__", "__discriminator__", "__limit__", "__page__")
+PLACEHOLDERS = (
+    "__ticker__",
+    "__from__",
+    "__to__",
+    "__date__",
+    "__discriminator__",
+    "__limit__",
+    "__page__",
+    "__part__",  # bulk scopes (pipeline.keymap.bulk)
+    "__year__",
+    "__period__",
+)
 PLAN_ORDER = ("basic", "starter", "premium", "ultimate")  # FMP plans, lowest first
 # What a run spends its request budget on first (pipeline.bronze.budget): the day's new bars, then the calendars that
 # say which tickers need more, then statements, then metrics, then the rest (profiles, peers, macro, cross-checks).
@@ -139,6 +152,7 @@ class Recipe:
     min_plan: str = "basic"
     freshness_days: int | None = None
     priority: str | None = None  # one of PRIORITIES; None: derived from the entry (KeymapEntry.priority)
+    bulk: BulkScope | None = None  # a whole-market recipe: what one request covers (pipeline.keymap.bulk)
 
     @property
     def is_windowed(self) -> bool:

@@ -22,6 +22,7 @@ import fsspec
 from pipeline.bronze.envelope import ENVELOPE_VERSION
 from pipeline.bronze.store import ObjectBronzeStore, is_url
 from pipeline.ops.file_ingestions import PromotableFile
+from pipeline.silver.csv_scan import body_paths, csv_scan_sql
 from pipeline.silver.errors import PromotionError
 from pipeline.silver.shape import TableShape
 from pipeline.silver.sql import FILES, VET_SQL, read_json_sql, scan_sql
@@ -100,7 +101,12 @@ def scan_and_vet(conn: duckdb.DuckDBPyConnection, shape: TableShape, readable: l
     if readable:
         max_bytes = max(MIN_OBJECT_BYTES, largest + 1024)
         try:
-            conn.execute(scan_sql(shape, max_bytes), {"paths": readable})
+            if shape.csv:  # bulk CSV bodies, read with DuckDB's CSV reader
+                bodies = body_paths(readable)
+                params = {"paths": readable, **({"csv_paths": bodies} if bodies else {})}
+                conn.execute(csv_scan_sql(shape, max_bytes, bool(bodies)), params)
+            else:
+                conn.execute(scan_sql(shape, max_bytes), {"paths": readable})
         except duckdb.Error as exc:
             # The reader skips unparsable files, so this is I/O failing under it (a file vanished or the disk
             # failed mid-read). The transaction is aborted: name the culprit(s) so the retry can be acted on.

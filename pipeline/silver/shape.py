@@ -17,6 +17,7 @@ class TableShape:
 
     spec: SilverSpec
     envelope_ticker_column: str | None  # per-ticker tables take this column from the envelope's ticker
+    csv: bool = False  # fed by CSV recipes: rows are read from the bodies kept as served (`pipeline.silver.csv_scan`)
 
     @property
     def payload_columns(self) -> tuple[Column, ...]:
@@ -71,4 +72,5 @@ def table_shape(keymap: Keymap, table: str) -> TableShape:
     spec = specs[table]
     per_ticker = keymap.table_scope(table) == "per_ticker"
     names = {c.name for c in spec.columns}
-    return TableShape(spec, "ticker" if per_ticker and "ticker" in names else None)
+    csv = all(e.recipe.format == "csv" for e in keymap.entries_for_table(table))
+    return TableShape(spec, "ticker" if per_ticker and "ticker" in names else None, csv=csv)

@@ -54,6 +54,10 @@ PREMIUM_SYMBOL_TEXT = (
 # On the free plan a symbol outside its allow-list is refused everywhere symbol-scoped except these paths.
 SYMBOL_FREE_PATHS = frozenset({"profile", "shares-float"})
 QUOTA_MODES = ("429", "200", "bandwidth")
+# fmp_api.md 3.2 traps and 2.10 item 3: a throttled bulk call answers HTTP 200 with this JSON body, not CSV.
+BULK_LIMIT_MESSAGE = (
+    "Limit Reach. This is a bulk endpoint, please upgrade your plan or visit our documentation for more details"
+)
 LEGACY_MESSAGE = (
     "Legacy Endpoint : Due to Legacy endpoints being no longer supported - This endpoint is only "
     "available for legacy users who have valid subscriptions prior August 31, 2025."
@@ -229,6 +233,7 @@ class FakeFmpServer:
         retry_after: str | None = None,
         plan: str = "ultimate",
         window_s: float = 60.0,
+        bulk_calls_per_minute: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.data = data or _default_data()
@@ -237,6 +242,8 @@ class FakeFmpServer:
         self.retry_after = retry_after
         self.plan = plan
         self.window_s = window_s
+        self.bulk_calls_per_minute = bulk_calls_per_minute  # fmp_api.md 2.10 item 3: bulk paths have their own bucket
+        self._bulk_served: deque[float] = deque()
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -319,6 +326,18 @@ class FakeFmpServer:
             self._served.append(now)
             return False
 
+    def _bulk_over_limit(self, path: str, now: float) -> bool:
+        """A `*-bulk` call over the bulk bucket (answered 200 + JSON Limit Reach, fmp_api.md 3.2)."""
+        if self.bulk_calls_per_minute is None or not path.endswith("-bulk"):
+            return False
+        with self._lock:
+            while self._bulk_served and self._bulk_served[0] <= now - self.window_s:
+                self._bulk_served.popleft()
+            if len(self._bulk_served) >= self.bulk_calls_per_minute:
+                return True
+            self._bulk_served.append(now)
+            return False
+
     def _quota_refusal(self) -> tuple[int, bytes] | None:
         with self._lock:
             if self._quota_left is None:
@@ -357,6 +376,8 @@ class FakeFmpServer:
         refusal = self._plan_refusal(path, params)
         if refusal is not None:
             return refusal[0], refusal[1], {}
+        if self._bulk_over_limit(path, now):
+            return 200, error_body(BULK_LIMIT_MESSAGE), {}
         if self.latency_s:
             time.sleep(self.latency_s)
         return self.data(path, params)
@@ -415,11 +436,17 @@ class FakeFmpServer:
         else:
             code, body, headers = self._answer(path, params, key_ok, arrived)
         record.status = code
-        record.body_bytes = _send(handler, code, body, headers)
+        record.body_bytes = _send(handler, code, body, headers, chunked=code == 200 and path in NO_LENGTH_PATHS)
 
 
-def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapping[str, str]) -> int:
-    """Send one answer; returns the body's length on the wire."""
+# fmp_api.md 2.7: profile-bulk, etf-holder-bulk and eod-bulk send no Content-Length (the body comes chunked).
+NO_LENGTH_PATHS = frozenset({"profile-bulk", "etf-holder-bulk", "eod-bulk"})
+
+
+def _send(
+    handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapping[str, str], *, chunked: bool = False
+) -> int:
+    """Send one answer (`chunked`: without a Content-Length); returns the body's length on the wire."""
     names = {k.lower() for k in headers}
     accepts_gzip = "gzip" in (handler.headers.get("Accept-Encoding") or "")
     payload = gzip.compress(body, compresslevel=5) if body and accepts_gzip else body
@@ -434,9 +461,16 @@ def _send(handler: BaseHTTPRequestHandler, code: int, body: bytes, headers: Mapp
             handler.send_header("Content-Encoding", "gzip")
         if "etag" not in names:
             handler.send_header("ETag", f'W/"{len(body):x}-{hashlib.sha1(body).hexdigest()[:16]}"')
-        handler.send_header("Content-Length", str(len(payload)))
-        handler.end_headers()
-        handler.wfile.write(payload)
+        if chunked:
+            handler.send_header("Transfer-Encoding", "chunked")
+            handler.end_headers()
+            handler.wfile.write(
+                f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n" if payload else b"0\r\n\r\n"
+            )
+        else:
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
     except OSError:
         handler.close_connection = True  # the client went away (e.g. its read timeout fired)
     return len(payload)

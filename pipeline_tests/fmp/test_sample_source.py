@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import time
 from typing import Any
@@ -27,6 +29,9 @@ def source() -> SampleSource:
 def rows(source: SampleSource, path: str, **params: str) -> list[dict[str, Any]]:
     answer = source.respond(path, params)
     assert answer.status_code == 200, (path, params, answer.body[:200])
+    if path.endswith("-bulk"):  # fmp_api.md 2.7: bulk endpoints answer CSV, every value as text
+        assert answer.headers["content-type"] == "text/csv; charset=utf-8"
+        return list(csv.DictReader(io.StringIO(answer.body.decode())))
     assert answer.headers["content-type"] == "application/json; charset=utf-8"
     return json.loads(answer.body)
 
@@ -55,10 +60,13 @@ def recipe_params(entry: dict[str, Any], ticker: str) -> dict[str, str]:
         "__ticker__": ticker,
         "__from__": start.isoformat(),
         "__to__": end.isoformat(),
-        "__date__": start.isoformat(),
+        "__date__": (AS_OF if "bulk" in recipe else start).isoformat(),  # a bulk day: a trading day
         "__discriminator__": str(entry.get("discriminator", "")),
         "__limit__": str(recipe.get("row_limit", 5)),
         "__page__": "0",
+        "__part__": "0",
+        "__year__": "2024",
+        "__period__": "FY",
     }
     return {k: values.get(v, v) for k, v in recipe["query"].items()}
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from pipeline.fmp.sample.bulk_routes import BULK_ROUTES, bulk_limit_response
 from pipeline.fmp.sample.common import add_years
 from pipeline.fmp.sample.companies import SAMPLE_TICKERS, Company, company
 from pipeline.fmp.sample.market_routes import MARKET_ROUTES
@@ -39,7 +41,10 @@ from pipeline.fmp.sample.wire import QueryError, SampleResponse, response
 
 CACHE_SIZE = 64  # tickers kept in the per-ticker LRU caches
 
-_ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES}
+_ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES, **BULK_ROUTES}
+RESTRICTED_ENDPOINT = (
+    b'{\n  "Error Message": "Restricted Endpoint: This endpoint is not available under your current subscription"\n}'
+)
 
 
 class SampleSource:
@@ -49,7 +54,14 @@ class SampleSource:
     a symbol outside it gets `[]`, as FMP answers an unknown symbol, never invented data."""
 
     def __init__(
-        self, as_of: dt.date, tickers: Sequence[str] = SAMPLE_TICKERS, *, revision: int = 0, extra_fields: bool = False
+        self,
+        as_of: dt.date,
+        tickers: Sequence[str] = SAMPLE_TICKERS,
+        *,
+        revision: int = 0,
+        extra_fields: bool = False,
+        plan: str | None = None,
+        bulk_calls_per_minute: int | None = None,
     ) -> None:
         self.as_of = as_of
         self.tickers: tuple[str, ...] = tuple(dict.fromkeys(tickers))
@@ -57,6 +69,11 @@ class SampleSource:
         self.position = {t: i for i, t in enumerate(self.tickers)}
         self.revision = revision
         self.extra_fields = extra_fields
+        # fmp_api.md 3.1/3.2: a bulk path outside the plan is a 402; a bulk call over its own per-minute bucket is
+        # a 200 with a JSON "Limit Reach" body. Both off by default (plan None serves every path).
+        self.plan = plan
+        self.bulk_calls_per_minute = bulk_calls_per_minute
+        self._bulk_calls: list[float] = []
         self._lock = threading.RLock()
         self._caches: dict[str, OrderedDict[str, Any]] = {}
         self._summary: dict[str, dict[str, Any]] = {}
@@ -85,9 +102,28 @@ class SampleSource:
         try:
             if path in TICKER_ROUTES and not params.get("symbol"):
                 raise QueryError("symbol")
+            if path in BULK_ROUTES:
+                refused = self._bulk_refusal(path)
+                if refused is not None:
+                    return refused
             return handler(self, params)
         except QueryError as err:
             return response(400, f"Query Error: Invalid or missing query parameter - {err.param}".encode())
+
+    def _bulk_refusal(self, path: str) -> SampleResponse | None:
+        """402 for a bulk path outside the plan; 200 + JSON Limit Reach over the bulk bucket (fmp_api.md 3.2)."""
+        from pipeline.fmp.plans import has_bulk_path
+
+        if self.plan is not None and not has_bulk_path(self.plan, path):
+            return response(402, RESTRICTED_ENDPOINT)
+        if self.bulk_calls_per_minute is not None:
+            now = time.monotonic()
+            with self._lock:
+                self._bulk_calls = [t for t in self._bulk_calls if t > now - 60.0]
+                if len(self._bulk_calls) >= self.bulk_calls_per_minute:
+                    return bulk_limit_response()
+                self._bulk_calls.append(now)
+        return None
 
     def known(self, params: Mapping[str, str]) -> str | None:
         """The request's symbol when it is in the universe; None otherwise (FMP answers [] for it)."""
