@@ -154,7 +154,7 @@ PRODUCT_ENV_VARS = (
 def pipeline_cmd(*args: str) -> list[str]:
     """The installed `pipeline` command (as a user runs it), else the module, with `args`."""
     script = Path(sys.executable).with_name("pipeline")
-    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pipeline.cli", *args]
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "pipeline.cli.commands", *args]
 
 
 def cli_env(base_url: str, data_dir: Path, tickers: str, as_of: str, **extra: str) -> dict[str, str]:

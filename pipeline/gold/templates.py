@@ -13,6 +13,7 @@ from importlib import resources
 import jinja2
 
 from pipeline.silver.cast import ny_date
+from pipeline.warehouse.dialect import literal
 
 SQL_PACKAGE = "pipeline.gold"
 SQL_FOLDER = "sql"
@@ -26,10 +27,6 @@ def served_on(alias: str) -> str:
 def join_served_on(alias: str) -> str:
     """SQL: the join that makes `served_on(alias)` available for a Silver table aliased `alias`."""
     return f"LEFT JOIN served_on {alias}_served ON {alias}_served.file_id = {alias}.bronze_file_id"
-
-
-def sql_literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _load(name: str) -> str:
@@ -47,7 +44,7 @@ def _environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.globals.update(ny_date=ny_date, served_on=served_on, join_served_on=join_served_on)
-    env.filters["sql_literal"] = sql_literal
+    env.filters["sql_literal"] = literal
     return env
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pipeline.keymap.model import Column
 from pipeline.silver.errors import PromotionError
+from pipeline.warehouse.dialect import literal
 
 # Text that means "no value" in a text column (compared after trimming whitespace and lower-casing); the
 # other types get NULL for these from their cast anyway.
@@ -47,7 +48,7 @@ def cast_sql(column: Column, raw: str, read_type: str | None = None) -> str:
     if read_type != "VARCHAR":
         return raw  # converted by the reader (JSON null is SQL NULL)
     if kind == "varchar":
-        blank = f"lower(trim({raw}, {sql_text(WHITESPACE)})) IN ({', '.join(sql_text(t) for t in NULL_TOKENS)})"
+        blank = f"lower(trim({raw}, {literal(WHITESPACE)})) IN ({', '.join(literal(t) for t in NULL_TOKENS)})"
         return f"CASE WHEN {blank} THEN NULL ELSE {raw} END"
     if kind == "double":
         return f"TRY_CAST({raw} AS DOUBLE)"
@@ -68,8 +69,3 @@ def cast_sql(column: Column, raw: str, read_type: str | None = None) -> str:
     if kind == "json":
         return f"CASE WHEN json_valid({raw}) THEN {raw}::JSON ELSE to_json({raw}) END"
     raise PromotionError(f"column {column.name!r} has unknown keymap type {kind!r}")
-
-
-def sql_text(value: str) -> str:
-    """`value` as an SQL string literal."""
-    return "'" + value.replace("'", "''") + "'"

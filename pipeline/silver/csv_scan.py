@@ -21,10 +21,10 @@ import os
 
 import fsspec
 
-from pipeline.silver.cast import cast_sql, sql_text
-from pipeline.silver.schema import quote
+from pipeline.silver.cast import cast_sql
 from pipeline.silver.shape import TableShape
 from pipeline.silver.sql import ENVELOPE_COLUMNS, ROWS, _classified, future_sql
+from pipeline.warehouse.dialect import literal, quote
 
 CSV_ENVELOPE = {**ENVELOPE_COLUMNS, "body_file": "VARCHAR"}
 
@@ -60,7 +60,7 @@ def csv_scan_sql(shape: TableShape, max_bytes: int, with_bodies: bool) -> str:
         for k in ENVELOPE_COLUMNS
     )
     envelope += ", file_md5 := e.file_md5"
-    structure = sql_text(json.dumps(CSV_ENVELOPE))
+    structure = literal(json.dumps(CSV_ENVELOPE))
     bodies = (
         """(
             SELECT *, row_number() OVER w - 1 AS _ord_in_file, count(*) OVER w AS _rows_in_file

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import duckdb
 
 from pipeline.keymap.model import Keymap, SilverSpec
-from pipeline.silver.schema import LINEAGE_COLUMNS, existing_columns, qualified, quote
+from pipeline.silver.schema import LINEAGE_COLUMNS, existing_columns, qualified
+from pipeline.warehouse.dialect import quote
 
 EXAMPLES = 10
 

@@ -32,7 +32,8 @@ import duckdb
 from pipeline.keymap.model import Keymap, SilverSpec
 from pipeline.ops import file_ingestions
 from pipeline.silver.promote import PromotionError, PromotionResult, promote_files
-from pipeline.silver.schema import ensure_table, history_table, qualified, quote
+from pipeline.silver.schema import ensure_table, history_table, qualified
+from pipeline.warehouse.dialect import quote
 
 BATCH_FILES = 5000
 # The table's rows and history as they were before the replay deleted them (temp tables of one table's replay).

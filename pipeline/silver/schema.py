@@ -9,7 +9,7 @@ from __future__ import annotations
 import duckdb
 
 from pipeline.keymap.model import SilverSpec
-from pipeline.warehouse.dialect import portable_ddl
+from pipeline.warehouse.dialect import portable_ddl, quote
 
 LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("bronze_file_id", "VARCHAR NOT NULL"),
@@ -25,10 +25,6 @@ HISTORY_COLUMNS: tuple[tuple[str, str], ...] = (
 
 class SchemaChangeRefused(RuntimeError):
     """The keymap asks for a change that cannot be applied in place."""
-
-
-def quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def qualified(table: str) -> str:

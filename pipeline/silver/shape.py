@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pipeline.keymap.model import Column, Keymap, SilverSpec
 from pipeline.silver.cast import READ_TYPES
 from pipeline.silver.errors import PromotionError
-from pipeline.silver.schema import quote
+from pipeline.warehouse.dialect import quote
 
 
 @dataclass(frozen=True)

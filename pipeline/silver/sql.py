@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 
 from pipeline.bronze.envelope import ENVELOPE_VERSION
-from pipeline.silver.cast import cast_sql, ny_date, sql_text
-from pipeline.silver.schema import history_table, qualified, quote
+from pipeline.silver.cast import cast_sql, ny_date
+from pipeline.silver.schema import history_table, qualified
 from pipeline.silver.shape import TableShape
+from pipeline.warehouse.dialect import literal, quote
 
 # Temp tables of one call; dropped at the start and the end so a connection can promote many batches.
 FILES, ROWS = "_promote_files", "_promote_rows"
@@ -64,7 +65,7 @@ def read_json_sql(shape: TableShape, max_bytes: int) -> str:
     """
     structure = json.dumps({**ENVELOPE_COLUMNS, "content": [shape.read_types or {"_none": "VARCHAR"}]})
     return f"""(
-        SELECT filename, json_transform(json, {sql_text(structure)}) AS d, md5(json) AS file_md5
+        SELECT filename, json_transform(json, {literal(structure)}) AS d, md5(json) AS file_md5
         FROM read_ndjson_objects($paths, filename = true, ignore_errors = true, maximum_object_size = {max_bytes})
     )"""
 
@@ -218,7 +219,7 @@ VET_SQL = f"""
     FROM _promote_batch b
     LEFT JOIN (
         -- one header per record; a file with several records is not one envelope (diagnosed, whichever row this is)
-        SELECT _file_id, count(*) AS records, json_transform(first(_env), {sql_text(_ENV_STRUCTURE)}) AS env
+        SELECT _file_id, count(*) AS records, json_transform(first(_env), {literal(_ENV_STRUCTURE)}) AS env
         FROM {ROWS} WHERE _env IS NOT NULL GROUP BY _file_id
     ) s ON s._file_id = b.file_id
     LEFT JOIN ops.file_ingestions l ON l.ingestion_id = b.ingestion_id

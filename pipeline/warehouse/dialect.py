@@ -45,3 +45,14 @@ def next_id_sql(conn: duckdb.DuckDBPyConnection, sequence: str, table: str, colu
     if is_lake(conn):
         return f"(SELECT coalesce(max({column}), 0) + 1 FROM {table})"
     return f"nextval('{sequence}')"
+
+
+def quote(name: str) -> str:
+    """`name` as a double-quoted SQL identifier (a keymap column or table name may be any text)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: object) -> str:
+    """`value` as a single-quoted SQL string literal, for the few places a value is written into SQL text (DDL,
+    ATTACH/LOAD paths, JSON structures, template constants) rather than bound as a parameter."""
+    return "'" + str(value).replace("'", "''") + "'"

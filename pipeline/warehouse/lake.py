@@ -33,6 +33,8 @@ from pathlib import Path
 
 import duckdb
 
+from pipeline.warehouse.dialect import literal
+
 LAKE_PREFIX = "ducklake:"
 CATALOG_PREFIX = "ducklake:postgres:"
 LAKE_ALIAS = "lake"
@@ -102,19 +104,15 @@ def _s3_secret_sql() -> str:
     ):
         value = next((env[n] for n in names if env.get(n)), None)
         if value:
-            parts.append(f"{option} {_sql_text(value)}")
+            parts.append(f"{option} {literal(value)}")
     endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL")
     if endpoint:  # an S3-compatible server: host[:port], path-style URLs, TLS as the URL says
         parts += [
-            f"ENDPOINT {_sql_text(endpoint.split('://', 1)[-1].rstrip('/'))}",
+            f"ENDPOINT {literal(endpoint.split('://', 1)[-1].rstrip('/'))}",
             "URL_STYLE 'path'",
             f"USE_SSL {str(not endpoint.startswith('http://')).lower()}",
         ]
     return f"CREATE OR REPLACE SECRET pipeline_lake_s3 ({', '.join(parts)})"
-
-
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 _instances: dict[tuple[int, str, str | None], duckdb.DuckDBPyConnection] = {}
@@ -148,12 +146,12 @@ def _attach(spec: str, data_path: str | None, locks: LakeLocks | None) -> duckdb
         ":memory:", config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
     )
     try:
-        conn.execute(f"LOAD {_sql_text(str(postgres))}")
-        conn.execute(f"LOAD {_sql_text(str(ducklake))}")
+        conn.execute(f"LOAD {literal(str(postgres))}")
+        conn.execute(f"LOAD {literal(str(ducklake))}")
         if data_path and data_path.startswith("s3://"):  # DuckLake writes its Parquet files through httpfs
-            conn.execute(f"LOAD {_sql_text(str(_package_extension('duckdb_extension_httpfs', 'httpfs')))}")
+            conn.execute(f"LOAD {literal(str(_package_extension('duckdb_extension_httpfs', 'httpfs')))}")
             conn.execute(_s3_secret_sql())
-        attach = f"ATTACH {_sql_text(spec)} AS {LAKE_ALIAS} (DATA_PATH {_sql_text(data_path or '')})"
+        attach = f"ATTACH {literal(spec)} AS {LAKE_ALIAS} (DATA_PATH {literal(data_path or '')})"
         if locks is not None and not locks.catalog_ready():
             with locks.catalog_init():
                 conn.execute(attach)

@@ -94,8 +94,8 @@ def write_keymap(path: Path) -> None:
 
 
 def selection(keymap_path: Path) -> str:
-    from pipeline.assets import bronze_key, silver_key
     from pipeline.keymap import load_keymap
+    from pipeline.orchestration.assets import bronze_key, silver_key
 
     keymap = load_keymap(keymap_path)
     keys = [bronze_key(e) for e in keymap] + [silver_key(t) for t in sorted(keymap.tables())]
@@ -267,7 +267,7 @@ def case_cli(workdir: Path, keymap_path: Path, n: int, dagster_postgres_url: str
     if dagster_postgres_url:
         shutil.copyfile(ROOT / "deploy" / "dagster-postgres.yaml", Path(env["DAGSTER_HOME"]) / "dagster.yaml")
         env["DAGSTER_POSTGRES_URL"] = dagster_postgres_url
-    cmd = [_pipeline_exe()] if _pipeline_exe() else [sys.executable, "-m", "pipeline.cli"]
+    cmd = [_pipeline_exe()] if _pipeline_exe() else [sys.executable, "-m", "pipeline.cli.commands"]
     cmd += ["run", "--select", selection(keymap_path)]
     started = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=workdir, capture_output=True, text=True)

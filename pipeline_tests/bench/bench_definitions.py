@@ -7,7 +7,7 @@ assets, their checks) and the per-ticker assets are partitioned by `tickers`, so
 the universe. Target: under 5 s with the shipped keymap and 5,000 tickers.
 
 What is timed, in a fresh interpreter per sample so that import time counts (the way a run worker or a sensor
-subprocess pays it): `import pipeline.definitions` (which builds `defs` at import), an explicit
+subprocess pays it): `import pipeline.orchestration.definitions` (which builds `defs` at import), an explicit
 `build_definitions(settings, keymap)`, `Definitions.validate_loadable`, `resolve_asset_graph()`, and the
 partition keys of every partitioned asset resolved through the instance (`get_partition_keys(
 dynamic_partitions_store=instance)`). The baseline is the same with an empty instance, in the same run.
@@ -38,7 +38,7 @@ t0 = time.perf_counter()
 warnings.filterwarnings("ignore")
 import dagster as dg
 t_dagster = time.perf_counter()
-import pipeline.definitions as module
+import pipeline.orchestration.definitions as module
 t_import = time.perf_counter()
 from pipeline.keymap import load_keymap
 from pipeline.settings import get_settings
@@ -56,7 +56,7 @@ partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
 counts = {len(graph.get(k).partitions_def.get_partition_keys(dynamic_partitions_store=instance)) for k in partitioned}
 t_parts = time.perf_counter()
 print(json.dumps({
-    "import dagster": t_dagster - t0, "import pipeline.definitions": t_import - t_dagster,
+    "import dagster": t_dagster - t0, "import pipeline.orchestration.definitions": t_import - t_dagster,
     "build_definitions": t_build - t_import, "validate_loadable": t_validate - t_build,
     "resolve_asset_graph": t_graph - t_validate, "DagsterInstance.get()": t_instance - t_graph,
     "partition keys via instance": t_parts - t_instance,
@@ -111,7 +111,7 @@ def _sample(env: dict[str, str]) -> dict:
 
 PHASES = (
     "import dagster",
-    "import pipeline.definitions",
+    "import pipeline.orchestration.definitions",
     "build_definitions",
     "validate_loadable",
     "resolve_asset_graph",

@@ -242,11 +242,11 @@ def measure(data_dir: Path, reps: int) -> tuple[dict[str, float], dict[str, str]
     """Median seconds per operation on an existing ledger, plus a short note on what each returned."""
     import dagster as dg
 
-    from pipeline.definitions import build_definitions
+    from pipeline.cli.status import status
     from pipeline.keymap import load_keymap
     from pipeline.ops import file_ingestions
-    from pipeline.partitions import tickers_partitions
-    from pipeline.status import status
+    from pipeline.orchestration.definitions import build_definitions
+    from pipeline.orchestration.partitions import tickers_partitions
     from pipeline.warehouse.connection import Warehouse
 
     settings = _settings(data_dir)

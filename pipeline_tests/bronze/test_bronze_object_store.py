@@ -177,10 +177,10 @@ def test_sample_graph_bronze_and_silver_on_the_object_store(s3_url, tmp_path):
     import dagster as dg
     import duckdb
 
-    from pipeline.assets import bronze_key, silver_key
-    from pipeline.definitions import build_definitions
     from pipeline.keymap import load_keymap
-    from pipeline.partitions import tickers_partitions
+    from pipeline.orchestration.assets import bronze_key, silver_key
+    from pipeline.orchestration.definitions import build_definitions
+    from pipeline.orchestration.partitions import tickers_partitions
     from pipeline_tests.support import E2E_TICKERS as TICKERS
     from pipeline_tests.support import make_env, range_tags
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from pipeline.bronze.envelope import file_record
 from pipeline.bronze.fetch import dry_run
+from pipeline.cli.status import status
 from pipeline.ops.file_ingestions import register_files
 from pipeline.settings import load_settings
-from pipeline.status import status
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.support import entry, envelope
 

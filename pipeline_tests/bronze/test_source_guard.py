@@ -15,15 +15,15 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline.assets import bronze_key
 from pipeline.bronze.envelope import file_record
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
-from pipeline.cli import main
-from pipeline.definitions import build_definitions
+from pipeline.cli.commands import main
 from pipeline.fmp.client import FmpClient
 from pipeline.ops import file_ingestions, runs
 from pipeline.ops.runs import SourceMismatch
+from pipeline.orchestration.assets import bronze_key
+from pipeline.orchestration.definitions import build_definitions
 from pipeline.settings import load_settings
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.support import KEY, KEYMAP, entry, envelope

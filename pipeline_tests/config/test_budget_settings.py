@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.fmp.plans import GB, MB, PLANS, format_bytes, parse_size
 from pipeline.keymap.model import PLAN_ORDER
-from pipeline.resources import build_resources
+from pipeline.orchestration.resources import build_resources
 from pipeline.settings import SettingsError, load_settings
 from pipeline_tests.support import KEY
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.log import FILE_ONLY, get_logger
 from pipeline.settings import PROJECT_ROOT, Settings
 from pipeline_tests.support import KEY

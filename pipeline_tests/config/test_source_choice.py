@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.settings import SettingsError, load_settings
 from pipeline_tests.support import KEY
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
-from pipeline.partitions import tickers_partitions
+from pipeline.orchestration.definitions import build_definitions
+from pipeline.orchestration.partitions import tickers_partitions
 from pipeline.settings import load_settings
 from pipeline_tests.support import E2E_TICKERS, make_env
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.commands import main
 from pipeline.settings import get_settings
 from pipeline.warehouse import Warehouse
 

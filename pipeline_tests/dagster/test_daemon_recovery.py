@@ -15,8 +15,8 @@ import pytest
 import yaml
 from dagster._core.instance.ref import InstanceRef
 
-from pipeline.assets import bronze_key
 from pipeline.keymap import load_keymap
+from pipeline.orchestration.assets import bronze_key
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline.warehouse.lake import DUCKDB_POOL
 from pipeline_tests.dagster_dev import dagster_dev, process_tree, wait_for

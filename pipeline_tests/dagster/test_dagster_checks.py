@@ -7,8 +7,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import bronze_key, gold_key, silver_key
-from pipeline.checks import gold_check_defs
+from pipeline.orchestration.assets import bronze_key, gold_key, silver_key
+from pipeline.orchestration.checks import gold_check_defs
 from pipeline_tests.support import make_env, materialize, range_tags
 
 ROGUE_DATE = "1990-01-02"
@@ -84,7 +84,7 @@ def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp
     assert {m.asset_key for m in both.get_asset_materialization_events()} == {treasury}
 
     # `pipeline check` says so and exits 1
-    from pipeline import cli
+    from pipeline.cli import commands as cli
     from pipeline.settings import get_settings
 
     for name, value in make_env(tmp_path).items():
@@ -127,7 +127,7 @@ def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp
 
 
 def test_gold_check_severity_comes_from_the_callable(monkeypatch):
-    import pipeline.checks as checks
+    import pipeline.orchestration.checks as checks
     from pipeline.silver.quality import CheckOutcome
 
     def check_something__fact_price_daily(conn):

@@ -13,9 +13,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import bronze_key, gold_key, silver_key
-from pipeline.partitions import tickers_partitions
-from pipeline.resources import SAMPLE_SOURCE_LABEL
+from pipeline.orchestration.assets import bronze_key, gold_key, silver_key
+from pipeline.orchestration.partitions import tickers_partitions
+from pipeline.orchestration.resources import SAMPLE_SOURCE_LABEL
 from pipeline.settings import PROJECT_ROOT
 from pipeline_tests.support import (
     E2E_AS_OF,
@@ -182,7 +182,7 @@ def test_full_graph_sensors_and_checks(setup):
     ).success
     tick3 = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert {r.tags["pipeline/scope"] for r in tick3.run_requests} == {"silver:global"}
-    import pipeline.sensors as sensors
+    import pipeline.orchestration.sensors as sensors
 
     later = sensors.now() + sensors.RETRY_BASE_S + 1
     with pytest.MonkeyPatch.context() as mp:
@@ -341,7 +341,7 @@ def test_a_failed_promotion_is_recorded_for_pipeline_status(setup, monkeypatch):
 
 def test_the_instance_always_gets_the_projects_current_dagster_yaml(tmp_path):
     """`make ui` and `pipeline` install the project's dagster.yaml in DAGSTER_HOME every time it changed."""
-    from pipeline.cli import sync_instance_config
+    from pipeline.cli.commands import sync_instance_config
 
     current = (PROJECT_ROOT / "dagster.yaml").read_text()
     home = tmp_path / "home"
@@ -360,8 +360,8 @@ def test_assets_carry_code_versions_tags_and_gold_schemas_before_any_run(setup):
     entry or the Gold SQL changes, the keymap's tags, and the Gold tables' declared columns."""
     import dataclasses
 
-    from pipeline.assets import code_version, entry_fingerprint
     from pipeline.gold.models import MODELS
+    from pipeline.orchestration.assets import code_version, entry_fingerprint
 
     settings, keymap, defs, instance = setup
     graph = defs.resolve_asset_graph()

@@ -1,5 +1,5 @@
-"""The project's Dagster instance (pipeline/dagster_instance.py, named by dagster.yaml): the same event log a stock
-instance keeps, written in a transaction per batch of partition events instead of two per event."""
+"""The project's Dagster instance (pipeline/orchestration/instance.py, named by dagster.yaml): the same event log a
+stock instance keeps, written in a transaction per batch of partition events instead of two per event."""
 
 # no `from __future__ import annotations`: Dagster reads the step's parameter annotations at runtime
 import shutil
@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 from dagster._core.instance.ref import InstanceRef
 
-from pipeline.dagster_instance import BatchingSqliteEventLogStorage, ProjectInstance
+from pipeline.orchestration.instance import BatchingSqliteEventLogStorage, ProjectInstance
 from pipeline.settings import PROJECT_ROOT
 
 PARTITIONS = [f"T{i:02d}" for i in range(1, 21)]

@@ -17,10 +17,10 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import bronze_key, gold_key, silver_key
-from pipeline.dagster_instance import ProjectInstance
-from pipeline.definitions import build_definitions
 from pipeline.keymap import load_keymap
+from pipeline.orchestration.assets import bronze_key, gold_key, silver_key
+from pipeline.orchestration.definitions import build_definitions
+from pipeline.orchestration.instance import ProjectInstance
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline_tests import postgres_server
 from pipeline_tests.dagster.test_dagster_instance import PARTITIONS, run_range

@@ -7,9 +7,9 @@ from __future__ import annotations
 import dagster as dg
 from dagster._core.test_utils import create_run_for_test
 
-import pipeline.sensors as sensors
-from pipeline.assets import bronze_key
-from pipeline.partitions import tickers_partitions
+import pipeline.orchestration.sensors as sensors
+from pipeline.orchestration.assets import bronze_key
+from pipeline.orchestration.partitions import tickers_partitions
 from pipeline_tests.support import E2E_TICKERS as TICKERS
 from pipeline_tests.support import make_env, materialize, range_tags
 
@@ -89,7 +89,7 @@ def test_failed_work_is_retried_with_growing_pauses_then_parked(setup, monkeypat
     clock[0] += 86400
     assert global_requests()[0] == []
     assert any("silver:global: parked" in line for line in sensors.automation_report(instance))
-    from pipeline import cli
+    from pipeline.cli import commands as cli
     from pipeline.settings import get_settings
 
     for name, value in make_env(tmp_path).items():

@@ -1,6 +1,6 @@
 """How runs cover ranges of ticker partitions: one helper for the runner, the schedule and the Silver sensor."""
 
-from pipeline.partitions import contiguous_ranges, covering_range
+from pipeline.orchestration.partitions import contiguous_ranges, covering_range
 
 
 def test_contiguous_ranges_cover_only_wanted_keys_in_runs_of_at_most_size() -> None:

@@ -1,5 +1,5 @@
-"""Pool slots claimed in the step (`pipeline.pools`): a waiting step sleeps, takes back the slot of a holder that
-can no longer use it (its process died, its pid was reused, its run ended), and leaves a live holder alone.
+"""Pool slots claimed in the step (`pipeline.orchestration.pools`): a waiting step sleeps, takes back the slot of a
+holder that can no longer use it (its process died, its pid was reused, its run ended), and leaves a live holder alone.
 
 Real Dagster runs on a real instance with the project's pool limit (1); the holders are runs written into the
 instance with the run tags a real holder leaves, and slots claimed through the instance's concurrency storage.
@@ -21,7 +21,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pipeline.pools import HOLDER_TAG, RUN_PROCESS_TAG, pool_slot, pool_tags, reclaim_dead_holders
+from pipeline.orchestration.pools import HOLDER_TAG, RUN_PROCESS_TAG, pool_slot, pool_tags, reclaim_dead_holders
 from pipeline.process import ProcessId, start_ticks
 
 POOL = "test_pool"

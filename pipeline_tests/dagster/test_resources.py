@@ -11,9 +11,9 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from pipeline.resources import FmpResource, build_resources
+from pipeline.orchestration.resources import FmpResource, build_resources
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import load_settings
-from pipeline.warehouse.resource import WarehouseResource
 
 SECRET = "k3y-that-must-not-show"
 

@@ -17,10 +17,10 @@ import pytest
 
 from pipeline.bronze.envelope import file_record, new_file_id
 from pipeline.bronze.store import BronzeStore
-from pipeline.checks import silver_check_defs
-from pipeline.cli import main
+from pipeline.cli.commands import main
+from pipeline.cli.runner import CHECKS_NOT_RUN_TRIGGER
 from pipeline.ops.file_ingestions import register_files
-from pipeline.runner import CHECKS_NOT_RUN_TRIGGER
+from pipeline.orchestration.checks import silver_check_defs
 from pipeline.warehouse import Warehouse
 from pipeline_tests.support import KEYMAP
 
@@ -140,7 +140,7 @@ def test_a_run_with_nothing_new_skips_silver_and_gold_and_says_why(
     assert "==> gold: skipped, blocked by failures upstream: per-ticker datasets: silver" in out
 
 
-PROFILE_CHECKS = 6  # the Silver checks of one table (pipeline.checks.silver_check_defs)
+PROFILE_CHECKS = 6  # the Silver checks of one table (pipeline.orchestration.checks.silver_check_defs)
 
 
 def checks_only_runs(data_dir: Path) -> list[dg.DagsterRun]:
@@ -156,7 +156,7 @@ def test_checks_skipped_in_a_silver_run_run_on_their_own_and_gold_waits_for_them
     promotes them first, so this run's Silver step yields nothing and Dagster skips its check step ("skipped
     dependencies"). The run says so, runs those checks on their own against the warehouse, and builds Gold only
     once they ran and the ERROR ones passed."""
-    import pipeline.runner as runner
+    import pipeline.cli.runner as runner
     from pipeline.silver.promote import promote_waiting
 
     code, out = run(capsys)
@@ -206,7 +206,7 @@ def test_checks_skipped_in_a_silver_run_run_on_their_own_and_gold_waits_for_them
     assert "==> gold: 1 asset(s)" not in out, out
 
     # the checks cannot run on their own either (their step crashes): Gold waits for them, and the run says so
-    import pipeline.checks as checks
+    import pipeline.orchestration.checks as checks
 
     def unreadable(*args: object) -> None:
         raise RuntimeError("catalog unreachable")

@@ -30,7 +30,7 @@ QUERY = """
 
 def test_dagster_dev_serves_the_asset_graph(tmp_path: Path) -> None:
     """`make ui` runs `dg dev` with the project's dagster.yaml installed in DAGSTER_HOME."""
-    from pipeline.cli import sync_instance_config
+    from pipeline.cli.commands import sync_instance_config
 
     home = tmp_path / "dagster_home"
     home.mkdir()

@@ -21,13 +21,13 @@ from pipeline.bronze.budget import FALLBACK_BYTES_PER_WINDOW_DAY
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.planner import split_window
 from pipeline.bronze.store import BronzeStore
-from pipeline.cli import main
+from pipeline.cli.commands import main
+from pipeline.cli.forecast import forecasts, plan_report
+from pipeline.cli.status import status
 from pipeline.fmp.client import FmpClient
-from pipeline.forecast import forecasts, plan_report
 from pipeline.keymap import load_keymap
 from pipeline.ops.reader import EXIT_BUSY, EXIT_NOTHING, EXIT_OK
 from pipeline.settings import PROJECT_ROOT, Settings, load_settings
-from pipeline.status import status
 from pipeline.warehouse.connection import Warehouse
 
 DAY_ONE, DAY_TWO = "2024-06-27", "2024-06-28"

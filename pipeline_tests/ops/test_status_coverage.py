@@ -22,6 +22,7 @@ import pytest
 
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
+from pipeline.cli.status import status
 from pipeline.fmp.client import FmpClient
 from pipeline.keymap import load_keymap
 from pipeline.ops import file_ingestions
@@ -31,7 +32,6 @@ from pipeline.ops.reader import EXIT_BUSY, EXIT_NOTHING, EXIT_OK
 from pipeline.settings import Settings, load_settings
 from pipeline.silver.promote import promote_files
 from pipeline.silver.replay import replay
-from pipeline.status import status
 from pipeline.warehouse.connection import Warehouse
 
 AS_OF = "2024-06-28"
@@ -172,7 +172,11 @@ def test_status_is_busy_while_another_process_writes(warehouse: dict) -> None:
         env.pop("FMP_API_KEY", None)
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "status"], env=env, capture_output=True, text=True, timeout=20
+            [sys.executable, "-m", "pipeline.cli.commands", "status"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
         )
         assert proc.returncode == EXIT_BUSY, proc.stderr
         assert time.monotonic() - started < 10

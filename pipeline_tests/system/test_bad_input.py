@@ -23,18 +23,18 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.assets import bronze_key
 from pipeline.bronze.envelope import (
     BronzeEnvelope,
     file_record,
     new_file_id,
 )
 from pipeline.bronze.store import BronzeStore
-from pipeline.cli import main
-from pipeline.definitions import build_definitions
+from pipeline.cli.commands import main
 from pipeline.keymap import KeymapEntry, load_keymap
 from pipeline.ops import file_ingestions
-from pipeline.partitions import tickers_partitions
+from pipeline.orchestration.assets import bronze_key
+from pipeline.orchestration.definitions import build_definitions
+from pipeline.orchestration.partitions import tickers_partitions
 from pipeline.settings import PROJECT_ROOT, get_settings, load_settings
 from pipeline.silver import batch
 from pipeline.warehouse import MigrationError, Warehouse, connection, migrations
@@ -344,7 +344,7 @@ BROKEN_KEYMAPS = {
 
 def _cli() -> list[str]:
     script = Path(sys.executable).parent / "pipeline"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "pipeline.cli.commands"]
 
 
 @pytest.mark.parametrize(("kind", "command"), [(k, "replay") for k in BROKEN_KEYMAPS] + [("tab-indented", "run")])

@@ -28,9 +28,9 @@ import duckdb
 import pytest
 
 from pipeline.bronze.store import BronzeStore
-from pipeline.definitions import build_definitions
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
+from pipeline.orchestration.definitions import build_definitions
 from pipeline.settings import load_settings
 from pipeline.warehouse.connection import Warehouse
 from pipeline_tests.dagster_dev import wait_for
@@ -174,7 +174,7 @@ def test_a_run_waiting_for_the_slot_of_a_killed_run_sleeps_then_reclaims_it(tmp_
     The first run holds the slot while its first request hangs on the server; the second waits for the slot (and
     must sleep while it waits, not spin); then the first is killed. The second reclaims the slot within seconds,
     finishes, and the killed run is closed: failed in Dagster and in ops.runs, no slot left claimed."""
-    from pipeline.assets import bronze_key
+    from pipeline.orchestration.assets import bronze_key
     from pipeline_tests.support import entry
 
     select = bronze_key(entry("historical-price-eod")).to_user_string()

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pipeline.cli.ui import UI_GRACE_S
 from pipeline.settings import PROJECT_ROOT
-from pipeline.ui import UI_GRACE_S
 from pipeline_tests.dagster_dev import free_port, process_tree, wait_for
 
 pytestmark = pytest.mark.slow

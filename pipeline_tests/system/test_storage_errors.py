@@ -23,7 +23,7 @@ import sqlalchemy.exc
 
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.store import BronzeStore
-from pipeline.cli import ensure_dagster_home, main
+from pipeline.cli.commands import ensure_dagster_home, main
 from pipeline.fmp.client import FmpClient
 from pipeline.log import get_logger
 from pipeline.settings import get_settings

@@ -25,11 +25,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from pipeline.definitions import build_definitions
 from pipeline.fmp.sample import SampleSource
 from pipeline.keymap import load_keymap
 from pipeline.ops.reader import NoLedger, ledger_reader
-from pipeline.pools import POOL_TAG
+from pipeline.orchestration.definitions import build_definitions
+from pipeline.orchestration.pools import POOL_TAG
 from pipeline.settings import SettingsError, load_settings
 from pipeline.silver.schema import LINEAGE_COLUMNS, history_table
 from pipeline.warehouse import migrations
@@ -84,7 +84,7 @@ def test_settings_select_the_backend_and_name_the_variable(tmp_path: Path) -> No
 
 
 def test_writing_steps_use_the_writer_pool_on_the_file_only(tmp_path: Path) -> None:
-    from pipeline.assets import build_gold_assets, build_silver_assets
+    from pipeline.orchestration.assets import build_gold_assets, build_silver_assets
 
     file = load_settings({"PIPELINE_DATA_DIR": str(tmp_path)})
     lake = load_settings(
@@ -97,7 +97,7 @@ def test_writing_steps_use_the_writer_pool_on_the_file_only(tmp_path: Path) -> N
     keymap = load_keymap(file.keymap_path)
     for settings, pool in ((file, "duckdb_writer"), (lake, None)):
         writers = [*build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
-        assert {a.op.tags.get(POOL_TAG) for a in writers} == {pool}  # claimed in the step (pipeline.pools)
+        assert {a.op.tags.get(POOL_TAG) for a in writers} == {pool}  # claimed in the step (orchestration/pools.py)
         assert {a.op.pool for a in writers} == {None}  # never Dagster's own pool wait, which spins
 
 

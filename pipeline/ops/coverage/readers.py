@@ -18,7 +18,7 @@ import pandas as pd
 from pipeline.keymap.model import DatasetIdentity, Keymap, KeymapEntry
 from pipeline.ops.coverage.model import SeriesCoverage
 from pipeline.ops.quarantine import good_file, unresolved
-from pipeline.silver.schema import quote
+from pipeline.warehouse.dialect import quote
 
 LEDGER_SQL = f"""
     WITH files AS (

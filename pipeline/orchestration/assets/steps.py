@@ -13,8 +13,8 @@ from dagster._core.execution.context.metadata_logging import AssetMetadataHandle
 
 from pipeline import stopping
 from pipeline.ops.runs import fail_abandoned, record_failed_step
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.warehouse.connection import Warehouse
-from pipeline.warehouse.resource import WarehouseResource
 
 BACKFILL_TAG = "dagster/backfill"
 log = logging.getLogger("pipeline.assets")
@@ -53,8 +53,9 @@ def interrupts_end_the_step() -> Iterator[None]:
 
 
 def close_abandoned(warehouse: WarehouseResource | Warehouse, run_ids: list[str]) -> None:
-    """Mark failed in ops.runs the runs a step found dead while it waited for its pool slot (`pipeline.pools`).
-    Bookkeeping only: when the warehouse cannot be written, the step goes on and says so."""
+    """Mark failed in ops.runs the runs a step found dead while it waited for its pool slot
+    (`pipeline.orchestration.pools`). Bookkeeping only: when the warehouse cannot be written, the step goes on and says
+    so."""
     try:
         with warehouse.transaction() as conn:
             fail_abandoned(conn, run_ids)

@@ -9,7 +9,7 @@ from pipeline.bronze.report import EntryReport
 from pipeline.gold.build import GoldBuildResult
 from pipeline.gold.models import GoldModel
 from pipeline.keymap.model import SilverSpec
-from pipeline.resources import FmpResource
+from pipeline.orchestration.resources import FmpResource
 from pipeline.silver.schema import LINEAGE_COLUMNS
 
 

@@ -15,15 +15,15 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from pipeline.assets import gold_key, silver_key
 from pipeline.keymap.model import Keymap
 from pipeline.ops import file_ingestions
-from pipeline.partitions import covering_range, partition_range_tags, tickers_partitions
+from pipeline.orchestration.assets import gold_key, silver_key
+from pipeline.orchestration.partitions import covering_range, partition_range_tags, tickers_partitions
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import Settings
 from pipeline.silver.waiting import waiting_work
 from pipeline.universe import resolve_universe, universe_change
 from pipeline.warehouse.connection import WarehouseBusy, WarehouseMissing
-from pipeline.warehouse.resource import WarehouseResource
 
 SENSOR_INTERVAL_S = 30
 
@@ -242,8 +242,8 @@ def build_gold_promotion_sensor(
     blocking_checks: dict[dg.AssetKey, list[dg.AssetCheckKey]] | None = None,
 ) -> dg.SensorDefinition:
     """`blocking_checks`: Silver asset -> its blocking checks; Gold waits while one of them last failed."""
-    from pipeline.checks import failed_blocking_checks
     from pipeline.gold.build import GOLD_ASSETS, moved_inputs
+    from pipeline.orchestration.checks import failed_blocking_checks
 
     blocking_checks = blocking_checks or {}
 

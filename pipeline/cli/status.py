@@ -19,7 +19,7 @@ import duckdb
 
 from pipeline.bronze.fetch import dry_run
 from pipeline.bronze.planner import PlanDecision
-from pipeline.forecast import budget_lines
+from pipeline.cli.forecast import budget_lines
 from pipeline.keymap.loader import load_keymap
 from pipeline.keymap.model import KeymapEntry
 from pipeline.ops.file_ingestions import file_ingestions_for_run

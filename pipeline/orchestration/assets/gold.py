@@ -7,19 +7,19 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pipeline.assets.keys import code_version, gold_key, silver_key
-from pipeline.assets.metadata import gold_column_schema, gold_metadata
-from pipeline.assets.steps import close_abandoned, interrupts_end_the_step, record_failure
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline.gold.chart import chart
 from pipeline.gold.models import MODELS, resolve
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
-from pipeline.pools import pool_slot, pool_tags
+from pipeline.orchestration.assets.keys import code_version, gold_key, silver_key
+from pipeline.orchestration.assets.metadata import gold_column_schema, gold_metadata
+from pipeline.orchestration.assets.steps import close_abandoned, interrupts_end_the_step, record_failure
+from pipeline.orchestration.pools import pool_slot, pool_tags
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import Settings
 from pipeline.silver.schema import ensure_table
 from pipeline.warehouse.lake import writer_pool
-from pipeline.warehouse.resource import WarehouseResource
 
 
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:

@@ -4,8 +4,8 @@ a fail-fast reader.
 Write connections come from DuckDBResource.get_connection (it retries a locked file with exponential backoff for
 about 100 s; the `duckdb_writer` pool keeps Dagster's own writers from contending at all). Migrations are applied
 on the first write connection of a process (once, idempotently), never when a step sets the resource up: a step
-touches the file only once it holds its pool slot (`pipeline.pools`). Sensors get the same resource and only read.
-DuckDB refuses two connections to one file with different settings in one process, so a step uses either this
+touches the file only once it holds its pool slot (`pipeline.orchestration.pools`). Sensors get the same resource and
+only read. DuckDB refuses two connections to one file with different settings in one process, so a step uses either this
 resource's connections or a plain `Warehouse` at a time (Bronze hands `warehouse` to the fetch code), never both
 open together.
 """

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pipeline.assets import bronze_key
 from pipeline.keymap.model import Keymap
-from pipeline.partitions import TICKERS_PER_RUN, contiguous_ranges, partition_range_tags, tickers_partitions
+from pipeline.orchestration.assets import bronze_key
+from pipeline.orchestration.partitions import (
+    TICKERS_PER_RUN,
+    contiguous_ranges,
+    partition_range_tags,
+    tickers_partitions,
+)
 
 
 def build_daily_refresh(keymap: Keymap) -> dg.ScheduleDefinition:

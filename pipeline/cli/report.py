@@ -3,7 +3,7 @@ the CLI)."""
 
 from __future__ import annotations
 
-from pipeline.runner import RunOutcome
+from pipeline.cli.runner import RunOutcome
 from pipeline.settings import Settings
 from pipeline.text_table import text_table
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pipeline.assets.keys import (
+from pipeline.keymap.model import Keymap
+from pipeline.ops.runs import record_step
+from pipeline.orchestration.assets.keys import (
     bronze_keys_by_table,
     code_version,
     entry_fingerprint,
@@ -16,23 +18,21 @@ from pipeline.assets.keys import (
     silver_key,
     silver_table_description,
 )
-from pipeline.assets.metadata import silver_column_schema, silver_metadata, table_preview
-from pipeline.assets.steps import (
+from pipeline.orchestration.assets.metadata import silver_column_schema, silver_metadata, table_preview
+from pipeline.orchestration.assets.steps import (
     close_abandoned,
     interrupts_end_the_step,
     materialize_partitions,
     partition_tickers,
     record_failure,
 )
-from pipeline.keymap.model import Keymap
-from pipeline.ops.runs import record_step
-from pipeline.partitions import tickers_partitions
-from pipeline.pools import pool_slot, pool_tags
+from pipeline.orchestration.partitions import tickers_partitions
+from pipeline.orchestration.pools import pool_slot, pool_tags
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import Settings
 from pipeline.silver.promote import TICKER_COUNTS, promote_waiting
 from pipeline.silver.schema import qualified, row_count
 from pipeline.warehouse.lake import writer_pool
-from pipeline.warehouse.resource import WarehouseResource
 
 
 def build_silver_asset(

@@ -23,8 +23,16 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from pipeline import stopping
-from pipeline.assets.bronze import UNREACHABLE_FAILURE
-from pipeline.dagster_runs import (
+from pipeline.keymap import load_keymap
+from pipeline.ops import runs
+from pipeline.ops.file_ingestions import PROMOTABLE
+from pipeline.ops.quarantine import QuarantinedFile, quarantined_files
+from pipeline.ops.reader import NoLedger, ledger_reader
+from pipeline.orchestration.assets.bronze import UNREACHABLE_FAILURE
+from pipeline.orchestration.definitions import build_definitions
+from pipeline.orchestration.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
+from pipeline.orchestration.pools import close_if_dead
+from pipeline.orchestration.runs import (
     CheckResult,
     check_label,
     check_results,
@@ -34,14 +42,6 @@ from pipeline.dagster_runs import (
     run_checks,
     step_failure_text,
 )
-from pipeline.definitions import build_definitions
-from pipeline.keymap import load_keymap
-from pipeline.ops import runs
-from pipeline.ops.file_ingestions import PROMOTABLE
-from pipeline.ops.quarantine import QuarantinedFile, quarantined_files
-from pipeline.ops.reader import NoLedger, ledger_reader
-from pipeline.partitions import contiguous_ranges, partition_range_tags, tickers_partitions
-from pipeline.pools import close_if_dead
 from pipeline.settings import Settings
 from pipeline.universe import SILVER_UNIVERSE, resolve_universe
 from pipeline.warehouse.connection import Warehouse, WarehouseBusy, WarehouseMissing
@@ -192,8 +192,8 @@ def _user_failure_metadata(event: dg.DagsterEvent) -> dict[str, object]:
 def reclaim_abandoned_runs(settings: Settings, instance: dg.DagsterInstance, echo: Callable[[str], None]) -> list[str]:
     """Close out runs of `pipeline run` whose process died (kill -9, OOM); returns their run ids.
 
-    A run waiting for a pool slot takes back the slots of such runs itself (`pipeline.pools`); this closes the
-    ones nobody waited for, so that they do not stay STARTED in the instance (with their slots) and 'running' in
+    A run waiting for a pool slot takes back the slots of such runs itself (`pipeline.orchestration.pools`); this closes
+    the ones nobody waited for, so that they do not stay STARTED in the instance (with their slots) and 'running' in
     `ops.runs`.
     """
     dead = [

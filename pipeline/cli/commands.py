@@ -77,7 +77,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
 
 
 def _quiet_dagster() -> None:
-    from pipeline.dagster_instance import enable_event_batches
+    from pipeline.orchestration.instance import enable_event_batches
 
     warnings.filterwarnings("ignore")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
@@ -90,7 +90,7 @@ def _quiet_dagster() -> None:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings, *, demo: bool = False) -> int:
-    from pipeline.runner import refuse_other_source, run_pipeline
+    from pipeline.cli.runner import refuse_other_source, run_pipeline
 
     refuse_other_source(settings)  # sample and live data never share a warehouse
     _quiet_dagster()
@@ -105,11 +105,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings, *, demo: bool = False)
     with quiet_event_log_failures() as dropped:
         outcome = run_pipeline(settings, select=args.select, echo=echo)
     if demo:
-        from pipeline.report import print_demo_summary
+        from pipeline.cli.report import print_demo_summary
 
         print_demo_summary(settings, outcome, time.monotonic() - started)
     else:
-        from pipeline.report import print_run_summary
+        from pipeline.cli.report import print_run_summary
 
         print_run_summary(outcome, time.monotonic() - started)
     if outcome.success:
@@ -125,9 +125,9 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     """Run every asset check (or those of --select) against the current warehouse, through Dagster."""
     import dagster as dg
 
-    from pipeline.dagster_runs import check_results, crashed_steps, run_checks
-    from pipeline.definitions import build_definitions
     from pipeline.keymap import load_keymap
+    from pipeline.orchestration.definitions import build_definitions
+    from pipeline.orchestration.runs import check_results, crashed_steps, run_checks
     from pipeline.warehouse.connection import Warehouse
 
     _quiet_dagster()
@@ -172,7 +172,7 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.status import status
+    from pipeline.cli.status import status
 
     code = status(settings, run_id=args.run, limit=args.limit, show_plan=not args.no_plan)
     if not args.run:
@@ -181,7 +181,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.forecast import plan_report
+    from pipeline.cli.forecast import plan_report
     from pipeline.keymap.model import PLAN_ORDER
 
     plans = [p.strip().lower() for p in args.plans.split(",") if p.strip()] if args.plans else None
@@ -202,7 +202,7 @@ def print_automation(settings: Settings) -> None:
     _quiet_dagster()
     import dagster as dg
 
-    from pipeline.sensors import automation_report
+    from pipeline.orchestration.sensors import automation_report
 
     os.environ["DAGSTER_HOME"] = str(home.resolve())
     try:
@@ -219,7 +219,7 @@ def print_automation(settings: Settings) -> None:
 
 
 def cmd_ui(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.ui import serve
+    from pipeline.cli.ui import serve
 
     ensure_dagster_home(settings)  # the project's current dagster.yaml (pools, run monitoring, retries)
     return serve(args.host, args.port)

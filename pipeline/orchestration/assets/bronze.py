@@ -10,27 +10,33 @@ import dagster as dg
 import httpx
 from dagster import AssetExecutionContext
 
-from pipeline.assets.keys import bronze_key, code_version, entry_description, entry_fingerprint, entry_tags
-from pipeline.assets.metadata import bronze_metadata
-from pipeline.assets.steps import (
-    close_abandoned,
-    interrupts_end_the_step,
-    materialize_partitions,
-    partition_tickers,
-)
 from pipeline.bronze.budget import RunBudget
 from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.refusals import UNREACHABLE_STOP
 from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
-from pipeline.partitions import tickers_partitions
-from pipeline.pools import pool_slot, pool_tags
-from pipeline.resources import FmpResource
+from pipeline.orchestration.assets.keys import (
+    bronze_key,
+    code_version,
+    entry_description,
+    entry_fingerprint,
+    entry_tags,
+)
+from pipeline.orchestration.assets.metadata import bronze_metadata
+from pipeline.orchestration.assets.steps import (
+    close_abandoned,
+    interrupts_end_the_step,
+    materialize_partitions,
+    partition_tickers,
+)
+from pipeline.orchestration.partitions import tickers_partitions
+from pipeline.orchestration.pools import pool_slot, pool_tags
+from pipeline.orchestration.resources import FmpResource
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import Settings
 from pipeline.universe import resolve_universe
 from pipeline.warehouse.connection import WarehouseBusy
-from pipeline.warehouse.resource import WarehouseResource
 
 FMP_POOL = "fmp_api"  # fetching steps: two runs together cannot exceed the rate limit
 
@@ -73,7 +79,7 @@ def build_bronze_asset(
         name=name,
         specs=specs,
         can_subset=True,
-        op_tags=pool_tags(FMP_POOL),  # claimed in the step body (pipeline.pools), which sleeps while it waits
+        op_tags=pool_tags(FMP_POOL),  # claimed in the step body (orchestration/pools.py), which sleeps while it waits
         partitions_def=tickers_partitions if per_ticker else None,
         backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
         retry_policy=BRONZE_RETRY,

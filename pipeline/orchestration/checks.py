@@ -20,14 +20,14 @@ from dataclasses import dataclass
 import dagster as dg
 import duckdb
 
-from pipeline.assets.steps import interrupts_end_the_step
 from pipeline.gold.quality import GOLD_CHECKS
 from pipeline.keymap.model import Keymap
-from pipeline.pools import pool_slot, pool_tags
+from pipeline.orchestration.assets.steps import interrupts_end_the_step
+from pipeline.orchestration.pools import pool_slot, pool_tags
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.silver import quality as silver_quality
 from pipeline.silver.quality import CheckOutcome
 from pipeline.warehouse.connection import WarehouseMissing
-from pipeline.warehouse.resource import WarehouseResource
 
 ERROR = dg.AssetCheckSeverity.ERROR
 WARN = dg.AssetCheckSeverity.WARN
@@ -184,8 +184,8 @@ def build_asset_checks(
 ) -> list[dg.AssetChecksDefinition]:
     """Every Silver and Gold check, grouped like the multi-assets that materialize the tables (in the writers'
     pool on the DuckDB file, where a reader cannot open the file while a writer holds it)."""
-    from pipeline.assets import gold_key, silver_groups, silver_key
     from pipeline.gold.build import GOLD_ASSETS
+    from pipeline.orchestration.assets import gold_key, silver_groups, silver_key
 
     out = []
     for group, tables in silver_groups(keymap).items():

@@ -1,7 +1,7 @@
 """In-process Dagster runs of the CLI (`pipeline run`, `pipeline check`), and what the CLI reads from them.
 
-Every run carries the process that runs it (`pipeline.pools.RUN_PROCESS_TAG`: host, pid and start time), so that
-a run waiting for a pool slot, or the next `pipeline run`, recognises a run whose process died. A run's checks
+Every run carries the process that runs it (`pipeline.orchestration.pools.RUN_PROCESS_TAG`: host, pid and start time),
+so that a run waiting for a pool slot, or the next `pipeline run`, recognises a run whose process died. A run's checks
 are read against its plan, not only from the evaluations it produced: Dagster skips a check step whose asset step
 yielded no output, and counting only the evaluations would report such a run as "0/0 check(s) passed".
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from pipeline.pools import RUN_PROCESS_TAG
+from pipeline.orchestration.pools import RUN_PROCESS_TAG
 from pipeline.process import ProcessId
 
 # What started a checks-only run: `pipeline check`, or `pipeline run` for the checks a phase's run did not evaluate.

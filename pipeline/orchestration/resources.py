@@ -14,8 +14,8 @@ from pydantic import Field
 
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.plans import DEFAULT_CALLS_PER_MINUTE, BudgetLimits, budget_limits
+from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import DEFAULT_BASE_URL, Settings
-from pipeline.warehouse.resource import WarehouseResource
 
 SAMPLE_SOURCE_LABEL = "bundled sample source"
 
