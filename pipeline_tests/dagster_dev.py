@@ -15,7 +15,7 @@ from typing import TypeVar
 import httpx
 import pytest
 
-from pipeline.cli.commands import ui
+from pipeline.cli import ui
 from pipeline.settings import PROJECT_ROOT
 
 T = TypeVar("T")

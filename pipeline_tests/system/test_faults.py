@@ -123,7 +123,7 @@ MATRIX: dict[str, Case] = {
     # refusals --------------------------------------------------------------------------------------------
     "401-invalid-key": Case((status(401, error_body(INVALID_KEY_MESSAGE)),), "auth", 1, hard=True),
     # a symbol outside the plan: that ticker is skipped, the step does not fail (the endpoint form, which skips
-    # the whole dataset, is in test_refusals.py)
+    # the whole dataset, is in bronze/test_refusals.py)
     "402-symbol-not-in-plan": Case((status(402, PREMIUM_SYMBOL_TEXT),), "plan_restricted", 1),
     "404-empty-array": Case((status(404, b"[]"),), "http_status", 1, hard=True),
 }
