@@ -9,6 +9,7 @@ from dagster import AssetExecutionContext
 
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline.gold.chart import chart
+from pipeline.gold.inputs import check_inputs
 from pipeline.gold.models import MODELS, resolve
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
@@ -69,4 +70,5 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
 
 
 def build_gold_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
+    check_inputs(MODELS.values(), keymap.tables())  # a renamed Silver table fails loading, naming the model
     return [build_gold_asset(name, inputs, keymap, settings) for name, inputs in GOLD_ASSETS.items()]
