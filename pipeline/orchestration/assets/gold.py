@@ -2,6 +2,7 @@
 The build is `pipeline.gold.build.build`; the models, with their descriptions, are `pipeline.gold.models`."""
 
 # no `from __future__ import annotations`: Dagster reads the step's parameter annotations at runtime
+import logging
 from collections.abc import Sequence
 
 import dagster as dg
@@ -9,7 +10,7 @@ from dagster import AssetExecutionContext
 
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline.gold.chart import chart
-from pipeline.gold.inputs import check_inputs
+from pipeline.gold.inputs import GoldInputError, check_sql, missing_inputs
 from pipeline.gold.models import MODELS, resolve
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
@@ -21,6 +22,8 @@ from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import Settings
 from pipeline.silver.schema import ensure_table
 from pipeline.warehouse.lake import writer_pool
+
+log = logging.getLogger("pipeline.assets")
 
 
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
@@ -47,6 +50,9 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
             pool_slot(context, lambda dead: close_abandoned(warehouse, dead)),
             warehouse.connect() as conn,
         ):
+            lacking = missing_inputs(model, keymap.tables())
+            if lacking:
+                raise GoldInputError(lacking)
             for table in inputs:  # a Silver input that was never promoted reads as empty, not as an error
                 ensure_table(conn, keymap.tables()[table])
             try:
@@ -70,5 +76,9 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
 
 
 def build_gold_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
-    check_inputs(MODELS.values(), keymap.tables())  # a renamed Silver table fails loading, naming the model
+    check_sql(MODELS.values())  # a model whose SQL reads other tables than it declares fails loading
+    for model in MODELS.values():
+        lacking = missing_inputs(model, keymap.tables())
+        if lacking:
+            log.warning(f"{lacking}: its Gold step will refuse to build")
     return [build_gold_asset(name, inputs, keymap, settings) for name, inputs in GOLD_ASSETS.items()]
