@@ -7,31 +7,38 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from pipeline.assets.gate import blocking_input_checks, refuse_if_blocked
 from pipeline.assets.keys import code_version, gold_key, silver_key
 from pipeline.assets.metadata import gold_column_schema, gold_metadata
 from pipeline.assets.steps import close_abandoned, interrupts_end_the_step, record_failure
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline.gold.chart import chart
+from pipeline.gold.completeness import DIM_TABLE, SHOWN, checked_against_dim, describe
 from pipeline.gold.models import MODELS, resolve
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
 from pipeline.pools import pool_slot, pool_tags
 from pipeline.settings import Settings
 from pipeline.silver.schema import ensure_table
-from pipeline.warehouse.lake import writer_pool
+from pipeline.warehouse.lake import gold_pool
 from pipeline.warehouse.resource import WarehouseResource
 
 
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
     model = MODELS[name]
+    gate = blocking_input_checks(keymap, settings, inputs)
+    # a fact table builds only the tickers gold.dim_instrument holds (`pipeline.gold.completeness`): when both are in
+    # one run, the dimension is built first. The fact's SQL still reads Silver only.
+    after_dim = [gold_key(DIM_TABLE.split(".")[1])] if checked_against_dim(name) else []
 
     @dg.asset(
         key=gold_key(name),
-        deps=[silver_key(t) for t in inputs],
+        deps=[*(silver_key(t) for t in inputs), *after_dim],
         group_name="gold",
         kinds={"duckdb"},
         tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
-        op_tags=pool_tags(writer_pool(settings.uses_lake)),
+        # one Gold build at a time, whoever launched it: the DuckDB writer's slot, or on a lake the `gold` pool's
+        op_tags=pool_tags(gold_pool(settings.uses_lake)),
         code_version=code_version(model),
         description=(model.description or name) + f"\n\nReads: {', '.join('silver.' + t for t in inputs)}.",
         metadata={
@@ -44,28 +51,45 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
         with (
             interrupts_end_the_step(),
             pool_slot(context, lambda dead: close_abandoned(warehouse, dead)),
-            warehouse.connect() as conn,
         ):
-            for table in inputs:  # a Silver input that was never promoted reads as empty, not as an error
-                ensure_table(conn, keymap.tables()[table])
-            try:
-                result = build(conn, name, context.run_id)
-            except Exception as exc:
-                record_failure(warehouse, context, f"gold.{name}: {type(exc).__name__}: {exc}")
+            try:  # once the slot is held: no check can fail between the look and the build
+                refuse_if_blocked(context, gate)
+            except dg.Failure as exc:
+                record_failure(warehouse, context, exc.description or "refused")
                 raise
-            record_step(conn, context.run_id, job=context.job_name, rows=result.rows_written)
-            context.log.info(
-                f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})"
-            )
-            derived = result.report.get("bars_derived_from_full", 0)
-            if derived:
-                context.log.warning(
-                    f"gold.{name}: {derived} bar(s) derived from /full and the splits (no as-traded "
-                    "row from /non-split-adjusted: the plan lacks it or the day is missing there)"
-                )
-            yield dg.MaterializeResult(metadata=gold_metadata(result, resolve(conn, name), chart(conn, name)))
+            yield from _build(context, warehouse, name, inputs, keymap)
 
     return _gold
+
+
+def _build(context: AssetExecutionContext, warehouse: WarehouseResource, name: str, inputs, keymap: Keymap):
+    """Build the table (the step holds its slot and passed the gate) and yield its materialization."""
+    with warehouse.connect() as conn:
+        for table in inputs:  # a Silver input that was never promoted reads as empty, not as an error
+            ensure_table(conn, keymap.tables()[table])
+        try:
+            result = build(conn, name, context.run_id)
+        except Exception as exc:
+            record_failure(warehouse, context, f"gold.{name}: {type(exc).__name__}: {exc}")
+            raise
+        record_step(conn, context.run_id, job=context.job_name, rows=result.rows_written)
+        context.log.info(f"gold.{name}: {result.mode} build, {result.rows_written} row(s) written ({result.reason})")
+        if result.incomplete:
+            context.log.warning(f"gold.{name}: built the complete tickers only; {describe(result.incomplete)}")
+        derived = result.report.get("bars_derived_from_full", 0)
+        if derived:
+            context.log.warning(
+                f"gold.{name}: {derived} bar(s) derived from /full and the splits (no as-traded "
+                "row from /non-split-adjusted: the plan lacks it or the day is missing there)"
+            )
+        metadata = gold_metadata(result, resolve(conn, name), chart(conn, name))
+        yield dg.MaterializeResult(metadata={**metadata, **_incomplete_metadata(result.incomplete)})
+
+
+def _incomplete_metadata(incomplete: dict[str, str]) -> dict[str, object]:
+    """The tickers a build left out because their inputs are incomplete (the first SHOWN of them, and how many)."""
+    shown = dict(sorted(incomplete.items())[:SHOWN])
+    return {"incomplete_tickers": len(incomplete), "incomplete": dg.MetadataValue.json(shown)}
 
 
 def build_gold_assets(keymap: Keymap, settings: Settings) -> list[dg.AssetsDefinition]:
