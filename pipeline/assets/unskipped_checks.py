@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from pipeline.dagster_runs import BLOCKING_CHECKS_FAILED
+from pipeline.stopping import Stopped
 from pipeline.warehouse.resource import WarehouseResource
 
 if TYPE_CHECKING:
@@ -48,20 +50,30 @@ def evaluate_skipped_checks(
         f"the {len(selected)} planned check(s) itself"
     )
     failed = []
-    with warehouse.reader() as conn:
-        for result in evaluate(conn, key, list(defs), selected):
-            context.log_event(
-                dg.AssetCheckEvaluation(
-                    asset_key=key,
-                    check_name=result.check_name,
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    description=result.description,
-                )
+    try:
+        with warehouse.reader() as conn:
+            results = list(evaluate(conn, key, list(defs), selected))
+    except (Stopped, dg.DagsterExecutionInterruptedError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the promotion is committed; the checks stay planned, with a reason
+        context.log.warning(
+            f"{key.to_user_string()}: the {len(selected)} planned check(s) were not evaluated: "
+            f"{type(exc).__name__}: {exc}; run them on their own (`pipeline check`, or the asset's Checks tab)"
+        )
+        return []
+    for result in results:
+        context.log_event(
+            dg.AssetCheckEvaluation(
+                asset_key=key,
+                check_name=result.check_name,
+                passed=result.passed,
+                metadata=result.metadata,
+                severity=result.severity,
+                description=result.description,
             )
-            if not result.passed and result.severity == dg.AssetCheckSeverity.ERROR:
-                failed.append(f"{key.to_user_string()} {result.check_name}: {result.description}")
+        )
+        if not result.passed and result.severity == dg.AssetCheckSeverity.ERROR:
+            failed.append(f"{key.to_user_string()} {result.check_name}: {result.description}")
     return failed
 
 
@@ -69,4 +81,4 @@ def fail_on_blocking(failed: Sequence[str]) -> None:
     """Fail the step when a blocking check it evaluated failed, naming the checks (a retry reads the same data)."""
     if failed:
         shown = "; ".join(" ".join(f.split())[:300] for f in failed[:5])
-        raise dg.Failure(description=f"blocking check(s) failed: {shown}", allow_retries=False)
+        raise dg.Failure(description=f"{BLOCKING_CHECKS_FAILED}{shown}", allow_retries=False)
