@@ -13,7 +13,7 @@ from pipeline.assets.metadata import gold_column_schema, gold_metadata
 from pipeline.assets.steps import close_abandoned, interrupts_end_the_step, record_failure
 from pipeline.gold.build import GOLD_ASSETS, build
 from pipeline.gold.chart import chart
-from pipeline.gold.completeness import DIM_TABLE, SHOWN, checked_against_dim, describe
+from pipeline.gold.completeness import SHOWN, describe
 from pipeline.gold.models import MODELS, resolve
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
@@ -27,13 +27,10 @@ from pipeline.warehouse.resource import WarehouseResource
 def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings: Settings) -> dg.AssetsDefinition:
     model = MODELS[name]
     gate = blocking_input_checks(keymap, settings, inputs)
-    # a fact table builds only the tickers gold.dim_instrument holds (`pipeline.gold.completeness`): when both are in
-    # one run, the dimension is built first. The fact's SQL still reads Silver only.
-    after_dim = [gold_key(DIM_TABLE.split(".")[1])] if checked_against_dim(name) else []
 
     @dg.asset(
         key=gold_key(name),
-        deps=[*(silver_key(t) for t in inputs), *after_dim],
+        deps=[silver_key(t) for t in inputs],
         group_name="gold",
         kinds={"duckdb"},
         tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},

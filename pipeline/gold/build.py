@@ -242,11 +242,11 @@ def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
 
 def _leave_out(plan: BuildPlan, left_out: dict[str, str]) -> BuildPlan:
     """`plan` without the tickers whose inputs are incomplete (their rows in the table stay as they are)."""
-    if not left_out or plan.mode == NOOP:
+    if not left_out:
         return plan
     tickers = None if plan.tickers is None else [t for t in plan.tickers if t not in left_out]
     reason = f"{plan.reason}; {completeness.describe(left_out)}"
-    if tickers == []:
+    if plan.mode == NOOP or tickers == []:
         return BuildPlan(NOOP, [], reason)
     return BuildPlan(plan.mode, tickers, reason, excluded=tuple(sorted(left_out)))
 

@@ -8,9 +8,11 @@ them; the tickers it built are the complete ones. A ticker is incomplete for a t
 
 - one of the table's Silver inputs has promotable Bronze files of that ticker that are not promoted yet (the ledger
   `ops.file_ingestions` says Silver is behind what was fetched), or
-- the table is checked against `gold.dim_instrument` (`tickers_in_dim`) and the ticker is not in it yet. (Before
-  the dimension's first build there is nothing to compare with: the fact tables are not held back. A run with both
-  builds the dimension first, `pipeline.assets.gold`.)
+- the table is checked against `gold.dim_instrument` (`tickers_in_dim`) and the ticker is not in it yet (before the
+  dimension's first build: not among the tickers that build will hold). No Dagster dependency orders the dimension
+  first in a run: it would make Dagster split the one Gold check step in two and evaluate the facts' checks before
+  the facts are built. A ticker that reaches the dimension in the same run as its facts is added by the next build,
+  which the Gold sensor launches, since the ticker now counts as moved.
 
 The watermarks a build records leave the incomplete tickers out as well, so once they are complete their inputs read
 as moved: the Gold sensor launches the build that adds them, and until then it sees nothing new for them (no
@@ -23,7 +25,7 @@ from collections.abc import Iterable, Mapping
 
 import duckdb
 
-from pipeline.gold.models import GoldModel
+from pipeline.gold.models import MODELS, GoldModel
 from pipeline.gold.quality import GOLD_CHECKS
 from pipeline.keymap.model import DatasetIdentity
 from pipeline.ops.file_ingestions import PROMOTABLE
@@ -69,13 +71,19 @@ def waiting_by_ticker(conn: duckdb.DuckDBPyConnection, tables: Iterable[str]) ->
 
 
 def dim_tickers(conn: duckdb.DuckDBPyConnection) -> set[str] | None:
-    """The tickers of gold.dim_instrument, or None before its first build."""
+    """The tickers of gold.dim_instrument; before its first build, those its first build will hold (its SQL over
+    Silver, without the tickers whose inputs wait for promotion); None when its Silver inputs do not exist either."""
     exists = conn.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'gold' AND table_name = 'dim_instrument'"
     ).fetchone()[0]
-    if not exists:
+    if exists:
+        return {r[0] for r in conn.execute(f"SELECT ticker FROM {DIM_TABLE}").fetchall()}
+    dim = MODELS[DIM_TABLE.split(".")[1]]
+    try:
+        rows = conn.execute(f"SELECT DISTINCT ticker FROM (\n{dim.sql}\n)", dim.parameters(None)).fetchall()
+    except duckdb.CatalogException:  # no stock list, no profile table yet
         return None
-    return {r[0] for r in conn.execute(f"SELECT ticker FROM {DIM_TABLE}").fetchall()}
+    return {r[0] for r in rows} - set(waiting_by_ticker(conn, dim.inputs))
 
 
 def incomplete_tickers(
