@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
-from pipeline.gold import models
+from pipeline.gold import completeness, models
 from pipeline.gold.by_date import ByDatePlan, history_marks, plan_by_date
 from pipeline.gold.models import GoldModel
 from pipeline.keymap.model import DatasetIdentity
@@ -66,6 +66,7 @@ class GoldBuildResult:
     rows_deleted: int = 0  # rows removed because they changed (replaced by a written row) or vanished
     tickers_by_date: int = 0  # tickers of an incremental build that got only their new days
     recomputed_because: dict[str, str] = field(default_factory=dict)  # by-date models: ticker -> why in full
+    incomplete: dict[str, str] = field(default_factory=dict)  # tickers left out (inputs incomplete) -> why
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class BuildPlan:
     tickers: list[str] | None  # None = all
     reason: str
     by_date: ByDatePlan | None = None  # for by-date models: which tickers get only their new days
+    excluded: tuple[str, ...] = ()  # tickers left out, inputs incomplete (`pipeline.gold.completeness`)
 
 
 def _model_or_error(name: str) -> GoldModel:
@@ -149,12 +151,19 @@ def moved_inputs(conn: duckdb.DuckDBPyConnection) -> dict[str, str]:
     last = last_successful_state(conn)
     # every input set is read in one ledger scan (the sensor calls this each tick, on millions of ledger rows)
     current = current_states(conn, list(dict.fromkeys(t for n, t in GOLD_ASSETS.items() if n in last)))
+    # a ticker whose inputs are incomplete is left out of both sides, as a build leaves it out (no relaunch loop)
+    waiting = completeness.waiting_by_ticker(conn, {t for tables in GOLD_ASSETS.values() for t in tables})
+    dim = completeness.dim_tickers(conn)
     moved: dict[str, str] = {}
     for name, tables in GOLD_ASSETS.items():
         if name not in last:
             moved[name] = "never built successfully"
             continue
-        changes = _identity_changes(last[name], current[tables])
+        state = current[tables]
+        left_out = completeness.incomplete_tickers(
+            conn, models.MODELS[name], completeness.tickers_of(state), waiting=waiting, dim=dim
+        )
+        changes = _identity_changes(completeness.without(last[name], left_out), completeness.without(state, left_out))
         if changes:
             moved[name] = _describe(changes)
     return moved
@@ -231,29 +240,47 @@ def _rollback_quietly(conn: duckdb.DuckDBPyConnection) -> None:
         pass  # no transaction open (the failure happened before BEGIN or at COMMIT)
 
 
+def _leave_out(plan: BuildPlan, left_out: dict[str, str]) -> BuildPlan:
+    """`plan` without the tickers whose inputs are incomplete (their rows in the table stay as they are)."""
+    if not left_out:
+        return plan
+    tickers = None if plan.tickers is None else [t for t in plan.tickers if t not in left_out]
+    reason = f"{plan.reason}; {completeness.describe(left_out)}"
+    if plan.mode == NOOP or tickers == []:
+        return BuildPlan(NOOP, [], reason)
+    return BuildPlan(plan.mode, tickers, reason, excluded=tuple(sorted(left_out)))
+
+
 def _with_by_date(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan, last: LastBuild) -> BuildPlan:
     """An incremental plan of a by-date model, with its tickers split into by-date and full recomputes."""
     if plan.mode != INCREMENTAL or model.by_date is None or not plan.tickers:
         return plan
     by_date = plan_by_date(conn, model, plan.tickers, last.promoted_to)
-    return BuildPlan(plan.mode, plan.tickers, f"{plan.reason}; {by_date.describe()}", by_date)
+    return BuildPlan(plan.mode, plan.tickers, f"{plan.reason}; {by_date.describe()}", by_date, plan.excluded)
 
 
-_TEMP_TABLES = ("_gold_scope", "_gold_new", "_gold_gone")
+_TEMP_TABLES = ("_gold_scope", "_gold_new", "_gold_gone", "_gold_left_out")
 
 
 def _scope(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan) -> str:
     """SQL predicate on a row aliased `r`: it is one this build recomputes. For an incremental build the temp table
     `_gold_scope` lists the tickers, each with the last day held when it is built by date (only later days)."""
+    left_out = "TRUE"
+    if plan.excluded:  # tickers whose inputs are incomplete: their rows stay as they are
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE _gold_left_out AS SELECT unnest(?::VARCHAR[]) AS ticker",
+            [list(plan.excluded)],
+        )
+        left_out = "NOT EXISTS (SELECT 1 FROM _gold_left_out x WHERE x.ticker = r.ticker)"
     if plan.tickers is None:
-        return "TRUE"
+        return left_out
     after = plan.by_date.after if plan.by_date else {}
     conn.execute(
         "CREATE OR REPLACE TEMP TABLE _gold_scope AS SELECT unnest(?::VARCHAR[]) AS ticker, unnest(?::DATE[]) AS after",
         [plan.tickers, [after.get(t) for t in plan.tickers]],
     )
     later = " AND (s.after IS NULL OR r.date > s.after)" if model.by_date else ""
-    return f"EXISTS (SELECT 1 FROM _gold_scope s WHERE s.ticker = r.ticker{later})"
+    return f"EXISTS (SELECT 1 FROM _gold_scope s WHERE s.ticker = r.ticker{later}) AND {left_out}"
 
 
 def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan, *, empty: bool) -> tuple[int, int]:
@@ -267,10 +294,13 @@ def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan, *
         return 0, 0
     cols = ", ".join(model.column_names)
     params = model.parameters(plan.tickers, plan.by_date.bars_from() if plan.by_date else None)
-    if empty:
-        inserted = conn.execute(f"INSERT INTO {model.qualified} ({cols})\nSELECT {cols} FROM (\n{model.sql}\n)", params)
-        return int(inserted.fetchone()[0]), 0
     in_scope = _scope(conn, model, plan)
+    if empty:
+        inserted = conn.execute(
+            f"INSERT INTO {model.qualified} ({cols})\nSELECT {cols} FROM (\n{model.sql}\n) r WHERE {in_scope}", params
+        ).fetchone()[0]
+        _drop_temp_tables(conn)
+        return int(inserted), 0
     conn.execute(
         f"CREATE OR REPLACE TEMP TABLE _gold_new AS SELECT {cols} FROM (\n{model.sql}\n) r WHERE {in_scope}", params
     )
@@ -290,9 +320,13 @@ def _write(conn: duckdb.DuckDBPyConnection, model: GoldModel, plan: BuildPlan, *
         EXCEPT
         SELECT {cols} FROM {model.qualified} r WHERE {in_scope}
     """).fetchone()[0]
+    _drop_temp_tables(conn)
+    return int(inserted), int(deleted)
+
+
+def _drop_temp_tables(conn: duckdb.DuckDBPyConnection) -> None:
     for temp in _TEMP_TABLES:
         conn.execute(f"DROP TABLE IF EXISTS {temp}")
-    return int(inserted), int(deleted)
 
 
 def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool = False) -> GoldBuildResult:
@@ -303,11 +337,16 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
         conn.execute("BEGIN TRANSACTION")
         model = models.resolve(conn, name)
         current, revisions = current_state(conn, model.inputs)
+        left_out = completeness.incomplete_tickers(conn, model, completeness.tickers_of(current))
+        current, revisions = completeness.without(current, left_out), completeness.without(revisions, left_out)
         table_ready = _ensure_table(conn, model)
         previous = last_successful_state(conn).get(name)
+        if previous is not None:
+            previous = completeness.without(previous, left_out)
         last = last_build(conn, name)
         state = input_state(current, revisions)
         plan = plan_build(model, previous, state, full=full, table_ready=table_ready, model_version=last.model_version)
+        plan = _leave_out(plan, left_out)
         plan = _with_by_date(conn, model, plan, last)
         rows_written, rows_deleted = _write(conn, model, plan, empty=not table_ready)
         row_count = conn.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()[0][0]
@@ -352,4 +391,5 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
         rows_deleted=rows_deleted,
         tickers_by_date=len(plan.by_date.after) if plan.by_date else 0,
         recomputed_because=dict(plan.by_date.full) if plan.by_date else {},
+        incomplete=left_out,
     )

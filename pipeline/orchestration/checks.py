@@ -4,8 +4,9 @@ The checks are standalone Dagster asset checks, so they run on their own against
 (select them in the UI, `dg launch`, `pipeline check`) as well as after the assets they guard in the same
 run. One check step per Silver multi-asset and one for Gold (not one per table: each step costs a process
 launch under the multiprocess executor). ERROR checks are blocking: a failure fails the check step, and
-Dagster skips the assets downstream of that step in the same run; the Gold sensor also refuses to launch
-Gold while the latest evaluation of a blocking check on one of its inputs failed. WARN checks only report.
+Dagster skips the assets downstream of that step in the same run; in any other run the Gold step itself refuses
+to build while the latest evaluation of a blocking check on one of its inputs failed
+(`pipeline.orchestration.assets.gate`), and the Gold sensor does not launch it. WARN checks only report.
 
 The checks read through the warehouse's fail-fast reader: while another process writes the file the step
 raises and its retry policy tries again later, instead of reporting a failed check.

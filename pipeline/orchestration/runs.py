@@ -20,6 +20,12 @@ from pipeline.process import ProcessId
 TRIGGER_TAG = "pipeline/trigger"
 
 
+# How a step that evaluated blocking checks itself (`pipeline.orchestration.assets.unskipped_checks`) says they failed:
+# the checks are reported as failed checks, so the summaries leave this step failure out, as they leave out a failed
+# check step.
+BLOCKING_CHECKS_FAILED = "blocking check(s) failed: "
+
+
 def check_label(key: dg.AssetCheckKey) -> str:
     """How the CLI names a check: `silver/fmp_price_eod key_unique`."""
     return f"{key.asset_key.to_user_string()} {key.name}"
@@ -109,6 +115,8 @@ def crashed_steps(result: dg.ExecuteInProcessResult) -> list[str]:
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
         if error is not None and error.cls_name == "DagsterAssetCheckFailedError":
+            continue
+        if failure_reason(event).startswith(BLOCKING_CHECKS_FAILED):
             continue
         out.append(f"step {event.step_key} failed: {failure_reason(event)}")
     return out

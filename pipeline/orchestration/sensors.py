@@ -237,6 +237,19 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
     return silver_promotion_sensor
 
 
+def gold_run_in_progress(instance: dg.DagsterInstance, names: list[str]) -> str | None:
+    """Why not to launch Gold now: a queued or running run, whoever launched it (a backfill, `dg launch`, the UI),
+    materializes one of these Gold tables; it builds on the same inputs. This only saves a run that would find
+    nothing to do: two builds never overlap anyway, each Gold step holds the one Gold slot
+    (`pipeline.orchestration.pools`)."""
+    wanted = {gold_key(n) for n in names}
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE_STATUSES), limit=200):
+        building = sorted(k.to_user_string() for k in (run.asset_selection or ()) if k in wanted)
+        if building:
+            return f"run {run.run_id[:8]} is queued or running and builds {', '.join(building[:3])}"
+    return None
+
+
 def build_gold_promotion_sensor(
     settings: Settings,
     blocking_checks: dict[dg.AssetKey, list[dg.AssetCheckKey]] | None = None,
@@ -284,7 +297,7 @@ def build_gold_promotion_sensor(
                 f"(fix the data, then re-run the checks): {shown}"
             )
         state = scope_state(context.instance, "gold")
-        if reason := state.blocker(now()):
+        if reason := state.blocker(now()) or gold_run_in_progress(context.instance, names):
             return dg.SkipReason(f"Gold inputs moved ({', '.join(names)}), not launched: {reason}")
         promoting = [s for s in ("silver:global", "silver:per_ticker") if scope_state(context.instance, s).active_run]
         if promoting:  # build once on the promoted data, not now and again right after

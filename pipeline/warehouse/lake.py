@@ -251,3 +251,13 @@ class LakeLocks:
             ]
         with self._held(keys):
             yield
+
+
+GOLD_POOL = "gold"
+
+
+def gold_pool(uses_lake: bool) -> str:
+    """The Dagster pool of the Gold steps: at most one Gold build at a time, whoever launched it (limit 1 in
+    dagster.yaml). On the DuckDB file that is the writers' pool (one writing process per file); a lake lets writers
+    run together, so Gold steps there take a slot of their own pool."""
+    return writer_pool(uses_lake) or GOLD_POOL

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.orchestration.assets import bronze_key, gold_key, silver_key
 from pipeline.orchestration.checks import gold_check_defs
+from pipeline.orchestration.runs import failure_reason
 from pipeline_tests.support import make_env, materialize, range_tags
 
 ROGUE_DATE = "1990-01-02"
@@ -24,6 +25,16 @@ def write(settings, sql: str) -> None:
 
 def evaluations(result) -> dict[tuple[str, str], bool]:
     return {(e.asset_key.to_user_string(), e.check_name): e.passed for e in result.get_asset_check_evaluations()}
+
+
+def gold_builds(settings) -> int:
+    with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM ops.gold_builds").fetchone()[0]
+
+
+def checks_planned(instance, run_id: str) -> set[dg.AssetCheckKey]:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED).records
+    return {r.event_log_entry.dagster_event.asset_check_planned_data.asset_check_key for r in records}
 
 
 def gold_tick(defs, instance):
@@ -47,6 +58,13 @@ def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp
     assert first.success and materialize(defs, instance, silver_ticker, range_tags("AAPL", "NVDA")).success
     # selecting assets also runs their checks (standalone checks, one step per Silver multi-asset)
     assert evaluations(first)[("silver/fmp_treasury_rates", "reconciliation")] is True
+    # again with nothing new (as `dg launch` of the Silver assets on a quiet day): no partition is materialized, so
+    # Dagster skips the check step; the Silver step evaluates the run's checks instead of leaving them unevaluated
+    quiet = materialize(defs, instance, silver_ticker, range_tags("AAPL", "NVDA"))
+    assert quiet.success and quiet.get_asset_materialization_events() == []
+    assert evaluations(quiet)[("silver/fmp_price_eod", "reconciliation")] is True
+    planned = {(k.asset_key.to_user_string(), k.name) for k in checks_planned(instance, quiet.run_id)}
+    assert planned and set(evaluations(quiet)) == planned
 
     # someone writes a row into Silver by hand: the ledger no longer reconciles (an ERROR check)
     treasury = silver_key("fmp_treasury_rates")
@@ -70,6 +88,15 @@ def test_a_failed_silver_error_check_blocks_gold_until_a_rerun_passes(setup, tmp
     assert {k[0] for k in results} == {"silver/fmp_treasury_rates"}
     assert alone.get_asset_materialization_events() == []
     assert not alone.success  # a blocking ERROR check failed
+
+    # Gold launched on its own (a backfill's Gold run, `dg launch`, the schedule): the Gold step itself refuses,
+    # naming the check and the asset, and writes no Gold build
+    alone_gold = materialize(defs, instance, [gold_key("fact_macro_daily")])
+    assert not alone_gold.success and alone_gold.get_asset_materialization_events() == []
+    [failure] = alone_gold.get_step_failure_events()
+    why = failure_reason(failure)
+    assert "gold/fact_macro_daily not built" in why and "silver/fmp_treasury_rates reconciliation" in why, why
+    assert gold_builds(settings) == 0
 
     # the Gold sensor (what the daemon evaluates) launches the Gold assets whose inputs are fine, not fact_macro_daily
     tick = gold_tick(defs, instance)

@@ -8,7 +8,7 @@ import dagster as dg
 from dagster._core.test_utils import create_run_for_test
 
 import pipeline.orchestration.sensors as sensors
-from pipeline.orchestration.assets import bronze_key
+from pipeline.orchestration.assets import bronze_key, gold_key
 from pipeline.orchestration.partitions import tickers_partitions
 from pipeline_tests.support import E2E_TICKERS as TICKERS
 from pipeline_tests.support import make_env, materialize, range_tags
@@ -131,3 +131,12 @@ def test_gold_waits_for_a_silver_promotion_in_progress(setup):
     assert not data.run_requests and "waiting for the Silver promotion in progress (silver:global)" in data.skip_message
     instance.report_dagster_event(_run_success_event(running), running.run_id)
     assert tick(defs, instance, "gold_promotion_sensor").run_requests
+    # a running run that builds Gold, whoever launched it (here a UI backfill, without the sensor's scope tag)
+    create_run_for_test(
+        instance,
+        status=dg.DagsterRunStatus.STARTED,
+        tags={"dagster/backfill": "abcdefgh"},
+        asset_selection=frozenset({gold_key("fact_macro_daily")}),
+    )
+    data = tick(defs, instance, "gold_promotion_sensor")
+    assert not data.run_requests and "builds gold/fact_macro_daily" in data.skip_message

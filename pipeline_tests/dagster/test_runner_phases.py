@@ -154,8 +154,8 @@ def test_checks_skipped_in_a_silver_run_run_on_their_own_and_gold_waits_for_them
 ) -> None:
     """Two promotions of the same files, as two overlapping runs do: this run sees files waiting, another run
     promotes them first, so this run's Silver step yields nothing and Dagster skips its check step ("skipped
-    dependencies"). The run says so, runs those checks on their own against the warehouse, and builds Gold only
-    once they ran and the ERROR ones passed."""
+    dependencies"). The Silver step evaluates the run's checks itself (issue 20), and Gold is built only once they
+    ran and the ERROR ones passed; when the step cannot evaluate them, the run says so and runs them on their own."""
     import pipeline.cli.runner as runner
     from pipeline.silver.promote import promote_waiting
 
@@ -183,17 +183,18 @@ def test_checks_skipped_in_a_silver_run_run_on_their_own_and_gold_waits_for_them
         add_restated_profile(data_dir, ticker)
     code, out = run(capsys, promote_and_build)
     assert code == 0, out
-    assert f"{PROFILE_CHECKS} check(s) did not run (Dagster skipped step silver_per_ticker_checks)" in out, out
-    assert f"{PROFILE_CHECKS}/{PROFILE_CHECKS} check(s) passed" in out.split("checks-only run")[1], out
-    assert out.index("checks-only run") < out.index("==> gold: 1 asset(s)"), out
-    (only,) = checks_only_runs(data_dir)
+    assert "did not run" not in out and checks_only_runs(data_dir) == [], out
+    phase = out.split("==> gold: 1 asset(s)")[0]
+    assert f"0 materialization(s), {PROFILE_CHECKS}/{PROFILE_CHECKS} check(s) passed" in phase, out
     keys = [
         dg.AssetCheckKey(dg.AssetKey(["silver", "fmp_company_profile"]), d.name)
         for d in silver_check_defs(KEYMAP, "fmp_company_profile", dt.date.today)
     ]
     with dg.DagsterInstance.from_config(str(data_dir / "dagster_home")) as instance:
-        latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    assert {k: r.run_id for k, r in latest.items()} == dict.fromkeys(keys, only.run_id)
+        latest = {k: instance.get_latest_asset_check_evaluation_record(k) for k in keys}
+        (silver_run,) = {r.run_id for r in latest.values()}  # evaluated in the Silver run, by its Silver step
+        assert instance.get_run_by_id(silver_run).tags.get("pipeline/trigger") != CHECKS_NOT_RUN_TRIGGER
+        assert all(r.evaluation.passed for r in latest.values())
 
     # the same, but the files the other run promoted break an ERROR check: Gold waits, and the exit code says so
     corrupt = True
@@ -202,7 +203,8 @@ def test_checks_skipped_in_a_silver_run_run_on_their_own_and_gold_waits_for_them
     code, out = run(capsys, promote_and_build)
     assert code == 1, out
     assert "failed ERROR check silver/fmp_company_profile reconciliation: silver.fmp_company_profile: " in out, out
-    assert "==> gold: skipped, blocked by failures upstream: silver/fmp_company_profile reconciliation" in out, out
+    assert "==> gold: skipped, blocked by failures upstream: " in out, out
+    assert "silver/fmp_company_profile reconciliation" in out.split("==> gold: skipped")[1], out
     assert "==> gold: 1 asset(s)" not in out, out
 
     # the checks cannot run on their own either (their step crashes): Gold waits for them, and the run says so

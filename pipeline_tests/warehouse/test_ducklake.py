@@ -95,10 +95,12 @@ def test_writing_steps_use_the_writer_pool_on_the_file_only(tmp_path: Path) -> N
         }
     )
     keymap = load_keymap(file.keymap_path)
-    for settings, pool in ((file, "duckdb_writer"), (lake, None)):
-        writers = [*build_silver_assets(keymap, settings), *build_gold_assets(keymap, settings)]
-        assert {a.op.tags.get(POOL_TAG) for a in writers} == {pool}  # claimed in the step (orchestration/pools.py)
-        assert {a.op.pool for a in writers} == {None}  # never Dagster's own pool wait, which spins
+    for settings, pool, gold_pool in ((file, "duckdb_writer", "duckdb_writer"), (lake, None, "gold")):
+        silver, gold = build_silver_assets(keymap, settings), build_gold_assets(keymap, settings)
+        assert {a.op.tags.get(POOL_TAG) for a in silver} == {pool}  # claimed in the step (pipeline.orchestration.pools)
+        # one Gold build at a time on a lake too, whoever launches it (issue 20)
+        assert {a.op.tags.get(POOL_TAG) for a in gold} == {gold_pool}
+        assert {a.op.pool for a in [*silver, *gold]} == {None}  # never Dagster's own pool wait, which spins
 
 
 def test_lake_ddl_drops_only_keys_indexes_and_sequences() -> None:

@@ -26,6 +26,7 @@ from pipeline.orchestration.assets.steps import (
     partition_tickers,
     record_failure,
 )
+from pipeline.orchestration.assets.unskipped_checks import evaluate_skipped_checks, fail_on_blocking
 from pipeline.orchestration.partitions import tickers_partitions
 from pipeline.orchestration.pools import pool_slot, pool_tags
 from pipeline.orchestration.warehouse_resource import WarehouseResource
@@ -66,7 +67,12 @@ def build_silver_asset(
 
     def _promote(context: AssetExecutionContext, warehouse: WarehouseResource):
         """Promote the selected tables, as the step does once it holds its pool slot."""
+        from pipeline.orchestration.checks import (
+            silver_check_defs,  # pipeline.orchestration.checks imports this package
+        )
+
         tickers = partition_tickers(context)
+        failed_checks: list[str] = []
         for key in sorted(context.selected_asset_keys, key=str):
             table = by_key.get(key)
             if table is None:
@@ -110,6 +116,10 @@ def build_silver_asset(
             result = materialize_partitions(context, key, counts, changed)
             if result is not None:
                 yield result
+            else:  # Dagster skips the checks of an output left out: the step evaluates the run's checks on it
+                defs = silver_check_defs(keymap, table, settings.today)
+                failed_checks += evaluate_skipped_checks(context, warehouse, key, defs)
+        fail_on_blocking(failed_checks)
 
     @dg.multi_asset(
         name=name,
