@@ -46,10 +46,17 @@ class SampleSource:
     """Answers FMP stable paths from generated data. Thread-safe; per-ticker data is cached (LRU).
 
     `tickers` is the source's universe (default: the bundled companies; a test fake may pass a synthetic market):
-    a symbol outside it gets `[]`, as FMP answers an unknown symbol, never invented data."""
+    a symbol outside it gets `[]`, as FMP answers an unknown symbol, never invented data. `catalogue` describes
+    each ticker (default: `companies.company`; a `SyntheticMarket` passes its own, with the market's calendars)."""
 
     def __init__(
-        self, as_of: dt.date, tickers: Sequence[str] = SAMPLE_TICKERS, *, revision: int = 0, extra_fields: bool = False
+        self,
+        as_of: dt.date,
+        tickers: Sequence[str] = SAMPLE_TICKERS,
+        *,
+        revision: int = 0,
+        extra_fields: bool = False,
+        catalogue: Callable[[str], Company] = company,
     ) -> None:
         self.as_of = as_of
         self.tickers: tuple[str, ...] = tuple(dict.fromkeys(tickers))
@@ -57,6 +64,7 @@ class SampleSource:
         self.position = {t: i for i, t in enumerate(self.tickers)}
         self.revision = revision
         self.extra_fields = extra_fields
+        self.catalogue = catalogue
         self._lock = threading.RLock()
         self._caches: dict[str, OrderedDict[str, Any]] = {}
         self._summary: dict[str, dict[str, Any]] = {}
@@ -110,7 +118,7 @@ class SampleSource:
     def company(self, symbol: str) -> Company:
         with self._lock:  # small: kept for every ticker
             if symbol not in self._companies:
-                self._companies[symbol] = company(symbol)
+                self._companies[symbol] = self.catalogue(symbol)
             return self._companies[symbol]
 
     def prices(self, symbol: str) -> Prices:
