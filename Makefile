@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(abspath $(or $(PIPELINE_DATA_DIR),data))/dagster_home
 UI_HOST ?= 127.0.0.1
 UI_PORT ?= 3000
 
-.PHONY: demo test lint ui bench venv clean
+.PHONY: demo test lint ui bench bench-market venv clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipeline_tests.bench.run_all
+
+# the whole-market benchmark (issue 19): 6,000 synthetic tickers by default; e.g. BENCH_MARKET_ARGS='--tickers 200'
+bench-market: $(STAMP)
+	$(BIN)/python -m pipeline_tests.bench.bench_market $(BENCH_MARKET_ARGS)
 
 clean:
 	rm -rf $(VENV) data

@@ -35,8 +35,9 @@ import string
 
 import numpy as np
 
-from pipeline.fmp.sample.common import crc
+from pipeline.fmp.sample.common import crc, quarter_end
 from pipeline.fmp.sample.companies import _KNOWN, FOREIGN_LISTINGS, SAMPLE_TICKERS, Company, _synthetic_company
+from pipeline.fmp.sample.statements import filing_date_of
 from pipeline.fmp.sample.trading_days import trading_days
 from pipeline.tickers import is_ticker
 
@@ -168,3 +169,30 @@ class SyntheticMarket:
         elif not params["dividend_yield"]:
             params["dividend_yield"] = 0.01 + (crc("market-yield", symbol) % 300) / 10_000
         return Company(symbol=symbol, **params)
+
+    def calendar(self, start: dt.date, end: dt.date) -> dict[str, dict[str, int]]:
+        """Per NYSE session in [start, end]: how many of the market's tickers split, go ex-dividend and file a
+        quarter that day (what a market-wide calendar would list, fmp_api.md section 3.3). Computed with the
+        generators' own rules (`statements.filing_date_of`, `prices.generate_dividends`' ex-date rule) without
+        generating any price history; a benchmark prints it to show which day is the split or earnings day."""
+        sessions = [str(d) for d in trading_days(start, end)]
+        out = {d: {"splits": 0, "ex_dividends": 0, "filings": 0} for d in sessions}
+        for day, _, _, _ in self.splits_between(start, end):
+            if day in out:
+                out[day]["splits"] += 1
+        all_sessions = trading_days(start - dt.timedelta(days=120), end + dt.timedelta(days=10))
+        for symbol in self.tickers:
+            comp = self.company(symbol)
+            for year in range(start.year - 1, end.year + 1):
+                for quarter in range(1, 5):
+                    filed = filing_date_of(comp, quarter_end(year, quarter), year, quarter).isoformat()
+                    if filed in out:
+                        out[filed]["filings"] += 1
+                if comp.dividend_yield <= 0:
+                    continue
+                for k in range(4):
+                    nominal = dt.date(year, comp.dividend_month + 3 * k, 8 + crc("div", symbol) % 10)
+                    i = int(np.searchsorted(all_sessions, np.datetime64(nominal)))
+                    if i < len(all_sessions) and str(all_sessions[i]) in out:
+                        out[str(all_sessions[i])]["ex_dividends"] += 1
+        return out
