@@ -36,7 +36,14 @@ import string
 import numpy as np
 
 from pipeline.fmp.sample.common import crc, quarter_end
-from pipeline.fmp.sample.companies import _KNOWN, FOREIGN_LISTINGS, SAMPLE_TICKERS, Company, _synthetic_company
+from pipeline.fmp.sample.companies import (
+    FOREIGN_LISTINGS,
+    KNOWN_SYMBOLS,
+    SAMPLE_TICKERS,
+    Company,
+    company,
+    synthetic_parameters,
+)
 from pipeline.fmp.sample.statements import filing_date_of
 from pipeline.fmp.sample.trading_days import trading_days
 from pipeline.tickers import is_ticker
@@ -111,7 +118,7 @@ class SyntheticMarket:
     @functools.cached_property
     def synthetic(self) -> tuple[str, ...]:
         """The synthetic tickers (the market without the named companies)."""
-        return tuple(t for t in self.tickers if t not in _KNOWN)
+        return tuple(t for t in self.tickers if t not in KNOWN_SYMBOLS)
 
     @functools.cached_property
     def _ticker_set(self) -> frozenset[str]:
@@ -155,11 +162,9 @@ class SyntheticMarket:
     def company(self, symbol: str) -> Company:
         """The `Company` the sample generators consume: a named company as catalogued, a synthetic one from its
         name with the market's split schedule and dividend policy."""
-        if symbol in _KNOWN or symbol not in self._ticker_set:
-            from pipeline.fmp.sample.companies import company
-
+        if symbol in KNOWN_SYMBOLS or symbol not in self._ticker_set:
             return company(symbol)
-        params = _synthetic_company(symbol)
+        params = synthetic_parameters(symbol)
         # an older split derived from the name (one name in ten, 2016-2023), then the market's scheduled one
         scheduled = self.split_schedule.get(symbol, ())
         older = tuple(s for s in params["splits"] if not scheduled or s[0] < scheduled[0][0])
