@@ -292,17 +292,19 @@ def print_report(n: int, plan: str, backfill: dict, days: list[dict], calendar: 
         f"{backfill['seconds']:.0f} s, {backfill['gold_rows']:,} Gold rows, exit {backfill['exit_code']}"
     )
     head = (
-        f"{'day':<11}{'splits':>7}{'ex-div':>7}{'filed':>7}{'requests':>10}{'per tkr':>8}{'MB':>9}{'wall s':>8}"
+        f"{'day':<11}{'splits':>7}{'ex-div':>7}{'filed':>7}{'requests':>10}{'served':>8}{'per tkr':>8}"
+        f"{'MB':>9}{'wall s':>8}"
         f"{'floor s':>8}{'wall/floor':>11}{'new px':>8}{'CA tkr':>7}{'gold rows':>11}{'allowed':>11}{'exit':>5}"
     )
-    print(head)
+    print(head)  # requests: the ledger's attempts; served: what the fake server answered (the two should agree)
     for d in days:
         cal = calendar.get(d["day"], {})
         floor = d["requests"] / rate * 60
         allowed = 3 * d["new_price_rows"] + d["action_gold_rows"]
         print(
             f"{d['day']:<11}{cal.get('splits', 0):>7}{cal.get('ex_dividends', 0):>7}{cal.get('filings', 0):>7}"
-            f"{d['requests']:>10,}{d['requests'] / max(d['universe'], 1):>8.2f}{d['wire_bytes'] / 1e6:>9.3f}"
+            f"{d['requests']:>10,}{d['served_requests']:>8,}{d['requests'] / max(d['universe'], 1):>8.2f}"
+            f"{d['wire_bytes'] / 1e6:>9.3f}"
             f"{d['seconds']:>8.0f}{floor:>8.0f}{d['seconds'] / floor if floor else 0:>11.2f}{d['new_price_rows']:>8,}"
             f"{d['action_tickers']:>7,}{d['gold_rows']:>11,}{allowed:>11,}{d['exit_code']:>5}"
         )
