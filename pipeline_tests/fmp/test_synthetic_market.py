@@ -144,3 +144,35 @@ def test_pipeline_sample_market_opts_the_sample_source_into_the_market(tmp_path)
             load_settings({"PIPELINE_SOURCE": "sample", "PIPELINE_SAMPLE_MARKET": value})
     with pytest.raises(SettingsError, match="PIPELINE_SAMPLE_MARKET is set, but requests go to the FMP API"):
         load_settings({"FMP_API_KEY": "k", "PIPELINE_SAMPLE_MARKET": "300"})
+
+
+def test_every_per_ticker_route_of_the_keymap_serves_synthetic_tickers(
+    market: SyntheticMarket, source: SampleSource
+) -> None:
+    """A splitter, a dividend payer and a class share get FMP-shaped rows on every per-ticker path of the keymap."""
+    import yaml
+
+    from pipeline.settings import PROJECT_ROOT
+
+    synthetic = [t for t in market.tickers if t not in SAMPLE_TICKERS]
+    splitter = next(t for t in synthetic if market.split_schedule.get(t, (("9999",),))[0][0] < "2025-06-01")
+    payer = next(t for t in synthetic if market.company(t).dividend_yield > 0)
+    larger = SyntheticMarket(1000)
+    class_share = next(t for t in larger.tickers if t.endswith("-B"))
+    wide = SampleSource(AS_OF, larger.tickers, catalogue=larger.company)
+    entries = yaml.safe_load((PROJECT_ROOT / "dataset_keymap.yaml").read_text())["datasets"]
+    per_ticker = [d for d in entries if d["ticker_scope"] == "per_ticker"]
+    assert len(per_ticker) >= 10
+    for entry in per_ticker:
+        path = entry["recipe"]["path"]
+        params = {"from": "2023-01-01", "to": AS_OF.isoformat(), "period": "quarter", "limit": "5"}
+        if entry.get("discriminator") in ("annual", "quarter"):
+            params["period"] = entry["discriminator"]
+        for src, symbol in ((source, splitter), (source, payer), (wide, class_share)):
+            served = rows(src, path, symbol=symbol, **params)
+            if path == "splits" and symbol != splitter or path == "dividends" and symbol != payer:
+                continue  # a non-splitter has no splits; the class share may pay no dividend
+            if path == "stock-peers":  # peers are other listed names of the same market
+                assert served and {r["symbol"] for r in served} <= set(src.tickers) - {symbol}, symbol
+                continue
+            assert served and all(r.get("symbol", symbol) == symbol for r in served), (path, symbol)
