@@ -10,7 +10,7 @@ UI_PORT ?= 3000
 # Test files run in parallel processes (pytest-xdist); a file's tests stay together, in order, in one process.
 TEST_WORKERS ?= 3
 
-.PHONY: demo test lint ui bench venv clean
+.PHONY: demo test lint ui bench bench-market venv clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ ui: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pipeline_tests.bench.run_all
+
+# the whole-market benchmark (issue 19): 6,000 synthetic tickers by default; e.g. BENCH_MARKET_ARGS='--tickers 200'
+bench-market: $(STAMP)
+	$(BIN)/python -m pipeline_tests.bench.bench_market $(BENCH_MARKET_ARGS)
 
 clean:
 	rm -rf $(VENV) data

@@ -39,7 +39,7 @@ class UniverseSettings:
     include_etfs: bool = False
     actively_trading_only: bool = True
     min_market_cap: float = 0.0
-    max_tickers: int = 500
+    max_tickers: int | None = None  # None: the whole filtered market (issue 19); a number caps it, largest first
 
 
 SOURCES = ("fmp", "sample")
@@ -74,6 +74,7 @@ class Settings:
     warehouse_lake: str | None = field(default=None, repr=False)  # ducklake:postgres:<conninfo> (may hold a password)
     warehouse_data_path: str | None = None  # PIPELINE_WAREHOUSE_DATA_PATH: the lake's data files
     budget: BudgetLimits = BudgetLimits()  # FMP_PLAN's bandwidth and daily calls, or the explicit overrides
+    sample_market: int | None = None  # PIPELINE_SAMPLE_MARKET: the sample source serves a synthetic market this big
 
     @property
     def uses_lake(self) -> bool:
@@ -285,7 +286,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         include_etfs=_bool(env, "PIPELINE_UNIVERSE_INCLUDE_ETFS", False),
         actively_trading_only=_bool(env, "PIPELINE_UNIVERSE_ACTIVELY_TRADING", True),
         min_market_cap=min_cap,
-        max_tickers=_int(env, "PIPELINE_UNIVERSE_MAX_TICKERS", 500, 1),
+        max_tickers=_int(env, "PIPELINE_UNIVERSE_MAX_TICKERS", 0, 1) or None,
     )
 
     environment = env.get("ENV", "").strip().upper() or "PROD"
@@ -297,6 +298,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     calls_per_minute, budget = _budget(env, plan)
     max_concurrency = _int(env, "FMP_MAX_CONCURRENCY", 8, 1)
     source, api_key = _source(env, base_url)  # after every value is known to be valid: a bad value is named first
+    sample_market = _sample_market(env, source == "sample" or (source is None and api_key is None))
     return Settings(
         fmp_api_key=api_key,
         source=source,
@@ -315,7 +317,28 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse_lake=warehouse_lake,
         warehouse_data_path=warehouse_data_path,
         budget=budget,
+        sample_market=sample_market,
     )
+
+
+def _sample_market(env: Mapping[str, str], sample_source: bool) -> int | None:
+    """PIPELINE_SAMPLE_MARKET: how many tickers the bundled sample source lists (a synthetic whole market,
+    `pipeline/fmp/sample/synthetic_market.py`); unset for the ten named companies. Meaningless, hence refused,
+    when requests go to FMP: the variable would otherwise suggest a market the live API does not serve."""
+    raw = env.get("PIPELINE_SAMPLE_MARKET", "").strip()
+    if not raw:
+        return None
+    from pipeline.fmp.sample.synthetic_market import MAX_MARKET, MIN_MARKET
+
+    size = _int(env, "PIPELINE_SAMPLE_MARKET", 0, MIN_MARKET)
+    if size > MAX_MARKET:
+        raise SettingsError(f"PIPELINE_SAMPLE_MARKET={size} is too large; use a whole number {MIN_MARKET}-{MAX_MARKET}")
+    if not sample_source:
+        raise SettingsError(
+            "PIPELINE_SAMPLE_MARKET is set, but requests go to the FMP API, not the bundled sample source; unset it, "
+            "or choose the sample source (PIPELINE_SOURCE=sample)"
+        )
+    return size
 
 
 def _source(env: Mapping[str, str], base_url: str) -> tuple[str | None, str | None]:

@@ -1,5 +1,6 @@
 """Which tickers the pipeline covers: pinned by PIPELINE_TICKERS, the sample tickers without a key, or the
-Silver stock list filtered by the universe settings (exchange, ETFs, actively trading, market cap)."""
+Silver stock list filtered by the universe settings (exchange, ETFs, actively trading, market cap): by default
+the whole filtered market (issue 19); PIPELINE_UNIVERSE_MAX_TICKERS caps it, largest market caps first."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def configured_tickers(settings: Settings) -> tuple[list[str], str] | None:
     """The universe when it does not depend on Silver: (tickers, why), else None."""
     if settings.tickers:
         return list(settings.tickers), "pinned by PIPELINE_TICKERS"
-    if settings.uses_sample_source:
+    if settings.uses_sample_source and not settings.sample_market:
+        # a synthetic market (PIPELINE_SAMPLE_MARKET) is a whole market: its universe comes from Silver, filtered
         from pipeline.fmp.sample import SAMPLE_TICKERS
 
         return list(SAMPLE_TICKERS), f"the bundled sample source's tickers ({settings.source_reason})"

@@ -194,7 +194,15 @@ class FmpClient:
 
             # The sample source's own universe, never PIPELINE_TICKERS: like FMP it answers `[]` for any other
             # symbol instead of inventing prices for it (fmp_api.md section 2.4).
-            kwargs["transport"] = sample_transport(settings.today(), SAMPLE_TICKERS, plan=settings.fmp_plan)
+            if settings.sample_market:
+                from pipeline.fmp.sample.synthetic_market import SyntheticMarket
+
+                market = SyntheticMarket(settings.sample_market)
+                kwargs["transport"] = sample_transport(
+                    settings.today(), market.tickers, catalogue=market.company, plan=settings.fmp_plan
+                )
+            else:
+                kwargs["transport"] = sample_transport(settings.today(), SAMPLE_TICKERS, plan=settings.fmp_plan)
             # The sample source is local: FMP's per-minute budget does not apply to it.
             kwargs["limiter"] = RateLimiter(1_000_000)
             base_url = SAMPLE_BASE_URL

@@ -3,6 +3,7 @@
     python -m pipeline_tests.bench.run_all            # full benches (about 15 minutes on 2 cores)
     python -m pipeline_tests.bench.run_all --quick    # each bench in its quick mode (about 2 minutes)
     python -m pipeline_tests.bench.run_all --only ledger,definitions
+    python -m pipeline_tests.bench.run_all --only market    # the whole-market bench, opt-in (6,000 tickers)
 
 Each bench also prints its own detailed table as it runs. Exit code: 0 when every bench ran (targets missed or
 not: the summary says which), 1 with --strict when a target was missed, 2 when a bench crashed.
@@ -222,6 +223,17 @@ def run_lake(quick: bool) -> list[Line]:
     return out
 
 
+def run_market(quick: bool) -> list[Line]:
+    """The whole-market benchmark (bench_market): opt-in (`--only market`), since 6,000 tickers take long."""
+    from pipeline_tests.bench import bench_market
+
+    res = bench_market.main(n=50 if quick else 6000)
+    return [
+        Line("market", f"{res['universe']:,} tickers: {label}", value, target, met)
+        for label, value, target, met in res["rows"]
+    ]
+
+
 BENCHES: dict[str, Callable[[bool], list[Line]]] = {
     "client": run_client,
     "silver": run_silver,
@@ -229,7 +241,9 @@ BENCHES: dict[str, Callable[[bool], list[Line]]] = {
     "definitions": run_definitions,
     "backfill": run_backfill,
     "lake": run_lake,
+    "market": run_market,
 }
+OPT_IN = ("market",)  # run only when named in --only (also `make bench-market`)
 
 
 def print_summary(lines: list[Line]) -> None:
@@ -259,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    chosen = [b.strip() for b in args.only.split(",") if b.strip()] or list(BENCHES)
+    chosen = [b.strip() for b in args.only.split(",") if b.strip()] or [b for b in BENCHES if b not in OPT_IN]
     unknown = [b for b in chosen if b not in BENCHES]
     if unknown:
         parser.error(f"unknown bench(es) {unknown}; choose from {', '.join(BENCHES)}")

@@ -36,7 +36,7 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.keymap_path == PROJECT_ROOT / "dataset_keymap.yaml" and s.keymap_path.is_file()
     assert s.as_of is None and s.tickers is None
     assert s.env == "PROD"
-    assert s.universe.exchanges == ("NASDAQ", "NYSE") and s.universe.max_tickers == 500
+    assert s.universe.exchanges == ("NASDAQ", "NYSE") and s.universe.max_tickers is None
 
 
 def test_blank_values_mean_default() -> None:

@@ -184,6 +184,14 @@ def _synthetic_company(symbol: str) -> dict[str, Any]:
     )
 
 
+KNOWN_SYMBOLS: frozenset[str] = frozenset(_KNOWN)
+
+
+def synthetic_parameters(symbol: str) -> dict[str, Any]:
+    """The `Company` fields (all but `symbol`) derived from a name alone; a synthetic market adjusts some."""
+    return _synthetic_company(symbol)
+
+
 def company(symbol: str) -> Company:
     """Reference data for a ticker (real names for the sample tickers, synthetic for any other string)."""
     return Company(symbol=symbol, **(_KNOWN.get(symbol) or _synthetic_company(symbol)))

@@ -51,7 +51,8 @@ class SampleSource:
     """Answers FMP stable paths from generated data. Thread-safe; per-ticker data is cached (LRU).
 
     `tickers` is the source's universe (default: the bundled companies; a test fake may pass a synthetic market):
-    a symbol outside it gets `[]`, as FMP answers an unknown symbol, never invented data."""
+    a symbol outside it gets `[]`, as FMP answers an unknown symbol, never invented data. `catalogue` describes
+    each ticker (default: `companies.company`; a `SyntheticMarket` passes its own, with the market's calendars)."""
 
     def __init__(
         self,
@@ -62,6 +63,7 @@ class SampleSource:
         extra_fields: bool = False,
         plan: str | None = None,
         bulk_calls_per_minute: int | None = None,
+        catalogue: Callable[[str], Company] = company,
     ) -> None:
         self.as_of = as_of
         self.tickers: tuple[str, ...] = tuple(dict.fromkeys(tickers))
@@ -74,6 +76,7 @@ class SampleSource:
         self.plan = plan
         self.bulk_calls_per_minute = bulk_calls_per_minute
         self._bulk_calls: list[float] = []
+        self.catalogue = catalogue
         self._lock = threading.RLock()
         self._caches: dict[str, OrderedDict[str, Any]] = {}
         self._summary: dict[str, dict[str, Any]] = {}
@@ -146,7 +149,7 @@ class SampleSource:
     def company(self, symbol: str) -> Company:
         with self._lock:  # small: kept for every ticker
             if symbol not in self._companies:
-                self._companies[symbol] = company(symbol)
+                self._companies[symbol] = self.catalogue(symbol)
             return self._companies[symbol]
 
     def prices(self, symbol: str) -> Prices:
