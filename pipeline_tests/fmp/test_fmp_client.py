@@ -459,8 +459,8 @@ def test_fetch_many_turns_failures_into_results(server: FakeFmpServer) -> None:
 def test_from_settings_uses_the_sample_transport_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, object] = {}
 
-    def sample_transport(as_of: dt.date, tickers: tuple[str, ...]) -> httpx.MockTransport:
-        seen.update(as_of=as_of, tickers=tickers)
+    def sample_transport(as_of: dt.date, tickers: tuple[str, ...], **knobs: object) -> httpx.MockTransport:
+        seen.update(as_of=as_of, tickers=tickers, **knobs)
         return httpx.MockTransport(lambda request: httpx.Response(200, json=[{"url": str(request.url)}]))
 
     fake_module = types.SimpleNamespace(sample_transport=sample_transport, SAMPLE_TICKERS=("AAPL", "MSFT"))
@@ -468,7 +468,7 @@ def test_from_settings_uses_the_sample_transport_without_a_key(monkeypatch: pyte
     settings = Settings(fmp_api_key=None, as_of=dt.date(2025, 1, 3))
     with FmpClient.from_settings(settings, limiter=RateLimiter(1000)) as client:
         result = client.fetch(EOD, AAPL)
-    assert seen == {"as_of": dt.date(2025, 1, 3), "tickers": ("AAPL", "MSFT")}
+    assert seen == {"as_of": dt.date(2025, 1, 3), "tickers": ("AAPL", "MSFT"), "plan": None}  # FMP_PLAN unset
     assert result.ok and result.url.startswith("https://sample.fmp.invalid/stable/")
     assert "apikey" not in result.content[0]["url"]
 
