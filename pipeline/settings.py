@@ -40,6 +40,7 @@ class UniverseSettings:
     actively_trading_only: bool = True
     min_market_cap: float = 0.0
     max_tickers: int = 500
+    include_delisted: bool = True  # delisted names on the exchanges: fetched once, then frozen (survivorship)
 
 
 SOURCES = ("fmp", "sample")
@@ -286,6 +287,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         actively_trading_only=_bool(env, "PIPELINE_UNIVERSE_ACTIVELY_TRADING", True),
         min_market_cap=min_cap,
         max_tickers=_int(env, "PIPELINE_UNIVERSE_MAX_TICKERS", 500, 1),
+        include_delisted=_bool(env, "PIPELINE_UNIVERSE_INCLUDE_DELISTED", True),
     )
 
     environment = env.get("ENV", "").strip().upper() or "PROD"

@@ -48,7 +48,29 @@ def universe_from_silver(conn: duckdb.DuckDBPyConnection, universe: UniverseSett
             "max_ticker_length": MAX_TICKER_LENGTH,
         },
     ).fetchall()
-    return [r[0] for r in rows]
+    listed = [r[0] for r in rows]
+    if not universe.include_delisted or "fmp_delisted_companies" not in have:
+        return listed
+    return listed + [t for t in delisted_from_silver(conn, universe) if t not in set(listed)]
+
+
+DELISTED_SQL = """
+    SELECT DISTINCT symbol
+    FROM silver.fmp_delisted_companies
+    WHERE upper(exchange) IN (SELECT unnest($exchanges))
+      AND regexp_full_match(symbol, $ticker_regex) AND length(symbol) <= $max_ticker_length
+    ORDER BY symbol
+"""
+
+
+def delisted_from_silver(conn: duckdb.DuckDBPyConnection, universe: UniverseSettings) -> list[str]:
+    """Delisted names on the universe's exchanges (DESIGN.md section 12: the universe is survivorship-free). Their
+    history is fetched once after the delisting, then frozen (`pipeline.bronze.delisted`). Only the exchange and
+    ticker filters apply: a delisted name has no screener row (market cap, ETF flag) today; `gold.universe_as_of`
+    applies the listing dates."""
+    params = {"exchanges": list(universe.exchanges), "ticker_regex": TICKER_REGEX}
+    params["max_ticker_length"] = MAX_TICKER_LENGTH
+    return [r[0] for r in conn.execute(DELISTED_SQL, params).fetchall()]
 
 
 SILVER_UNIVERSE = "Silver stock list filtered by the universe settings"

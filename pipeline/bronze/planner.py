@@ -39,7 +39,7 @@ class PlanDecision:
     due: bool
     reason: str
     requests: tuple[PlannedRequest, ...] = ()
-    skip_kind: str | None = None  # not_due | plan | nothing_new (None when due)
+    skip_kind: str | None = None  # not_due | plan | nothing_new | frozen (None when due)
 
 
 def expand_query(
@@ -178,18 +178,40 @@ def plan_identity(
     return PlanDecision(entry, identity, True, f"due: {why}", (request,))
 
 
+def frozen_decision(
+    entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, delisted_on: dt.date | None
+) -> PlanDecision | None:
+    """A delisted ticker fetched once after its delisting is complete (FMP keeps its history, ending on the
+    delisting day: fmp_api.md 3.4): skipped as `frozen`, for every dataset. Until that fetch it is planned as usual."""
+    last = coverage.last_as_of if coverage else None
+    if delisted_on is None or last is None or last <= delisted_on:
+        return None
+    return PlanDecision(
+        entry,
+        identity,
+        False,
+        f"frozen: delisted on {delisted_on}, history fetched on {last} after the delisting; no further requests",
+        skip_kind="frozen",
+    )
+
+
 def plan(
     entries: Iterable[KeymapEntry],
     tickers: Iterable[str],
     coverage: Mapping[DatasetIdentity, Coverage],
     today: dt.date,
     fmp_plan: str | None,
+    frozen: Mapping[str, dt.date] | None = None,
 ) -> list[PlanDecision]:
-    """Decisions for every (entry, ticker) pair; global entries get one decision each."""
+    """Decisions for every (entry, ticker) pair; global entries get one decision each. `frozen`: delisted tickers
+    and their delisting day (`pipeline.bronze.delisted.frozen_tickers`)."""
     tickers = list(tickers)
+    frozen = frozen or {}
     decisions: list[PlanDecision] = []
     for entry in entries:
         identities = [entry.identity.with_ticker(t) for t in tickers] if entry.per_ticker else [entry.identity]
         for identity in identities:
-            decisions.append(plan_identity(entry, identity, coverage.get(identity), today, fmp_plan))
+            cov = coverage.get(identity)
+            decision = frozen_decision(entry, identity, cov, frozen.get(identity.ticker)) if frozen else None
+            decisions.append(decision or plan_identity(entry, identity, cov, today, fmp_plan))
     return decisions
