@@ -104,10 +104,11 @@ def security_at(conn: duckdb.DuckDBPyConnection, ticker: str, day: dt.date) -> H
 
 def universe_as_of(conn: duckdb.DuckDBPyConnection, day: dt.date) -> dict[int, str]:
     """security_id -> ticker on `day`, for every security listed that day (delisted since included)."""
-    return dict(conn.execute(UNIVERSE_AS_OF.format(day="$day") + " ORDER BY 2", {"day": day}).fetchall())
+    rows = conn.execute(UNIVERSE_AS_OF.format(day="$day") + " ORDER BY 2", {"day": day}).fetchall()
+    return {r[0]: r[1] for r in rows}
 
 
 def index_members_as_of(conn: duckdb.DuckDBPyConnection, index_name: str, day: dt.date) -> dict[int, str]:
     """security_id -> ticker on `day`, for the members of `index_name` ('sp500') that day."""
     sql = INDEX_MEMBERS_AS_OF.format(index_name="$index_name", day="$day") + " ORDER BY 2"
-    return dict(conn.execute(sql, {"index_name": index_name, "day": day}).fetchall())
+    return {r[0]: r[1] for r in conn.execute(sql, {"index_name": index_name, "day": day}).fetchall()}

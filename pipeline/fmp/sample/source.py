@@ -100,7 +100,8 @@ class SampleSource:
     def holder(self, symbol: str) -> str | None:
         """The universe's company (its current symbol) that trades under `symbol` as of as_of, if any."""
         comp = self.company(symbol)
-        if comp.symbol not in self.ticker_set:
+        names = {comp.symbol, *(old for old, _ in comp.former_symbols)}
+        if self.ticker_set.isdisjoint(names):
             return None
         return comp.symbol if comp.symbol_on(self.as_of) == symbol else None
 
