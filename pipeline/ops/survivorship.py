@@ -65,7 +65,7 @@ def survivorship_section(
     frozen = frozen_tickers(conn, today)
     if frozen:
         names = ", ".join(sorted(frozen)[:5]) + (f" (+{len(frozen) - 5} more)" if len(frozen) > 5 else "")
-        lines.append(f"  {len(frozen)} delisted ticker(s) frozen after one fetch past their delisting: {names}")
+        lines.append(f"  {len(frozen)} delisted ticker(s), frozen once fetched after their delisting: {names}")
     for item in lacking(entries, conn, fmp_plan):
         lines.append(f"  lacks: {item}")
     if "security_issues" in gold:
