@@ -48,7 +48,7 @@ def test_a_starter_pipeline_run_completes_and_status_says_what_it_lacks(tmp_path
     assert refused == [("delisted-companies", "1"), ("historical-sp500-constituent", None)]
     # the run log names each refusal and what it stops sending
     assert "historical-sp500-constituent: not sent: the FMP plan does not include this endpoint" in out
-    assert "market/delisted-companies: not sent: the FMP plan refuses a query parameter of this dataset" in out
+    assert "delisted-companies: not sent: the FMP plan refuses a query parameter of this dataset" in out
     status = subprocess.run(pipeline_cmd("status"), env=env, capture_output=True, text=True, timeout=300)
     text = " ".join(status.stdout.split())
     assert status.returncode == 0, status.stdout + status.stderr
