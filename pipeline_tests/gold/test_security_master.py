@@ -29,6 +29,8 @@ from pipeline_tests.gold.secmaster_chain import (
     fetch,
     with_extra_rows,
 )
+from pipeline_tests.oracle import load_gold, load_silver
+from pipeline_tests.oracle.securities import security_ids
 
 AS_OF = dt.date(2024, 6, 14)
 RENAME, DELISTED, REUSED = dt.date(2022, 6, 9), dt.date(2022, 10, 27), dt.date(2020, 12, 9)
@@ -127,6 +129,18 @@ def test_reused_ticker_is_two_securities_split_at_the_reuse_date(warehouse: Path
     assert names[before.security_id] == "Arlington Asset Investment Corp." and names[after.security_id] == "C3.ai, Inc."
     assert facts == [(after.security_id, REUSED)]  # FMP's AI history is C3.ai's: no bar glued to the old holder
     assert universe_then[before.security_id] == "AI" and after.security_id not in universe_then
+
+
+def test_security_ids_on_the_facts_match_the_oracle(warehouse: Path) -> None:
+    """Across the rename (FB rows fetched before it, META rows after) and the reused ticker, the facts' security_id
+    equals the pandas oracle's, written from the rules and not from the SQL (pipeline_tests/oracle/securities.py)."""
+    with connect(warehouse) as conn:
+        silver = load_silver(conn)
+        prices, quarterly = load_gold(conn, "fact_price_daily"), load_gold(conn, "fact_fundamentals_quarterly")
+    for frame, day in ((prices, "date"), (quarterly, "period_end")):
+        expected = security_ids(silver, frame, day).astype("int64")
+        assert (expected.to_numpy() == frame["security_id"].to_numpy()).all()
+    assert prices.groupby("ticker")["security_id"].nunique().max() == 1 and prices["security_id"].nunique() == 4
 
 
 def test_frozen_delisted_tickers_cost_no_request_on_a_daily_run(warehouse: Path) -> None:
