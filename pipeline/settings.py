@@ -40,6 +40,7 @@ class UniverseSettings:
     actively_trading_only: bool = True
     min_market_cap: float = 0.0
     max_tickers: int | None = None  # None: the whole filtered market (issue 19); a number caps it, largest first
+    include_delisted: bool = True  # delisted names on the exchanges: fetched once, then frozen (survivorship)
 
 
 SOURCES = ("fmp", "sample")
@@ -287,6 +288,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         actively_trading_only=_bool(env, "PIPELINE_UNIVERSE_ACTIVELY_TRADING", True),
         min_market_cap=min_cap,
         max_tickers=_int(env, "PIPELINE_UNIVERSE_MAX_TICKERS", 0, 1) or None,
+        include_delisted=_bool(env, "PIPELINE_UNIVERSE_INCLUDE_DELISTED", True),
     )
 
     environment = env.get("ENV", "").strip().upper() or "PROD"

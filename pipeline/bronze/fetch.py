@@ -26,6 +26,7 @@ from pipeline.bronze.budget import (
 )
 from pipeline.bronze.bulk_fanout import derived_envelopes
 from pipeline.bronze.csv_body import csv_view
+from pipeline.bronze.delisted import frozen_tickers
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.recovery import register_orphans
@@ -219,6 +220,7 @@ def run_bronze(
     with warehouse.transaction() as conn:
         runs.check_source(conn, source_mode, warehouse.label)
         orphans = register_orphans(conn, store, silver_table_of)
+        frozen = frozen_tickers(conn, today)
         if budget is None:
             coverage, allocation = planning_coverage(conn, entries + consulted, today, tickers), None
         else:  # the day's coverage holds this step's
@@ -228,7 +230,7 @@ def run_bronze(
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
 
-    decisions = plan(entries, tickers, coverage, today, fmp_plan, also=consulted)
+    decisions = plan(entries, tickers, coverage, today, fmp_plan, frozen, also=consulted)
     reports = {e.asset_name: EntryReport(e) for e in entries}
     tasks: list[tuple[PlannedRequest, KeymapEntry]] = []
     for d in decisions:
@@ -421,7 +423,7 @@ def day_allocation(
     the coverage it was planned from (this step's included)."""
     planned, weights = day_tickers(budget.universe(conn), tickers)
     coverage = planning_coverage(conn, budget.entries, today, planned)
-    day = plan(budget.entries, planned, coverage, today, fmp_plan)
+    day = plan(budget.entries, planned, coverage, today, fmp_plan, frozen_tickers(conn, today))
     return coverage, allocate(conn, budget.limits, day, budget.now(), weights)
 
 
@@ -430,7 +432,8 @@ def dry_run(
 ) -> list[PlanDecision]:
     """What is due, and why not, without fetching anything (read-only connection is enough)."""
     tickers = list(tickers)
-    return plan(entries, tickers, planning_coverage(conn, entries, today, tickers), today, fmp_plan)
+    coverage = planning_coverage(conn, entries, today, tickers)
+    return plan(entries, tickers, coverage, today, fmp_plan, frozen_tickers(conn, today))
 
 
 def planning_coverage(

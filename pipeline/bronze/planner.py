@@ -39,7 +39,7 @@ class PlanDecision:
     due: bool
     reason: str
     requests: tuple[PlannedRequest, ...] = ()
-    skip_kind: str | None = None  # not_due | plan | nothing_new (None when due)
+    skip_kind: str | None = None  # not_due | plan | nothing_new | frozen (None when due)
 
 
 def expand_query(
@@ -178,23 +178,43 @@ def plan_identity(
     return PlanDecision(entry, identity, True, f"due: {why}", (request,))
 
 
+def frozen_decision(
+    entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, delisted_on: dt.date | None
+) -> PlanDecision | None:
+    """A delisted ticker fetched once after its delisting is complete (FMP keeps its history, ending on the
+    delisting day: fmp_api.md 3.4): skipped as `frozen`, for every dataset. Until that fetch it is planned as usual."""
+    last = coverage.last_as_of if coverage else None
+    if delisted_on is None or last is None or last <= delisted_on:
+        return None
+    return PlanDecision(
+        entry,
+        identity,
+        False,
+        f"frozen: delisted on {delisted_on}, history fetched on {last} after the delisting; no further requests",
+        skip_kind="frozen",
+    )
+
+
 def plan(
     entries: Iterable[KeymapEntry],
     tickers: Iterable[str],
     coverage: Mapping[DatasetIdentity, Coverage],
     today: dt.date,
     fmp_plan: str | None,
+    frozen: Mapping[str, dt.date] | None = None,
     *,
     also: Iterable[KeymapEntry] = (),
 ) -> list[PlanDecision]:
     """Decisions for every (entry, ticker) pair; global entries get one decision each.
 
-    Entries with a bulk scope, and the per-ticker requests a bulk replaces, are decided by `pipeline.bronze.bulk`;
-    `also`: other keymap entries that decide nothing here but are consulted (a bulk entry planned by another step
-    replaces requests of this one; `coverage` must hold theirs)."""
+    `frozen`: delisted tickers and their delisting day (`pipeline.bronze.delisted.frozen_tickers`): once their last
+    history is in, they are skipped. Entries with a bulk scope, and the per-ticker requests a bulk replaces, are
+    decided by `pipeline.bronze.bulk`; `also`: other keymap entries that decide nothing here but are consulted (a bulk
+    entry planned by another step replaces requests of this one; `coverage` must hold theirs)."""
     from pipeline.bronze import bulk  # the bulk path builds on this module
 
     tickers, entries = list(tickers), list(entries)
+    frozen = frozen or {}
     consulted = entries + [e for e in also if e not in entries]
     replaced = bulk.replacements(consulted, tickers, coverage, today, fmp_plan)
     decisions: list[PlanDecision] = []
@@ -204,8 +224,11 @@ def plan(
             continue
         identities = [entry.identity.with_ticker(t) for t in tickers] if entry.per_ticker else [entry.identity]
         for identity in identities:
-            decision = plan_identity(entry, identity, coverage.get(identity), today, fmp_plan)
-            decisions.append(
-                bulk.replaced_by_bulk(decision, coverage.get(identity), replaced) if replaced else decision
-            )
+            cov = coverage.get(identity)
+            skip = frozen_decision(entry, identity, cov, frozen.get(identity.ticker)) if frozen else None
+            if skip is not None:  # a frozen delisted ticker: nothing to fetch, by bulk or otherwise
+                decisions.append(skip)
+                continue
+            decision = plan_identity(entry, identity, cov, today, fmp_plan)
+            decisions.append(bulk.replaced_by_bulk(decision, cov, replaced) if replaced else decision)
     return decisions

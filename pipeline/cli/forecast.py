@@ -23,6 +23,7 @@ import duckdb
 
 from pipeline.bronze import planner
 from pipeline.bronze.budget import FALLBACK_BYTES_PER_REQUEST, FALLBACK_BYTES_PER_WINDOW_DAY, Allocation, allocation
+from pipeline.bronze.delisted import frozen_tickers
 from pipeline.bronze.fetch import planning_coverage
 from pipeline.fmp.plans import BudgetLimits, budget_limits, format_bytes, plan_calls_per_minute
 from pipeline.keymap.loader import load_keymap
@@ -109,13 +110,14 @@ def forecasts(
     used, history = usage(conn, dt.datetime.now(dt.UTC)), size_history(conn)
     today = settings.today()
     coverage = planning_coverage(conn, keymap.entries, today, tickers)
+    frozen = frozen_tickers(conn, today)
     out = []
     for plan in plans or [settings.fmp_plan]:
         if plans:
             limits, per_minute = budget_limits(plan), plan_calls_per_minute(plan)
         else:
             limits, per_minute = settings.budget, settings.calls_per_minute
-        day = planner.plan(keymap.entries, tickers, coverage, today, plan)  # as `dry_run`, coverage read once
+        day = planner.plan(keymap.entries, tickers, coverage, today, plan, frozen)  # as `dry_run`, coverage read once
         spend = allocation(limits, used, history, day)
         out.append(Forecast(today, plan, per_minute, limits, used, len(tickers), why, _datasets(spend), spend.binding))
     return out

@@ -34,6 +34,7 @@ from pipeline.ops.reader import (
     wrap,
 )
 from pipeline.ops.runs import get_run, run_overviews
+from pipeline.ops.survivorship import survivorship_section
 from pipeline.ops.usage import usage
 from pipeline.settings import Settings
 from pipeline.text_table import text_table
@@ -384,6 +385,10 @@ def status(
             print(file=out)
             for line in quarantined:
                 print(line, file=out)
+        print(file=out)
+        keymap = load_keymap(settings.keymap_path)
+        for line in survivorship_section(keymap.entries, conn, settings.today(), settings.fmp_plan):
+            print(line, file=out)
         if show_plan:
             print(file=out)
             for line in plan_section(settings, conn):

@@ -36,6 +36,7 @@ import duckdb
 from pipeline.gold import completeness, models
 from pipeline.gold.by_date import ByDatePlan, history_marks, plan_by_date
 from pipeline.gold.models import GoldModel
+from pipeline.gold.securities import SECURITY_TABLES, create_macros
 from pipeline.keymap.model import DatasetIdentity
 from pipeline.ops.file_ingestions import input_revisions, input_state_by_table, input_watermarks
 from pipeline.ops.gold_builds import LastBuild, finish_build, last_build, last_successful_inputs, start_build
@@ -349,6 +350,8 @@ def build(conn: duckdb.DuckDBPyConnection, name: str, run_id: str, *, full: bool
         plan = _leave_out(plan, left_out)
         plan = _with_by_date(conn, model, plan, last)
         rows_written, rows_deleted = _write(conn, model, plan, empty=not table_ready)
+        if name in SECURITY_TABLES:
+            create_macros(conn)  # gold.security_at & co. bind their tables when created
         row_count = conn.execute(f"SELECT count(*) FROM {model.qualified}").fetchall()[0][0]
         if not model.per_ticker:
             tickers_touched = None

@@ -42,6 +42,7 @@ import duckdb
 
 from pipeline.gold import models
 from pipeline.gold.models import GoldModel
+from pipeline.gold.security_join import SECURITY_INPUTS
 from pipeline.gold.templates import render
 
 BAR_TABLES = ("fmp_price_eod_as_traded", "fmp_price_eod")  # daily bars: a change on or before the last day re-bases
@@ -85,8 +86,9 @@ def _history_tables(conn: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) ->
 
 
 def history_marks(conn: duckdb.DuckDBPyConnection, tables: tuple[str, ...]) -> list[str]:
-    """`<table>@<newest promoted_at>` per Silver table of `tables` whose history has rows, sorted: what a build saw."""
-    present = _history_tables(conn, tables)
+    """`<table>@<newest promoted_at>` per Silver table of `tables` whose history has rows, sorted: what a build saw.
+    The security master's inputs are left out, as by-date planning leaves them out (`plan_sql`)."""
+    present = _history_tables(conn, tuple(t for t in tables if t not in SECURITY_INPUTS))
     if not present:
         return []
     union = "\nUNION ALL\n".join(
@@ -118,7 +120,9 @@ def plan_sql(model: GoldModel, inputs: list[str]) -> str:
     """The classification query for `model` over the input tables that have a history table."""
     if model.by_date is None:
         raise ValueError(f"gold.{model.name} is not built by date")
-    kinds = [(t, _kind(t, model)) for t in inputs]
+    # the security master's inputs only name each row's security_id: a global one that moved makes the build full,
+    # and a profile refresh (weekly, for every ticker) must not recompute every history
+    kinds = [(t, _kind(t, model)) for t in inputs if t not in SECURITY_INPUTS]
     return render(
         "by_date_plan",
         table=model.name,

@@ -30,6 +30,7 @@ import duckdb
 from pipeline import market_calendar
 from pipeline.fmp.fields import TREASURY_MATURITIES
 from pipeline.gold.macro_releases import DEFAULT_RELEASE_LAG_DAYS, RELEASES
+from pipeline.gold.security_join import SECURITY_COLUMN, SECURITY_DESCRIPTION, SECURITY_INPUTS, with_security
 from pipeline.gold.templates import render
 
 QUARTERS = ("Q1", "Q2", "Q3", "Q4")
@@ -190,17 +191,18 @@ FACT_PRICE_DAILY = GoldModel(
     "(split_adj_*, splits only, current share basis) and total return (tr_close, splits and "
     "dividends); returns, 20/50/200-day SMAs, 52-week range and realised volatility on the "
     "split-adjusted series (see each column's description).",
-    inputs=PRICE_INPUTS + ("fmp_dividends",),
+    inputs=PRICE_INPUTS + ("fmp_dividends",) + SECURITY_INPUTS,
     columns=_cols("""
         ticker VARCHAR, date DATE, open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume BIGINT,
         price_source VARCHAR, split_factor DOUBLE,
         split_adj_open DOUBLE, split_adj_high DOUBLE, split_adj_low DOUBLE, split_adj_close DOUBLE,
         split_adj_volume BIGINT, total_return_factor DOUBLE, tr_close DOUBLE,
         return_1d DOUBLE, total_return_1d DOUBLE, log_return_1d DOUBLE, sma_20 DOUBLE, sma_50 DOUBLE, sma_200 DOUBLE,
-        high_52w DOUBLE, low_52w DOUBLE, trading_days_per_year INTEGER, realized_vol_20d DOUBLE"""),
+        high_52w DOUBLE, low_52w DOUBLE, trading_days_per_year INTEGER, realized_vol_20d DOUBLE""")
+    + (SECURITY_COLUMN,),
     key=("ticker", "date"),
-    descriptions=PRICE_DESCRIPTIONS,
-    sql=render("fact_price_daily"),
+    descriptions=PRICE_DESCRIPTIONS | {"security_id": SECURITY_DESCRIPTION},
+    sql=with_security(render("fact_price_daily"), "date"),
     # sma_200 reads 199 earlier rows, the 52-week range 364 earlier days
     by_date=ByDate(rows=200, days=365),
     # where the plan lacks /non-split-adjusted, bars are derived from /full and the splits: say how many
@@ -256,29 +258,30 @@ FUNDAMENTALS_DESCRIPTIONS = {
     "revenue_ttm": "Sum of the last 4 consecutive quarters; NULL until 4 exist (same rule for every *_ttm).",
 }
 
-FUNDAMENTALS_INPUTS = STATEMENT_INPUTS + ("fmp_key_metrics", "fmp_ratios") + PRICE_INPUTS
+FUNDAMENTALS_INPUTS = STATEMENT_INPUTS + ("fmp_key_metrics", "fmp_ratios") + PRICE_INPUTS + SECURITY_INPUTS
+FUNDAMENTALS_DESCRIPTIONS["security_id"] = SECURITY_DESCRIPTION
 
 FACT_FUNDAMENTALS_QUARTERLY = GoldModel(
     name="fact_fundamentals_quarterly",
     description="Quarterly income statement, balance sheet, cash flow, key metrics and ratios per fiscal period, "
     "with trailing-twelve-month sums of flow items.",
     inputs=FUNDAMENTALS_INPUTS,
-    columns=FUNDAMENTALS_COLUMNS + TTM_COLUMNS,
+    columns=FUNDAMENTALS_COLUMNS + TTM_COLUMNS + (SECURITY_COLUMN,),
     key=("ticker", "period_end", "period"),
     periods=QUARTERS,
     descriptions=FUNDAMENTALS_DESCRIPTIONS,
-    sql=render("fact_fundamentals_quarterly", ttm_items=TTM_ITEMS),
+    sql=with_security(render("fact_fundamentals_quarterly", ttm_items=TTM_ITEMS), "period_end"),
 )
 
 FACT_FUNDAMENTALS_ANNUAL = GoldModel(
     name="fact_fundamentals_annual",
     description="Annual income statement, balance sheet, cash flow, key metrics and ratios per fiscal year.",
     inputs=FUNDAMENTALS_INPUTS,
-    columns=FUNDAMENTALS_COLUMNS,
+    columns=FUNDAMENTALS_COLUMNS + (SECURITY_COLUMN,),
     key=("ticker", "period_end", "period"),
     periods=ANNUAL,
     descriptions=FUNDAMENTALS_DESCRIPTIONS,
-    sql=render("fact_fundamentals_annual"),
+    sql=with_security(render("fact_fundamentals_annual"), "period_end"),
 )
 
 
@@ -309,7 +312,7 @@ FACT_VALUATION_DAILY = GoldModel(
     description="Point-in-time daily valuation (market cap, P/E, P/B, P/S, EV/EBITDA, dividend and FCF yield): a "
     "statement counts from the first close at or after its acceptance (US Eastern), and its restated "
     "share count is put on each day's share basis.",
-    inputs=PRICE_INPUTS + ("fmp_dividends",) + STATEMENT_INPUTS,
+    inputs=PRICE_INPUTS + ("fmp_dividends",) + STATEMENT_INPUTS + SECURITY_INPUTS,
     columns=_cols("""
         ticker VARCHAR, date DATE, close DOUBLE,
         statement_period_end DATE, statement_period VARCHAR, statement_fiscal_year INTEGER,
@@ -317,11 +320,12 @@ FACT_VALUATION_DAILY = GoldModel(
         share_basis_factor DOUBLE, shares_outstanding DOUBLE, market_cap DOUBLE, net_debt DOUBLE,
         enterprise_value DOUBLE, revenue_ttm DOUBLE, net_income_ttm DOUBLE, ebitda_ttm DOUBLE,
         free_cash_flow_ttm DOUBLE, book_value DOUBLE, eps_ttm DOUBLE, pe_ttm DOUBLE, pb DOUBLE, ps_ttm DOUBLE,
-        ev_to_ebitda_ttm DOUBLE, dividends_ttm_per_share DOUBLE, dividend_yield_ttm DOUBLE, fcf_yield DOUBLE"""),
+        ev_to_ebitda_ttm DOUBLE, dividends_ttm_per_share DOUBLE, dividend_yield_ttm DOUBLE, fcf_yield DOUBLE""")
+    + (SECURITY_COLUMN,),
     key=("ticker", "date"),
     periods=QUARTERS,
-    descriptions=VALUATION_DESCRIPTIONS,
-    sql=render("fact_valuation_daily", ttm_items=TTM_ITEMS),
+    descriptions=VALUATION_DESCRIPTIONS | {"security_id": SECURITY_DESCRIPTION},
+    sql=with_security(render("fact_valuation_daily", ttm_items=TTM_ITEMS), "date"),
     by_date=ByDate(),  # each day stands alone (no window over days): the new days need no earlier bar
 )
 
@@ -401,9 +405,12 @@ def indicator_names(conn: duckdb.DuckDBPyConnection) -> list[str]:
     ]
 
 
+from pipeline.gold.security_models import SECURITY_MODELS  # noqa: E402 - they build on GoldModel above
+
 MODELS: dict[str, GoldModel] = {
     m.name: m
     for m in (
+        *SECURITY_MODELS,
         DIM_INSTRUMENT,
         DIM_INSTRUMENT_HISTORY,
         FACT_PRICE_DAILY,

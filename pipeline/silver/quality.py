@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from pipeline.bronze.delisted import frozen_tickers
 from pipeline.keymap.model import Keymap, SilverSpec
 from pipeline.silver.schema import LINEAGE_COLUMNS, existing_columns, qualified
 from pipeline.warehouse.dialect import quote
@@ -106,6 +107,8 @@ def freshness(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, today
     stale: list[dict] = []
     missing: list[str] = []
     checked = 0
+    # a ticker whose holder was delisted gets no newer rows: its history is complete, not stale (DESIGN.md 12)
+    delisted = frozen_tickers(conn, today) if entries and entries[0].per_ticker else {}
     for entry in entries:
         rows = conn.execute(
             FRESHNESS_SQL,
@@ -122,6 +125,8 @@ def freshness(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, today
             continue
         limit = entry.recipe.effective_freshness_days
         for ticker, newest_row, last_fetch in rows:
+            if ticker in delisted:
+                continue
             checked += 1
             # an identity whose answers held no rows yet (a ticker that never split) is judged by its last fetch
             newest = last_fetch if snapshot or newest_row is None else newest_row
@@ -140,6 +145,7 @@ def freshness(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str, today
         "identities_checked": checked,
         "stale_count": len(stale),
         "stale": stale[:50],
+        "delisted_tickers_skipped": len(delisted),
         "never_promoted": missing,
         "today": today.isoformat(),
         "basis": "last promoted fetch date" if snapshot else "newest row date",

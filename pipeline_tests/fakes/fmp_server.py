@@ -58,6 +58,14 @@ QUOTA_MODES = ("429", "200", "bandwidth")
 BULK_LIMIT_MESSAGE = (
     "Limit Reach. This is a bulk endpoint, please upgrade your plan or visit our documentation for more details"
 )
+# fmp_api.md 3.4: on Starter (and below) the historical index constituents are 402, and so is every page of
+# delisted-companies but the first. The body of the page refusal is not recorded: a parameter value outside the plan
+# answers "Premium Query Parameter" (fmp_api.md 2.4), so the fake says that, naming `page`.
+BELOW_PREMIUM = frozenset({"basic", "starter"})
+PREMIUM_ENDPOINTS = ("historical-sp500-constituent", "historical-nasdaq-constituent", "historical-dowjones-constituent")
+PREMIUM_PAGE_TEXT = (
+    "Premium Query Parameter: This value set for 'page' is not available under your current subscription"
+)
 LEGACY_MESSAGE = (
     "Legacy Endpoint : Due to Legacy endpoints being no longer supported - This endpoint is only "
     "available for legacy users who have valid subscriptions prior August 31, 2025."
@@ -357,6 +365,11 @@ class FakeFmpServer:
             return 402, PREMIUM_SYMBOL_TEXT.encode()
         if path.endswith("-bulk") and self.plan != "ultimate":
             return 402, error_body(RESTRICTED_ENDPOINT_MESSAGE)
+        if self.plan in BELOW_PREMIUM and path in PREMIUM_ENDPOINTS:
+            return 402, error_body(RESTRICTED_ENDPOINT_MESSAGE)
+        page = params.get("page", "0")
+        if self.plan in BELOW_PREMIUM and path == "delisted-companies" and page.isdigit() and int(page) >= 1:
+            return 402, PREMIUM_PAGE_TEXT.encode()
         if self.plan == "basic" and params.get("limit", "").isdigit() and int(params["limit"]) > 5:
             return 402, b"Premium Query Parameter: 'limit'"
         return None

@@ -930,7 +930,12 @@ def test_ledger_records_builds(built_conn):
         FROM ops.gold_builds ORDER BY build_id
     """).fetchall()
     assert [r[0] for r in rows] == list(gold.GOLD_ASSETS)
-    assert all(r[1] == "full" and r[2] == "success" and r[3] > 0 and r[5] > 0 and r[6] for r in rows)
+    assert all(r[1] == "full" and r[2] == "success" and r[6] for r in rows)
+    # the security master's tables are empty here: this fixture's Silver has no delisted list or symbol changes
+    facts = [
+        r for r in rows if r[0] not in ("dim_security", "dim_security_ticker", "index_membership", "security_issues")
+    ]
+    assert all(r[3] > 0 and r[5] > 0 for r in facts)
     price = next(r for r in rows if r[0] == "fact_price_daily")
     assert price[3] == 900 and price[4] == 3
 

@@ -44,6 +44,7 @@ from pipeline_tests.oracle import (
 )
 from pipeline_tests.oracle.basis import et_timestamp
 from pipeline_tests.oracle.macro import snake
+from pipeline_tests.oracle.securities import security_ids
 from pipeline_tests.oracle.silver import gold_columns
 from pipeline_tests.support import KEY, cli_env, pipeline_cmd
 
@@ -135,6 +136,8 @@ def compute_oracle(silver: dict[str, pd.DataFrame], types: dict[str, dict[str, s
     annual = fundamentals(silver, annual=True, gold_columns=list(types["fact_fundamentals_annual"]))
     valuation = valuation_daily(silver, prices, quarterly)
     macro = macro_daily(silver, prices["date"], release_map())
+    for frame, day in ((prices, "date"), (quarterly, "period_end"), (annual, "period_end"), (valuation, "date")):
+        frame["security_id"] = security_ids(silver, frame, day)
     return Oracle(prices, quarterly, annual, valuation, macro)
 
 

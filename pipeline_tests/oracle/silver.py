@@ -8,6 +8,10 @@ import pandas as pd
 from pipeline_tests.oracle.basis import et_date
 
 SILVER_TABLES = (
+    "fmp_company_profile",  # these four: the security master (security_id)
+    "fmp_delisted_companies",
+    "fmp_symbol_change",
+    "fmp_actively_trading",
     "fmp_price_eod",
     "fmp_price_eod_as_traded",
     "fmp_price_eod_total_return",

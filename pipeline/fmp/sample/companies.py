@@ -17,7 +17,23 @@ import yaml
 
 from pipeline.fmp.sample.common import crc, on_or_after_weekday, rng
 
-SAMPLE_TICKERS: tuple[str, ...] = ("AAPL", "MSFT", "NVDA", "JPM", "XOM", "JNJ", "KO", "PG", "GE", "SNAP")
+# The last three are the survivorship cases of fmp_api.md 3.4: a rename (META, formerly FB), a delisting (TWTR) and a
+# reused ticker (AI); see companies.yaml and sample/survivorship.py.
+SAMPLE_TICKERS: tuple[str, ...] = (
+    "AAPL",
+    "MSFT",
+    "NVDA",
+    "JPM",
+    "XOM",
+    "JNJ",
+    "KO",
+    "PG",
+    "GE",
+    "SNAP",
+    "META",
+    "TWTR",
+    "AI",
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,24 @@ class Company:
     dividend_month: int  # first ex-dividend month of the year (1..3)
     investments_ratio: float = 0.15  # long-term investments / annual revenue (a bank's loan book is ~20x)
     first_trade: str | None = None  # first trading day (IPO); no prices or statements long before it
+    delisted: str | None = None  # last trading day: no prices or filings after it (fmp_api.md 3.4)
+    former_symbols: tuple[tuple[str, str], ...] = ()  # (old symbol, day the current one replaced it)
+
+    @property
+    def delisted_on(self) -> dt.date | None:
+        return dt.date.fromisoformat(self.delisted) if self.delisted else None
+
+    @property
+    def symbol_since(self) -> dt.date | None:
+        """The day the company took its current symbol (None: it always had it)."""
+        return max((dt.date.fromisoformat(day) for _, day in self.former_symbols), default=None)
+
+    def symbol_on(self, day: dt.date) -> str:
+        """The symbol the company traded under on `day`."""
+        for old, until in sorted(self.former_symbols, key=lambda f: f[1]):
+            if day < dt.date.fromisoformat(until):
+                return old
+        return self.symbol
 
 
 _SECTORS: tuple[tuple[str, str], ...] = (
@@ -92,7 +126,14 @@ SECTORS: tuple[str, ...] = (
 def _load_known() -> dict[str, dict[str, Any]]:
     """The known sample tickers from companies.yaml (names and identifiers are public facts; numbers synthetic)."""
     table = yaml.safe_load(resources.files("pipeline.fmp.sample").joinpath("companies.yaml").read_text("utf-8"))
-    return {symbol: {**fields, "splits": tuple(tuple(s) for s in fields["splits"])} for symbol, fields in table.items()}
+    return {
+        symbol: {
+            **fields,
+            "splits": tuple(tuple(s) for s in fields["splits"]),
+            "former_symbols": tuple(tuple(f) for f in fields.get("former_symbols", ())),
+        }
+        for symbol, fields in table.items()
+    }
 
 
 _KNOWN: dict[str, dict[str, Any]] = _load_known()
@@ -192,8 +233,14 @@ def synthetic_parameters(symbol: str) -> dict[str, Any]:
     return _synthetic_company(symbol)
 
 
+# former symbol -> the known company's current symbol (FB -> META)
+FORMER_SYMBOLS: dict[str, str] = {old: sym for sym, f in _KNOWN.items() for old, _ in f["former_symbols"]}
+
+
 def company(symbol: str) -> Company:
-    """Reference data for a ticker (real names for the sample tickers, synthetic for any other string)."""
+    """Reference data for a ticker (real names for the sample tickers, synthetic for any other string). A former
+    symbol gives its company under the current symbol, so both serve the same history."""
+    symbol = FORMER_SYMBOLS.get(symbol, symbol)
     return Company(symbol=symbol, **(_KNOWN.get(symbol) or _synthetic_company(symbol)))
 
 

@@ -50,7 +50,8 @@ def _recent_window(frm: dt.date, to: dt.date, as_of: dt.date) -> tuple[dt.date, 
 
 
 def _stock_list(source: SampleSource, params: Mapping[str, str]) -> SampleResponse:
-    rows = [{"symbol": t, "companyName": source.company(t).name} for t in source.tickers]
+    # fmp_api.md 3.4: the stock list keeps dead symbols too; a renamed company is listed under its symbol as of as_of
+    rows = [{"symbol": t, "companyName": source.company(t).name} for t in source.listed()]
     rows += [{"symbol": s, "companyName": n} for s, n in FOREIGN_LISTINGS if s not in source.ticker_set]
     rows.sort(key=lambda r: r["symbol"])
     return json_response(rows)
@@ -59,7 +60,9 @@ def _stock_list(source: SampleSource, params: Mapping[str, str]) -> SampleRespon
 def _screener(source: SampleSource, params: Mapping[str, str]) -> SampleResponse:
     limit = parse_limit(params, None)
     rows = []
-    for t in source.tickers:
+    for t in source.listed():
+        if not source.trading(t):
+            continue  # the screener is asked for actively trading companies only
         comp, s = source.company(t), source.summary(t)
         rows.append(
             {

@@ -63,8 +63,8 @@ def generate_periods(
         year, quarter = FIRST_FISCAL_YEAR + q // 4, q % 4 + 1
         end = quarter_end(year, quarter)
         filing = filing_date_of(comp, end, year, quarter)
-        if filing > as_of:
-            break
+        if filing > as_of or (comp.delisted_on is not None and filing > comp.delisted_on):
+            break  # a delisted company files nothing after its delisting
         income, balance, cash, new_state = build_quarter(
             comp, q, year, quarter, state, paid.get((year, quarter), 0), basis=as_of
         )

@@ -35,13 +35,14 @@ from pipeline.fmp.sample.prices import (
     total_return_factor,
 )
 from pipeline.fmp.sample.statements import Period, shares_on
+from pipeline.fmp.sample.survivorship import SURVIVORSHIP_ROUTES
 from pipeline.fmp.sample.ticker_routes import TICKER_ROUTES
 from pipeline.fmp.sample.trading_days import trading_days
 from pipeline.fmp.sample.wire import QueryError, SampleResponse, response
 
 CACHE_SIZE = 64  # tickers kept in the per-ticker LRU caches
 
-_ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES, **BULK_ROUTES}
+_ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES, **BULK_ROUTES, **SURVIVORSHIP_ROUTES}
 RESTRICTED_ENDPOINT = (
     b'{\n  "Error Message": "Restricted Endpoint: This endpoint is not available under your current subscription"\n}'
 )
@@ -129,9 +130,28 @@ class SampleSource:
         return None
 
     def known(self, params: Mapping[str, str]) -> str | None:
-        """The request's symbol when it is in the universe; None otherwise (FMP answers [] for it)."""
+        """The request's symbol when a company of the universe holds it as of as_of; None otherwise (FMP answers []
+        for it). fmp_api.md 3.4: a symbol's history follows its current holder, so after a rename the new symbol
+        serves the whole history and the old one nothing; before it, the old symbol serves it."""
         symbol = params["symbol"]
-        return symbol if symbol in self.ticker_set else None
+        return symbol if self.holder(symbol) is not None else None
+
+    def holder(self, symbol: str) -> str | None:
+        """The universe's company (its current symbol) that trades under `symbol` as of as_of, if any."""
+        comp = self.company(symbol)
+        names = {comp.symbol, *(old for old, _ in comp.former_symbols)}
+        if self.ticker_set.isdisjoint(names):
+            return None
+        return comp.symbol if comp.symbol_on(self.as_of) == symbol else None
+
+    def listed(self) -> list[str]:
+        """The universe's symbols as of as_of (renames applied), delisted ones included (FMP's stock list has them)."""
+        return [self.company(t).symbol_on(self.as_of) for t in self.tickers]
+
+    def trading(self, symbol: str) -> bool:
+        """Still traded as of as_of: not delisted before it (the delisting day itself still trades)."""
+        gone = self.company(symbol).delisted_on
+        return gone is None or self.as_of <= gone
 
     # -- cached per-ticker data ----------------------------------------------------------------------
     def cached(self, kind: str, symbol: str, build: Callable[[], Any]) -> Any:
@@ -160,6 +180,8 @@ class SampleSource:
             days, dates, n = self._calendar
             px = generate_prices(comp, days, dates, revised_before)
             lo = int(np.searchsorted(px.days, np.datetime64(comp.first_trade))) if comp.first_trade else 0
+            if comp.delisted:  # fmp_api.md 3.4: a delisted ticker's history ends on its delisting day
+                n = min(n, int(np.searchsorted(px.days, np.datetime64(comp.delisted), side="right")))
             return Prices(
                 px.days[lo:n],
                 px.dates[lo:n],
@@ -205,6 +227,7 @@ class SampleSource:
         divs = self.dividends(symbol)
         last, prev = len(px.days) - 1, max(len(px.days) - 2, 0)
         year_ago = int(np.searchsorted(px.days, np.datetime64(add_years(self.as_of, -1))))
+        year_ago = min(year_ago, max(last - 251, 0))  # a delisted company: the last year it traded
         price = float(px.close[last]) / 100
         prev_close = float(px.close[prev]) / 100
         shares = shares_on(comp, self.as_of)

@@ -267,7 +267,7 @@ def _profile(source: SampleSource, params: Mapping[str, str]) -> SampleResponse:
         "ipoDate": comp.ipo_date,
         "defaultImage": False,
         "isEtf": False,
-        "isActivelyTrading": True,
+        "isActivelyTrading": source.trading(symbol),
         "isAdr": False,
         "isFund": False,
     }
