@@ -32,7 +32,8 @@ from pipeline_tests.support import KEY, KEYMAP
 
 DAY = dt.date(2025, 11, 10)  # a Monday session
 NEXT = dt.date(2025, 11, 11)
-TICKERS = list(SAMPLE_TICKERS)
+# the sample's companies still trading on DAY (TWTR, delisted in 2022, is in no bulk day: fmp_api.md 3.4)
+TICKERS = [t for t in SAMPLE_TICKERS if SampleSource(DAY, SAMPLE_TICKERS).trading(t)]
 AS_TRADED = next(e for e in KEYMAP if e.discriminator == "non-split-adjusted")
 EOD_BULK = next(e for e in KEYMAP if e.dataset == "eod-bulk")
 # the daily as-traded requests replaced by the bulk day (pipeline.keymap.bulk `replaces`)
@@ -262,7 +263,8 @@ def test_profile_and_statement_bulks_equal_the_per_ticker_rows(lake: Lake, serve
         lake.promote(entry.silver.table, [e for e in bulks + per_ticker if e.silver.table == entry.silver.table])
     profile_cols = ", ".join(c.name for c in next(e for e in per_ticker if e.dataset == "profile").silver.columns)
     sql = f"SELECT {profile_cols} FROM silver.{{}} ORDER BY ticker"
-    bulk_profiles = lake.rows(sql.format("fmp_profile_bulk"))
+    # profile-bulk also lists companies no longer trading (its isActivelyTrading field): compare the trading ones
+    bulk_profiles = [row for row in lake.rows(sql.format("fmp_profile_bulk")) if row[0] in TICKERS]
     assert len(bulk_profiles) == len(TICKERS) and bulk_profiles == lake.rows(sql.format("fmp_company_profile"))
     statement = next(e for e in per_ticker if e.dataset == "income-statement")
     cols = ", ".join(f"s.{c.name}" for c in statement.silver.columns)

@@ -120,7 +120,10 @@ def test_the_default_universe_is_the_whole_filtered_market(source: SampleSource,
     assert len(listed) > SIZE  # foreign listings too, which the screener's US market leaves out
     default = load_settings({}).universe
     assert default.max_tickers is None
-    assert sorted(universe_from_silver(conn, default)) == sorted(market.tickers)
+    # every ticker still trading (a delisted name such as TWTR has no screener row; it joins the universe from
+    # silver.fmp_delisted_companies, which this warehouse does not have)
+    trading = [t for t in market.tickers if source.trading(t)]
+    assert sorted(universe_from_silver(conn, default)) == sorted(trading)
     # the filters keep working: a cap keeps the largest market caps, an exchange filter keeps that exchange
     capped = universe_from_silver(conn, load_settings({"PIPELINE_UNIVERSE_MAX_TICKERS": "25"}).universe)
     largest = [r["symbol"] for r in sorted(screened, key=lambda r: -r["marketCap"])[:25]]
