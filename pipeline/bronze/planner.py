@@ -16,9 +16,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.ledger_types import Coverage
+
+if TYPE_CHECKING:
+    from pipeline.bronze.refresh import RefreshPolicy
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,18 @@ def history_missing(entry: KeymapEntry, coverage: Coverage | None) -> bool:
 
 
 def plan_identity(
-    entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, today: dt.date, plan: str | None
+    entry: KeymapEntry,
+    identity: DatasetIdentity,
+    coverage: Coverage | None,
+    today: dt.date,
+    plan: str | None,
+    *,
+    min_age_days: int | None = None,
 ) -> PlanDecision:
-    """Decide whether one dataset identity is due today and which requests to send."""
+    """Decide whether one dataset identity is due today and which requests to send. `min_age_days` overrides the
+    recipe's cadence (the refresh policy passes 1 when an event makes the identity due before its cadence)."""
     recipe = entry.recipe
+    min_age = recipe.min_age_days if min_age_days is None else min_age_days
     if not recipe.allowed_on(plan):
         return PlanDecision(
             entry, identity, False, f"skipped: needs the FMP {recipe.min_plan} plan, FMP_PLAN={plan}", skip_kind="plan"
@@ -115,13 +127,13 @@ def plan_identity(
     last_as_of = coverage.last_as_of if coverage else None
     if last_as_of is not None and not history_missing(entry, coverage):
         age = (today - last_as_of).days
-        if age < recipe.min_age_days:
+        if age < min_age:
             return PlanDecision(
                 entry,
                 identity,
                 False,
                 f"not due: last good fetch for {last_as_of} is {age} day(s) old, "
-                f"min_age_days={recipe.min_age_days} (next on {last_as_of + dt.timedelta(days=recipe.min_age_days)})",
+                f"min_age_days={min_age} (next on {last_as_of + dt.timedelta(days=min_age)})",
                 skip_kind="not_due",
             )
 
@@ -170,9 +182,7 @@ def plan_identity(
         today,
         paginated=recipe.pagination is not None,
     )
-    why = (
-        "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={recipe.min_age_days}"
-    )
+    why = "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={min_age}"
     if coverage is not None and coverage.quarantined:
         why = f"{coverage.quarantined} quarantined file(s) to fetch again"
     return PlanDecision(entry, identity, True, f"due: {why}", (request,))
@@ -184,12 +194,17 @@ def plan(
     coverage: Mapping[DatasetIdentity, Coverage],
     today: dt.date,
     fmp_plan: str | None,
+    policy: RefreshPolicy | None = None,
 ) -> list[PlanDecision]:
-    """Decisions for every (entry, ticker) pair; global entries get one decision each."""
+    """Decisions for every (entry, ticker) pair; global entries get one decision each. With `policy`, event-driven
+    and cross-check entries are due only when it says so (`pipeline.bronze.refresh`); without it, on cadence."""
     tickers = list(tickers)
     decisions: list[PlanDecision] = []
     for entry in entries:
         identities = [entry.identity.with_ticker(t) for t in tickers] if entry.per_ticker else [entry.identity]
         for identity in identities:
-            decisions.append(plan_identity(entry, identity, coverage.get(identity), today, fmp_plan))
+            if policy is not None:
+                decisions.append(policy.plan_identity(entry, identity, coverage.get(identity), today))
+            else:
+                decisions.append(plan_identity(entry, identity, coverage.get(identity), today, fmp_plan))
     return decisions
