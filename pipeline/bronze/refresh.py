@@ -23,13 +23,13 @@ Plain functions and data; no Dagster, and the ledger and Silver are read once pe
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import duckdb
 
 from pipeline.bronze import planner
+from pipeline.bronze.sweep import SweepClock, sweep_order
 from pipeline.keymap.model import FILINGS_RHYTHM, DatasetIdentity, KeymapEntry
 from pipeline.ledger_types import Coverage
 from pipeline.ops import file_ingestions
@@ -41,66 +41,7 @@ RHYTHM_RETRY_DAYS = 7
 RHYTHM_GRACE_DAYS = 45
 QUARTER_DAYS, YEAR_DAYS = 91, 365
 DEFAULT_LAG_DAYS = {"quarter": 45, "annual": 75}  # SEC deadlines for large filers when a ticker has no history
-EPOCH_MONDAY = dt.date(1970, 1, 5)
 SHOW_OUTSIDE = 10  # symbols outside the universe named in the log line
-
-
-# -- the sweep ------------------------------------------------------------------------------------------------------
-
-
-def sweep_slots(sweep_days: int) -> int:
-    """Weekdays in one sweep period: every ticker is visited once in that many weekdays, which span at most
-    `sweep_days` calendar days."""
-    return max(1, sweep_days * 5 // 7)
-
-
-def weekday_index(day: dt.date) -> int:
-    """Weekdays since 1970-01-05 (a Saturday or Sunday counts as the Monday after it)."""
-    weeks, rest = divmod((day - EPOCH_MONDAY).days, 7)
-    return weeks * 5 + min(rest, 5)
-
-
-def ticker_hash(ticker: str) -> int:
-    """A stable hash (the same in every process and run, unlike `hash()`)."""
-    return int(hashlib.sha256(ticker.encode()).hexdigest()[:12], 16)
-
-
-def sweep_order(universe: Iterable[str]) -> dict[str, int]:
-    """Each ticker's rank in the universe ordered by its stable hash. Slots taken by rank modulo the weekdays of a
-    period hold ceil(n / slots) tickers at most, where slots by hash alone would vary by about +-sqrt(n / slots)
-    (15 instead of 10 on some day for 200 tickers). A ticker added or removed moves the others by one weekday at
-    most, and `SweepClock.due` catches a ticker whose last fetch is a whole period old."""
-    return {t: n for n, t in enumerate(sorted(set(universe), key=lambda t: (ticker_hash(t), t)))}
-
-
-@dataclass(frozen=True)
-class SweepClock:
-    """When the safety sweep (and the cross-check sample) reaches each ticker."""
-
-    sweep_days: int
-    order: Mapping[str, int]  # sweep_order of the universe
-
-    @property
-    def slots(self) -> int:
-        return sweep_slots(self.sweep_days)
-
-    def slot(self, ticker: str) -> int:
-        rank = self.order.get(ticker)
-        return (ticker_hash(ticker) if rank is None else rank) % self.slots
-
-    def on(self, ticker: str, day: dt.date) -> bool:
-        """The ticker's sweep day (a weekday)."""
-        return weekday_index(day) % self.slots == self.slot(ticker)
-
-    def due(self, ticker: str, day: dt.date, last: dt.date | None) -> bool:
-        """On its sweep day, or its last fetch is a whole period old (a missed run, a universe change)."""
-        return self.on(ticker, day) or (last is not None and (day - last).days >= self.sweep_days)
-
-    def next(self, ticker: str, today: dt.date) -> dt.date:
-        day = today + dt.timedelta(days=1)
-        while not (day.weekday() < 5 and self.on(ticker, day)):
-            day += dt.timedelta(days=1)
-        return day
 
 
 # -- what the warehouse knows -----------------------------------------------------------------------------------------
@@ -152,7 +93,7 @@ def load_facts(
     used = {c for e in keymap_entries if e.recipe.refresh == "events" for c in e.recipe.refresh_on}
     tables = _silver_tables(conn)
     since = today - dt.timedelta(days=max(sweep_days, RHYTHM_GRACE_DAYS) + RETRY_DAYS)
-    for name in sorted(used - {FILINGS_RHYTHM}):
+    for name in sorted(used & set(calendars)):
         cal = calendars[name]
         cov = file_ingestions.latest_bronze_coverage(conn, cal.identity, today=today).get(cal.identity)
         facts.calendar_fetched[name] = cov.last_as_of if cov else None
@@ -234,12 +175,14 @@ class RefreshPolicy:
         for name in entry.recipe.refresh_on:
             if name == FILINGS_RHYTHM:
                 continue
-            cal = self.calendar_plans[name]
+            cal = self.calendar_plans.get(name)
+            if cal is None:
+                return f"{name} is not in the keymap"
             if not cal.recipe.allowed_on(self.fmp_plan):
                 return f"FMP_PLAN={self.fmp_plan} has no {name} (needs {cal.recipe.min_plan}; fmp_api.md 3.3)"
-            last = self.facts.calendar_fetched.get(name)
-            if last is None or (self.facts.today - last).days > CALENDAR_STALE_DAYS:
-                return f"{name} has no good fetch since {last or 'ever'}"
+            stale = self._stale(name)
+            if stale:
+                return stale
         return None
 
     @property
@@ -252,6 +195,26 @@ class RefreshPolicy:
             f"refresh: FMP_PLAN={self.fmp_plan} has no corporate calendars ({', '.join(missing)}; fmp_api.md 3.3): "
             "splits, dividends, statements, metrics, profile and the cross-checks follow their cadence (min_age_days)"
         )
+
+    def describe(self) -> str:
+        """One line for `pipeline plan` and `pipeline status`: how per-ticker datasets are refreshed on this plan."""
+        if not self.calendar_plans:
+            return "refresh: on cadence (min_age_days): the keymap has no corporate calendar"
+        if self.starter_fallback:
+            return self.starter_fallback
+        stale = sorted({why for e in self.calendar_plans.values() for why in [self._stale(e.dataset)] if why})
+        line = (
+            f"refresh: by events ({', '.join(sorted(self.calendar_plans))}, the filing rhythm) and a safety sweep of "
+            f"every ticker once in {self.sweep_days} days (PIPELINE_SWEEP_DAYS); FMP's derived series as cross-checks "
+            "on the same rotating sample"
+        )
+        return line + (f"; on cadence until the calendars are current: {'; '.join(stale)}" if stale else "")
+
+    def _stale(self, name: str) -> str | None:
+        last = self.facts.calendar_fetched.get(name)
+        if last is None or (self.facts.today - last).days > CALENDAR_STALE_DAYS:
+            return f"{name} has no good fetch since {last or 'ever'}"
+        return None
 
     def notes(self) -> list[str]:
         """Lines for the run log and the plan: calendar rows naming symbols outside the universe are skipped."""
@@ -291,6 +254,8 @@ class RefreshPolicy:
 
     def _cross_check_fallback(self) -> str | None:
         """Cross-checks rotate only where the calendars drive refresh (a Starter keeps today's cadence)."""
+        if not self.calendar_plans:
+            return "no corporate calendar in the keymap"
         return f"FMP_PLAN={self.fmp_plan} has no corporate calendars" if self.starter_fallback else None
 
     def _cross_check(self, ticker: str, last: dt.date) -> str | None:

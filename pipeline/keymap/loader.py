@@ -368,16 +368,17 @@ def parse_keymap(document: Any, path: str = "<keymap>") -> Keymap:
 
 
 def _check_refresh_on(entries: list[KeymapEntry], path: str) -> None:
-    """Every calendar a refresh_on names is a global dataset of this keymap with symbol and date columns."""
+    """A calendar a refresh_on names is a global dataset with symbol and date columns. One the keymap lacks (a trimmed
+    keymap) is allowed: the entry then follows its cadence, and the plan says why (pipeline.bronze.refresh)."""
     calendars = {e.dataset: e for e in entries if not e.per_ticker}
     for e in entries:
         for name in e.recipe.refresh_on:
-            if name == FILINGS_RHYTHM:
-                continue
             cal = calendars.get(name)
+            if name == FILINGS_RHYTHM or cal is None:
+                continue
             where = _Where(path, e.index, e.identity_key)
-            if cal is None:
-                raise where.error("recipe.refresh_on", f"{name!r} is not a global dataset of this keymap")
+            if cal.per_ticker:
+                raise where.error("recipe.refresh_on", f"{name!r} is not a global dataset")
             names = {c.name for c in cal.silver.columns}
             if not {"symbol", "date"} <= names:
                 raise where.error("recipe.refresh_on", f"{name!r} needs columns symbol and date to name tickers")

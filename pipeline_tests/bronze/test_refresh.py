@@ -5,6 +5,7 @@ from Silver), the way a day's `pipeline run` orders them: calendars first, then 
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import math
 import uuid
@@ -13,10 +14,13 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from pipeline.bronze.fetch import run_bronze
-from pipeline.bronze.refresh import SweepClock, sweep_order, sweep_slots
 from pipeline.bronze.report import BronzeRunReport
+from pipeline.bronze.sweep import SweepClock, sweep_order, sweep_slots
+from pipeline.forecast import plan_report
 from pipeline.keymap import KeymapEntry
+from pipeline.settings import load_settings
 from pipeline.silver.promote import promote_waiting
+from pipeline.status import status
 from pipeline_tests.bronze.test_bronze import KEYMAP, DayData, Lake, entry, make_client
 from pipeline_tests.fakes.fmp_server import FakeFmpServer
 from pipeline_tests.support import KEY
@@ -198,6 +202,20 @@ def test_starter_has_no_calendars_and_falls_back_to_the_cadence_and_says_so(lake
         day.run(dt.date(2025, 11, 4), plan="starter")
     assert any(line.startswith("refresh: FMP_PLAN=starter has no corporate calendars") for line in day.log)
     assert day.asked("historical-price-eod/full") == ["AAPL"]  # today's daily cadence, not a rotating cross-check
+
+    # `pipeline plan` and `pipeline status` say so before any request
+    env = {"PIPELINE_DATA_DIR": str(lake.root), "PIPELINE_AS_OF": "2025-11-05", "PIPELINE_TICKERS": "AAPL"}
+    starter = load_settings({**env, "PIPELINE_SOURCE": "sample", "FMP_PLAN": "starter"})
+    for command in (plan_report, status):
+        out = io.StringIO()
+        assert command(starter, out=out) == 0, out.getvalue()
+        text = " ".join(out.getvalue().split())
+        assert "refresh: FMP_PLAN=starter has no corporate calendars" in text, text
+    out = io.StringIO()
+    assert plan_report(starter, plans=["premium"], out=out) == 0
+    assert "refresh: by events (dividends-calendar, earnings-calendar, splits-calendar" in " ".join(
+        out.getvalue().split()
+    )
 
 
 def test_the_sweep_visits_every_ticker_once_a_period_and_no_weekday_gets_more_than_its_share() -> None:
