@@ -17,9 +17,11 @@ from pipeline.bronze.fetch import run_bronze
 from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.sweep import SweepClock, sweep_order, sweep_slots
 from pipeline.forecast import plan_report
+from pipeline.gold.build import build
 from pipeline.keymap import KeymapEntry
 from pipeline.settings import load_settings
 from pipeline.silver.promote import promote_waiting
+from pipeline.silver.schema import ensure_table
 from pipeline.status import status
 from pipeline_tests.bronze.test_bronze import KEYMAP, DayData, Lake, entry, make_client
 from pipeline_tests.fakes.fmp_server import FakeFmpServer
@@ -235,3 +237,33 @@ def test_the_sweep_visits_every_ticker_once_a_period_and_no_weekday_gets_more_th
     off = next(d for d in weekdays if not clock.on("AAPL", d))
     assert clock.due("AAPL", off, off - dt.timedelta(days=SWEEP))
     assert not clock.due("AAPL", off, off - dt.timedelta(days=SWEEP - 1))
+
+
+def test_a_split_the_calendar_brings_re_bases_gold_history_with_no_refetch_of_full(lake: Lake) -> None:
+    # NVDA split 10:1 on 2024-06-10. After the backfill, the calendar-driven day asks for NVDA's splits and its new
+    # bars only: /full is a cross-check (not NVDA's day), yet Gold's split-adjusted history is re-based, because Gold
+    # derives it from the as-traded bars and the splits (pipeline/gold/sql/_price_bars.sql).
+    universe = ["KO", "NVDA"]
+    clock = SweepClock(SWEEP, sweep_order(universe))
+    [after] = quiet_days(clock, universe, dt.date(2024, 6, 10), 1)
+    data = DayData(dt.date(2024, 6, 5))
+    with serve(data) as server:
+        day = Day(lake, server, data, universe)
+        day.run(dt.date(2024, 6, 5))
+        day.run(after)
+        assert day.asked("splits") == ["NVDA"]
+        assert day.asked("historical-price-eod/full") == []
+        assert day.asked("historical-price-eod/non-split-adjusted") == universe
+    with lake.warehouse.connect() as conn:
+        for table in ("fmp_price_eod_total_return", "fmp_dividends"):
+            ensure_table(conn, KEYMAP.tables()[table])
+        build(conn, "fact_price_daily", "gold")
+        rows = dict(
+            conn.execute("""
+                SELECT CAST(date AS VARCHAR), [close, split_adj_close] FROM gold.fact_price_daily
+                WHERE ticker = 'NVDA' AND date IN (DATE '2021-01-04', DATE '2024-06-07', DATE '2024-06-10')
+            """).fetchall()
+        )
+    assert rows["2021-01-04"][1] == pytest.approx(rows["2021-01-04"][0] / 40)  # 4:1 in 2021, then 10:1
+    assert rows["2024-06-07"][1] == pytest.approx(rows["2024-06-07"][0] / 10)
+    assert rows["2024-06-10"][1] == pytest.approx(rows["2024-06-10"][0])
