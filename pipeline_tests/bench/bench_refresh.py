@@ -9,9 +9,9 @@ serving the sample source as of each day; the shipped keymap. A first day backfi
 each run like `pipeline run`: the global step (with the calendars) and its Silver promotion, then the per-ticker step
 and its Silver promotion, through `run_bronze` and `promote_waiting` (no Dagster: the planner decides what is sent,
 and that is what is counted). `before` plans every entry on its cadence without the calendars (main's behaviour),
-`after` with the refresh policy (PIPELINE_SWEEP_DAYS 28).
+`after` with the refresh policy (`--sweep-days`, PIPELINE_SWEEP_DAYS, default 28).
 
-    python -m pipeline_tests.bench.bench_refresh --tickers 200 --days 5 [--start 2025-11-03]
+    python -m pipeline_tests.bench.bench_refresh --tickers 200 --days 5 [--start 2025-11-03] [--sweep-days 28]
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def weekdays(start: dt.date, n: int) -> list[dt.date]:
     return out
 
 
-def run_arm(arm: str, tickers: list[str], days: list[dt.date], root: Path) -> list[dict]:
+def run_arm(arm: str, tickers: list[str], days: list[dt.date], root: Path, sweep_days: int = 28) -> list[dict]:
     """Run the days; per day: requests by path, seconds."""
     entries = list(KEYMAP) if arm == "after" else [e for e in KEYMAP if not e.dataset.endswith("s-calendar")]
     glob, per_ticker = [e for e in entries if not e.per_ticker], [e for e in entries if e.per_ticker]
@@ -84,7 +84,7 @@ def run_arm(arm: str, tickers: list[str], days: list[dt.date], root: Path) -> li
                         max_concurrency=8,
                         log_fn=lambda line: None,
                         orphan_entries=entries,
-                        sweep_days=28 if arm == "after" else None,
+                        sweep_days=sweep_days if arm == "after" else None,
                         universe=lambda conn: tickers,
                     )
                 for table in sorted({e.silver.table for e in step}):
@@ -101,13 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=5, help="steady-state weekdays after the backfill day")
     parser.add_argument("--start", default="2025-11-03")
     parser.add_argument("--arms", default="before,after")
+    parser.add_argument("--sweep-days", type=int, default=28, help="PIPELINE_SWEEP_DAYS of the after arm")
     args = parser.parse_args(argv)
     tickers = [f"T{i:04d}" for i in range(1, args.tickers + 1)]
     days = weekdays(dt.date.fromisoformat(args.start), args.days + 1)
     result: dict[str, list[dict]] = {}
     for arm in args.arms.split(","):
         with tempfile.TemporaryDirectory(prefix=f"bench-refresh-{arm}-") as tmp:
-            result[arm] = run_arm(arm, tickers, days, Path(tmp))
+            result[arm] = run_arm(arm, tickers, days, Path(tmp), args.sweep_days)
     print(f"\n{args.tickers} tickers, backfill {days[0]}, then {args.days} weekdays; load {os.getloadavg()}")
     paths = sorted({p for runs in result.values() for r in runs[1:] for p in r["paths"]})
     for arm, runs in result.items():
