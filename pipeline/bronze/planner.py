@@ -204,7 +204,7 @@ def plan(
         identities = [entry.identity.with_ticker(t) for t in tickers] if entry.per_ticker else [entry.identity]
         for identity in identities:
             if policy is not None:
-                decisions.append(policy.plan_identity(entry, identity, coverage.get(identity), today))
+                decisions.append(policy.plan_identity(entry, identity, coverage.get(identity), today, coverage))
             else:
                 decisions.append(plan_identity(entry, identity, coverage.get(identity), today, fmp_plan))
     return decisions

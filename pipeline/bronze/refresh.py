@@ -36,6 +36,7 @@ from pipeline.ops import file_ingestions
 
 RETRY_DAYS = 10  # a calendar split/dividend the per-ticker answer lacks is asked for again until this long after it
 CALENDAR_STALE_DAYS = 4  # a calendar without a good fetch this long (a long weekend) no longer drives refresh
+STAND_IN_DAYS = 7  # a cross-check standing in for an entry with no good fetch this long is fetched on cadence
 RHYTHM_SLACK_DAYS = 7  # with a calendar too, the rhythm acts only this long after the expected filing
 RHYTHM_RETRY_DAYS = 7
 RHYTHM_GRACE_DAYS = 45
@@ -165,6 +166,7 @@ class RefreshPolicy:
     fmp_plan: str | None
     sweep_days: int
     calendar_plans: Mapping[str, KeymapEntry]  # calendar dataset -> its keymap entry
+    per_ticker: Mapping[str, KeymapEntry] = field(default_factory=dict)  # asset name -> entry (cross-check stand-ins)
 
     @property
     def clock(self) -> SweepClock:
@@ -226,13 +228,22 @@ class RefreshPolicy:
         return out
 
     def plan_identity(
-        self, entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, today: dt.date
+        self,
+        entry: KeymapEntry,
+        identity: DatasetIdentity,
+        coverage: Coverage | None,
+        today: dt.date,
+        everything: Mapping[DatasetIdentity, Coverage] | None = None,
     ) -> planner.PlanDecision:
+        """`everything`: the coverage the planning read (a cross-check's stand-in entries are looked up there)."""
         base = planner.plan_identity
         refresh = entry.recipe.refresh
         if refresh == "cadence" or not entry.per_ticker or not entry.recipe.allowed_on(self.fmp_plan):
             return base(entry, identity, coverage, today, self.fmp_plan)
-        why_cadence = self.fallback(entry) if refresh == "events" else self._cross_check_fallback()
+        if refresh == "events":
+            why_cadence = self.fallback(entry)
+        else:
+            why_cadence = self._cross_check_fallback() or self._stands_in(entry, identity.ticker, everything or {})
         if why_cadence:
             d = base(entry, identity, coverage, today, self.fmp_plan)
             return replace(d, reason=f"{d.reason} (cadence: {why_cadence})")
@@ -257,6 +268,17 @@ class RefreshPolicy:
         if not self.calendar_plans:
             return "no corporate calendar in the keymap"
         return f"FMP_PLAN={self.fmp_plan} has no corporate calendars" if self.starter_fallback else None
+
+    def _stands_in(self, entry: KeymapEntry, ticker: str, everything: Mapping[DatasetIdentity, Coverage]) -> str | None:
+        """A cross-check that stands in for an entry (FMP's /full for the as-traded bars, where a plan lacks them)
+        stays on its cadence for a ticker while that entry has no good fetch in the last STAND_IN_DAYS."""
+        for name in entry.recipe.refresh_on:
+            other = self.per_ticker.get(name)
+            cov = everything.get(other.identity.with_ticker(ticker)) if other is not None else None
+            last = cov.last_as_of if cov is not None else None
+            if last is None or (self.facts.today - last).days > STAND_IN_DAYS:
+                return f"{name} has no good fetch for {ticker} since {last or 'ever'}: this is its price source"
+        return None
 
     def _cross_check(self, ticker: str, last: dt.date) -> str | None:
         if self.clock.due(ticker, self.facts.today, last):
@@ -347,7 +369,8 @@ def for_plan(
     """The policy on facts already read, for one plan (`pipeline plan --plans` compares several)."""
     names = _calendar_names(keymap_entries)
     calendars = {e.dataset: e for e in keymap_entries if not e.per_ticker and e.dataset in names}
-    return RefreshPolicy(facts, fmp_plan, sweep_days, calendars)
+    per_ticker = {e.asset_name: e for e in keymap_entries if e.per_ticker}
+    return RefreshPolicy(facts, fmp_plan, sweep_days, calendars, per_ticker)
 
 
 def _calendar_names(entries: Sequence[KeymapEntry]) -> set[str]:

@@ -301,8 +301,8 @@ def _refresh(raw: dict[str, Any], where: _Where, scope: str) -> tuple[str, tuple
         raise where.error("recipe.refresh_on", "must be a list of calendar dataset names (or 'filings')")
     if refresh == "events" and not on:
         raise where.error("recipe.refresh_on", "refresh: events needs at least one calendar (or 'filings')")
-    if on and refresh != "events":
-        raise where.error("recipe.refresh_on", "only used with refresh: events")
+    if on and refresh == "cadence":
+        raise where.error("recipe.refresh_on", "only used with refresh: events or cross_check")
     return refresh, tuple(on)
 
 
@@ -371,7 +371,14 @@ def _check_refresh_on(entries: list[KeymapEntry], path: str) -> None:
     """A calendar a refresh_on names is a global dataset with symbol and date columns. One the keymap lacks (a trimmed
     keymap) is allowed: the entry then follows its cadence, and the plan says why (pipeline.bronze.refresh)."""
     calendars = {e.dataset: e for e in entries if not e.per_ticker}
+    per_ticker = {e.asset_name for e in entries if e.per_ticker}
     for e in entries:
+        if e.recipe.refresh == "cross_check":  # refresh_on: the per-ticker entries it stands in for when they fail
+            for name in e.recipe.refresh_on:
+                if name not in per_ticker:
+                    where = _Where(path, e.index, e.identity_key)
+                    raise where.error("recipe.refresh_on", f"{name!r} is not a per_ticker entry (asset name)")
+            continue
         for name in e.recipe.refresh_on:
             cal = calendars.get(name)
             if name == FILINGS_RHYTHM or cal is None:

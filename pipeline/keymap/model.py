@@ -144,7 +144,7 @@ class Recipe:
     freshness_days: int | None = None
     priority: str | None = None  # one of PRIORITIES; None: derived from the entry (KeymapEntry.priority)
     refresh: str = "cadence"  # one of REFRESH_MODES
-    refresh_on: tuple[str, ...] = ()  # events: global calendar datasets (and/or FILINGS_RHYTHM) that make it due
+    refresh_on: tuple[str, ...] = ()  # events: calendars (and/or FILINGS_RHYTHM); cross_check: entries it stands in for
 
     @property
     def is_windowed(self) -> bool:

@@ -267,3 +267,18 @@ def test_a_split_the_calendar_brings_re_bases_gold_history_with_no_refetch_of_fu
     assert rows["2021-01-04"][1] == pytest.approx(rows["2021-01-04"][0] / 40)  # 4:1 in 2021, then 10:1
     assert rows["2024-06-07"][1] == pytest.approx(rows["2024-06-07"][0] / 10)
     assert rows["2024-06-10"][1] == pytest.approx(rows["2024-06-10"][0])
+
+
+def test_on_a_plan_without_the_as_traded_bars_full_stays_daily(lake: Lake) -> None:
+    # /full stands in for the as-traded bars (Gold derives them from it and the splits): a cross-check only where the
+    # bars come from their own endpoint
+    clock = SweepClock(SWEEP, sweep_order(["KO"]))
+    first, second = quiet_days(clock, ["KO"], dt.date(2025, 11, 3), 2)
+    data = DayData(first)
+    with serve(data) as server:
+        server.restrict_paths("historical-price-eod/non-split-adjusted")
+        day = Day(lake, server, data, ["KO"])
+        day.run(first)
+        day.run(second)
+        assert day.asked("historical-price-eod/full") == ["KO"]
+        assert day.asked("historical-price-eod/dividend-adjusted") == []  # still a rotating cross-check

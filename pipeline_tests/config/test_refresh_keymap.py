@@ -25,12 +25,10 @@ def test_the_shipped_keymap_refreshes_by_events_what_the_calendars_announce() ->
     assert modes["income-statement__quarter"] == ("events", ("earnings-calendar", "filings"))
     assert modes["ratios__annual"] == ("events", ("earnings-calendar", "filings"))
     assert modes["profile"] == ("events", ("earnings-calendar", "splits-calendar"))
-    for cross_check in (
-        "historical-price-eod",
-        "historical-price-eod__dividend-adjusted",
-        "historical-market-capitalization",
-    ):
-        assert modes[cross_check] == ("cross_check", ())
+    # /full stands in for the as-traded bars where a plan lacks them: daily for a ticker without them
+    assert modes["historical-price-eod"] == ("cross_check", ("historical-price-eod__non-split-adjusted",))
+    for name in ("historical-price-eod__dividend-adjusted", "historical-market-capitalization"):
+        assert modes[name] == ("cross_check", ())
     assert modes["historical-price-eod__non-split-adjusted"] == ("cadence", ())  # the daily bar
 
 
@@ -49,9 +47,14 @@ def _with(asset: str, **recipe: object) -> dict:
         ("splits", {"refresh": "daily"}, "'recipe.refresh': 'daily' is not a refresh mode"),
         ("treasury-rates", {"refresh": "events", "refresh_on": ["filings"]}, "only for per_ticker entries"),
         ("splits", {"refresh": "events", "refresh_on": []}, "needs at least one calendar"),
-        ("splits", {"refresh": "cadence", "refresh_on": ["splits-calendar"]}, "only used with refresh: events"),
+        (
+            "splits",
+            {"refresh": "cadence", "refresh_on": ["splits-calendar"]},
+            "only used with refresh: events or cross_check",
+        ),
         ("splits", {"refresh_on": "splits-calendar"}, "must be a list"),
         ("splits", {"refresh_on": ["treasury-rates"]}, "'treasury-rates' needs columns symbol and date"),
+        ("historical-market-capitalization", {"refresh_on": ["splits-calendar"]}, "is not a per_ticker entry"),
     ],
 )
 def test_a_bad_refresh_is_refused_naming_entry_and_field(asset: str, recipe: dict, message: str) -> None:
