@@ -27,6 +27,11 @@ MARKET_TZ = ZoneInfo("America/New_York")
 DEFAULT_BASE_URL = "https://financialmodelingprep.com/stable"
 
 
+# The safety sweep of event-driven refresh (pipeline.bronze.refresh): every ticker's splits, dividends, statements,
+# metrics and profile are fetched at least every this many days, even when no calendar named it.
+DEFAULT_SWEEP_DAYS = 28
+
+
 class SettingsError(ValueError):
     """A pipeline environment variable holds a value the pipeline cannot use."""
 
@@ -76,6 +81,7 @@ class Settings:
     warehouse_data_path: str | None = None  # PIPELINE_WAREHOUSE_DATA_PATH: the lake's data files
     budget: BudgetLimits = BudgetLimits()  # FMP_PLAN's bandwidth and daily calls, or the explicit overrides
     sample_market: int | None = None  # PIPELINE_SAMPLE_MARKET: the sample source serves a synthetic market this big
+    sweep_days: int = DEFAULT_SWEEP_DAYS  # PIPELINE_SWEEP_DAYS: the safety sweep of event-driven refresh
 
     @property
     def uses_lake(self) -> bool:
@@ -299,6 +305,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     calls_per_minute, budget = _budget(env, plan)
     max_concurrency = _int(env, "FMP_MAX_CONCURRENCY", 8, 1)
+    sweep_days = _int(env, "PIPELINE_SWEEP_DAYS", DEFAULT_SWEEP_DAYS, 7)  # below a week the sweep is a daily poll
     source, api_key = _source(env, base_url)  # after every value is known to be valid: a bad value is named first
     sample_market = _sample_market(env, source == "sample" or (source is None and api_key is None))
     return Settings(
@@ -320,6 +327,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse_data_path=warehouse_data_path,
         budget=budget,
         sample_market=sample_market,
+        sweep_days=sweep_days,
     )
 
 

@@ -30,6 +30,7 @@ from pipeline.bronze.delisted import frozen_tickers
 from pipeline.bronze.envelope import BronzeEnvelope, RequestInfo, body_sha256, coverage_of, file_record, new_file_id
 from pipeline.bronze.planner import PlanDecision, PlannedRequest, expand_query, plan
 from pipeline.bronze.recovery import register_orphans
+from pipeline.bronze.refresh import RefreshPolicy, build_policy, due_summary
 from pipeline.bronze.refusals import NotSent, RunStops
 from pipeline.bronze.report import BronzeRunReport, EntryReport
 from pipeline.bronze.store import BronzeStore, StoredFile, validate_part
@@ -195,6 +196,8 @@ def run_bronze(
     log_fn: Callable[[str], None] | None = None,
     orphan_entries: Sequence[KeymapEntry] | None = None,
     budget: RunBudget | None = None,
+    sweep_days: int | None = None,
+    universe: Callable[[object], Sequence[str]] | None = None,
 ) -> BronzeRunReport:
     """Plan, fetch, write and register Bronze for `entries` (× `tickers` for per-ticker entries).
 
@@ -202,6 +205,9 @@ def run_bronze(
     normally the whole keymap, because the first step after a crash registers the orphans of every step.
     `budget`: send only what the request budget pays for, most valuable work of the whole day first
     (`pipeline.bronze.budget`); the rest is deferred, visibly, to the next run.
+    `sweep_days`: plan event-driven and cross-check entries with the refresh policy (`pipeline.bronze.refresh`, the
+    safety sweep's period); None plans every entry on its cadence. `universe(conn)`: the day's whole universe (default
+    `tickers`), which tells a calendar row of a ticker in another step from one of a symbol outside the universe.
     """
     say = log_fn or log.info
     # before anything is sent or written: a hostile or empty ticker never reaches the wire or the store
@@ -221,16 +227,27 @@ def run_bronze(
         runs.check_source(conn, source_mode, warehouse.label)
         orphans = register_orphans(conn, store, silver_table_of)
         frozen = frozen_tickers(conn, today)
+        policy = None
+        if sweep_days is not None and any(e.per_ticker for e in entries):
+            members = list(universe(conn)) if universe is not None else tickers
+            keymap_entries = list(orphan_entries or entries)
+            policy = build_policy(
+                conn, keymap_entries, today, sorted({*tickers, *members}), fmp_plan, sweep_days, members
+            )
         if budget is None:
             coverage, allocation = planning_coverage(conn, entries + consulted, today, tickers), None
         else:  # the day's coverage holds this step's
-            coverage, allocation = day_allocation(conn, budget, tickers, today, fmp_plan)
+            coverage, allocation = day_allocation(conn, budget, tickers, today, fmp_plan, policy)
         fanout = bulk.fanout_targets(conn, entries, [*entries, *(orphan_entries or ())], today, fmp_plan)
         runs.record_run(conn, run_id, job=job, source_mode=source_mode, status="running")
     if orphans:
         say(f"registered {orphans} Bronze file(s) left unregistered by an earlier crashed run")
 
-    decisions = plan(entries, tickers, coverage, today, fmp_plan, frozen, also=consulted)
+    decisions = plan(entries, tickers, coverage, today, fmp_plan, frozen, policy=policy, also=consulted)
+    if policy is not None:
+        for line in [policy.starter_fallback, *policy.notes(), *due_summary(decisions)]:
+            if line:
+                say(line)
     reports = {e.asset_name: EntryReport(e) for e in entries}
     tasks: list[tuple[PlannedRequest, KeymapEntry]] = []
     for d in decisions:
@@ -416,24 +433,35 @@ def _wind_down(futures: dict[Future, object], collect: Callable[[Future], None])
 
 
 def day_allocation(
-    conn, budget: RunBudget, tickers: Sequence[str], today: dt.date, fmp_plan: str | None
+    conn,
+    budget: RunBudget,
+    tickers: Sequence[str],
+    today: dt.date,
+    fmp_plan: str | None,
+    policy: RefreshPolicy | None = None,
 ) -> tuple[dict[DatasetIdentity, Coverage], Allocation]:
     """The whole day's remaining work (every keymap entry; this step's tickers and the rest of the universe, sampled
     when large), in the budget's order, and the prefix of it the budget pays for (`pipeline.bronze.budget`); with
     the coverage it was planned from (this step's included)."""
     planned, weights = day_tickers(budget.universe(conn), tickers)
     coverage = planning_coverage(conn, budget.entries, today, planned)
-    day = plan(budget.entries, planned, coverage, today, fmp_plan, frozen_tickers(conn, today))
+    day = plan(budget.entries, planned, coverage, today, fmp_plan, frozen_tickers(conn, today), policy=policy)
     return coverage, allocate(conn, budget.limits, day, budget.now(), weights)
 
 
 def dry_run(
-    *, entries: Sequence[KeymapEntry], tickers: Iterable[str], conn, today: dt.date, fmp_plan: str | None
+    *,
+    entries: Sequence[KeymapEntry],
+    tickers: Iterable[str],
+    conn,
+    today: dt.date,
+    fmp_plan: str | None,
+    policy: RefreshPolicy | None = None,
 ) -> list[PlanDecision]:
     """What is due, and why not, without fetching anything (read-only connection is enough)."""
     tickers = list(tickers)
     coverage = planning_coverage(conn, entries, today, tickers)
-    return plan(entries, tickers, coverage, today, fmp_plan, frozen_tickers(conn, today))
+    return plan(entries, tickers, coverage, today, fmp_plan, frozen_tickers(conn, today), policy=policy)
 
 
 def planning_coverage(

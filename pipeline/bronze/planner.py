@@ -16,9 +16,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.keymap.model import DatasetIdentity, KeymapEntry
 from pipeline.ledger_types import Coverage
+
+if TYPE_CHECKING:
+    from pipeline.bronze.refresh import RefreshPolicy
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,18 @@ def history_missing(entry: KeymapEntry, coverage: Coverage | None) -> bool:
 
 
 def plan_identity(
-    entry: KeymapEntry, identity: DatasetIdentity, coverage: Coverage | None, today: dt.date, plan: str | None
+    entry: KeymapEntry,
+    identity: DatasetIdentity,
+    coverage: Coverage | None,
+    today: dt.date,
+    plan: str | None,
+    *,
+    min_age_days: int | None = None,
 ) -> PlanDecision:
-    """Decide whether one dataset identity is due today and which requests to send."""
+    """Decide whether one dataset identity is due today and which requests to send. `min_age_days` overrides the
+    recipe's cadence (the refresh policy passes 1 when an event makes the identity due before its cadence)."""
     recipe = entry.recipe
+    min_age = recipe.min_age_days if min_age_days is None else min_age_days
     if not recipe.allowed_on(plan):
         return PlanDecision(
             entry, identity, False, f"skipped: needs the FMP {recipe.min_plan} plan, FMP_PLAN={plan}", skip_kind="plan"
@@ -115,13 +127,13 @@ def plan_identity(
     last_as_of = coverage.last_as_of if coverage else None
     if last_as_of is not None and not history_missing(entry, coverage):
         age = (today - last_as_of).days
-        if age < recipe.min_age_days:
+        if age < min_age:
             return PlanDecision(
                 entry,
                 identity,
                 False,
                 f"not due: last good fetch for {last_as_of} is {age} day(s) old, "
-                f"min_age_days={recipe.min_age_days} (next on {last_as_of + dt.timedelta(days=recipe.min_age_days)})",
+                f"min_age_days={min_age} (next on {last_as_of + dt.timedelta(days=min_age)})",
                 skip_kind="not_due",
             )
 
@@ -170,9 +182,7 @@ def plan_identity(
         today,
         paginated=recipe.pagination is not None,
     )
-    why = (
-        "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={recipe.min_age_days}"
-    )
+    why = "first fetch" if last_as_of is None else f"last good fetch for {last_as_of}, min_age_days={min_age}"
     if coverage is not None and coverage.quarantined:
         why = f"{coverage.quarantined} quarantined file(s) to fetch again"
     return PlanDecision(entry, identity, True, f"due: {why}", (request,))
@@ -203,14 +213,16 @@ def plan(
     fmp_plan: str | None,
     frozen: Mapping[str, dt.date] | None = None,
     *,
+    policy: RefreshPolicy | None = None,
     also: Iterable[KeymapEntry] = (),
 ) -> list[PlanDecision]:
     """Decisions for every (entry, ticker) pair; global entries get one decision each.
 
     `frozen`: delisted tickers and their delisting day (`pipeline.bronze.delisted.frozen_tickers`): once their last
-    history is in, they are skipped. Entries with a bulk scope, and the per-ticker requests a bulk replaces, are
-    decided by `pipeline.bronze.bulk`; `also`: other keymap entries that decide nothing here but are consulted (a bulk
-    entry planned by another step replaces requests of this one; `coverage` must hold theirs)."""
+    history is in, they are skipped. With `policy`, event-driven and cross-check entries are due only when it
+    says so (`pipeline.bronze.refresh`); without it, on cadence. Entries with a bulk scope, and the per-ticker requests
+    a bulk replaces, are decided by `pipeline.bronze.bulk`; `also`: other keymap entries that decide nothing here but
+    are consulted (a bulk entry planned by another step replaces requests of this one; `coverage` must hold theirs)."""
     from pipeline.bronze import bulk  # the bulk path builds on this module
 
     tickers, entries = list(tickers), list(entries)
@@ -229,6 +241,9 @@ def plan(
             if skip is not None:  # a frozen delisted ticker: nothing to fetch, by bulk or otherwise
                 decisions.append(skip)
                 continue
-            decision = plan_identity(entry, identity, cov, today, fmp_plan)
+            if policy is not None:
+                decision = policy.plan_identity(entry, identity, cov, today, coverage)
+            else:
+                decision = plan_identity(entry, identity, cov, today, fmp_plan)
             decisions.append(bulk.replaced_by_bulk(decision, cov, replaced) if replaced else decision)
     return decisions

@@ -21,7 +21,7 @@ from typing import TextIO
 
 import duckdb
 
-from pipeline.bronze import planner
+from pipeline.bronze import planner, refresh
 from pipeline.bronze.budget import FALLBACK_BYTES_PER_REQUEST, FALLBACK_BYTES_PER_WINDOW_DAY, Allocation, allocation
 from pipeline.bronze.delisted import frozen_tickers
 from pipeline.bronze.fetch import planning_coverage
@@ -58,6 +58,7 @@ class Forecast:
     universe: str
     datasets: list[DatasetForecast]
     deferral: str  # why the budget defers what it defers ("" when it defers nothing)
+    refresh: str = ""  # how per-ticker datasets are refreshed on this plan (pipeline.bronze.refresh)
 
     @property
     def requests(self) -> float:
@@ -96,6 +97,7 @@ class Forecast:
             "daily_byte_cap": self.limits.daily_bytes,
             "deferred_requests": round(self.deferred_requests),
             "deferral": self.deferral,
+            "refresh": self.refresh,
             "datasets": [{**vars(d), "requests": round(d.requests), "bytes": round(d.bytes)} for d in self.datasets],
         }
 
@@ -111,15 +113,30 @@ def forecasts(
     today = settings.today()
     coverage = planning_coverage(conn, keymap.entries, today, tickers)
     frozen = frozen_tickers(conn, today)
+    facts = refresh.load_facts(conn, keymap.entries, today, tickers, tickers, settings.sweep_days)
     out = []
     for plan in plans or [settings.fmp_plan]:
         if plans:
             limits, per_minute = budget_limits(plan), plan_calls_per_minute(plan)
         else:
             limits, per_minute = settings.budget, settings.calls_per_minute
-        day = planner.plan(keymap.entries, tickers, coverage, today, plan, frozen)  # as `dry_run`, coverage read once
+        policy = refresh.for_plan(facts, keymap.entries, plan, settings.sweep_days)
+        day = planner.plan(keymap.entries, tickers, coverage, today, plan, frozen, policy=policy)  # as `dry_run`
         spend = allocation(limits, used, history, day)
-        out.append(Forecast(today, plan, per_minute, limits, used, len(tickers), why, _datasets(spend), spend.binding))
+        out.append(
+            Forecast(
+                today,
+                plan,
+                per_minute,
+                limits,
+                used,
+                len(tickers),
+                why,
+                _datasets(spend),
+                spend.binding,
+                "; ".join([policy.describe(), *policy.notes()]),
+            )
+        )
     return out
 
 
@@ -173,6 +190,8 @@ def format_forecast(f: Forecast) -> list[str]:
         "request",
         0,
     )
+    if f.refresh:
+        lines += wrap(f.refresh, 0)
     cells = [
         [
             d.dataset,

@@ -19,6 +19,7 @@ import duckdb
 
 from pipeline.bronze.fetch import dry_run
 from pipeline.bronze.planner import PlanDecision
+from pipeline.bronze.refresh import build_policy
 from pipeline.cli.forecast import budget_lines
 from pipeline.keymap.loader import load_keymap
 from pipeline.keymap.model import KeymapEntry
@@ -341,13 +342,18 @@ def plan_section(settings: Settings, conn: duckdb.DuckDBPyConnection) -> list[st
     keymap = load_keymap(settings.keymap_path)
     tickers, why = universe(settings, conn)
     today = settings.today()
-    decisions = dry_run(entries=keymap.entries, tickers=tickers, conn=conn, today=today, fmp_plan=settings.fmp_plan)
+    policy = build_policy(conn, keymap.entries, today, tickers, settings.fmp_plan, settings.sweep_days)
+    decisions = dry_run(
+        entries=keymap.entries, tickers=tickers, conn=conn, today=today, fmp_plan=settings.fmp_plan, policy=policy
+    )
     due = sum(1 for d in decisions if d.due)
     requests = sum(len(d.requests) for d in decisions if d.due)
     head = wrap(
         f"What is due next (as of {today}, FMP_PLAN={settings.fmp_plan or 'unset'}, {len(tickers)} ticker(s): {why})", 0
     )
     head += [f"  {due} of {len(decisions)} dataset/ticker pair(s) due, {requests} request(s) planned"]
+    for line in [policy.describe(), *policy.notes()]:
+        head += wrap(line, 2)
     if not tickers:
         head.append("  (the universe is empty: per-ticker datasets have nothing to plan; set PIPELINE_TICKERS)")
     return head + format_plan(keymap.entries, decisions)

@@ -17,10 +17,12 @@ import yaml
 from pipeline.keymap.bulk import parse_bulk
 from pipeline.keymap.model import (
     COLUMN_TYPES,
+    FILINGS_RHYTHM,
     PER_TICKER,
     PLACEHOLDERS,
     PLAN_ORDER,
     PRIORITIES,
+    REFRESH_MODES,
     TICKER_SCOPES,
     Column,
     Keymap,
@@ -66,6 +68,8 @@ RECIPE_FIELDS = {
     "freshness_days",
     "priority",
     "bulk",
+    "refresh",
+    "refresh_on",
 }
 PAGINATION_FIELDS = {"param", "start", "max_pages"}
 # Column names the warehouse adds itself; a keymap column may not take them.
@@ -264,6 +268,7 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
     priority = raw.get("priority")
     if priority not in (None, "") and priority not in PRIORITIES:
         raise where.error("recipe.priority", f"{priority!r} is not a priority; use one of {', '.join(PRIORITIES)}")
+    refresh, refresh_on = _refresh(raw, where, scope)
     row_limit = _int(raw.get("row_limit"), where, "recipe.row_limit", minimum=1)
     if "__limit__" in values and row_limit is None:
         raise where.error("recipe.row_limit", "__limit__ is used in the query, so row_limit is required")
@@ -285,7 +290,26 @@ def _recipe(raw: Any, where: _Where, scope: str, discriminator: str) -> Recipe:
         freshness_days=_int(raw.get("freshness_days"), where, "recipe.freshness_days", minimum=0),
         priority=priority or None,
         bulk=bulk,
+        refresh=refresh,
+        refresh_on=refresh_on,
     )
+
+
+def _refresh(raw: dict[str, Any], where: _Where, scope: str) -> tuple[str, tuple[str, ...]]:
+    """recipe.refresh and recipe.refresh_on (the calendars are checked against the keymap in `_check_refresh_on`)."""
+    refresh = raw.get("refresh") or "cadence"
+    if refresh not in REFRESH_MODES:
+        raise where.error("recipe.refresh", f"{refresh!r} is not a refresh mode; use one of {', '.join(REFRESH_MODES)}")
+    if refresh != "cadence" and scope != "per_ticker":
+        raise where.error("recipe.refresh", f"{refresh!r} is only for per_ticker entries")
+    on = raw.get("refresh_on") or []
+    if not isinstance(on, list) or not all(isinstance(v, str) and v for v in on):
+        raise where.error("recipe.refresh_on", "must be a list of calendar dataset names (or 'filings')")
+    if refresh == "events" and not on:
+        raise where.error("recipe.refresh_on", "refresh: events needs at least one calendar (or 'filings')")
+    if on and refresh == "cadence":
+        raise where.error("recipe.refresh_on", "only used with refresh: events or cross_check")
+    return refresh, tuple(on)
 
 
 def parse_keymap(document: Any, path: str = "<keymap>") -> Keymap:
@@ -346,7 +370,32 @@ def parse_keymap(document: Any, path: str = "<keymap>") -> Keymap:
     _check_shared_tables(entries, path)
     _check_asset_names(entries, path)
     _check_bulk(entries, path)
+    _check_refresh_on(entries, path)
     return Keymap(version=version, entries=tuple(entries), path=path)
+
+
+def _check_refresh_on(entries: list[KeymapEntry], path: str) -> None:
+    """A calendar a refresh_on names is a global dataset with symbol and date columns. One the keymap lacks (a trimmed
+    keymap) is allowed: the entry then follows its cadence, and the plan says why (pipeline.bronze.refresh)."""
+    calendars = {e.dataset: e for e in entries if not e.per_ticker}
+    per_ticker = {e.asset_name for e in entries if e.per_ticker}
+    for e in entries:
+        if e.recipe.refresh == "cross_check":  # refresh_on: the per-ticker entries it stands in for when they fail
+            for name in e.recipe.refresh_on:
+                if name not in per_ticker:
+                    where = _Where(path, e.index, e.identity_key)
+                    raise where.error("recipe.refresh_on", f"{name!r} is not a per_ticker entry (asset name)")
+            continue
+        for name in e.recipe.refresh_on:
+            cal = calendars.get(name)
+            if name == FILINGS_RHYTHM or cal is None:
+                continue
+            where = _Where(path, e.index, e.identity_key)
+            if cal.per_ticker:
+                raise where.error("recipe.refresh_on", f"{name!r} is not a global dataset")
+            names = {c.name for c in cal.silver.columns}
+            if not {"symbol", "date"} <= names:
+                raise where.error("recipe.refresh_on", f"{name!r} needs columns symbol and date to name tickers")
 
 
 def _check_shared_tables(entries: list[KeymapEntry], path: str) -> None:

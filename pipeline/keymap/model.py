@@ -44,6 +44,10 @@ PLAN_ORDER = ("basic", "starter", "premium", "ultimate")  # FMP plans, lowest fi
 # What a run spends its request budget on first (pipeline.bronze.budget): the day's new bars, then the calendars that
 # say which tickers need more, then statements, then metrics, then the rest (profiles, peers, macro, cross-checks).
 PRIORITIES = ("prices", "calendars", "statements", "metrics", "other")
+# How a per-ticker dataset is refreshed (pipeline.bronze.refresh): `cadence` (min_age_days), `events` (a calendar row,
+# the ticker's filing rhythm or the slow sweep), `cross_check` (a rotating sample of tickers a day).
+REFRESH_MODES = ("cadence", "events", "cross_check")
+FILINGS_RHYTHM = "filings"  # in refresh_on: the ticker's own reporting rhythm (last period end + its usual lag)
 
 
 @dataclass(frozen=True, order=True)
@@ -153,6 +157,8 @@ class Recipe:
     freshness_days: int | None = None
     priority: str | None = None  # one of PRIORITIES; None: derived from the entry (KeymapEntry.priority)
     bulk: BulkScope | None = None  # a whole-market recipe: what one request covers (pipeline.keymap.bulk)
+    refresh: str = "cadence"  # one of REFRESH_MODES
+    refresh_on: tuple[str, ...] = ()  # events: calendars (and/or FILINGS_RHYTHM); cross_check: entries it stands in for
 
     @property
     def is_windowed(self) -> bool:

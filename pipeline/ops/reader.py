@@ -117,6 +117,8 @@ def entry_label(dataset: str, discriminator: str | None) -> str:
 
 
 def wrap(text: str, indent: int) -> list[str]:
-    return textwrap.wrap(
+    # never inside a name such as historical-price-eod: a reader (or a grep) must find it whole
+    lines = textwrap.wrap(
         text, WIDTH, initial_indent=" " * indent, subsequent_indent=" " * (indent + 2), break_on_hyphens=False
-    ) or [""]
+    )
+    return lines or [""]

@@ -72,6 +72,9 @@ LEGACY_MESSAGE = (
 )
 
 
+CORPORATE_CALENDARS = frozenset({"splits-calendar", "dividends-calendar", "earnings-calendar"})
+
+
 def error_body(message: str) -> bytes:
     return json.dumps({"Error Message": message}, indent=2).encode()  # FMP pretty-prints: 150 bytes for Limit Reach
 
@@ -363,6 +366,9 @@ class FakeFmpServer:
             return 402, error_body(RESTRICTED_ENDPOINT_MESSAGE)
         if params.get("symbol") in self.restricted_symbols and path not in SYMBOL_FREE_PATHS:
             return 402, PREMIUM_SYMBOL_TEXT.encode()
+        if path in CORPORATE_CALENDARS and self.plan in ("basic", "starter"):
+            # fmp_api.md 3.1/3.3: Starter has no corporate calendars
+            return 402, error_body(RESTRICTED_ENDPOINT_MESSAGE)
         if path.endswith("-bulk") and self.plan != "ultimate":
             return 402, error_body(RESTRICTED_ENDPOINT_MESSAGE)
         if self.plan in BELOW_PREMIUM and path in PREMIUM_ENDPOINTS:

@@ -108,6 +108,8 @@ def test_every_keymap_dataset_serves_every_mapped_field(
 ) -> None:
     per_ticker = entry["ticker_scope"] == "per_ticker"
     params = recipe_params(entry, "AAPL")
+    if entry["dataset"] == "splits-calendar":  # a quiet market has no split for months: a window with NVDA's 10:1
+        params = {"from": "2024-05-01", "to": "2024-07-29"}
     got = rows(source, entry["recipe"]["path"], **params)
     assert got, f"{label}: no rows for {params}"
     expected = {

@@ -92,7 +92,17 @@ def cli_run(root: Path, as_of: str, tickers: list[str], *args: str) -> tuple[int
     source = SampleSource(as_of=dt.date.fromisoformat(as_of), tickers=tickers)
     (root / "dagster_home").mkdir(exist_ok=True)
     with FakeFmpServer(api_key=KEY, data=sample_data(source)) as server:
-        env = cli_env(server.base_url, root / "data", ",".join(tickers), as_of, DAGSTER_HOME=str(root / "dagster_home"))
+        # FMP_PLAN=starter (no corporate calendars): every dataset on its cadence, so the second run refetches /full
+        # after the split too, which the production-clock replay below needs (a plan without the as-traded bars fetches
+        # /full daily; event-driven refresh is tested in pipeline_tests/bronze/test_refresh.py)
+        env = cli_env(
+            server.base_url,
+            root / "data",
+            ",".join(tickers),
+            as_of,
+            DAGSTER_HOME=str(root / "dagster_home"),
+            FMP_PLAN="starter",
+        )
         proc = subprocess.run(
             pipeline_cmd("run", *args), env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S
         )

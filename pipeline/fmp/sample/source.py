@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.fmp.sample.bulk_routes import BULK_ROUTES, bulk_limit_response
+from pipeline.fmp.sample.calendar_routes import CALENDAR_ROUTES
 from pipeline.fmp.sample.common import add_years
 from pipeline.fmp.sample.companies import SAMPLE_TICKERS, Company, company
 from pipeline.fmp.sample.market_routes import MARKET_ROUTES
@@ -42,7 +43,7 @@ from pipeline.fmp.sample.wire import QueryError, SampleResponse, response
 
 CACHE_SIZE = 64  # tickers kept in the per-ticker LRU caches
 
-_ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES, **BULK_ROUTES, **SURVIVORSHIP_ROUTES}
+_ROUTES = {**TICKER_ROUTES, **MARKET_ROUTES, **BULK_ROUTES, **SURVIVORSHIP_ROUTES, **CALENDAR_ROUTES}
 RESTRICTED_ENDPOINT = (
     b'{\n  "Error Message": "Restricted Endpoint: This endpoint is not available under your current subscription"\n}'
 )

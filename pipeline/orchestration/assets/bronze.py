@@ -112,6 +112,8 @@ def build_bronze_asset(
                 log_fn=context.log.info,
                 orphan_entries=list(all_entries) or None,  # a crash may leave files of the other Bronze step
                 budget=day_budget(fmp, settings, all_entries or entries),
+                sweep_days=settings.sweep_days,  # event-driven refresh (pipeline.bronze.refresh)
+                universe=lambda conn: resolve_universe(settings, lambda: nullcontext(conn))[0],
             )
         for entry in selected:
             rep = report.entries[entry.asset_name]
