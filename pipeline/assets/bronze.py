@@ -24,7 +24,7 @@ from pipeline.bronze.refusals import UNREACHABLE_STOP
 from pipeline.bronze.report import BronzeRunReport
 from pipeline.bronze.store import BronzeStore
 from pipeline.keymap.model import Keymap, KeymapEntry
-from pipeline.partitions import tickers_partitions
+from pipeline.partitions import TICKER_BACKFILL_POLICY, tickers_partitions
 from pipeline.pools import pool_slot, pool_tags
 from pipeline.resources import FmpResource
 from pipeline.settings import Settings
@@ -75,7 +75,7 @@ def build_bronze_asset(
         can_subset=True,
         op_tags=pool_tags(FMP_POOL),  # claimed in the step body (pipeline.pools), which sleeps while it waits
         partitions_def=tickers_partitions if per_ticker else None,
-        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+        backfill_policy=TICKER_BACKFILL_POLICY if per_ticker else None,
         retry_policy=BRONZE_RETRY,
     )
     def _bronze(

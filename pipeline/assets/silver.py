@@ -26,7 +26,7 @@ from pipeline.assets.steps import (
 )
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
-from pipeline.partitions import tickers_partitions
+from pipeline.partitions import TICKER_BACKFILL_POLICY, tickers_partitions
 from pipeline.pools import pool_slot, pool_tags
 from pipeline.settings import Settings
 from pipeline.silver.promote import TICKER_COUNTS, promote_waiting
@@ -117,7 +117,7 @@ def build_silver_asset(
         can_subset=True,
         op_tags=pool_tags(writer_pool(settings.uses_lake)),
         partitions_def=tickers_partitions if per_ticker else None,
-        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+        backfill_policy=TICKER_BACKFILL_POLICY if per_ticker else None,
     )
     def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
         with interrupts_end_the_step(), pool_slot(context, lambda dead: close_abandoned(warehouse, dead)):
