@@ -10,7 +10,15 @@ import dagster as dg
 import httpx
 from dagster import AssetExecutionContext
 
-from pipeline.assets.keys import bronze_key, code_version, entry_description, entry_fingerprint, entry_tags
+from pipeline.assets.keys import (
+    bronze_key,
+    code_version,
+    daily_freshness,
+    entry_description,
+    entry_fingerprint,
+    entry_tags,
+    layer_group,
+)
 from pipeline.assets.metadata import bronze_metadata
 from pipeline.assets.steps import (
     close_abandoned,
@@ -52,7 +60,8 @@ def build_bronze_asset(
     specs = [
         dg.AssetSpec(
             bronze_key(e),
-            group_name=e.domain,
+            group_name=layer_group("bronze", e.domain),
+            freshness_policy=daily_freshness([e]),
             description=entry_description(e),
             kinds={"fmp", "json"},
             tags={"layer": "bronze", **entry_tags(e)},

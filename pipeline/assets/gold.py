@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pipeline.assets.keys import code_version, gold_key, silver_key
+from pipeline.assets.keys import code_version, gold_freshness, gold_key, silver_key
 from pipeline.assets.metadata import gold_column_schema, gold_metadata
 from pipeline.assets.steps import close_abandoned, interrupts_end_the_step, record_failure
 from pipeline.gold.build import GOLD_ASSETS, build
@@ -29,6 +29,7 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
         key=gold_key(name),
         deps=[silver_key(t) for t in inputs],
         group_name="gold",
+        freshness_policy=gold_freshness(keymap, inputs),
         kinds={"duckdb"},
         tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
         op_tags=pool_tags(writer_pool(settings.uses_lake)),

@@ -10,8 +10,10 @@ from dagster import AssetExecutionContext
 from pipeline.assets.keys import (
     bronze_keys_by_table,
     code_version,
+    daily_freshness,
     entry_fingerprint,
     entry_tags,
+    layer_group,
     silver_groups,
     silver_key,
     silver_table_description,
@@ -48,7 +50,8 @@ def build_silver_asset(
             dg.AssetSpec(
                 silver_key(table),
                 deps=deps[table],
-                group_name=domains[0],
+                group_name=layer_group("silver", domains[0]),
+                freshness_policy=daily_freshness(entries),
                 description=silver_table_description(keymap, table),
                 kinds={"duckdb"},
                 tags={"layer": "silver", **entry_tags(entries[0])},
@@ -56,7 +59,7 @@ def build_silver_asset(
                 code_version=code_version(spec, *[entry_fingerprint(e) for e in entries]),
                 metadata={
                     "dagster/table_name": f"warehouse.silver.{table}",
-                    "dagster/column_schema": silver_column_schema(spec),
+                    "dagster/column_schema": silver_column_schema(spec, entries),
                     "key": dg.MetadataValue.json(list(spec.key)),
                     "docs_url": dg.MetadataValue.url(entries[0].docs_url),
                 },
@@ -101,7 +104,10 @@ def build_silver_asset(
                     rows = row_count(conn, table)
                     preview = table_preview(conn, qualified(table), "fetched_at DESC")
                     yield dg.MaterializeResult(
-                        asset_key=key, metadata=silver_metadata(table, keymap.tables()[table], totals, rows, preview)
+                        asset_key=key,
+                        metadata=silver_metadata(
+                            table, keymap.tables()[table], totals, rows, preview, keymap.entries_for_table(table)
+                        ),
                     )
                     continue
             by_ticker = totals["by_ticker"]

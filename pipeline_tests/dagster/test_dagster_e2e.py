@@ -261,6 +261,7 @@ def test_universe_sensor_and_schedule(setup):
     instance.delete_dynamic_partition(tickers_partitions.name, "NVDA")
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
+    assert tick.skip_message.startswith("added 1 ticker partition(s) from ") and "(NVDA)" in tick.skip_message
 
     schedule = next(s for s in defs.schedules if s.name == "daily_refresh")
     when = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
