@@ -291,21 +291,13 @@ def test_dagster_cli_materializes_bronze(tmp_path):
         check=True,
         cwd=tmp_path,
     )
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dg"),
-            "launch",
-            "--assets",
-            "bronze/prices/historical-price-eod",
-            "--partition-range",
-            "AAPL...NVDA",
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def launch(*partitions: str) -> subprocess.CompletedProcess:
+        dg_cli = str(Path(sys.executable).parent / "dg")
+        command = [dg_cli, "launch", "--assets", "bronze/prices/historical-price-eod", *partitions]
+        return subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+    proc = launch("--partition", "AAPL")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]  # e.g. a superseded command
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
@@ -313,7 +305,11 @@ def test_dagster_cli_materializes_bronze(tmp_path):
         tickers = {r[0] for r in con.execute("SELECT DISTINCT ticker FROM ops.file_ingestions").fetchall()}
     finally:
         con.close()
-    assert tickers == set(TICKERS)
+    assert tickers == {"AAPL"}
+    # Dagster 1.13's CLI runs a partition range only for single-run backfill policies; per-ticker assets go in runs
+    # of TICKERS_PER_RUN (a UI backfill is split like `pipeline run`), so ranges go through `pipeline run` or the UI
+    refused = launch("--partition-range", "AAPL...NVDA")
+    assert refused.returncode != 0 and "single_run" in refused.stderr
 
 
 @pytest.mark.slow
