@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from pipeline.cli import ui
+from pipeline.orchestration.dagster_env import apply_event_log_env
 from pipeline.settings import PROJECT_ROOT
 
 T = TypeVar("T")
@@ -38,6 +39,7 @@ def dagster_dev(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     log_path = tmp_path / "dagster_dev.log"
     log = open(log_path, "wb")
+    env = apply_event_log_env(dict(env))  # as `pipeline ui` starts it
     proc = subprocess.Popen(
         dev_command(port), cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )  # own process group: SIGINT reaches every child

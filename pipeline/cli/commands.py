@@ -77,16 +77,13 @@ def ensure_dagster_home(settings: Settings) -> Path:
 
 
 def _quiet_dagster() -> None:
-    from pipeline.orchestration.instance import enable_event_batches
+    from pipeline.orchestration.dagster_env import apply_event_log_env
 
     warnings.filterwarnings("ignore")
     os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
-    # The per-ticker events of a step go to the event log in batches (one transaction each on the project's SQLite
-    # storage, one multi-row insert on PostgreSQL) instead of one write per asset and ticker.
-    enable_event_batches()
     # A run over a range of N tickers plans each asset once instead of once per ticker (the cost: a failed CLI run
-    # shows its partitions as missing, not failed).
-    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "1")
+    # shows its partitions as missing, not failed); partition events go to the event log in batches.
+    apply_event_log_env()
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings, *, demo: bool = False) -> int:

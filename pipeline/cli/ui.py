@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from pipeline import stopping
+from pipeline.orchestration.dagster_env import apply_event_log_env
 from pipeline.settings import PROJECT_ROOT
 
 UI_GRACE_S = 20.0  # for dagster dev's own shutdown (webserver, daemon, code servers) before the group is killed
@@ -34,7 +35,10 @@ def serve(host: str, port: int) -> int:
 
     `stopping.install()` has given this process handlers for SIGTERM and SIGINT, so `dg dev` starts with both at
     their defaults (exec resets handled signals; only ignored ones would be inherited)."""
-    proc = subprocess.Popen(dev_command(host, port), cwd=PROJECT_ROOT, start_new_session=True)
+    # the webserver and the daemon create the runs of the UI, sensors, schedule and backfills: they plan each asset
+    # of a ticker range once (pipeline.orchestration.dagster_env)
+    env = apply_event_log_env(dict(os.environ))
+    proc = subprocess.Popen(dev_command(host, port), cwd=PROJECT_ROOT, env=env, start_new_session=True)
     stopping.set_grace(UI_GRACE_S + 5)
     stopping.at_forced_exit(lambda: _kill_group(proc.pid, signal.SIGKILL))
     try:

@@ -11,6 +11,9 @@ import dagster as dg
 tickers_partitions = dg.DynamicPartitionsDefinition(name="tickers")
 
 TICKERS_PER_RUN = 500  # one run handles at most this many tickers
+# A backfill launched from the UI goes in runs of the CLI's and the schedule's size: a failure retries one range of
+# TICKERS_PER_RUN tickers, not the market.
+TICKER_BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=TICKERS_PER_RUN)
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 

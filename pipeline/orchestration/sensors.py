@@ -18,7 +18,13 @@ import dagster as dg
 from pipeline.keymap.model import Keymap
 from pipeline.ops import file_ingestions
 from pipeline.orchestration.assets import gold_key, silver_key
-from pipeline.orchestration.partitions import covering_range, partition_range_tags, tickers_partitions
+from pipeline.orchestration.partitions import (
+    RANGE_END,
+    RANGE_START,
+    covering_range,
+    partition_range_tags,
+    tickers_partitions,
+)
 from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import Settings
 from pipeline.silver.waiting import waiting_work
@@ -148,7 +154,9 @@ def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
         if not new and not gone:
             return dg.SkipReason(change.refused or f"the {len(wanted)} ticker(s) from {why} are the partitions")
         requests = []
+        done: list[str] = []  # what the tick did, as its status line in the UI (not "returned an empty result")
         if new:
+            done.append(f"added {len(new)} ticker partition(s) from {why} ({_some(new)})")
             context.log.info(f"adding {len(new)} ticker(s) from {why}: {', '.join(new[:20])}")
             requests.append(tickers_partitions.build_add_request(new))
         if gone:
@@ -158,10 +166,16 @@ def build_ticker_universe_sensor(settings: Settings) -> dg.SensorDefinition:
             context.log.info(
                 f"removing {len(gone)} ticker(s) that left the universe (their data stays): {', '.join(gone[:20])}"
             )
+            done.append(f"removed {len(gone)} ticker partition(s) that left the universe ({_some(gone)})")
             requests.append(tickers_partitions.build_delete_request(gone))
-        return dg.SensorResult(dynamic_partitions_requests=requests)
+        # No run is requested: Dagster shows the tick as skipped, with this text as what it did.
+        return dg.SensorResult(dynamic_partitions_requests=requests, skip_reason="; ".join(done) + "; no run requested")
 
     return ticker_universe_sensor
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
 def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.SensorDefinition:
@@ -232,6 +246,11 @@ def build_silver_promotion_sensor(keymap: Keymap, settings: Settings) -> dg.Sens
             context.log.info(f"not launched: {reason}")
         if not requests:
             return dg.SkipReason("; ".join(waiting) or "nothing to promote")
+        for request in requests:  # the tick's log says what each run is for
+            tables = ", ".join(k.path[-1] for k in request.asset_selection or [])
+            span = request.tags.get(RANGE_START)
+            scope = f" for tickers {span}..{request.tags[RANGE_END]}" if span else ""
+            context.log.info(f"requested run {request.run_key}: promote {tables}{scope}")
         return dg.SensorResult(run_requests=requests)
 
     return silver_promotion_sensor

@@ -1,6 +1,6 @@
 """Run every benchmark and print one summary table: benchmark | value | target | met?
 
-    python -m pipeline_tests.bench.run_all            # full benches (about 15 minutes on 2 cores)
+    python -m pipeline_tests.bench.run_all            # full benches (about 35 minutes on 2 cores)
     python -m pipeline_tests.bench.run_all --quick    # each bench in its quick mode (about 2 minutes)
     python -m pipeline_tests.bench.run_all --only ledger,definitions
     python -m pipeline_tests.bench.run_all --only market    # the whole-market bench, opt-in (6,000 tickers)
@@ -234,6 +234,51 @@ def run_market(quick: bool) -> list[Line]:
     ]
 
 
+def run_ui_backfill(quick: bool) -> list[Line]:
+    from pipeline_tests.bench import bench_ui_backfill as bench
+
+    r = bench.main(500 if quick else bench.DEFAULT_TICKERS)
+    t, q = bench.TARGETS, r["quiet"]
+    n = f"{r['tickers']:,} tickers"
+    return [
+        Line(
+            "ui_backfill",
+            f"{n}: launch -> done / library",
+            f"{r['ratio']:.2f}",
+            f"<= {t['ratio']:g}",
+            r["ratio"] <= t["ratio"],
+        ),
+        Line(
+            "ui_backfill",
+            "planned events per run and asset",
+            f"{r['planned_per_asset_run']:.2f}",
+            f"<= {t['planned_per_asset_run']:g}",
+            r["planned_per_asset_run"] <= t["planned_per_asset_run"],
+        ),
+        Line(
+            "ui_backfill",
+            "event-log rows per changed partition and asset",
+            f"{r['rows_per_changed']:.2f}",
+            f"<= {t['rows_per_changed']:g}",
+            r["rows_per_changed"] <= t["rows_per_changed"],
+        ),
+        Line(
+            "ui_backfill",
+            f"{n}: SQLite growth",
+            f"{r['growth_mib']:.0f} MiB",
+            f"<= {t['growth_mib']:g} MiB",
+            r["growth_mib"] <= t["growth_mib"],
+        ),
+        Line(
+            "ui_backfill",
+            "quiet daily refresh: event rows (materializations)",
+            f"{q['rows']:,} ({q['materializations']:,})",
+            "reported",
+            None,
+        ),
+    ]
+
+
 BENCHES: dict[str, Callable[[bool], list[Line]]] = {
     "client": run_client,
     "silver": run_silver,
@@ -242,6 +287,7 @@ BENCHES: dict[str, Callable[[bool], list[Line]]] = {
     "backfill": run_backfill,
     "lake": run_lake,
     "market": run_market,
+    "ui_backfill": run_ui_backfill,
 }
 OPT_IN = ("market",)  # run only when named in --only (also `make bench-market`)
 

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from pipeline.orchestration.assets import bronze_key, gold_key, silver_key
-from pipeline.orchestration.partitions import tickers_partitions
+from pipeline.orchestration.partitions import TICKERS_PER_RUN, tickers_partitions
 from pipeline.orchestration.resources import SAMPLE_SOURCE_LABEL
 from pipeline.settings import PROJECT_ROOT
 from pipeline_tests.support import (
@@ -37,12 +37,13 @@ def test_definitions_load_and_validate(setup):
     assert "bronze/economics/economic-indicators__GDP" in keys
     assert "silver/fmp_price_eod" in keys and "gold/fact_valuation_daily" in keys
     assert len([k for k in keys if k.startswith("bronze/")]) == len(keymap)
-    # every per-ticker asset uses the one `tickers` definition and a single-run backfill policy
+    # every per-ticker asset uses the one `tickers` definition, and a UI backfill goes in runs of the CLI's size
     for entry in keymap.per_ticker_entries():
         node = graph.get(bronze_key(entry))
         assert node.partitions_def == tickers_partitions
-        assert node.backfill_policy == dg.BackfillPolicy.single_run()
+        assert node.backfill_policy == dg.BackfillPolicy.multi_run(TICKERS_PER_RUN)
     assert graph.get(silver_key("fmp_price_eod")).partitions_def == tickers_partitions
+    assert graph.get(silver_key("fmp_price_eod")).backfill_policy == dg.BackfillPolicy.multi_run(TICKERS_PER_RUN)
     sensor_names = {s.name for s in defs.sensors}
     assert {"ticker_universe_sensor", "silver_promotion_sensor", "gold_promotion_sensor"} <= sensor_names
     assert {s.name for s in defs.schedules} == {"daily_refresh"}
@@ -132,23 +133,42 @@ def test_silver_partitions_carry_their_own_promotion_counts(setup):
     assert again.success and again.get_asset_materialization_events() == []
 
 
-def test_backfills_and_runs_with_downstream_assets_still_materialize_every_partition(setup):
+def test_backfills_and_runs_with_downstream_assets_materialize_every_partition_that_has_data(setup):
     """Dagster fails a backfill that leaves a requested partition unmaterialized, and skips the steps downstream of
-    an output that was not yielded: there, every partition is materialized (with its own, possibly zero, counts)."""
+    an output that was not yielded: there, the whole range is materialized when every partition in it has data
+    (changed now or before), with the range's totals; a partition that never had data is never marked."""
     settings, keymap, defs, instance = setup
     eod = next(e for e in keymap if e.dataset == "historical-price-eod")
     assert materialize(defs, instance, [bronze_key(eod)], range_tags("AAPL", "NVDA")).success
-    # nothing is due any more
+    # nothing is due any more: a quiet backfill re-materializes the partitions (they have data) and says so
     backfill = materialize(
         defs, instance, [bronze_key(eod)], {**range_tags("AAPL", "NVDA"), "dagster/backfill": "abcdefgh"}
     )
-    assert {m.partition for m in backfill.get_asset_materialization_events()} == set(TICKERS)
-    assert {m.materialization.metadata["requests"].value for m in backfill.get_asset_materialization_events()} == {0}
+    mats = backfill.get_asset_materialization_events()
+    assert {m.partition for m in mats} == set(TICKERS)
+    for m in mats:
+        meta = m.materialization.metadata
+        assert (meta["range_tickers_changed"].value, meta["range_requests"].value) == (0, 0)
+        assert "requests" not in meta  # no per-ticker counts pretending this ticker was fetched
     # Bronze and its Silver table in one run: Silver still runs (and promotes the files waiting since the first run)
     both = materialize(defs, instance, [bronze_key(eod), silver_key(eod.silver.table)], range_tags("AAPL", "NVDA"))
     assert both.success
     by_asset = {(m.asset_key, m.partition) for m in both.get_asset_materialization_events()}
     assert {(silver_key(eod.silver.table), t) for t in TICKERS} <= by_asset
+
+    # A backfill of a Silver table over a range with a ticker that never had data: the changed tickers are
+    # materialized with their own counts, the one without data is not (the backfill shows it failed) and is named.
+    instance.add_dynamic_partitions(tickers_partitions.name, ["JPM"])
+    quotes = next(e for e in keymap if e.ticker_scope == "per_ticker" and e.silver.table != eod.silver.table)
+    assert materialize(defs, instance, [bronze_key(quotes)], range_tags("AAPL", "NVDA")).success
+    table = silver_key(quotes.silver.table)
+    partial = materialize(defs, instance, [table], {**range_tags("AAPL", "JPM"), "dagster/backfill": "ijklmnop"})
+    assert partial.success
+    own = {m.partition: m.materialization.metadata for m in partial.get_asset_materialization_events()}
+    assert set(own) == set(TICKERS) and all(meta["files"].value >= 1 for meta in own.values())
+    assert "JPM" not in instance.get_materialized_partitions(table)
+    logs = [entry.user_message or "" for entry in instance.all_logs(partial.run_id)]
+    assert any("1 partition(s) never had data" in m and "JPM" in m for m in logs)
 
 
 def test_full_graph_sensors_and_checks(setup):
@@ -241,6 +261,7 @@ def test_universe_sensor_and_schedule(setup):
     instance.delete_dynamic_partition(tickers_partitions.name, "NVDA")
     tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources))
     assert tick.dynamic_partitions_requests[0].partition_keys == ["NVDA"]
+    assert tick.skip_message.startswith("added 1 ticker partition(s) from ") and "(NVDA)" in tick.skip_message
 
     schedule = next(s for s in defs.schedules if s.name == "daily_refresh")
     when = dt.datetime(2026, 11, 20, 18, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
@@ -270,21 +291,13 @@ def test_dagster_cli_materializes_bronze(tmp_path):
         check=True,
         cwd=tmp_path,
     )
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dg"),
-            "launch",
-            "--assets",
-            "bronze/prices/historical-price-eod",
-            "--partition-range",
-            "AAPL...NVDA",
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def launch(*partitions: str) -> subprocess.CompletedProcess:
+        dg_cli = str(Path(sys.executable).parent / "dg")
+        command = [dg_cli, "launch", "--assets", "bronze/prices/historical-price-eod", *partitions]
+        return subprocess.run(command, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+    proc = launch("--partition", "AAPL")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]  # e.g. a superseded command
     con = duckdb.connect(str(tmp_path / "data" / "warehouse.duckdb"), read_only=True)
@@ -292,7 +305,11 @@ def test_dagster_cli_materializes_bronze(tmp_path):
         tickers = {r[0] for r in con.execute("SELECT DISTINCT ticker FROM ops.file_ingestions").fetchall()}
     finally:
         con.close()
-    assert tickers == set(TICKERS)
+    assert tickers == {"AAPL"}
+    # Dagster 1.13's CLI runs a partition range only for single-run backfill policies; per-ticker assets go in runs
+    # of TICKERS_PER_RUN (a UI backfill is split like `pipeline run`), so ranges go through `pipeline run` or the UI
+    refused = launch("--partition-range", "AAPL...NVDA")
+    assert refused.returncode != 0 and "single_run" in refused.stderr
 
 
 @pytest.mark.slow

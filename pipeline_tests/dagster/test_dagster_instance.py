@@ -1,15 +1,17 @@
-"""The project's Dagster instance (pipeline/orchestration/instance.py, named by dagster.yaml): the same event log a
-stock instance keeps, written in a transaction per batch of partition events instead of two per event."""
+"""The project's Dagster instance: stock Dagster (no instance class, no storage of its own), with the environment
+of pipeline/orchestration/dagster_env.py that plans each asset of a ticker range once."""
 
 # no `from __future__ import annotations`: Dagster reads the step's parameter annotations at runtime
+import os
 import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.instance.ref import InstanceRef
+import yaml
 
-from pipeline.orchestration.instance import BatchingSqliteEventLogStorage, ProjectInstance
+from pipeline.cli import ui
+from pipeline.orchestration.dagster_env import EVENT_LOG_ENV, apply_event_log_env
 from pipeline.settings import PROJECT_ROOT
 
 PARTITIONS = [f"T{i:02d}" for i in range(1, 21)]
@@ -35,7 +37,7 @@ def prices_ok() -> dg.AssetCheckResult:
 
 
 def open_instance(home: Path) -> dg.DagsterInstance:
-    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
+    return dg.DagsterInstance.from_config(str(home))
 
 
 def run_range(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
@@ -46,85 +48,72 @@ def run_range(instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
     return result
 
 
-def what_was_stored(instance: dg.DagsterInstance, run_id: str) -> dict:
-    """What users see of a run in the UI and what sensors and backfills read, independent of record ids."""
-    events = sorted(
-        (e.dagster_event_type.value, e.dagster_event.asset_key.to_user_string(), e.dagster_event.partition or "")
+def planned_events(instance: dg.DagsterInstance, run_id: str) -> int:
+    return sum(
+        1
         for e in instance.all_logs(run_id)
-        if e.dagster_event and e.dagster_event.asset_key
+        if e.dagster_event and e.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
     )
-    out = {"events": events}
-    for key in (dg.AssetKey("prices"), dg.AssetKey("profile")):
-        latest = instance.get_latest_materialization_event(key)
-        out[key.to_user_string()] = {
-            "materialized": sorted(instance.get_materialized_partitions(key)),
-            "latest_partition": latest.dagster_event.partition,
-            "latest_rows": latest.asset_materialization.metadata["rows"].value,
-            "last_run": instance.get_asset_records([key])[0].asset_entry.last_run_id,
-        }
-    check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [dg.AssetCheckKey(dg.AssetKey("prices"), "prices_ok")]
-    )
-    out["check"] = [r.status.value for r in check.values()]
-    return out
 
 
 @pytest.fixture()
-def homes(tmp_path, monkeypatch):
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")  # both instances get the batches; only one writes them whole
-    # one planned event per partition (a CLI test run earlier in the same process may have set it)
-    monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)
-    project, stock = tmp_path / "project", tmp_path / "stock"
-    for home in (project, stock):
-        home.mkdir()
-    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", project / "dagster.yaml")
-    (stock / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return project, stock
+def home(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copyfile(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
 
 
-def test_the_batching_event_log_stores_what_the_stock_one_stores(homes, monkeypatch):
-    project, stock = homes
-    stored = {}
-    connects = {}
-    for name, home in (("project", project), ("stock", stock)):
-        with open_instance(home) as instance:
-            opened = []
-            original = type(instance.event_log_storage)._connect
-
-            def counting(self, shard, _original=original, _opened=opened):
-                _opened.append(shard)
-                return _original(self, shard)
-
-            with monkeypatch.context() as patch:
-                patch.setattr(type(instance.event_log_storage), "_connect", counting)
-                result = run_range(instance)
-            stored[name] = what_was_stored(instance, result.run_id)
-            connects[name] = len(opened)
-            for key in ("prices", "profile"):
-                assert stored[name][key]["last_run"] == result.run_id
-                stored[name][key]["last_run"] = "same run"
-    assert stored["project"] == stored["stock"]
-    assert stored["project"]["prices"]["materialized"] == PARTITIONS
-    latest = stored["project"]["prices"]
-    assert latest["latest_rows"] == int(latest["latest_partition"][1:])  # that partition's own metadata
-    assert stored["project"]["check"] == ["SUCCEEDED"]
-    # 2 assets x 20 partitions, each planned and then materialized: 80 events that the stock event log writes with
-    # two connections each (run file, index file), and this one with two per batch (a handful of batches)
-    assert connects["stock"] - connects["project"] >= 2 * 80 - 2 * 8, connects
+def test_the_project_instance_is_stock_dagster(home):
+    """No instance class and no storage of the project's own: any Dagster reads the instance, any upgrade keeps it."""
+    for config in (home / "dagster.yaml", *(PROJECT_ROOT / "deploy").glob("dagster-*.yaml")):
+        assert "instance_class" not in yaml.safe_load(config.read_text()), config
+    with open_instance(home) as instance:
+        assert type(instance) is dg.DagsterInstance
+        assert sorted(run_range(instance).get_asset_materialization_events()[0].asset_key.path) == ["prices"]
 
 
-def test_the_project_instance_keeps_its_files_where_the_stock_one_does(homes, monkeypatch):
-    """The storage follows the instance's own folder (not the environment): `InstanceRef.from_dir(home)` with another
-    DAGSTER_HOME still reads and writes `home`, and stock Dagster reads what it wrote."""
-    project, stock = homes
-    monkeypatch.setenv("DAGSTER_HOME", str(stock))
-    with open_instance(project) as instance:
-        assert isinstance(instance, ProjectInstance)
-        assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage)
-        run_id = run_range(instance).run_id
-    assert (project / "history" / "runs" / f"{run_id}.db").exists()
-    assert not (stock / "history").exists()
-    (project / "dagster.yaml").write_text("")  # the stock instance on the same folder
-    with open_instance(project) as plain:
-        assert type(plain) is dg.DagsterInstance
-        assert sorted(plain.get_materialized_partitions(dg.AssetKey("prices"))) == PARTITIONS
+def test_with_the_projects_environment_a_range_run_plans_each_asset_once(home, monkeypatch):
+    """What `pipeline run` and `pipeline ui` (so the daemon's backfills and sensor runs) set: 2 planned events for
+    2 assets x 20 partitions instead of 40; the materializations are still one per partition."""
+    for name in EVENT_LOG_ENV:
+        monkeypatch.delenv(name, raising=False)
+    with open_instance(home) as instance:
+        per_partition = run_range(instance)
+        assert planned_events(instance, per_partition.run_id) == 2 * len(PARTITIONS)
+        apply_event_log_env()  # restored by monkeypatch after the test
+        for name in EVENT_LOG_ENV:
+            monkeypatch.setenv(name, os.environ[name])
+        aggregated = run_range(instance)
+        assert planned_events(instance, aggregated.run_id) == 2
+        assert len(aggregated.get_asset_materialization_events()) == 2 * len(PARTITIONS)
+        assert sorted(instance.get_materialized_partitions(dg.AssetKey("profile"))) == PARTITIONS
+
+
+def test_every_process_the_project_starts_gets_the_event_log_environment(monkeypatch):
+    """`pipeline run` sets it for itself, `pipeline ui` for `dg dev` (its webserver and daemon create the UI's,
+    the sensors' and the backfills' runs); a value set by hand wins."""
+    from pipeline.cli import commands as cli
+
+    assert apply_event_log_env({"DAGSTER_EVENT_BATCH_SIZE": "5"}) == {**EVENT_LOG_ENV, "DAGSTER_EVENT_BATCH_SIZE": "5"}
+    for name in EVENT_LOG_ENV:
+        monkeypatch.delenv(name, raising=False)
+    cli._quiet_dagster()
+    assert {name: os.environ[name] for name in EVENT_LOG_ENV} == EVENT_LOG_ENV
+    for name in EVENT_LOG_ENV:
+        monkeypatch.delenv(name)
+
+    started = {}
+
+    class FakePopen:
+        pid = 0
+
+        def __init__(self, command, **kwargs):
+            started.update(kwargs)
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(ui.subprocess, "Popen", FakePopen)
+    assert ui.serve("127.0.0.1", 0) == 0
+    assert {name: started["env"][name] for name in EVENT_LOG_ENV} == EVENT_LOG_ENV

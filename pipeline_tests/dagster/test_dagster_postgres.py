@@ -19,8 +19,8 @@ import pytest
 
 from pipeline.keymap import load_keymap
 from pipeline.orchestration.assets import bronze_key, gold_key, silver_key
+from pipeline.orchestration.dagster_env import EVENT_LOG_ENV
 from pipeline.orchestration.definitions import build_definitions
-from pipeline.orchestration.instance import ProjectInstance
 from pipeline.settings import PROJECT_ROOT, load_settings
 from pipeline_tests import postgres_server
 from pipeline_tests.dagster.test_dagster_instance import PARTITIONS, run_range
@@ -117,13 +117,13 @@ def test_the_shipped_config_puts_every_dagster_store_in_postgres(pg_setup):
 
 def test_the_distributed_config_is_the_project_instance_on_postgres(tmp_path, pg_database, monkeypatch):
     """deploy/dagster-distributed.yaml as the webserver, daemon and run workers load it: every store in PostgreSQL,
-    runs queued, and the project's instance class, so the partition events of a step reach PostgreSQL in
-    batches (one multi-row insert each) as the benchmarks measured them, not one insert per event."""
+    runs queued, and with the environment of deploy/pipeline.env.example the partition events of a step reach
+    PostgreSQL in batches (one multi-row insert each) as the benchmarks measured them, not one insert per event."""
     monkeypatch.setenv(URL_VARIABLE, postgres_server.sqlalchemy_url(pg_database))
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "0")
-    monkeypatch.delenv("DAGSTER_EVENT_BATCH_SIZE")  # unset, as in a fresh daemon: the instance must turn it on
+    for name, value in EVENT_LOG_ENV.items():
+        monkeypatch.setenv(name, value)
     with dg.DagsterInstance.from_config(str(pg_home(tmp_path, DISTRIBUTED_CONFIG))) as instance:
-        assert isinstance(instance, ProjectInstance)
+        assert type(instance) is dg.DagsterInstance
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"

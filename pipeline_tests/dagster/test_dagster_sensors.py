@@ -114,6 +114,8 @@ def test_tickers_leaving_the_universe_are_removed_but_a_mass_exit_is_refused(set
     data = tick(defs, instance, "ticker_universe_sensor")
     assert [r.partition_keys for r in data.dynamic_partitions_requests] == [["TSLA"]]
     assert type(data.dynamic_partitions_requests[0]).__name__ == "DeleteDynamicPartitionsRequest"
+    # the tick says what it did (the UI shows it instead of "Sensor function returned an empty result")
+    assert data.skip_message == "removed 1 ticker partition(s) that left the universe (TSLA); no run requested"
     # a stock list that suddenly lost most tickers is not trusted
     instance.add_dynamic_partitions(tickers_partitions.name, [f"X{i}" for i in range(10)])
     instance.delete_dynamic_partition(tickers_partitions.name, "TSLA")

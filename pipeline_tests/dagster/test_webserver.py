@@ -74,8 +74,10 @@ BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: 
 
 def test_a_ui_backfill_of_tickers_with_nothing_due_completes(tmp_path: Path) -> None:
     """A backfill launched as the UI launches it, through the backfill daemon, over tickers for which nothing is
-    due: every requested partition is materialized (with zero requests), so Dagster marks the backfill a success
-    instead of failing the partitions the step had no reason to touch."""
+    due: every requested partition has data, so it is materialized again (with `range_tickers_changed` 0) and Dagster
+    marks the backfill a success instead of failing the partitions the step had no reason to touch. The daemon plans
+    the asset once for the run's range, not once per ticker (pipeline/orchestration/dagster_env.py, set by `pipeline
+    ui`)."""
     import dagster as dg
     from dagster._core.instance.ref import InstanceRef
 
@@ -117,6 +119,8 @@ def test_a_ui_backfill_of_tickers_with_nothing_due_completes(tmp_path: Path) -> 
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         [run] = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": answer["backfillId"]}))
         mats = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        planned = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
     own = {m.dagster_event.partition: m.asset_materialization.metadata for m in mats}
     assert set(own) == {"AAPL", "MSFT"}
-    assert {meta["requests"].value for meta in own.values()} == {0}
+    assert {(meta["range_tickers_changed"].value, meta["range_requests"].value) for meta in own.values()} == {(0, 0)}
+    assert len(planned) == 1  # one planned event for the asset over the range

@@ -19,9 +19,11 @@ from pipeline.keymap.model import Keymap, KeymapEntry
 from pipeline.orchestration.assets.keys import (
     bronze_key,
     code_version,
+    daily_freshness,
     entry_description,
     entry_fingerprint,
     entry_tags,
+    layer_group,
 )
 from pipeline.orchestration.assets.metadata import bronze_metadata
 from pipeline.orchestration.assets.steps import (
@@ -30,7 +32,7 @@ from pipeline.orchestration.assets.steps import (
     materialize_partitions,
     partition_tickers,
 )
-from pipeline.orchestration.partitions import tickers_partitions
+from pipeline.orchestration.partitions import TICKER_BACKFILL_POLICY, tickers_partitions
 from pipeline.orchestration.pools import pool_slot, pool_tags
 from pipeline.orchestration.resources import FmpResource
 from pipeline.orchestration.warehouse_resource import WarehouseResource
@@ -58,7 +60,8 @@ def build_bronze_asset(
     specs = [
         dg.AssetSpec(
             bronze_key(e),
-            group_name=e.domain,
+            group_name=layer_group("bronze", e.domain),
+            freshness_policy=daily_freshness([e]),
             description=entry_description(e),
             kinds={"fmp", "json"},
             tags={"layer": "bronze", **entry_tags(e)},
@@ -81,7 +84,7 @@ def build_bronze_asset(
         can_subset=True,
         op_tags=pool_tags(FMP_POOL),  # claimed in the step body (orchestration/pools.py), which sleeps while it waits
         partitions_def=tickers_partitions if per_ticker else None,
-        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+        backfill_policy=TICKER_BACKFILL_POLICY if per_ticker else None,
         retry_policy=BRONZE_RETRY,
     )
     def _bronze(

@@ -16,7 +16,7 @@ from pipeline.gold.models import MODELS, resolve
 from pipeline.keymap.model import Keymap
 from pipeline.ops.runs import record_step
 from pipeline.orchestration.assets.gate import blocking_input_checks, refuse_if_blocked
-from pipeline.orchestration.assets.keys import code_version, gold_key, silver_key
+from pipeline.orchestration.assets.keys import code_version, gold_freshness, gold_key, silver_key
 from pipeline.orchestration.assets.metadata import gold_column_schema, gold_metadata
 from pipeline.orchestration.assets.steps import close_abandoned, interrupts_end_the_step, record_failure
 from pipeline.orchestration.pools import pool_slot, pool_tags
@@ -36,6 +36,7 @@ def build_gold_asset(name: str, inputs: Sequence[str], keymap: Keymap, settings:
         key=gold_key(name),
         deps=[silver_key(t) for t in inputs],
         group_name="gold",
+        freshness_policy=gold_freshness(keymap, inputs),
         kinds={"duckdb"},
         tags={"layer": "gold", "grain": "ticker" if model.per_ticker else "global"},
         # one Gold build at a time, whoever launched it: the DuckDB writer's slot, or on a lake the `gold` pool's

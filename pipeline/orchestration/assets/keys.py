@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 
 import dagster as dg
 
@@ -21,6 +23,34 @@ def silver_key(table: str) -> dg.AssetKey:
 
 def gold_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["gold", name])
+
+
+# A day is enough to tell a stale daily asset; below that the UI would warn between two weekday refreshes.
+DAILY_CADENCE_DAYS = 1
+
+
+def layer_group(layer: str, domain: str) -> str:
+    """The asset's group in the UI: one per layer and domain (`bronze_prices`, `silver_prices`, `gold`), so the
+    graph shows the layer of a node whose key it shortens to the last part."""
+    return layer if layer == "gold" else f"{layer}_{domain}"
+
+
+def daily_freshness(entries: Sequence[KeymapEntry]) -> dg.FreshnessPolicy | None:
+    """A freshness policy for an asset fed daily (every entry fetched every day), None otherwise. It fails after the
+    keymap's freshness window (`recipe.freshness_days`, default min_age_days + 3: a weekend and a holiday), and
+    warns a day before; Dagster's freshness daemon (part of `dg dev`) evaluates it and the UI shows the state."""
+    if not entries or any(e.recipe.min_age_days != DAILY_CADENCE_DAYS for e in entries):
+        return None
+    days = min(e.recipe.effective_freshness_days for e in entries)
+    return dg.FreshnessPolicy.time_window(
+        fail_window=dt.timedelta(days=days), warn_window=dt.timedelta(days=max(days - 1, 1)) if days > 1 else None
+    )
+
+
+def gold_freshness(keymap: Keymap, inputs: Sequence[str]) -> dg.FreshnessPolicy | None:
+    """A Gold table reading a daily Silver table is rebuilt daily (gold_promotion_sensor): the daily inputs' policy."""
+    daily = [e for t in inputs for e in keymap.entries_for_table(t) if e.recipe.min_age_days == DAILY_CADENCE_DAYS]
+    return daily_freshness(daily)
 
 
 def code_version(*parts: object) -> str:

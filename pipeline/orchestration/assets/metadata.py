@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dagster as dg
 import duckdb
 
 from pipeline.bronze.report import EntryReport
 from pipeline.gold.build import GoldBuildResult
 from pipeline.gold.models import GoldModel
-from pipeline.keymap.model import SilverSpec
+from pipeline.keymap.model import KeymapEntry, SilverSpec
 from pipeline.orchestration.resources import FmpResource
 from pipeline.silver.schema import LINEAGE_COLUMNS
 
@@ -22,10 +24,50 @@ def column_schema(columns: list[tuple[str, str, bool]]) -> dg.TableSchema:
     )
 
 
-def silver_column_schema(spec: SilverSpec) -> dg.TableSchema:
+# What the lineage columns every Silver table carries hold (pipeline.silver.schema.LINEAGE_COLUMNS).
+LINEAGE_DESCRIPTIONS = {
+    "bronze_file_id": "The Bronze file this row was promoted from (ops.file_ingestions.file_id).",
+    "run_id": "The Dagster run that promoted the row.",
+    "fetched_at": "When the Bronze file was fetched from FMP (UTC): a newer fetch wins on a key.",
+    "promoted_at": "When the row was written to Silver (UTC).",
+}
+
+
+def silver_column_descriptions(spec: SilverSpec, entries: Sequence[KeymapEntry]) -> dict[str, str]:
+    """Each column's description, from the keymap: the API field it comes from, in which datasets' responses, and
+    whether it is part of the key. `ticker` in a per-ticker table is the symbol the request was made for."""
+    paths = ", ".join(sorted({f"`{e.recipe.path}`" for e in entries})) or "the API"
+    per_ticker = any(e.ticker_scope == "per_ticker" for e in entries)
+    out = {}
+    for col in spec.columns:
+        if col.name == "ticker" and per_ticker:
+            text = "The ticker symbol the request was made for (the Dagster partition)."
+        else:
+            text = f"FMP field `{col.api}` of {paths}, as {col.type}."
+        if col.name in spec.key:
+            text += f" Part of the key ({', '.join(spec.key)})."
+        if col.name == spec.row_date:
+            text += " The row's observation date."
+        out[col.name] = text
+    return {**out, **LINEAGE_DESCRIPTIONS}
+
+
+def silver_column_schema(spec: SilverSpec, entries: Sequence[KeymapEntry] = ()) -> dg.TableSchema:
+    """The Silver table's columns with their types, nullability and descriptions from the keymap."""
+    descriptions = silver_column_descriptions(spec, entries)
     cols = [(c.name, c.duckdb_type, c.nullable) for c in spec.columns]
     cols += [(name, decl.split()[0], False) for name, decl in LINEAGE_COLUMNS]
-    return column_schema(cols)
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name,
+                dtype,
+                description=descriptions.get(name),
+                constraints=dg.TableColumnConstraints(nullable=nullable),
+            )
+            for name, dtype, nullable in cols
+        ]
+    )
 
 
 def gold_column_schema(model: GoldModel) -> dg.TableSchema:
@@ -68,7 +110,9 @@ def bronze_metadata(report: EntryReport, fmp: FmpResource) -> dict:
     }
 
 
-def silver_metadata(table: str, spec: SilverSpec, totals: dict, rows: int, preview: str) -> dict:
+def silver_metadata(
+    table: str, spec: SilverSpec, totals: dict, rows: int, preview: str, entries: Sequence[KeymapEntry] = ()
+) -> dict:
     """`totals` as `pipeline.silver.promote.promote_waiting` sums them over the batches of one table."""
     return {
         **{k: v for k, v in totals.items() if isinstance(v, int)},
@@ -78,7 +122,7 @@ def silver_metadata(table: str, spec: SilverSpec, totals: dict, rows: int, previ
         "coverage_to": totals["coverage_to"],
         "dagster/row_count": int(rows),
         "dagster/table_name": f"warehouse.silver.{table}",
-        "dagster/column_schema": silver_column_schema(spec),
+        "dagster/column_schema": silver_column_schema(spec, entries),
         "preview": dg.MetadataValue.md(preview),
     }
 

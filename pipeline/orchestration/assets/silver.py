@@ -12,8 +12,10 @@ from pipeline.ops.runs import record_step
 from pipeline.orchestration.assets.keys import (
     bronze_keys_by_table,
     code_version,
+    daily_freshness,
     entry_fingerprint,
     entry_tags,
+    layer_group,
     silver_groups,
     silver_key,
     silver_table_description,
@@ -27,7 +29,7 @@ from pipeline.orchestration.assets.steps import (
     record_failure,
 )
 from pipeline.orchestration.assets.unskipped_checks import evaluate_skipped_checks, fail_on_blocking
-from pipeline.orchestration.partitions import tickers_partitions
+from pipeline.orchestration.partitions import TICKER_BACKFILL_POLICY, tickers_partitions
 from pipeline.orchestration.pools import pool_slot, pool_tags
 from pipeline.orchestration.warehouse_resource import WarehouseResource
 from pipeline.settings import Settings
@@ -49,7 +51,8 @@ def build_silver_asset(
             dg.AssetSpec(
                 silver_key(table),
                 deps=deps[table],
-                group_name=domains[0],
+                group_name=layer_group("silver", domains[0]),
+                freshness_policy=daily_freshness(entries),
                 description=silver_table_description(keymap, table),
                 kinds={"duckdb"},
                 tags={"layer": "silver", **entry_tags(entries[0])},
@@ -57,7 +60,7 @@ def build_silver_asset(
                 code_version=code_version(spec, *[entry_fingerprint(e) for e in entries]),
                 metadata={
                     "dagster/table_name": f"warehouse.silver.{table}",
-                    "dagster/column_schema": silver_column_schema(spec),
+                    "dagster/column_schema": silver_column_schema(spec, entries),
                     "key": dg.MetadataValue.json(list(spec.key)),
                     "docs_url": dg.MetadataValue.url(entries[0].docs_url),
                 },
@@ -107,7 +110,10 @@ def build_silver_asset(
                     rows = row_count(conn, table)
                     preview = table_preview(conn, qualified(table), "fetched_at DESC")
                     yield dg.MaterializeResult(
-                        asset_key=key, metadata=silver_metadata(table, keymap.tables()[table], totals, rows, preview)
+                        asset_key=key,
+                        metadata=silver_metadata(
+                            table, keymap.tables()[table], totals, rows, preview, keymap.entries_for_table(table)
+                        ),
                     )
                     continue
             by_ticker = totals["by_ticker"]
@@ -127,7 +133,7 @@ def build_silver_asset(
         can_subset=True,
         op_tags=pool_tags(writer_pool(settings.uses_lake)),
         partitions_def=tickers_partitions if per_ticker else None,
-        backfill_policy=dg.BackfillPolicy.single_run() if per_ticker else None,
+        backfill_policy=TICKER_BACKFILL_POLICY if per_ticker else None,
     )
     def _silver(context: AssetExecutionContext, warehouse: WarehouseResource):
         with interrupts_end_the_step(), pool_slot(context, lambda dead: close_abandoned(warehouse, dead)):

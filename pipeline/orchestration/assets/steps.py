@@ -9,7 +9,6 @@ from contextlib import contextmanager
 
 import dagster as dg
 from dagster import AssetExecutionContext
-from dagster._core.execution.context.metadata_logging import AssetMetadataHandle, OutputMetadataAccumulator
 
 from pipeline import stopping
 from pipeline.ops.runs import fail_abandoned, record_failed_step
@@ -63,6 +62,13 @@ def close_abandoned(warehouse: WarehouseResource | Warehouse, run_ids: list[str]
         log.warning("could not mark the dead run(s) %s failed in ops.runs: %s", ", ".join(run_ids), exc)
 
 
+# A step that must materialize its whole range may still give each partition its own counts when only a few
+# partitions changed: `context.add_asset_metadata` per partition is public but costs about 5 ms a call (it
+# validates the key against the instance's dynamic partitions and copies the metadata of every earlier call),
+# 12 s for the 2,500 partitions of a 500-ticker step; a range with more changed partitions carries its totals.
+PER_PARTITION_METADATA_MAX = 50
+
+
 def materialize_partitions(
     context: AssetExecutionContext,
     key: dg.AssetKey,
@@ -70,44 +76,73 @@ def materialize_partitions(
     changed: Collection[str],
     metadata: Mapping[str, object] | None = None,
 ) -> dg.MaterializeResult | None:
-    """Materialize `key` for the tickers of this step with their own counts; the result to yield, if any.
+    """Materialize `key` for the partitions of this step whose data changed; the result to yield, if any.
 
     `counts` holds every ticker of the step's range (zeros where nothing happened); `changed` those for which
     something was due or written. `metadata` is about the asset as a whole, the same for every ticker.
 
-    Dagster materializes a step's output for every partition of the run's range. That is what happens (each
-    partition carrying its own counts) when every ticker changed, when the run belongs to a backfill (Dagster
-    counts a requested partition left unmaterialized as failed) or when the run also materializes assets
-    downstream of `key` (Dagster would skip them). Otherwise the output is skipped, and only the changed
-    tickers are materialized, one event each: a daily run where a few of 500 tickers were due records a few.
+    A partition's status in the UI means "has data": it is materialized when its data changed, and is otherwise
+    left as it was (no event: the step's log line counts the unchanged ones), so the event log of a quiet day
+    grows with what changed. Each changed partition gets its own event with its own counts.
+
+    Dagster materializes a step's output for every partition of the run's range, all or none. The output is
+    needed when the run belongs to a backfill (Dagster counts a requested partition left unmaterialized as
+    failed) or materializes assets downstream of `key` (Dagster skips them when the output is missing). Then the
+    whole range is materialized, provided every partition in it has data: it changed now or was materialized
+    before (a quiet backfill re-materializes, with `range_tickers_changed` 0, and does not fail). A partition that never
+    had data is not marked materialized: only the changed partitions are, the others are named in the log, the
+    backfill shows them failed and steps downstream in the run are skipped.
     """
     tickers = list(context.partition_keys)
-    graph = context.job_def.asset_layer
-    downstream_in_run = graph.asset_graph.get(key).child_keys & graph.selected_asset_keys
-    if len(changed) == len(tickers) or BACKFILL_TAG in context.run.tags or downstream_in_run:
-        _add_partition_metadata(context, key, {t: counts.get(t, {}) for t in tickers})
-        return dg.MaterializeResult(asset_key=key, metadata=dict(metadata or {}))
-    for ticker in tickers:
-        if ticker in changed:
-            own = {**(metadata or {}), **counts.get(ticker, {})}
-            context.log_event(dg.AssetMaterialization(key, partition=ticker, metadata=own))
+    changed = [t for t in tickers if t in set(changed)]
+    # named for the range, so that a partition without counts of its own does not show the range's as its own
+    totals = {f"range_{name}": sum(c.get(name, 0) for c in counts.values()) for name in _count_names(counts)}
+    summary = {**(metadata or {}), "range_tickers": len(tickers), "range_tickers_changed": len(changed)}
+    if len(changed) == len(tickers):
+        return _materialize_range(context, key, counts, changed, {**summary, **totals})
+    if _range_needed(context, key):
+        unchanged = [t for t in tickers if t not in set(changed)]
+        had_data = context.instance.get_materialized_partitions(key) if unchanged else set()
+        never = [t for t in unchanged if t not in had_data]
+        if not never:
+            return _materialize_range(context, key, counts, changed, {**summary, **totals})
+        context.log.warning(
+            f"{key.to_user_string()}: {len(never)} partition(s) never had data and nothing came for them now, so "
+            f"they are not marked materialized ({', '.join(never[:10])}{', ...' if len(never) > 10 else ''}); "
+            f"{len(changed)} changed partition(s) are"
+        )
+    for ticker in changed:
+        own = {**(metadata or {}), **counts.get(ticker, {})}
+        context.log_event(dg.AssetMaterialization(key, partition=ticker, metadata=own))
     return None
 
 
-def _add_partition_metadata(
-    context: AssetExecutionContext, key: dg.AssetKey, by_partition: Mapping[str, Mapping[str, object]]
-) -> None:
-    """`context.add_asset_metadata(metadata, asset_key=key, partition_key=p)` for every partition, at once.
+def _range_needed(context: AssetExecutionContext, key: dg.AssetKey) -> bool:
+    """Whether Dagster needs this step's output for the whole range: a backfill run, or assets downstream of `key`
+    in the same run."""
+    if BACKFILL_TAG in context.run.tags:
+        return True
+    graph = context.job_def.asset_layer
+    return bool(graph.asset_graph.get(key).child_keys & graph.selected_asset_keys)
 
-    The public call, once per partition, costs 12 s for the 2,500 partitions of a 500-ticker step: each call
-    re-reads the dynamic partitions from the instance to validate its key, and copies (and type-checks) the
-    metadata of every earlier call. The keys here are the step's own partition keys, so this adds them to the
-    step's metadata accumulator in one copy; what Dagster then does with them is unchanged.
-    """
-    step = context.get_step_execution_context()
-    accumulator = step._metadata_accumulator  # noqa: SLF001 - see the docstring
-    merged = dict(accumulator.per_output_metadata)
-    for partition, metadata in by_partition.items():
-        handle = AssetMetadataHandle(asset_key=key, partition_key=partition)
-        merged[handle] = {**merged.get(handle, {}), **metadata}
-    step._metadata_accumulator = OutputMetadataAccumulator(per_output_metadata=merged)  # noqa: SLF001
+
+def _materialize_range(
+    context: AssetExecutionContext,
+    key: dg.AssetKey,
+    counts: Mapping[str, Mapping[str, int]],
+    changed: list[str],
+    metadata: Mapping[str, object],
+) -> dg.MaterializeResult:
+    """The output for every partition of the range, with the step's totals; each changed partition its own counts
+    when there are few of them (see PER_PARTITION_METADATA_MAX)."""
+    if len(changed) <= PER_PARTITION_METADATA_MAX:
+        for ticker in changed:
+            context.add_asset_metadata(dict(counts.get(ticker, {})), asset_key=key, partition_key=ticker)
+    return dg.MaterializeResult(asset_key=key, metadata=dict(metadata))
+
+
+def _count_names(counts: Mapping[str, Mapping[str, int]]) -> list[str]:
+    names: dict[str, None] = {}
+    for c in counts.values():
+        names.update(dict.fromkeys(k for k, v in c.items() if isinstance(v, int)))
+    return list(names)
