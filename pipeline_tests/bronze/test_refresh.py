@@ -22,9 +22,9 @@ from pipeline.gold.build import build
 from pipeline.keymap import KeymapEntry
 from pipeline.settings import load_settings
 from pipeline.silver.promote import promote_waiting
-from pipeline.silver.schema import ensure_table
 from pipeline_tests.bronze.test_bronze import KEYMAP, DayData, Lake, entry, make_client
 from pipeline_tests.fakes.fmp_server import FakeFmpServer
+from pipeline_tests.gold.sample_chain import ensure_gold_inputs
 from pipeline_tests.support import KEY
 
 CALENDARS = [entry("splits-calendar"), entry("dividends-calendar"), entry("earnings-calendar")]
@@ -255,8 +255,7 @@ def test_a_split_the_calendar_brings_re_bases_gold_history_with_no_refetch_of_fu
         assert day.asked("historical-price-eod/full") == []
         assert day.asked("historical-price-eod/non-split-adjusted") == universe
     with lake.warehouse.connect() as conn:
-        for table in ("fmp_price_eod_total_return", "fmp_dividends"):
-            ensure_table(conn, KEYMAP.tables()[table])
+        ensure_gold_inputs(conn, "fact_price_daily")
         build(conn, "fact_price_daily", "gold")
         rows = dict(
             conn.execute("""

@@ -12,14 +12,24 @@ from pipeline.bronze.store import BronzeStore
 from pipeline.fmp.client import FmpClient
 from pipeline.fmp.ratelimit import RateLimiter
 from pipeline.fmp.sample import sample_transport
+from pipeline.gold.models import MODELS
 from pipeline.keymap import load_keymap
 from pipeline.keymap.model import KeymapEntry
 from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
+from pipeline.silver.schema import ensure_table
 from pipeline.warehouse import Warehouse
 
 KEYMAP = load_keymap(PROJECT_ROOT / "dataset_keymap.yaml")
+
+
+def ensure_gold_inputs(conn, *names: str) -> None:
+    """Create the Silver inputs of these Gold tables that were never promoted, empty, as the Gold asset does before
+    it builds (a chain that fetched only some datasets still reads the security master's tables, issue 21)."""
+    for name in names:
+        for table in MODELS[name].inputs:
+            ensure_table(conn, KEYMAP.tables()[table])
 
 
 def entries_for(silver_tables: Sequence[str]) -> list[KeymapEntry]:

@@ -22,8 +22,9 @@ import pandas as pd
 from pipeline.gold import models
 from pipeline.gold.build import GoldBuildResult, build
 from pipeline.warehouse import Warehouse
-from pipeline_tests.gold.sample_chain import entries_for, fetch_and_promote
+from pipeline_tests.gold.sample_chain import ensure_gold_inputs, entries_for, fetch_and_promote
 from pipeline_tests.oracle import compare_frames, fundamentals, load_gold, load_silver, price_daily, valuation_daily
+from pipeline_tests.oracle.securities import security_ids
 from pipeline_tests.oracle.silver import gold_columns
 
 TICKERS = ["NVDA", "KO", "MSFT"]
@@ -83,6 +84,7 @@ def build_day(warehouse: Warehouse, run_id: str, *, first: bool = False) -> Buil
             if first
             else dict(conn.execute("SELECT ticker, max(date) FROM gold.fact_price_daily GROUP BY ALL").fetchall())
         )
+        ensure_gold_inputs(conn, *TABLES)
         results = {name: build(conn, name, run_id) for name in TABLES}
         return Built(results, {name: load_gold(conn, name) for name in TABLES}, held)
 
@@ -116,6 +118,9 @@ def oracle_mismatches(path: Path, tables: dict[str, pd.DataFrame]) -> list[str]:
         "fact_fundamentals_quarterly": quarterly,
         "fact_valuation_daily": valuation_daily(silver, prices, quarterly),
     }
+    for name, day in (("fact_price_daily", "date"), ("fact_fundamentals_quarterly", "period_end")):
+        expected[name]["security_id"] = security_ids(silver, expected[name], day)
+    expected["fact_valuation_daily"]["security_id"] = security_ids(silver, expected["fact_valuation_daily"], "date")
     problems = []
     for name in TABLES:
         keys = list(models.MODELS[name].key)

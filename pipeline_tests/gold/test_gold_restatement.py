@@ -9,6 +9,7 @@ from pipeline.gold.build import build, moved_inputs
 from pipeline.keymap import load_keymap
 from pipeline.settings import PROJECT_ROOT
 from pipeline.warehouse import Warehouse
+from pipeline_tests.gold.sample_chain import ensure_gold_inputs
 from pipeline_tests.gold.sample_chain import fetch_and_promote as fetch_for
 
 TICKERS = ["AAPL", "MSFT"]
@@ -40,6 +41,7 @@ def test_restated_quarter_rebuilds_gold_incrementally(tmp_path):
     warehouse = Warehouse(tmp_path / "warehouse.duckdb")
     names = ["fact_fundamentals_quarterly", "fact_valuation_daily"]
     with warehouse.connect() as conn:
+        ensure_gold_inputs(conn, *names)
         for name in names:
             build(conn, name, "gold-1")
         before = {n: snapshot(conn, n) for n in names}

@@ -21,9 +21,9 @@ from pipeline.keymap import load_keymap
 from pipeline.ops import file_ingestions
 from pipeline.settings import PROJECT_ROOT
 from pipeline.silver.promote import promote_files
-from pipeline.silver.schema import ensure_table
 from pipeline.warehouse import Warehouse
 from pipeline_tests.fakes.fmp_server import FakeFmpServer, sample_data
+from pipeline_tests.gold.sample_chain import ensure_gold_inputs
 from pipeline_tests.support import KEY
 
 TICKERS = ["NVDA", "KO"]
@@ -59,8 +59,7 @@ def fetch_and_promote(data_dir: Path, day: dt.date, *, restrict: tuple[str, ...]
 
 def gold_prices(data_dir: Path) -> dict[tuple[str, str], tuple]:
     with Warehouse(data_dir / "warehouse.duckdb").connect() as conn:
-        for table in ("fmp_price_eod_as_traded", "fmp_price_eod", "fmp_splits", "fmp_dividends"):
-            ensure_table(conn, KEYMAP.tables()[table])  # as the Gold asset does: a table never promoted is empty
+        ensure_gold_inputs(conn, "fact_price_daily")  # as the Gold asset does: a table never promoted is empty
         build(conn, "fact_price_daily", "gold")
         rows = conn.execute("""
             SELECT ticker, CAST(date AS VARCHAR), close, volume, price_source, split_adj_close
