@@ -256,3 +256,28 @@ def test_bad_input_is_reported_and_nothing_is_lost(tmp_path: Path) -> None:
     assert any("'Smarch 3, 2020' of SNAP does not parse: used its date 2020-03-03" in m for m in messages)
     assert any("'sometime' of KO does not parse and the row has no date: left out" in m for m in messages)
     assert "SNAP" in snap_in_index.values()  # the row with a usable date counts from that date
+
+
+def test_a_company_renamed_twice_has_one_spell_per_ticker_without_overlap(tmp_path: Path) -> None:
+    """A -> B -> C: the middle ticker's spell runs from the first change to the day before the second, no longer."""
+    first = dt.date(2015, 1, 2)
+    extra = {
+        "symbol-change": [
+            {"date": first.isoformat(), "companyName": "Meta Platforms, Inc.", "oldSymbol": "FBX", "newSymbol": "FB"}
+        ]
+    }
+    # a run while the company was FB (its profile stays in Silver under FB), then one after the second rename
+    for day, ticker in ((dt.date(2022, 3, 1), "FB"), (AS_OF, "META")):
+        fetch(tmp_path, day, [ticker], entries(SURVIVORSHIP, {"profile"}), data=lambda s: with_extra_rows(s, extra))
+    build_gold(tmp_path, SECURITY_GOLD)
+    with connect(tmp_path) as conn:
+        meta = security_at(conn, "META", AS_OF)
+        spells = conn.execute(
+            "SELECT ticker, valid_from, valid_to FROM gold.dim_security_ticker WHERE security_id = ? ORDER BY 2",
+            [meta.security_id],
+        ).fetchall()
+        fb, fbx = security_at(conn, "FB", dt.date(2020, 1, 2)), security_at(conn, "FBX", dt.date(2014, 6, 2))
+    assert [s[0] for s in spells] == ["FBX", "FB", "META"], spells
+    assert spells[1][1:] == (first, RENAME - dt.timedelta(days=1)), spells
+    assert all(earlier[2] < later[1] for earlier, later in zip(spells, spells[1:])), spells  # no overlap
+    assert fb is not None and fbx is not None and fb.security_id == fbx.security_id == meta.security_id
