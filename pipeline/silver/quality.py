@@ -224,3 +224,19 @@ def schema_drift(conn: duckdb.DuckDBPyConnection, keymap: Keymap, table: str) ->
             severity="WARN",
         )
     return CheckOutcome(True, f"silver.{table}: no unmapped API fields seen", meta, severity="WARN")
+
+
+def never_created(conn: duckdb.DuckDBPyConnection, table: str) -> CheckOutcome | None:
+    """The outcome of any check on a Silver table that does not exist, or None when it exists.
+
+    A table is created when the first file of its dataset is promoted. A dataset the plan does not include (a bulk
+    path without `FMP_PLAN=ultimate`, a calendar on Starter) never gets one, and its checks have nothing to vouch
+    for: they pass, saying so. A missing table that files were promoted into is a real fault: they fail."""
+    if existing_columns(conn, table):
+        return None
+    promoted = conn.execute(
+        "SELECT count(*) FROM ops.file_ingestions WHERE silver_table = ? AND silver_status = 'promoted'", [table]
+    ).fetchone()[0]
+    if promoted:
+        return CheckOutcome(False, f"silver.{table} is missing, yet {promoted} file(s) were promoted into it", {})
+    return CheckOutcome(True, f"silver.{table} does not exist yet: no file of its dataset was promoted", {})
